@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    platform::app::main(admin_service::SERVICE, admin_service::build)
+}

@@ -1,0 +1,2 @@
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

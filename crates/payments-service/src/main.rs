@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    platform::app::main(payments_service::SERVICE, payments_service::build)
+}

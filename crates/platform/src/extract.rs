@@ -1,0 +1,135 @@
+//! `Json` and `Query` extractors whose rejections use the platform's error body: malformed JSON is
+//! 400, a missing field or a wrong type is 422 naming the field, a body over the limit is 413.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, FieldError};
+
+/// JSON request body or response.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::JsonDataError(e) => {
+            let detail = source_text(&e);
+            let field = field_of(&detail);
+            let message = format!("the body does not match the expected shape: {detail}");
+            ApiError {
+                fields: vec![FieldError::new(field, detail.clone())],
+                ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message)
+            }
+        }
+        JsonRejection::JsonSyntaxError(e) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("malformed JSON: {}", source_text(&e)))
+        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected a request with Content-Type: application/json",
+        ),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+        }
+        other => ApiError::new(other.status(), "bad_request", other.body_text()),
+    }
+}
+
+/// Query string parameters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                let detail = source_text(&e);
+                let field = field_of(&detail);
+                Err(ApiError {
+                    fields: vec![FieldError::new(field, detail.clone())],
+                    ..ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "validation_failed",
+                        format!("invalid query string: {detail}"),
+                    )
+                })
+            }
+            Err(other) => Err(ApiError::new(other.status(), "bad_request", other.body_text())),
+        }
+    }
+}
+
+/// The innermost message of a rejection, which is serde's own ("email: invalid type: ...").
+fn source_text(e: &dyn std::error::Error) -> String {
+    let mut current = e;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    // The root of axum's rejections wraps serde_path_to_error, whose Display starts with the path.
+    let outer = e.source().map(|s| s.to_string()).unwrap_or_else(|| current.to_string());
+    outer
+}
+
+/// The field a serde message is about: the path prefix (`amount: invalid type`) or the name in
+/// "missing field `email`".
+fn field_of(detail: &str) -> String {
+    if let Some(start) = detail.find("missing field `") {
+        let rest = &detail[start + "missing field `".len()..];
+        if let Some(end) = rest.find('`') {
+            let prefix = detail[..start].trim_end_matches(": ").trim_end_matches('.');
+            let name = &rest[..end];
+            return if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
+        }
+    }
+    match detail.split_once(": ") {
+        Some((path, _)) if !path.contains(' ') && path != "." => path.to_string(),
+        _ => "body".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_of;
+
+    #[test]
+    fn field_names_come_from_serde_messages() {
+        assert_eq!(field_of("missing field `email` at line 1 column 2"), "email");
+        assert_eq!(field_of("password: invalid type: integer `5`, expected a string at line 1"), "password");
+        assert_eq!(field_of("preferences.theme: invalid type"), "preferences.theme");
+        assert_eq!(field_of("invalid type: integer `1`, expected struct Foo"), "body");
+    }
+}

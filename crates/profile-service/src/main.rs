@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    platform::app::main(profile_service::SERVICE, profile_service::build)
+}

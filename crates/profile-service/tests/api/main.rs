@@ -1,0 +1,2 @@
+mod schema;
+mod system;
