@@ -16,7 +16,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 pub const SERVICE: Service = Service::Admin;
 
 #[derive(OpenApi)]
-#[openapi(info(title = "admin-service", description = "Audit logs and system configuration."))]
+#[openapi(info(
+    title = "admin-service",
+    description = "Audit logs and system configuration."
+))]
 struct ApiDoc;
 
 /// The service's HTTP API with the platform's system routes and middleware.

@@ -1,2 +1,147 @@
+//! The auth service: users, passwords, refresh tokens and the platform's access tokens (EdDSA
+//! JWTs that every service verifies with the public keys at `/.well-known/jwks.json`).
+//!
+//! Owns `auth_db` (`users`, `refresh_tokens`, and its own `auth` schema).
 
+pub mod bootstrap;
+pub mod error;
+pub mod extract;
+pub mod keys;
+pub mod outbox;
+pub mod password;
+pub mod routes;
+pub mod sessions;
+pub mod settings;
+pub mod store;
+pub mod throttle;
+pub mod tokens;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use platform::app::{Application, open_database};
+use platform::http::SystemState;
+use platform::{Env, Service, ServiceConfig};
+use sqlx::PgPool;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::keys::Keys;
+use crate::password::Passwords;
+use crate::settings::AuthSettings;
+use crate::throttle::LoginThrottle;
+
+/// This service's schema migrations; the migration tool applies the same ones.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+pub const SERVICE: Service = Service::Auth;
+
+/// Shared by every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub keys: Arc<Keys>,
+    pub passwords: Arc<Passwords>,
+    pub throttle: Arc<LoginThrottle>,
+    pub settings: Arc<AuthSettings>,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, settings: AuthSettings) -> Result<Self, keys::KeyError> {
+        let keys = Keys::load(&settings.key_source, &settings.issuer, &settings.audience)?;
+        Ok(Self {
+            pool,
+            keys: Arc::new(keys),
+            passwords: Arc::new(Passwords::new()),
+            throttle: Arc::new(LoginThrottle::new(settings.throttle)),
+            settings: Arc::new(settings),
+        })
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "auth-service", description = "Users, login, refresh tokens and the platform's JWTs."),
+    modifiers(&BearerAuth),
+    tags((name = "auth", description = "Sign-up, sign-in, tokens"), (name = "users", description = "User lookups and administration"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The service's HTTP API with the platform's system routes and middleware.
+pub fn router(state: AppState, config: &ServiceConfig) -> Router {
+    use routes::{auth, jwks, users};
+    let api = OpenApiRouter::new()
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(auth::service_token))
+        .routes(routes!(jwks::jwks))
+        .routes(routes!(users::find_users))
+        .routes(routes!(
+            users::get_user,
+            users::update_user,
+            users::delete_user
+        ))
+        .with_state(state.clone());
+    platform::http::assemble(
+        api,
+        ApiDoc::openapi(),
+        SystemState::new(SERVICE.name(), state.pool),
+        config.request_timeout,
+    )
+}
+
+/// Everything `main` does before serving: database, keys, bootstrap admin, housekeeping.
+pub async fn build_with(
+    config: ServiceConfig,
+    settings: AuthSettings,
+) -> anyhow::Result<Application> {
+    let pool = open_database(&config, &MIGRATOR).await?;
+    let state = AppState::new(pool, settings)?;
+    if let Some(admin) = state.settings.bootstrap_admin.clone() {
+        bootstrap::ensure_admin(&state, &admin).await?;
+    }
+    tokio::spawn(purge_expired_tokens(state.pool.clone()));
+    Application::bind(&config, router(state, &config)).await
+}
+
+/// `main`'s entry: the auth settings come from the process environment.
+pub async fn build(config: ServiceConfig) -> anyhow::Result<Application> {
+    let settings = AuthSettings::from_env(&Env::from_process())?;
+    build_with(config, settings).await
+}
+
+async fn purge_expired_tokens(pool: PgPool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match store::refresh_tokens::purge_expired(&pool).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "purged expired refresh tokens"),
+            Err(e) => tracing::warn!(error = %e, "purging expired refresh tokens failed"),
+        }
+    }
+}

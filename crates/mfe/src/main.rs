@@ -44,7 +44,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Migrate { phase: Phase::Prepare } => prepare(&Env::from_process()).await,
+        Command::Migrate {
+            phase: Phase::Prepare,
+        } => prepare(&Env::from_process()).await,
     }
 }
 
@@ -60,7 +62,10 @@ async fn prepare(env: &Env) -> anyhow::Result<()> {
         };
         let pool = platform::app::open_database(&config, migrator).await?;
         pool.close().await;
-        println!("{service:<18} ready  {}", platform::config::mask_url(&config.database_url));
+        println!(
+            "{service:<18} ready  {}",
+            platform::config::mask_url(&config.database_url)
+        );
     }
     Ok(())
 }

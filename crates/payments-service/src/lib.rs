@@ -16,7 +16,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 pub const SERVICE: Service = Service::Payments;
 
 #[derive(OpenApi)]
-#[openapi(info(title = "payments-service", description = "Payments and their transaction history."))]
+#[openapi(info(
+    title = "payments-service",
+    description = "Payments and their transaction history."
+))]
 struct ApiDoc;
 
 /// The service's HTTP API with the platform's system routes and middleware.

@@ -19,7 +19,11 @@ pub async fn open_database(config: &ServiceConfig, migrator: &Migrator) -> anyho
     }
     let pool = crate::db::connect(&config.database_url, config.db_max_connections).await?;
     migrator.run(&pool).await.map_err(|e| {
-        anyhow::anyhow!("cannot apply the migrations of {} to {}: {e}", config.service, mask_url(&config.database_url))
+        anyhow::anyhow!(
+            "cannot apply the migrations of {} to {}: {e}",
+            config.service,
+            mask_url(&config.database_url)
+        )
     })?;
     Ok(pool)
 }
@@ -35,9 +39,15 @@ impl Application {
     pub async fn bind(config: &ServiceConfig, router: Router) -> anyhow::Result<Self> {
         let listener = crate::server::bind(&config.host, config.port)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", config.host, config.port))?;
+            .map_err(|e| {
+                anyhow::anyhow!("cannot listen on {}:{}: {e}", config.host, config.port)
+            })?;
         let port = listener.local_addr()?.port();
-        Ok(Self { listener, router, port })
+        Ok(Self {
+            listener,
+            router,
+            port,
+        })
     }
 
     /// The bound port (useful when the configured port was 0).
@@ -45,7 +55,10 @@ impl Application {
         self.port
     }
 
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         crate::server::serve(self.listener, self.router, shutdown).await
     }
 }

@@ -19,7 +19,12 @@ pub enum Service {
 }
 
 impl Service {
-    pub const ALL: [Service; 4] = [Service::Auth, Service::Payments, Service::Admin, Service::Profile];
+    pub const ALL: [Service; 4] = [
+        Service::Auth,
+        Service::Payments,
+        Service::Admin,
+        Service::Profile,
+    ];
 
     /// The binary and log name, e.g. `auth-service`.
     pub fn name(self) -> &'static str {
@@ -77,7 +82,8 @@ impl fmt::Display for Service {
     }
 }
 
-pub const DEFAULT_SHARED_DATABASE_URL: &str = "postgresql://postgres:postgres@localhost:5432/mfe_poc2";
+pub const DEFAULT_SHARED_DATABASE_URL: &str =
+    "postgresql://postgres:postgres@localhost:5432/mfe_poc2";
 pub const DEFAULT_AUTH_SERVICE_URL: &str = "http://localhost:3001";
 pub const DEFAULT_RABBITMQ_URL: &str = "amqp://guest:guest@localhost:5672/%2f";
 
@@ -127,7 +133,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(var: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { var: var.into(), reason: reason.into() }
+        Self {
+            var: var.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -140,11 +149,20 @@ pub struct Env {
 impl Env {
     /// The process environment, as it is now.
     pub fn from_process() -> Self {
-        Self { vars: std::env::vars().collect() }
+        Self {
+            vars: std::env::vars().collect(),
+        }
     }
 
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        Self { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
     }
 
     pub fn set(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Self {
@@ -154,7 +172,10 @@ impl Env {
 
     /// The value of `var`, treating an empty value as unset (as shells and compose files often do).
     pub fn get(&self, var: &str) -> Option<&str> {
-        self.vars.get(var).map(String::as_str).filter(|v| !v.trim().is_empty())
+        self.vars
+            .get(var)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
     }
 
     pub fn string_or(&self, var: &str, default: &str) -> String {
@@ -168,7 +189,10 @@ impl Env {
     {
         match self.get(var) {
             None => Ok(default),
-            Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError::new(var, e.to_string())),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|e: T::Err| ConfigError::new(var, e.to_string())),
         }
     }
 
@@ -178,7 +202,11 @@ impl Env {
         T::Err: fmt::Display,
     {
         self.get(var)
-            .map(|raw| raw.trim().parse().map_err(|e: T::Err| ConfigError::new(var, e.to_string())))
+            .map(|raw| {
+                raw.trim()
+                    .parse()
+                    .map_err(|e: T::Err| ConfigError::new(var, e.to_string()))
+            })
             .transpose()
     }
 
@@ -234,14 +262,20 @@ impl ServiceConfig {
         let prefix = service.env_prefix();
         let topology = env.parse_or("DATABASE_TOPOLOGY", Topology::Split)?;
         let database_url = match topology {
-            Topology::Split => {
-                env.postgres_url_or(&format!("{prefix}_DATABASE_URL"), service.default_database_url())?
+            Topology::Split => env.postgres_url_or(
+                &format!("{prefix}_DATABASE_URL"),
+                service.default_database_url(),
+            )?,
+            Topology::Shared => {
+                env.postgres_url_or("SHARED_DATABASE_URL", DEFAULT_SHARED_DATABASE_URL)?
             }
-            Topology::Shared => env.postgres_url_or("SHARED_DATABASE_URL", DEFAULT_SHARED_DATABASE_URL)?,
         };
         let db_max_connections: u32 = env.parse_or(&format!("{prefix}_DB_MAX_CONNECTIONS"), 10)?;
         if db_max_connections == 0 {
-            return Err(ConfigError::new(format!("{prefix}_DB_MAX_CONNECTIONS"), "must be at least 1"));
+            return Err(ConfigError::new(
+                format!("{prefix}_DB_MAX_CONNECTIONS"),
+                "must be at least 1",
+            ));
         }
         Ok(Self {
             service,
@@ -260,11 +294,15 @@ impl ServiceConfig {
 
 /// `url` with its password replaced by `***`, for logs and messages.
 pub fn mask_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else { return url.to_string() };
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
     let rest = &url[scheme_end + 3..];
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else { return url.to_string() };
+    let Some(at) = authority.rfind('@') else {
+        return url.to_string();
+    };
     let userinfo = &authority[..at];
     match userinfo.find(':') {
         Some(colon) => format!(
@@ -284,7 +322,10 @@ mod tests {
     #[test]
     fn defaults_follow_the_seed() {
         let cfg = ServiceConfig::from_env(Service::Payments, &Env::default()).unwrap();
-        assert_eq!(cfg.database_url, "postgresql://postgres:postgres@localhost:5433/payments_db");
+        assert_eq!(
+            cfg.database_url,
+            "postgresql://postgres:postgres@localhost:5433/payments_db"
+        );
         assert_eq!(cfg.port, 3002);
         assert_eq!(cfg.topology, Topology::Split);
         assert_eq!(cfg.auth_service_url, "http://localhost:3001");
@@ -302,15 +343,23 @@ mod tests {
 
     #[test]
     fn a_bad_value_names_its_variable() {
-        let err = ServiceConfig::from_env(Service::Auth, &Env::from_pairs([("AUTH_SERVICE_PORT", "http")]))
-            .unwrap_err();
+        let err = ServiceConfig::from_env(
+            Service::Auth,
+            &Env::from_pairs([("AUTH_SERVICE_PORT", "http")]),
+        )
+        .unwrap_err();
         assert_eq!(err.var, "AUTH_SERVICE_PORT");
-        let err = ServiceConfig::from_env(Service::Auth, &Env::from_pairs([("DATABASE_TOPOLOGY", "both")]))
-            .unwrap_err();
+        let err = ServiceConfig::from_env(
+            Service::Auth,
+            &Env::from_pairs([("DATABASE_TOPOLOGY", "both")]),
+        )
+        .unwrap_err();
         assert_eq!(err.var, "DATABASE_TOPOLOGY");
-        let err =
-            ServiceConfig::from_env(Service::Auth, &Env::from_pairs([("AUTH_DATABASE_URL", "mysql://x/y")]))
-                .unwrap_err();
+        let err = ServiceConfig::from_env(
+            Service::Auth,
+            &Env::from_pairs([("AUTH_DATABASE_URL", "mysql://x/y")]),
+        )
+        .unwrap_err();
         assert_eq!(err.var, "AUTH_DATABASE_URL");
     }
 
@@ -320,7 +369,13 @@ mod tests {
             mask_url("postgresql://postgres:s3cr@t@localhost:5432/auth_db"),
             "postgresql://postgres:***@localhost:5432/auth_db"
         );
-        assert_eq!(mask_url("postgresql://localhost/auth_db"), "postgresql://localhost/auth_db");
-        assert_eq!(mask_url("amqp://guest:guest@localhost:5672/%2f"), "amqp://guest:***@localhost:5672/%2f");
+        assert_eq!(
+            mask_url("postgresql://localhost/auth_db"),
+            "postgresql://localhost/auth_db"
+        );
+        assert_eq!(
+            mask_url("amqp://guest:guest@localhost:5672/%2f"),
+            "amqp://guest:***@localhost:5672/%2f"
+        );
     }
 }

@@ -48,24 +48,41 @@ pub async fn ensure_database(url: &str) -> Result<(), DbError> {
         .log_statements(tracing::log::LevelFilter::Debug)
         .connect()
         .await
-        .map_err(|source| DbError::Unreachable { url: masked.clone(), source })?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut conn)
-        .await
-        .map_err(|source| DbError::Unreachable { url: masked.clone(), source })?;
+        .map_err(|source| DbError::Unreachable {
+            url: masked.clone(),
+            source,
+        })?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|source| DbError::Unreachable {
+                url: masked.clone(),
+                source,
+            })?;
     if exists {
         return Ok(());
     }
     let create = format!("CREATE DATABASE {}", quote_ident(&name));
-    match sqlx::raw_sql(sqlx::AssertSqlSafe(create)).execute(&mut conn).await {
+    match sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+        .execute(&mut conn)
+        .await
+    {
         Ok(_) => {
             tracing::info!(database = %name, "created database");
             Ok(())
         }
         // 42P04 duplicate_database, 23505 when two creators race on pg_database's unique index.
-        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04") | Some("23505")) => Ok(()),
-        Err(source) => Err(DbError::Create { url: masked, source }),
+        Err(sqlx::Error::Database(e))
+            if matches!(e.code().as_deref(), Some("42P04") | Some("23505")) =>
+        {
+            Ok(())
+        }
+        Err(source) => Err(DbError::Create {
+            url: masked,
+            source,
+        }),
     }
 }
 
@@ -80,7 +97,10 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError>
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(opts)
         .await
-        .map_err(|source| DbError::Unreachable { url: mask_url(url), source })
+        .map_err(|source| DbError::Unreachable {
+            url: mask_url(url),
+            source,
+        })
 }
 
 /// Quotes a PostgreSQL identifier.

@@ -44,19 +44,29 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             let message = format!("the body does not match the expected shape: {detail}");
             ApiError {
                 fields: vec![FieldError::new(field, detail.clone())],
-                ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message)
+                ..ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    message,
+                )
             }
         }
-        JsonRejection::JsonSyntaxError(e) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("malformed JSON: {}", source_text(&e)))
-        }
+        JsonRejection::JsonSyntaxError(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("malformed JSON: {}", source_text(&e)),
+        ),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "expected a request with Content-Type: application/json",
         ),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large",
+            )
         }
         other => ApiError::new(other.status(), "bad_request", other.body_text()),
     }
@@ -88,20 +98,21 @@ where
                     )
                 })
             }
-            Err(other) => Err(ApiError::new(other.status(), "bad_request", other.body_text())),
+            Err(other) => Err(ApiError::new(
+                other.status(),
+                "bad_request",
+                other.body_text(),
+            )),
         }
     }
 }
 
-/// The innermost message of a rejection, which is serde's own ("email: invalid type: ...").
+/// serde's own message under axum's rejection text; for data errors it starts with the field's
+/// path ("email: invalid type: ...").
 fn source_text(e: &dyn std::error::Error) -> String {
-    let mut current = e;
-    while let Some(next) = current.source() {
-        current = next;
-    }
-    // The root of axum's rejections wraps serde_path_to_error, whose Display starts with the path.
-    let outer = e.source().map(|s| s.to_string()).unwrap_or_else(|| current.to_string());
-    outer
+    e.source()
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| e.to_string())
 }
 
 /// The field a serde message is about: the path prefix (`amount: invalid type`) or the name in
@@ -112,7 +123,11 @@ fn field_of(detail: &str) -> String {
         if let Some(end) = rest.find('`') {
             let prefix = detail[..start].trim_end_matches(": ").trim_end_matches('.');
             let name = &rest[..end];
-            return if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
+            return if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}.{name}")
+            };
         }
     }
     match detail.split_once(": ") {
@@ -127,9 +142,21 @@ mod tests {
 
     #[test]
     fn field_names_come_from_serde_messages() {
-        assert_eq!(field_of("missing field `email` at line 1 column 2"), "email");
-        assert_eq!(field_of("password: invalid type: integer `5`, expected a string at line 1"), "password");
-        assert_eq!(field_of("preferences.theme: invalid type"), "preferences.theme");
-        assert_eq!(field_of("invalid type: integer `1`, expected struct Foo"), "body");
+        assert_eq!(
+            field_of("missing field `email` at line 1 column 2"),
+            "email"
+        );
+        assert_eq!(
+            field_of("password: invalid type: integer `5`, expected a string at line 1"),
+            "password"
+        );
+        assert_eq!(
+            field_of("preferences.theme: invalid type"),
+            "preferences.theme"
+        );
+        assert_eq!(
+            field_of("invalid type: integer `1`, expected struct Foo"),
+            "body"
+        );
     }
 }

@@ -48,7 +48,11 @@ pub struct SystemState {
 
 impl SystemState {
     pub fn new(service: &'static str, pool: PgPool) -> Self {
-        Self { service, pool, checks: Vec::new() }
+        Self {
+            service,
+            pool,
+            checks: Vec::new(),
+        }
     }
 
     pub fn with_check(mut self, check: Arc<dyn ReadinessCheck>) -> Self {
@@ -74,7 +78,10 @@ pub struct Readiness {
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = Health)))]
 async fn health(State(state): State<SystemState>) -> Json<Health> {
-    Json(Health { status: "ok", service: state.service })
+    Json(Health {
+        status: "ok",
+        service: state.service,
+    })
 }
 
 /// Readiness: the database (and other dependencies) answer.
@@ -82,7 +89,11 @@ async fn health(State(state): State<SystemState>) -> Json<Health> {
     (status = 200, body = Readiness), (status = 503, body = Readiness, description = "a dependency is down")))]
 async fn ready(State(state): State<SystemState>) -> Response {
     let mut checks = std::collections::BTreeMap::new();
-    let db = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&state.pool)).await;
+    let db = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query("SELECT 1").execute(&state.pool),
+    )
+    .await;
     let db = match db {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
@@ -98,20 +109,40 @@ async fn ready(State(state): State<SystemState>) -> Response {
         checks.insert(check.name(), outcome);
     }
     let all_ok = checks.values().all(|v| v == "ok");
-    let status = if all_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(Readiness { status: if all_ok { "ready" } else { "not_ready" }, checks })).into_response()
+    let status = if all_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            status: if all_ok { "ready" } else { "not_ready" },
+            checks,
+        }),
+    )
+        .into_response()
 }
 
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics_text(State(state): State<SystemState>) -> Response {
     crate::metrics::record_pool(state.service, &state.pool);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::handle().render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::handle().render(),
+    )
+        .into_response()
 }
 
 /// Assembles a service: its API routes, the system routes, the OpenAPI document and the shared
 /// middleware. `api` must already carry its state.
-pub fn assemble(api: OpenApiRouter, mut openapi: OpenApi, system: SystemState, request_timeout: Duration) -> Router {
+pub fn assemble(
+    api: OpenApiRouter,
+    mut openapi: OpenApi,
+    system: SystemState,
+    request_timeout: Duration,
+) -> Router {
     // Install the recorder before the first request so early requests are counted too.
     let _ = crate::metrics::handle();
     let system_routes: OpenApiRouter = OpenApiRouter::new()
@@ -123,9 +154,18 @@ pub fn assemble(api: OpenApiRouter, mut openapi: OpenApi, system: SystemState, r
     openapi.merge(spec);
     let components = openapi.components.get_or_insert_with(Default::default);
     for (name, schema) in [
-        ("ErrorBody", utoipa::openapi::RefOr::from(<crate::error::ErrorBody as utoipa::PartialSchema>::schema())),
-        ("ErrorDetail", <crate::error::ErrorDetail as utoipa::PartialSchema>::schema()),
-        ("FieldError", <crate::error::FieldError as utoipa::PartialSchema>::schema()),
+        (
+            "ErrorBody",
+            <crate::error::ErrorBody as utoipa::PartialSchema>::schema(),
+        ),
+        (
+            "ErrorDetail",
+            <crate::error::ErrorDetail as utoipa::PartialSchema>::schema(),
+        ),
+        (
+            "FieldError",
+            <crate::error::FieldError as utoipa::PartialSchema>::schema(),
+        ),
     ] {
         components.schemas.entry(name.to_string()).or_insert(schema);
     }
@@ -148,7 +188,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
 }
 
 fn with_middleware(router: Router, request_timeout: Duration) -> Router {
@@ -177,7 +221,12 @@ async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Res
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(timeout_secs = limit.as_secs_f64(), "request timed out");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long").into_response()
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request took too long",
+            )
+            .into_response()
         }
     }
 }

@@ -12,7 +12,9 @@ use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sqlx::PgPool;
 
-const LATENCY_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// The process's Prometheus recorder, installed on first use.
 pub fn handle() -> PrometheusHandle {
@@ -46,7 +48,8 @@ pub async fn track(req: Request, next: Next) -> Response {
     let status = response.status().as_u16().to_string();
     let labels = [("method", method), ("route", route), ("status", status)];
     metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
     response
 }
 
@@ -55,7 +58,8 @@ pub fn record_pool(service: &'static str, pool: &PgPool) {
     let size = pool.size() as f64;
     let idle = pool.num_idle() as f64;
     metrics::gauge!("db_pool_connections", "service" => service, "state" => "idle").set(idle);
-    metrics::gauge!("db_pool_connections", "service" => service, "state" => "in_use").set(size - idle);
+    metrics::gauge!("db_pool_connections", "service" => service, "state" => "in_use")
+        .set(size - idle);
     metrics::gauge!("db_pool_max_connections", "service" => service)
         .set(pool.options().get_max_connections() as f64);
 }

@@ -47,12 +47,14 @@ impl Catalog {
         .fetch_all(pool)
         .await?;
         for (table, column, data_type, not_null, default) in columns {
-            catalog
-                .tables
-                .entry(table)
-                .or_default()
-                .columns
-                .insert(column, Column { data_type, not_null, default });
+            catalog.tables.entry(table).or_default().columns.insert(
+                column,
+                Column {
+                    data_type,
+                    not_null,
+                    default,
+                },
+            );
         }
         let indexes: Vec<(String, String, String)> =
             sqlx::query_as("SELECT tablename::text, indexname::text, indexdef FROM pg_indexes WHERE schemaname = $1")
@@ -60,7 +62,12 @@ impl Catalog {
                 .fetch_all(pool)
                 .await?;
         for (table, name, def) in indexes {
-            catalog.tables.entry(table).or_default().indexes.insert(name, def);
+            catalog
+                .tables
+                .entry(table)
+                .or_default()
+                .indexes
+                .insert(name, def);
         }
         let constraints: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT c.relname::text, con.conname::text, pg_get_constraintdef(con.oid)
@@ -73,7 +80,12 @@ impl Catalog {
         .fetch_all(pool)
         .await?;
         for (table, name, def) in constraints {
-            catalog.tables.entry(table).or_default().constraints.insert(name, def);
+            catalog
+                .tables
+                .entry(table)
+                .or_default()
+                .constraints
+                .insert(name, def);
         }
         let enums: Vec<(String, Vec<String>)> = sqlx::query_as(
             "SELECT t.typname::text, array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
@@ -126,13 +138,32 @@ impl Catalog {
             match self.tables.get(name) {
                 None => out.push(format!("table {name}: missing")),
                 Some(act) => {
-                    diff_maps(&mut out, &format!("{name} column"), &act.columns, &exp.columns);
-                    diff_maps(&mut out, &format!("{name} index"), &act.indexes, &exp.indexes);
-                    diff_maps(&mut out, &format!("{name} constraint"), &act.constraints, &exp.constraints);
+                    diff_maps(
+                        &mut out,
+                        &format!("{name} column"),
+                        &act.columns,
+                        &exp.columns,
+                    );
+                    diff_maps(
+                        &mut out,
+                        &format!("{name} index"),
+                        &act.indexes,
+                        &exp.indexes,
+                    );
+                    diff_maps(
+                        &mut out,
+                        &format!("{name} constraint"),
+                        &act.constraints,
+                        &exp.constraints,
+                    );
                 }
             }
         }
-        for name in self.tables.keys().filter(|n| !expected.tables.contains_key(*n)) {
+        for name in self
+            .tables
+            .keys()
+            .filter(|n| !expected.tables.contains_key(*n))
+        {
             out.push(format!("table {name}: unexpected"));
         }
         out

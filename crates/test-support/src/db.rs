@@ -7,7 +7,8 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 
 /// The server tests create their databases on: `TEST_DATABASE_URL`, else the local default.
 pub fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A database created for one test and dropped (with its connections) when the value is dropped.
@@ -27,8 +28,13 @@ impl TestDb {
             COUNTER.fetch_add(1, Ordering::Relaxed),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let server: PgConnectOptions = server_url().parse().expect("TEST_DATABASE_URL is a PostgreSQL URL");
-        let mut conn = server.connect().await.expect("the test PostgreSQL server is reachable");
+        let server: PgConnectOptions = server_url()
+            .parse()
+            .expect("TEST_DATABASE_URL is a PostgreSQL URL");
+        let mut conn = server
+            .connect()
+            .await
+            .expect("the test PostgreSQL server is reachable");
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
             .execute(&mut conn)
             .await
@@ -49,7 +55,9 @@ impl TestDb {
 
     /// Runs a SQL script (several statements) on the test database.
     pub async fn execute_script(&self, sql: &str) {
-        let mut conn = PgConnection::connect(&self.url).await.expect("connect to test database");
+        let mut conn = PgConnection::connect(&self.url)
+            .await
+            .expect("connect to test database");
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
             .execute(&mut conn)
             .await
@@ -63,7 +71,10 @@ impl Drop for TestDb {
         let server = self.server.clone();
         // Drop runs inside the test's runtime, which cannot be blocked on: use a thread of its own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
                 if let Ok(mut conn) = server.connect().await {
                     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(

@@ -18,7 +18,9 @@ pub async fn legacy_catalog() -> Catalog {
     let db = TestDb::new().await;
     db.execute_script(crate::LEGACY_SCHEMA_SQL).await;
     let pool = db.pool().await;
-    let catalog = Catalog::read(&pool, "public").await.expect("read legacy catalog");
+    let catalog = Catalog::read(&pool, "public")
+        .await
+        .expect("read legacy catalog");
     pool.close().await;
     catalog
 }
@@ -26,10 +28,15 @@ pub async fn legacy_catalog() -> Catalog {
 /// Differences between the applied schema in `public` and the legacy contract cut down to
 /// `expected`; empty when the service's tables match exactly.
 pub async fn differences(actual: &Catalog, expected: &Expected<'_>) -> Vec<String> {
-    let mut want = legacy_catalog().await.only_tables(expected.tables).only_enums(expected.enums);
+    let mut want = legacy_catalog()
+        .await
+        .only_tables(expected.tables)
+        .only_enums(expected.enums);
     for (table, fk) in expected.dropped_foreign_keys {
         assert!(
-            want.tables.get(*table).is_some_and(|t| t.constraints.contains_key(*fk)),
+            want.tables
+                .get(*table)
+                .is_some_and(|t| t.constraints.contains_key(*fk)),
             "{table}.{fk} is not a foreign key of the legacy contract"
         );
         want = want.without_constraint(table, fk);

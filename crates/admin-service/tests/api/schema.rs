@@ -16,7 +16,11 @@ async fn migrations_give_exactly_the_legacy_tables_without_cross_service_keys() 
     MIGRATOR.run(&pool).await.unwrap();
     let actual = Catalog::read(&pool, "public").await.unwrap();
     let diff = differences(&actual, &EXPECTED).await;
-    assert!(diff.is_empty(), "schema drifted from the legacy contract:\n{}", diff.join("\n"));
+    assert!(
+        diff.is_empty(),
+        "schema drifted from the legacy contract:\n{}",
+        diff.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -33,5 +37,9 @@ async fn migrations_leave_an_existing_legacy_database_as_it_is() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(history as usize, MIGRATOR.iter().count(), "history kept in the service's own schema");
+    assert_eq!(
+        history as usize,
+        MIGRATOR.iter().count(),
+        "history kept in the service's own schema"
+    );
 }

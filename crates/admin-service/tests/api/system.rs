@@ -5,7 +5,9 @@ use test_support::spawn::{config, serve};
 async fn system_routes_answer() {
     let db = TestDb::new().await;
     let config = config(admin_service::SERVICE, &db.url);
-    let pool = platform::app::open_database(&config, &admin_service::MIGRATOR).await.unwrap();
+    let pool = platform::app::open_database(&config, &admin_service::MIGRATOR)
+        .await
+        .unwrap();
     let base = serve(admin_service::router(pool, &config)).await;
     test_support::probe::assert_system_routes(&base, "admin-service").await;
 }

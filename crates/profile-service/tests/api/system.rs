@@ -5,7 +5,9 @@ use test_support::spawn::{config, serve};
 async fn system_routes_answer() {
     let db = TestDb::new().await;
     let config = config(profile_service::SERVICE, &db.url);
-    let pool = platform::app::open_database(&config, &profile_service::MIGRATOR).await.unwrap();
+    let pool = platform::app::open_database(&config, &profile_service::MIGRATOR)
+        .await
+        .unwrap();
     let base = serve(profile_service::router(pool, &config)).await;
     test_support::probe::assert_system_routes(&base, "profile-service").await;
 }

@@ -1,0 +1,49 @@
+//! The first ADMIN: with `AUTH_BOOTSTRAP_ADMIN_EMAIL`/`_PASSWORD` set and no admin in the database,
+//! the service creates that admin at start. Never promotes an existing account.
+
+use contracts::users::Role;
+use platform::Validator;
+
+use crate::AppState;
+use crate::error::AuthError;
+use crate::routes::auth::{create_user, hash_password};
+use crate::settings::BootstrapAdmin;
+use crate::store::users::{self, NewUser};
+use crate::validate;
+
+pub async fn ensure_admin(state: &AppState, admin: &BootstrapAdmin) -> anyhow::Result<()> {
+    if users::admin_exists(&state.pool).await? {
+        return Ok(());
+    }
+    let mut v = Validator::new();
+    validate::check_email(&mut v, &admin.email);
+    validate::check_password(&mut v, &admin.password);
+    if let Err(e) = v.finish() {
+        anyhow::bail!(platform::ConfigError::new(
+            "AUTH_BOOTSTRAP_ADMIN_EMAIL/PASSWORD",
+            e.message
+        ));
+    }
+    let hash = hash_password(state, admin.password.clone()).await?;
+    let mut tx = state.pool.begin().await?;
+    let new = NewUser {
+        email: &admin.email,
+        password_hash: &hash,
+        name: "Administrator",
+        role: Role::Admin,
+        email_verified: true,
+    };
+    match create_user(&mut tx, &new).await {
+        Ok(user) => {
+            tx.commit().await?;
+            tracing::info!(user_id = %user.id, "created the bootstrap admin");
+        }
+        Err(AuthError::EmailTaken) => {
+            tracing::warn!(
+                "the bootstrap admin's email belongs to an existing non-admin user; not promoting it"
+            );
+        }
+        Err(e) => return Err(anyhow::anyhow!("creating the bootstrap admin: {e}")),
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! The auth service's errors and how each answers over HTTP. 5xx causes are logged, never sent.
+
+use axum::response::{IntoResponse, Response};
+use platform::{ApiError, FieldError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Unknown email or wrong password: one message for both, so emails cannot be enumerated.
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error("invalid or expired refresh token")]
+    InvalidRefreshToken,
+    #[error("missing or invalid access token")]
+    Unauthenticated,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("a user with this email already exists")]
+    EmailTaken,
+    #[error("too many failed attempts, retry later")]
+    Throttled { retry_after_secs: u64 },
+    #[error("invalid request")]
+    Validation(Vec<FieldError>),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let message = e.to_string();
+        match e {
+            AuthError::InvalidCredentials => ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                message,
+            ),
+            AuthError::InvalidRefreshToken => ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "invalid_refresh_token",
+                message,
+            ),
+            AuthError::Unauthenticated => ApiError::unauthorized(message),
+            AuthError::Forbidden(_) => ApiError::forbidden(message),
+            AuthError::NotFound(_) => ApiError::not_found(message),
+            AuthError::EmailTaken => {
+                ApiError::new(axum::http::StatusCode::CONFLICT, "email_taken", message)
+            }
+            AuthError::Throttled { retry_after_secs } => {
+                ApiError::too_many_requests(message, retry_after_secs)
+            }
+            AuthError::Validation(fields) => ApiError::validation(fields),
+            AuthError::Api(api) => api,
+            AuthError::Database(e) => ApiError::from(e),
+            AuthError::Internal(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let mut response = ApiError::from(self).into_response();
+        if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+pub type Result<T, E = AuthError> = std::result::Result<T, E>;

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    platform::app::main(auth_service::SERVICE, auth_service::build)
+}

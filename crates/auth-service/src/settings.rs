@@ -1,0 +1,230 @@
+//! The auth service's own settings, beyond the platform's [`ServiceConfig`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use platform::{ConfigError, Env};
+
+/// A service client allowed to obtain service credentials (`POST /auth/service-token`).
+#[derive(Clone)]
+pub struct ServiceClient {
+    pub id: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for ServiceClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceClient")
+            .field("id", &self.id)
+            .field("secret", &"***")
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub struct BootstrapAdmin {
+    pub email: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for BootstrapAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapAdmin")
+            .field("email", &self.email)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+/// Where the signing key comes from.
+#[derive(Clone)]
+pub enum KeySource {
+    /// A PKCS#8 PEM Ed25519 private key given in the environment.
+    Pem(String),
+    /// Generated once and kept in `dir/jwt-ed25519.pem`.
+    DataDir(PathBuf),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Pem(_) => f.write_str("Pem(***)"),
+            KeySource::DataDir(dir) => f.debug_tuple("DataDir").field(dir).finish(),
+        }
+    }
+}
+
+/// Limits on failed logins, per email and per client IP, within a sliding window.
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottleSettings {
+    pub max_failures_per_email: u32,
+    pub max_failures_per_ip: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub key_source: KeySource,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub service_clients: HashMap<String, ServiceClient>,
+    pub bootstrap_admin: Option<BootstrapAdmin>,
+    pub throttle: ThrottleSettings,
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+impl AuthSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let key_source = match (
+            env.get("AUTH_JWT_PRIVATE_KEY"),
+            env.get("AUTH_JWT_PRIVATE_KEY_FILE"),
+        ) {
+            (Some(pem), _) => KeySource::Pem(pem.replace("\\n", "\n")),
+            (None, Some(path)) => KeySource::Pem(std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(
+                    "AUTH_JWT_PRIVATE_KEY_FILE",
+                    format!("cannot read {path}: {e}"),
+                )
+            })?),
+            (None, None) => {
+                KeySource::DataDir(PathBuf::from(env.string_or("AUTH_DATA_DIR", "data/auth")))
+            }
+        };
+        let bootstrap_admin = match (
+            env.get("AUTH_BOOTSTRAP_ADMIN_EMAIL"),
+            env.get("AUTH_BOOTSTRAP_ADMIN_PASSWORD"),
+        ) {
+            (Some(email), Some(password)) => Some(BootstrapAdmin {
+                email: email.trim().to_string(),
+                password: password.to_string(),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "AUTH_BOOTSTRAP_ADMIN_PASSWORD",
+                    "required with AUTH_BOOTSTRAP_ADMIN_EMAIL",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "AUTH_BOOTSTRAP_ADMIN_EMAIL",
+                    "required with AUTH_BOOTSTRAP_ADMIN_PASSWORD",
+                ));
+            }
+        };
+        Ok(Self {
+            key_source,
+            issuer: env.string_or("AUTH_JWT_ISSUER", "mfe-auth"),
+            audience: env.string_or("AUTH_JWT_AUDIENCE", "mfe-platform"),
+            access_ttl: env
+                .seconds_or("AUTH_ACCESS_TOKEN_TTL_SECS", Duration::from_secs(15 * 60))?,
+            refresh_ttl: env.seconds_or(
+                "AUTH_REFRESH_TOKEN_TTL_SECS",
+                Duration::from_secs(30 * 24 * 3600),
+            )?,
+            service_clients: parse_service_clients(env.get("AUTH_SERVICE_CLIENTS"))?,
+            bootstrap_admin,
+            throttle: ThrottleSettings {
+                max_failures_per_email: env.parse_or("AUTH_LOGIN_MAX_FAILURES_PER_EMAIL", 5)?,
+                max_failures_per_ip: env.parse_or("AUTH_LOGIN_MAX_FAILURES_PER_IP", 20)?,
+                window: env.seconds_or("AUTH_LOGIN_WINDOW_SECS", Duration::from_secs(15 * 60))?,
+            },
+            trust_forwarded_for: env.parse_or("AUTH_TRUST_FORWARDED_FOR", false)?,
+        })
+    }
+}
+
+/// `AUTH_SERVICE_CLIENTS`: `id=secret` pairs separated by commas.
+fn parse_service_clients(raw: Option<&str>) -> Result<HashMap<String, ServiceClient>, ConfigError> {
+    let mut clients = HashMap::new();
+    for pair in raw
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let (id, secret) = pair.split_once('=').ok_or_else(|| {
+            ConfigError::new(
+                "AUTH_SERVICE_CLIENTS",
+                "expected id=secret pairs separated by commas",
+            )
+        })?;
+        let (id, secret) = (id.trim(), secret.trim());
+        if id.is_empty() {
+            return Err(ConfigError::new(
+                "AUTH_SERVICE_CLIENTS",
+                "a client id is empty",
+            ));
+        }
+        if secret.len() < 16 {
+            return Err(ConfigError::new(
+                "AUTH_SERVICE_CLIENTS",
+                format!("the secret of client {id} is shorter than 16 characters"),
+            ));
+        }
+        clients.insert(
+            id.to_string(),
+            ServiceClient {
+                id: id.to_string(),
+                secret: secret.to_string(),
+            },
+        );
+    }
+    Ok(clients)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_clients_are_parsed_and_short_secrets_refused() {
+        let env = Env::from_pairs([(
+            "AUTH_SERVICE_CLIENTS",
+            "payments-service=0123456789abcdef, admin-service=fedcba9876543210",
+        )]);
+        let s = AuthSettings::from_env(&env).unwrap();
+        assert_eq!(s.service_clients.len(), 2);
+        assert_eq!(
+            s.service_clients["admin-service"].secret,
+            "fedcba9876543210"
+        );
+        let env = Env::from_pairs([("AUTH_SERVICE_CLIENTS", "payments-service=s3cr3t")]);
+        let err = AuthSettings::from_env(&env).unwrap_err();
+        assert_eq!(err.var, "AUTH_SERVICE_CLIENTS");
+        assert!(
+            !err.to_string().contains("s3cr3t"),
+            "the secret is not echoed"
+        );
+    }
+
+    #[test]
+    fn bootstrap_admin_needs_both_variables() {
+        let err =
+            AuthSettings::from_env(&Env::from_pairs([("AUTH_BOOTSTRAP_ADMIN_EMAIL", "a@b.co")]))
+                .unwrap_err();
+        assert_eq!(err.var, "AUTH_BOOTSTRAP_ADMIN_PASSWORD");
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_debug_output() {
+        let env = Env::from_pairs([
+            ("AUTH_SERVICE_CLIENTS", "payments-service=0123456789abcdef"),
+            ("AUTH_BOOTSTRAP_ADMIN_EMAIL", "root@example.com"),
+            ("AUTH_BOOTSTRAP_ADMIN_PASSWORD", "correct horse battery"),
+            ("AUTH_JWT_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----secret"),
+        ]);
+        let shown = format!("{:?}", AuthSettings::from_env(&env).unwrap());
+        for secret in [
+            "0123456789abcdef",
+            "correct horse battery",
+            "BEGIN PRIVATE KEY",
+        ] {
+            assert!(!shown.contains(secret), "{secret} leaked into {shown}");
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Payloads of the events auth publishes (routing key = the event type). The envelope
+//! (`id`, `type`, `source`, `occurredAt`, `data`) is the event hub's.
+
+use serde::{Deserialize, Serialize};
+
+use crate::users::Role;
+
+pub const USER_REGISTERED: &str = "user.registered";
+pub const USER_UPDATED: &str = "user.updated";
+pub const USER_DELETED: &str = "user.deleted";
+pub const USER_LOGGED_IN: &str = "user.logged_in";
+pub const USER_LOGIN_FAILED: &str = "user.login_failed";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRegistered {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserUpdated {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub email_verified: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserDeleted {
+    pub user_id: String,
+}
+
+/// A login attempt, for the audit log. Never holds the password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginAttempt {
+    /// Absent when the email matched no user.
+    pub user_id: Option<String>,
+    pub email: String,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+}
