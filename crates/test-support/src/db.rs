@@ -21,6 +21,26 @@ pub struct TestDb {
 impl TestDb {
     /// Creates an empty database with a unique name.
     pub async fn new() -> Self {
+        let db = Self::unborn();
+        let mut conn = db
+            .server
+            .connect()
+            .await
+            .expect("the test PostgreSQL server is reachable");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE \"{}\"",
+            db.name
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("can create a test database");
+        conn.close().await.ok();
+        db
+    }
+
+    /// A unique database name and URL, not created: for code that must create it itself. Still
+    /// dropped at the end of the test.
+    pub fn unborn() -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "mfe_test_{}_{}_{}",
@@ -31,15 +51,6 @@ impl TestDb {
         let server: PgConnectOptions = server_url()
             .parse()
             .expect("TEST_DATABASE_URL is a PostgreSQL URL");
-        let mut conn = server
-            .connect()
-            .await
-            .expect("the test PostgreSQL server is reachable");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut conn)
-            .await
-            .expect("can create a test database");
-        conn.close().await.ok();
         let url = url_with_database(&server_url(), &name);
         Self { name, url, server }
     }

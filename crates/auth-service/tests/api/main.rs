@@ -1,1 +1,7 @@
-
+mod binary;
+mod helpers;
+mod input;
+mod login;
+mod register;
+mod tokens;
+mod users;

@@ -1,0 +1,166 @@
+//! `spawn_app()`: the auth service on a free port with a fresh database, and a client for it.
+
+use auth_service::settings::{AuthSettings, BootstrapAdmin, KeySource, ServiceClient};
+use platform::{Env, Service};
+use reqwest::{Client, Response};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use test_support::TestDb;
+
+pub const ADMIN_EMAIL: &str = "root@example.com";
+pub const ADMIN_PASSWORD: &str = "bootstrap-admin-pass";
+pub const SERVICE_CLIENT: &str = "payments-service";
+pub const SERVICE_SECRET: &str = "payments-secret-0123456789";
+
+pub struct TestApp {
+    pub base: String,
+    pub http: Client,
+    pub pool: PgPool,
+    /// The signing key, so tests can forge tokens the service must refuse.
+    pub key_pem: String,
+    pub db: TestDb,
+}
+
+pub fn settings(key_pem: &str) -> AuthSettings {
+    let mut settings = AuthSettings::from_env(&Env::default()).expect("default auth settings");
+    settings.key_source = KeySource::Pem(key_pem.to_string());
+    settings.bootstrap_admin = Some(BootstrapAdmin {
+        email: ADMIN_EMAIL.into(),
+        password: ADMIN_PASSWORD.into(),
+    });
+    settings.service_clients.insert(
+        SERVICE_CLIENT.into(),
+        ServiceClient {
+            id: SERVICE_CLIENT.into(),
+            secret: SERVICE_SECRET.into(),
+        },
+    );
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customise: impl FnOnce(&mut AuthSettings)) -> TestApp {
+    let db = TestDb::new().await;
+    let key_pem = auth_service::keys::generate_pem().unwrap();
+    let mut settings = settings(&key_pem);
+    customise(&mut settings);
+    let config = test_support::spawn::config(Service::Auth, &db.url);
+    let app = auth_service::build_with(config, settings)
+        .await
+        .expect("the app builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let pool = db.pool().await;
+    TestApp {
+        base,
+        http: Client::new(),
+        pool,
+        key_pem,
+        db,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_as(&self, path: &str, token: &str) -> Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Registers a CUSTOMER; returns the session body.
+    pub async fn register(&self, email: &str, password: &str) -> Value {
+        let response = self
+            .post(
+                "/auth/register",
+                &json!({"email": email, "password": password, "name": "Test User"}),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "registration of {email} failed");
+        response.json().await.unwrap()
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post(
+            "/auth/login",
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn access_token(&self, email: &str, password: &str) -> String {
+        let response = self.login(email, password).await;
+        assert_eq!(response.status(), 200, "login of {email} failed");
+        let body: Value = response.json().await.unwrap();
+        body["accessToken"].as_str().unwrap().to_string()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.access_token(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    pub async fn service_token(&self) -> String {
+        let response = self
+            .post(
+                "/auth/service-token",
+                &json!({"clientId": SERVICE_CLIENT, "clientSecret": SERVICE_SECRET}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        body["accessToken"].as_str().unwrap().to_string()
+    }
+
+    /// Outbox rows of one event type, oldest first.
+    pub async fn outbox(&self, event_type: &str) -> Vec<Value> {
+        sqlx::query_scalar("SELECT payload FROM auth.outbox WHERE event_type = $1 ORDER BY seq")
+            .bind(event_type)
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Inserts a user the way POC-2 did: bcrypt hash, given id and email.
+    pub async fn insert_legacy_user(&self, email: &str, password: &str) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        let hash = bcrypt::hash(password, 4).unwrap();
+        sqlx::query(
+            "INSERT INTO users (id, email, password_hash, name, role, updated_at)
+             VALUES ($1, $2, $3, 'Legacy User', 'CUSTOMER', now())",
+        )
+        .bind(&id)
+        .bind(email)
+        .bind(hash.replacen("$2b$", "$2a$", 1))
+        .execute(&self.pool)
+        .await
+        .unwrap();
+        id
+    }
+}
+
+/// The error code of an error response, checking the body is the platform's JSON shape.
+pub async fn error_code(response: Response) -> String {
+    let body: Value = response.json().await.expect("error responses are JSON");
+    body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_string()
+}
