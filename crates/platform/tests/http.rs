@@ -23,12 +23,27 @@ async fn boom() -> &'static str {
 
 fn app(timeout: Duration) -> axum::Router {
     // Lazy: these tests never touch the database.
-    let pool = PgPoolOptions::new().connect_lazy("postgresql://postgres@127.0.0.1:5432/postgres").unwrap();
-    let api = OpenApiRouter::new().route("/slow", get(slow)).route("/boom", get(boom));
-    assemble(api, Doc::openapi(), SystemState::new("test-service", pool), timeout)
+    let pool = PgPoolOptions::new()
+        .connect_lazy("postgresql://postgres@127.0.0.1:5432/postgres")
+        .unwrap();
+    let api = OpenApiRouter::new()
+        .route("/slow", get(slow))
+        .route("/boom", get(boom));
+    assemble(
+        api,
+        Doc::openapi(),
+        SystemState::new("test-service", pool),
+        timeout,
+    )
 }
 
-async fn start(router: axum::Router) -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+async fn start(
+    router: axum::Router,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -65,7 +80,12 @@ async fn a_panicking_handler_gets_a_json_500_without_the_cause() {
 async fn a_given_request_id_is_echoed_and_a_missing_one_is_made() {
     let (base, _stop, _server) = start(app(Duration::from_secs(5))).await;
     let http = reqwest::Client::new();
-    let given = http.get(format!("{base}/health")).header("x-request-id", "abc-123").send().await.unwrap();
+    let given = http
+        .get(format!("{base}/health"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(given.headers()["x-request-id"], "abc-123");
     let made = http.get(format!("{base}/health")).send().await.unwrap();
     let id = made.headers()["x-request-id"].to_str().unwrap();
@@ -78,10 +98,16 @@ async fn shutdown_lets_in_flight_requests_finish() {
     let in_flight = tokio::spawn(async move { reqwest::get(format!("{base}/slow")).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.send(()).unwrap();
-    let response = in_flight.await.unwrap().expect("the in-flight request is answered");
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "done");
-    tokio::time::timeout(Duration::from_secs(5), server).await.expect("the server stops").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server stops")
+        .unwrap();
 }
 
 #[tokio::test]
@@ -90,7 +116,12 @@ async fn ready_reports_an_unreachable_database_as_503() {
         .acquire_timeout(Duration::from_millis(500))
         .connect_lazy("postgresql://postgres@127.0.0.1:1/nothing")
         .unwrap();
-    let router = assemble(OpenApiRouter::new(), Doc::openapi(), SystemState::new("t", pool), Duration::from_secs(5));
+    let router = assemble(
+        OpenApiRouter::new(),
+        Doc::openapi(),
+        SystemState::new("t", pool),
+        Duration::from_secs(5),
+    );
     let (base, _stop, _server) = start(router).await;
     let response = reqwest::get(format!("{base}/ready")).await.unwrap();
     assert_eq!(response.status(), 503);
