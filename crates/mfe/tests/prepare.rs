@@ -8,8 +8,18 @@ const BIN: &str = env!("CARGO_BIN_EXE_mfe");
 
 #[tokio::test]
 async fn prepare_creates_the_four_databases_with_their_tables_and_is_idempotent() {
-    let dbs = [TestDb::unborn(), TestDb::unborn(), TestDb::unborn(), TestDb::unborn()];
-    let vars = ["AUTH_DATABASE_URL", "PAYMENTS_DATABASE_URL", "ADMIN_DATABASE_URL", "PROFILE_DATABASE_URL"];
+    let dbs = [
+        TestDb::unborn(),
+        TestDb::unborn(),
+        TestDb::unborn(),
+        TestDb::unborn(),
+    ];
+    let vars = [
+        "AUTH_DATABASE_URL",
+        "PAYMENTS_DATABASE_URL",
+        "ADMIN_DATABASE_URL",
+        "PROFILE_DATABASE_URL",
+    ];
     for _ in 0..2 {
         let mut cmd = Command::new(BIN);
         cmd.args(["migrate", "prepare"]);
@@ -17,7 +27,11 @@ async fn prepare_creates_the_four_databases_with_their_tables_and_is_idempotent(
             cmd.env(var, &db.url);
         }
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let expected = [
         vec!["refresh_tokens", "users"],

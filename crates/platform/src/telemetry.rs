@@ -30,3 +30,13 @@ pub fn init(format: LogFormat) {
     // Already initialised (tests spawn several apps in one process): keep the first.
     let _ = result;
 }
+
+/// For command-line tools: human-readable logs on stderr (stdout carries the tool's output, e.g.
+/// JSON reports), `warn` unless `RUST_LOG` says otherwise.
+pub fn init_for_cli() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_target(false).with_writer(std::io::stderr))
+        .try_init();
+}

@@ -1,0 +1,48 @@
+//! What can stop a migration phase, and the exit code each one means for the CLI.
+
+/// Exit codes of `mfe migrate` (documented in the runbook).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const DIFFERENCES: u8 = 1;
+    pub const USAGE: u8 = 2;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// One line naming the database (password masked).
+    #[error("cannot connect to the {which} database {url}: {source}")]
+    Unreachable {
+        which: String,
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("the legacy database does not match the contract (schema/legacy-schema.sql):\n  {}", .0.join("\n  "))]
+    ContractMismatch(Vec<String>),
+    #[error(
+        "{table} in the {service} database already holds {rows} rows that this tool did not copy; empty it first (nothing was written)"
+    )]
+    TargetNotEmpty {
+        service: String,
+        table: String,
+        rows: i64,
+    },
+    #[error("{service}: table {table} is missing; run `mfe migrate prepare` first")]
+    NotPrepared { service: String, table: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl MigrateError {
+    pub fn exit_code(&self) -> u8 {
+        exit::USAGE
+    }
+}
+
+pub type Result<T, E = MigrateError> = std::result::Result<T, E>;

@@ -1,0 +1,23 @@
+//! The migration engine behind `mfe migrate`: from the legacy shared database (`mfe_poc2`) to one
+//! database per service, in the seed's phases. A library so that tests and benchmarks drive the
+//! same code the CLI runs.
+
+pub mod check;
+pub mod connect;
+pub mod contract;
+pub mod copy;
+pub mod ddl;
+pub mod endpoints;
+pub mod error;
+pub mod journal;
+pub mod plan;
+pub mod prepare;
+pub mod progress;
+pub mod seed;
+pub mod sql;
+pub mod status;
+pub mod verify;
+
+pub use endpoints::Endpoints;
+pub use error::{MigrateError, Result};
+pub use progress::{Progress, Silent};

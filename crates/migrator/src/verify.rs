@@ -1,0 +1,351 @@
+//! `verify`: proves the service databases hold exactly the legacy rows.
+//!
+//! Each side computes, inside PostgreSQL, a count and an order-independent checksum (the sum of a
+//! 64-bit hash of every row's full text) per bucket of keys; buckets are chosen by a hash of the key,
+//! so both sides agree on them whatever their collations. Only buckets that differ are compared
+//! row by row, which names the ids of the rows that changed, are missing or are extra. Then every
+//! foreign key the split dropped is checked across databases for orphaned references.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{Stream, StreamExt, TryStreamExt};
+use platform::Service;
+use serde::Serialize;
+use sqlx::PgConnection;
+
+use crate::contract::{FOREIGN_KEYS, ForeignKey, TABLES, Table};
+use crate::endpoints::Endpoints;
+use crate::error::{MigrateError, Result};
+use crate::progress::Progress;
+use crate::sql::ident;
+use crate::{check, connect, journal};
+
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// Ids listed per kind of difference and table; the counts are always complete.
+    pub max_listed: usize,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self { max_listed: 20 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Differences {
+    /// Same key, other content.
+    pub changed: Vec<String>,
+    /// In the legacy database, not in the service database.
+    pub missing: Vec<String>,
+    /// In the service database, not in the legacy database.
+    pub extra: Vec<String>,
+    pub changed_count: u64,
+    pub missing_count: u64,
+    pub extra_count: u64,
+}
+
+impl Differences {
+    pub fn is_empty(&self) -> bool {
+        self.changed_count == 0 && self.missing_count == 0 && self.extra_count == 0
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableVerify {
+    pub table: &'static str,
+    pub service: &'static str,
+    pub legacy_rows: i64,
+    pub target_rows: i64,
+    pub buckets_differing: usize,
+    pub differences: Differences,
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrphanCheck {
+    pub foreign_key: &'static str,
+    pub reference: String,
+    /// Rows whose reference names no row of the referenced table.
+    pub orphans: i64,
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyReport {
+    pub tables: Vec<TableVerify>,
+    pub orphans: Vec<OrphanCheck>,
+    pub ok: bool,
+    pub seconds: f64,
+}
+
+/// `('x' || substr(md5(key), 1, 2))::bit(8)::int`: 256 buckets, the same on every server.
+fn bucket_expr(table: &Table) -> String {
+    format!(
+        "('x' || substr(md5({}), 1, 2))::bit(8)::int",
+        ident(table.key)
+    )
+}
+
+/// A 64-bit hash of the whole row's text, columns in contract order.
+fn row_hash_expr(table: &Table) -> String {
+    format!(
+        "('x' || substr(md5(ROW({})::text), 1, 16))::bit(64)::bigint",
+        table.column_list()
+    )
+}
+
+pub async fn verify(
+    endpoints: &Endpoints,
+    opts: &VerifyOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<VerifyReport> {
+    let started = Instant::now();
+    let mut legacy = connect::connection("legacy", &endpoints.legacy).await?;
+    let differences = check::legacy_differences(&mut legacy).await?;
+    if !differences.is_empty() {
+        return Err(MigrateError::ContractMismatch(differences));
+    }
+    drop(legacy);
+    let mut tasks = Vec::new();
+    for table in TABLES {
+        let endpoints = endpoints.clone();
+        let opts = opts.clone();
+        let progress = progress.clone();
+        tasks.push(tokio::spawn(async move {
+            verify_table(&endpoints, table, &opts, progress.as_ref()).await
+        }));
+    }
+    let mut tables = Vec::new();
+    for task in tasks {
+        tables.push(
+            task.await
+                .map_err(|e| MigrateError::Other(format!("verify task: {e}")))??,
+        );
+    }
+    let mut orphans = Vec::new();
+    for fk in FOREIGN_KEYS.iter().filter(|fk| !fk.kept) {
+        orphans.push(count_orphans(endpoints, fk, opts.max_listed).await?);
+    }
+    let ok = tables.iter().all(|t| t.ok) && orphans.iter().all(|o| o.orphans == 0);
+    let report = VerifyReport {
+        tables,
+        orphans,
+        ok,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    for service in Service::ALL {
+        let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
+        journal::ensure(&mut conn).await?;
+        let outcome = if report.ok { "ok" } else { "differences" };
+        journal::record_run(
+            &mut conn,
+            "verify",
+            outcome,
+            &serde_json::to_value(&report).unwrap_or_default(),
+        )
+        .await?;
+    }
+    Ok(report)
+}
+
+async fn verify_table(
+    endpoints: &Endpoints,
+    table: &'static Table,
+    opts: &VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<TableVerify> {
+    progress.table_step(table.name, "verifying");
+    let target_url = endpoints.target(table.service);
+    let (mut legacy, mut target) = tokio::try_join!(
+        connect::connection("legacy", &endpoints.legacy),
+        connect::connection(table.service.name(), target_url)
+    )?;
+    let (source_buckets, target_buckets) = tokio::try_join!(
+        bucket_sums(&mut legacy, table),
+        bucket_sums(&mut target, table)
+    )?;
+    let legacy_rows: i64 = source_buckets.values().map(|(n, _)| n).sum();
+    let target_rows: i64 = target_buckets.values().map(|(n, _)| n).sum();
+    progress.table_started(table.name, legacy_rows as u64, 0);
+    let mut differing: Vec<i32> = source_buckets
+        .iter()
+        .filter(|(b, v)| target_buckets.get(b) != Some(v))
+        .map(|(b, _)| *b)
+        .collect();
+    differing.extend(
+        target_buckets
+            .keys()
+            .filter(|b| !source_buckets.contains_key(b)),
+    );
+    differing.sort_unstable();
+    differing.dedup();
+    let differences = if differing.is_empty() {
+        Differences::default()
+    } else {
+        diff_rows(&mut legacy, &mut target, table, &differing, opts.max_listed).await?
+    };
+    progress.rows(table.name, legacy_rows as u64);
+    progress.table_step(
+        table.name,
+        if differences.is_empty() {
+            "verified"
+        } else {
+            "DIFFERENT"
+        },
+    );
+    Ok(TableVerify {
+        table: table.name,
+        service: table.service.name(),
+        legacy_rows,
+        target_rows,
+        buckets_differing: differing.len(),
+        ok: differences.is_empty() && legacy_rows == target_rows,
+        differences,
+    })
+}
+
+/// Bucket -> (rows, checksum) computed by the server.
+async fn bucket_sums(
+    conn: &mut PgConnection,
+    table: &Table,
+) -> Result<BTreeMap<i32, (i64, String)>> {
+    let rows: Vec<(i32, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {bucket} AS b, count(*), sum({hash}::numeric)::text FROM public.{t} GROUP BY 1",
+        bucket = bucket_expr(table),
+        hash = row_hash_expr(table),
+        t = ident(table.name)
+    )))
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(b, n, sum)| (b, (n, sum))).collect())
+}
+
+type KeyHashes<'c> =
+    std::pin::Pin<Box<dyn Stream<Item = Result<(String, String), sqlx::Error>> + Send + 'c>>;
+
+fn key_hashes<'c>(conn: &'c mut PgConnection, table: &Table, buckets: &[i32]) -> KeyHashes<'c> {
+    let sql = format!(
+        "SELECT {key}, md5(ROW({cols})::text) FROM public.{t} WHERE {bucket} = ANY($1) ORDER BY {key} COLLATE \"C\"",
+        key = ident(table.key),
+        cols = table.column_list(),
+        t = ident(table.name),
+        bucket = bucket_expr(table)
+    );
+    sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql))
+        .bind(buckets.to_vec())
+        .fetch(conn)
+}
+
+/// Merges both sides' (key, row hash) in byte order of the key (Rust's `String` order is the
+/// "C" collation's), naming what differs.
+async fn diff_rows(
+    legacy: &mut PgConnection,
+    target: &mut PgConnection,
+    table: &Table,
+    buckets: &[i32],
+    max_listed: usize,
+) -> Result<Differences> {
+    let mut left = key_hashes(legacy, table, buckets);
+    let mut right = key_hashes(target, table, buckets);
+    let mut d = Differences::default();
+    let note = |list: &mut Vec<String>, count: &mut u64, key: String| {
+        *count += 1;
+        if list.len() < max_listed {
+            list.push(key);
+        }
+    };
+    let mut l = left.try_next().await?;
+    let mut r = right.try_next().await?;
+    loop {
+        match (l.take(), r.take()) {
+            (None, None) => break,
+            (Some((k, _)), None) => {
+                note(&mut d.missing, &mut d.missing_count, k);
+                l = left.try_next().await?;
+            }
+            (None, Some((k, _))) => {
+                note(&mut d.extra, &mut d.extra_count, k);
+                r = right.try_next().await?;
+            }
+            (Some((lk, lh)), Some((rk, rh))) => match lk.cmp(&rk) {
+                std::cmp::Ordering::Less => {
+                    note(&mut d.missing, &mut d.missing_count, lk);
+                    l = left.try_next().await?;
+                    r = Some((rk, rh));
+                }
+                std::cmp::Ordering::Greater => {
+                    note(&mut d.extra, &mut d.extra_count, rk);
+                    r = right.try_next().await?;
+                    l = Some((lk, lh));
+                }
+                std::cmp::Ordering::Equal => {
+                    if lh != rh {
+                        note(&mut d.changed, &mut d.changed_count, lk);
+                    }
+                    l = left.try_next().await?;
+                    r = right.try_next().await?;
+                }
+            },
+        }
+    }
+    Ok(d)
+}
+
+/// References of a dropped cross-service foreign key that name no row on the other side.
+async fn count_orphans(
+    endpoints: &Endpoints,
+    fk: &'static ForeignKey,
+    max_listed: usize,
+) -> Result<OrphanCheck> {
+    let from = crate::contract::table(fk.table).expect("contract table");
+    let to = crate::contract::table(fk.references).expect("contract table");
+    let mut referencing =
+        connect::connection(from.service.name(), endpoints.target(from.service)).await?;
+    let mut referenced =
+        connect::connection(to.service.name(), endpoints.target(to.service)).await?;
+    let refs_sql = format!(
+        "SELECT {c}, count(*) FROM public.{t} WHERE {c} IS NOT NULL GROUP BY 1 ORDER BY {c} COLLATE \"C\"",
+        c = ident(fk.column),
+        t = ident(fk.table)
+    );
+    let keys_sql = format!(
+        "SELECT {k} FROM public.{t} ORDER BY {k} COLLATE \"C\"",
+        k = ident(fk.referenced_column),
+        t = ident(fk.references)
+    );
+    let mut refs =
+        sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(refs_sql)).fetch(&mut referencing);
+    let mut keys = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(keys_sql))
+        .fetch(&mut referenced)
+        .boxed();
+    let mut orphans = 0i64;
+    let mut examples = Vec::new();
+    let mut key = keys.try_next().await?;
+    while let Some((value, count)) = refs.try_next().await? {
+        while key.as_ref().is_some_and(|k| *k < value) {
+            key = keys.try_next().await?;
+        }
+        if key.as_ref() != Some(&value) {
+            orphans += count;
+            if examples.len() < max_listed {
+                examples.push(value);
+            }
+        }
+    }
+    Ok(OrphanCheck {
+        foreign_key: fk.name,
+        reference: format!(
+            "{}.{} -> {}.{}",
+            fk.table, fk.column, fk.references, fk.referenced_column
+        ),
+        orphans,
+        examples,
+    })
+}
