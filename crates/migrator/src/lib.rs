@@ -2,6 +2,7 @@
 //! database per service, in the seed's phases. A library so that tests and benchmarks drive the
 //! same code the CLI runs.
 
+pub mod archive;
 pub mod check;
 pub mod connect;
 pub mod contract;
@@ -10,6 +11,7 @@ pub mod ddl;
 pub mod endpoints;
 pub mod error;
 pub mod journal;
+pub mod load;
 pub mod plan;
 pub mod prepare;
 pub mod progress;

@@ -211,6 +211,19 @@ async fn verify_table(
     })
 }
 
+/// A table's row count and whole-content checksum (the sum of its rows' hashes), as the archive
+/// manifest records them.
+pub async fn table_checksum(conn: &mut PgConnection, table: &Table) -> Result<(i64, String)> {
+    let (rows, sum): (i64, String) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*), coalesce(sum({hash}::numeric), 0)::text FROM public.{t}",
+        hash = row_hash_expr(table),
+        t = ident(table.name)
+    )))
+    .fetch_one(conn)
+    .await?;
+    Ok((rows, sum))
+}
+
 /// Bucket -> (rows, checksum) computed by the server.
 async fn bucket_sums(
     conn: &mut PgConnection,

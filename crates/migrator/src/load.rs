@@ -1,0 +1,363 @@
+//! The target side of `copy` and `import`: chunks streamed into the service databases by parallel
+//! workers, each chunk committed with its journal row, indexes rebuilt when a table's last chunk is
+//! in (overlapping with the loading of other tables), foreign keys restored last.
+//!
+//! Where the bytes come from is a [`Feed`]: the legacy database through one exported snapshot
+//! (`copy`), or the files of an archive (`import`). Both deliver PostgreSQL's binary COPY format.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use platform::Service;
+use serde::Serialize;
+use sqlx::postgres::PgPool;
+use sqlx::{Connection, PgConnection};
+
+use crate::contract::{TABLES, Table};
+use crate::error::{MigrateError, Result};
+use crate::journal::{self, Chunk, DdlKind, TableState};
+use crate::progress::Progress;
+use crate::sql::{ident, literal};
+use crate::{connect, ddl};
+
+/// Bytes gathered from the feed before one write to the target.
+const SEND_BUFFER: usize = 1 << 20;
+/// Rows between two progress reports of a chunk.
+const REPORT_EVERY: u64 = 10_000;
+
+/// Where chunk data comes from.
+#[derive(Clone)]
+pub enum Feed {
+    /// The legacy database, read through an exported snapshot.
+    Legacy { url: String, snapshot: String },
+    /// An export's directory: one `<table>.copy.zst` per table, whose row counts are known.
+    Archive { dir: PathBuf, rows: BTreeMap<&'static str, i64> },
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableLoad {
+    pub table: &'static str,
+    pub service: &'static str,
+    pub rows: i64,
+    pub chunks: usize,
+    /// Chunks found already done from an earlier run.
+    pub chunks_resumed: usize,
+    pub state: &'static str,
+}
+
+struct Work {
+    table: &'static Table,
+    chunk: Chunk,
+}
+
+struct Run {
+    pools: BTreeMap<&'static str, PgPool>,
+    feed: Feed,
+    queue: Mutex<VecDeque<Work>>,
+    pending: BTreeMap<&'static str, AtomicUsize>,
+    index_builds: Mutex<Vec<tokio::task::JoinHandle<Result<()>>>>,
+    progress: Arc<dyn Progress>,
+}
+
+impl Run {
+    fn pool(&self, table: &Table) -> &PgPool {
+        &self.pools[table.service.name()]
+    }
+}
+
+/// Pools on the four service databases, `size` connections each.
+pub async fn target_pools(endpoints: &crate::Endpoints, size: u32) -> Result<BTreeMap<&'static str, PgPool>> {
+    let mut pools = BTreeMap::new();
+    for service in Service::ALL {
+        pools.insert(service.name(), connect::pool(service.name(), endpoints.target(service), size).await?);
+    }
+    Ok(pools)
+}
+
+/// Before writing anything: every target table exists, and a table the journal does not know is
+/// empty. Returns each table's journal entry, if any; creates the journal.
+pub async fn preflight(
+    pools: &BTreeMap<&'static str, PgPool>,
+) -> Result<BTreeMap<&'static str, Option<journal::TableEntry>>> {
+    let mut entries = BTreeMap::new();
+    for table in TABLES {
+        let service = table.service.name();
+        let mut conn = pools[service].acquire().await?;
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('public.' || quote_ident($1)) IS NOT NULL")
+            .bind(table.name)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !exists {
+            return Err(MigrateError::NotPrepared { service: service.into(), table: table.name.into() });
+        }
+        let entry =
+            if journal::exists(&mut conn).await? { journal::table(&mut conn, table.name).await? } else { None };
+        if entry.is_none() {
+            let rows: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM public.{}", ident(table.name))))
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if rows > 0 {
+                return Err(MigrateError::TargetNotEmpty { service: service.into(), table: table.name.into(), rows });
+            }
+        }
+        entries.insert(table.name, entry);
+    }
+    for pool in pools.values() {
+        journal::ensure(&mut *pool.acquire().await?).await?;
+    }
+    Ok(entries)
+}
+
+/// Journals a table's chunks and sets its indexes and constraints aside, in one transaction.
+pub async fn start_table(
+    target: &mut PgConnection,
+    table: &Table,
+    estimated_rows: i64,
+    bounds: &[(Option<String>, Option<String>)],
+) -> Result<()> {
+    let mut tx = target.begin().await?;
+    let saved = ddl::capture(&mut tx, table.name).await?;
+    ddl::drop_all(&mut tx, &saved).await?;
+    journal::start_table(&mut tx, table.name, &saved, estimated_rows, bounds).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Loads every journaled chunk not done yet, then indexes and constraints; returns per-table
+/// results read back from the journal.
+pub async fn run(
+    pools: BTreeMap<&'static str, PgPool>,
+    feed: Feed,
+    jobs: usize,
+    progress: Arc<dyn Progress>,
+) -> Result<Vec<TableLoad>> {
+    let mut work = Vec::new();
+    let mut pending = BTreeMap::new();
+    let mut resumed = BTreeMap::new();
+    let mut finished_before = Vec::new();
+    for table in TABLES {
+        let mut conn = pools[table.service.name()].acquire().await?;
+        let entry = journal::table(&mut conn, table.name).await?.expect("journaled by the caller");
+        let chunks = journal::chunks(&mut conn, table.name).await?;
+        let done_rows: i64 = chunks.iter().filter_map(|c| c.rows).sum();
+        resumed.insert(table.name, chunks.iter().filter(|c| c.is_done()).count());
+        progress.table_started(table.name, entry.estimated_rows.max(done_rows) as u64, done_rows as u64);
+        let todo: Vec<Chunk> = if entry.state == TableState::Loading {
+            chunks.into_iter().filter(|c| !c.is_done()).collect()
+        } else {
+            Vec::new()
+        };
+        if todo.is_empty() && entry.state != TableState::Done {
+            finished_before.push(table);
+        }
+        pending.insert(table.name, AtomicUsize::new(todo.len()));
+        work.push((entry.estimated_rows, table, todo));
+    }
+    // Largest tables first: their index builds then overlap with loading the small ones.
+    work.sort_by_key(|(estimate, _, _)| std::cmp::Reverse(*estimate));
+    let queue: VecDeque<Work> = work
+        .into_iter()
+        .flat_map(|(_, table, chunks)| chunks.into_iter().map(move |chunk| Work { table, chunk }))
+        .collect();
+    let run = Arc::new(Run {
+        pools,
+        feed,
+        queue: Mutex::new(queue),
+        pending,
+        index_builds: Mutex::new(Vec::new()),
+        progress,
+    });
+    for table in finished_before {
+        spawn_index_build(&run, table);
+    }
+    let mut workers = Vec::new();
+    for _ in 0..jobs.max(1) {
+        let source = match &run.feed {
+            Feed::Legacy { url, snapshot } => Some(snapshot_connection(url, snapshot).await?),
+            Feed::Archive { .. } => None,
+        };
+        let run = run.clone();
+        workers.push(tokio::spawn(async move { worker(run, source).await }));
+    }
+    let mut first_error = None;
+    for w in workers {
+        if let Err(e) = w.await.map_err(|e| MigrateError::Other(format!("load worker: {e}"))).and_then(|r| r) {
+            first_error.get_or_insert(e);
+        }
+    }
+    let builds: Vec<_> = std::mem::take(&mut *run.index_builds.lock().expect("index builds lock"));
+    for build in builds {
+        if let Err(e) = build.await.map_err(|e| MigrateError::Other(format!("index build: {e}"))).and_then(|r| r) {
+            first_error.get_or_insert(e);
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    for service in Service::ALL {
+        finish_service(&run, service).await?;
+    }
+    let mut out = Vec::new();
+    for table in TABLES {
+        let mut conn = run.pool(table).acquire().await?;
+        let chunks = journal::chunks(&mut conn, table.name).await?;
+        let state = journal::table(&mut conn, table.name).await?.map(|e| e.state.as_str()).unwrap_or("missing");
+        out.push(TableLoad {
+            table: table.name,
+            service: table.service.name(),
+            rows: chunks.iter().filter_map(|c| c.rows).sum(),
+            chunks: chunks.len(),
+            chunks_resumed: resumed[table.name],
+            state,
+        });
+    }
+    Ok(out)
+}
+
+/// A legacy connection inside the coordinator's exported snapshot.
+pub async fn snapshot_connection(url: &str, snapshot: &str) -> Result<PgConnection> {
+    let mut source = connect::connection("legacy", url).await?;
+    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut source).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET TRANSACTION SNAPSHOT {}", literal(snapshot))))
+        .execute(&mut source)
+        .await?;
+    Ok(source)
+}
+
+async fn worker(run: Arc<Run>, mut source: Option<PgConnection>) -> Result<()> {
+    loop {
+        let next = run.queue.lock().expect("queue lock").pop_front();
+        let Some(work) = next else { break };
+        if let Err(e) = load_chunk(&run, source.as_mut(), &work).await {
+            // Stop the other workers at their next chunk; what is committed stays committed.
+            run.queue.lock().expect("queue lock").clear();
+            return Err(e);
+        }
+        let left = run.pending[work.table.name].fetch_sub(1, Ordering::AcqRel) - 1;
+        if left == 0 {
+            spawn_index_build(&run, work.table);
+        }
+    }
+    if let Some(source) = source {
+        let _ = source.close().await;
+    }
+    Ok(())
+}
+
+/// The `SELECT` of one chunk of the legacy table, as binary COPY.
+pub fn copy_out_sql(table: &Table, lower: Option<&str>, upper: Option<&str>) -> String {
+    let key = ident(table.key);
+    let range = match (lower, upper) {
+        (None, None) => String::new(),
+        (Some(lo), None) => format!("WHERE {key} >= {}", literal(lo)),
+        (None, Some(hi)) => format!("WHERE {key} < {}", literal(hi)),
+        (Some(lo), Some(hi)) => format!("WHERE {key} >= {} AND {key} < {}", literal(lo), literal(hi)),
+    };
+    format!(
+        "COPY (SELECT {} FROM public.{} {range}) TO STDOUT (FORMAT binary)",
+        table.column_list(),
+        ident(table.name)
+    )
+}
+
+async fn load_chunk(run: &Run, source: Option<&mut PgConnection>, work: &Work) -> Result<()> {
+    let table = work.table;
+    let in_sql = format!("COPY public.{} ({}) FROM STDIN (FORMAT binary)", ident(table.name), table.column_list());
+    let stream: BoxStream<'_, Result<Bytes>> = match (&run.feed, source) {
+        (Feed::Legacy { .. }, Some(source)) => {
+            let sql = copy_out_sql(table, work.chunk.lower.as_deref(), work.chunk.upper.as_deref());
+            source.copy_out_raw(&sql).await?.map_err(MigrateError::from).boxed()
+        }
+        (Feed::Archive { dir, .. }, _) => crate::archive::read_table(dir, table)?,
+        (Feed::Legacy { .. }, None) => unreachable!("legacy workers own a source connection"),
+    };
+    let mut tx = run.pool(table).begin().await?;
+    let target: &mut PgConnection = &mut tx;
+    let mut sink = target.copy_in_raw(&in_sql).await?;
+    let streamed = async {
+        let mut stream = stream;
+        let mut buffer = BytesMut::with_capacity(SEND_BUFFER + 64 * 1024);
+        let (mut messages, mut reported) = (0u64, 0u64);
+        while let Some(bytes) = stream.try_next().await? {
+            buffer.extend_from_slice(&bytes);
+            messages += 1;
+            if buffer.len() >= SEND_BUFFER {
+                sink.send(buffer.split().freeze()).await?;
+            }
+            if messages - reported >= REPORT_EVERY {
+                run.progress.rows(table.name, messages - reported);
+                reported = messages;
+            }
+        }
+        if !buffer.is_empty() {
+            sink.send(buffer.freeze()).await?;
+        }
+        Ok::<u64, MigrateError>(reported)
+    }
+    .await;
+    let reported = match streamed {
+        Ok(reported) => reported,
+        Err(e) => {
+            let _ = sink.abort("reading the source failed").await;
+            return Err(e);
+        }
+    };
+    let rows = sink.finish().await? as i64;
+    if let Feed::Archive { rows: expected, .. } = &run.feed
+        && expected[table.name] != rows
+    {
+        // Dropping the transaction rolls the rows back.
+        return Err(MigrateError::Other(format!(
+            "archive file of {} holds {rows} rows, its manifest says {}",
+            table.name, expected[table.name]
+        )));
+    }
+    journal::finish_chunk(&mut tx, table.name, work.chunk.chunk, rows).await?;
+    tx.commit().await?;
+    run.progress.rows(table.name, (rows as u64).saturating_sub(reported));
+    Ok(())
+}
+
+fn spawn_index_build(run: &Arc<Run>, table: &'static Table) {
+    let task_run = run.clone();
+    let handle = tokio::spawn(async move {
+        task_run.progress.table_step(table.name, "indexing");
+        let mut conn = task_run.pool(table).acquire().await?;
+        journal::set_state(&mut conn, table.name, TableState::Indexing).await?;
+        let entry = journal::table(&mut conn, table.name).await?.expect("journaled table");
+        let own: Vec<_> = entry.saved_ddl.iter().filter(|d| d.on_table == table.name).cloned().collect();
+        sqlx::raw_sql("SET maintenance_work_mem = '256MB'").execute(&mut *conn).await?;
+        ddl::restore(&mut conn, &own, &[DdlKind::KeyConstraint, DdlKind::Index]).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE public.{}", ident(table.name)))).execute(&mut *conn).await?;
+        task_run.progress.table_step(table.name, "indexed");
+        Ok(())
+    });
+    run.index_builds.lock().expect("index builds lock").push(handle);
+}
+
+/// Once every table of a service is loaded and indexed: its foreign keys, then `done`.
+async fn finish_service(run: &Run, service: Service) -> Result<()> {
+    let mut conn = run.pools[service.name()].acquire().await?;
+    let mut entries = Vec::new();
+    for table in crate::contract::tables_of(service) {
+        let entry = journal::table(&mut conn, table.name).await?.expect("journaled table");
+        if entry.state == TableState::Loading {
+            return Ok(());
+        }
+        entries.push(entry);
+    }
+    let all: Vec<_> = entries.iter().flat_map(|e| e.saved_ddl.iter().cloned()).collect();
+    ddl::restore(&mut conn, &all, &[DdlKind::KeyConstraint, DdlKind::Index, DdlKind::ForeignKey]).await?;
+    for entry in &entries {
+        journal::set_state(&mut conn, &entry.table, TableState::Done).await?;
+        run.progress.table_step(&entry.table, "done");
+    }
+    Ok(())
+}
