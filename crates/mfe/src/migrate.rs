@@ -291,7 +291,8 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
         }
         Phase::Export { out, jobs } => {
             let bars = Arc::new(Bars::new(json));
-            let report = migrator::archive::export(&endpoints, &out, jobs.max(1), bars.clone()).await;
+            let report =
+                migrator::archive::export(&endpoints, &out, jobs.max(1), bars.clone()).await;
             bars.finish();
             let report = report?;
             if json {
@@ -301,17 +302,28 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             let rows: Vec<Vec<String>> = report
                 .tables
                 .iter()
-                .map(|t| vec![t.table.clone(), t.file.clone(), thousands(t.rows), thousands(t.bytes as i64)])
+                .map(|t| {
+                    vec![
+                        t.table.clone(),
+                        t.file.clone(),
+                        thousands(t.rows),
+                        thousands(t.bytes as i64),
+                    ]
+                })
                 .collect();
             println!();
             print_table(&["table", "file", "rows", "bytes"], &rows);
-            println!("
-exported to {} in {:.1} s", report.dir, report.seconds);
+            println!(
+                "
+exported to {} in {:.1} s",
+                report.dir, report.seconds
+            );
             Ok(0)
         }
         Phase::Import { from, jobs } => {
             let bars = Arc::new(Bars::new(json));
-            let report = migrator::archive::import(&endpoints, &from, jobs.max(1), bars.clone()).await;
+            let report =
+                migrator::archive::import(&endpoints, &from, jobs.max(1), bars.clone()).await;
             bars.finish();
             let report = report?;
             let code = if report.checksums_match { 0 } else { 1 };
@@ -322,13 +334,24 @@ exported to {} in {:.1} s", report.dir, report.seconds);
             let rows: Vec<Vec<String>> = report
                 .tables
                 .iter()
-                .map(|t| vec![t.table.into(), t.service.into(), thousands(t.rows), t.state.into()])
+                .map(|t| {
+                    vec![
+                        t.table.into(),
+                        t.service.into(),
+                        thousands(t.rows),
+                        t.state.into(),
+                    ]
+                })
                 .collect();
             println!();
             print_table(&["table", "service", "rows", "state"], &rows);
             println!(
                 "\n{} in {:.1} s",
-                if report.checksums_match { "imported; checksums match the manifest" } else { "imported, but CHECKSUMS DIFFER from the manifest" },
+                if report.checksums_match {
+                    "imported; checksums match the manifest"
+                } else {
+                    "imported, but CHECKSUMS DIFFER from the manifest"
+                },
                 report.seconds
             );
             Ok(code)

@@ -76,7 +76,12 @@ fn file_name(table: &Table) -> String {
 }
 
 /// Writes every legacy table, from one snapshot, into `dir` (created; must not hold an export).
-pub async fn export(endpoints: &Endpoints, dir: &Path, jobs: usize, progress: Arc<dyn Progress>) -> Result<ExportReport> {
+pub async fn export(
+    endpoints: &Endpoints,
+    dir: &Path,
+    jobs: usize,
+    progress: Arc<dyn Progress>,
+) -> Result<ExportReport> {
     let started = Instant::now();
     let mut coordinator = connect::connection("legacy", &endpoints.legacy).await?;
     let differences = check::legacy_differences(&mut coordinator).await?;
@@ -84,16 +89,27 @@ pub async fn export(endpoints: &Endpoints, dir: &Path, jobs: usize, progress: Ar
         return Err(MigrateError::ContractMismatch(differences));
     }
     if dir.join(MANIFEST).exists() {
-        return Err(MigrateError::Usage(format!("{} already holds an export; choose another directory", dir.display())));
+        return Err(MigrateError::Usage(format!(
+            "{} already holds an export; choose another directory",
+            dir.display()
+        )));
     }
     std::fs::create_dir_all(dir)?;
-    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut coordinator).await?;
-    let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()").fetch_one(&mut coordinator).await?;
+    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut coordinator)
+        .await?;
+    let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(&mut coordinator)
+        .await?;
 
     let semaphore = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
     let mut tasks = Vec::new();
     for table in TABLES {
-        let (url, snapshot, dir) = (endpoints.legacy.clone(), snapshot.clone(), dir.to_path_buf());
+        let (url, snapshot, dir) = (
+            endpoints.legacy.clone(),
+            snapshot.clone(),
+            dir.to_path_buf(),
+        );
         let (semaphore, progress) = (semaphore.clone(), progress.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire_owned().await.expect("semaphore open");
@@ -102,24 +118,47 @@ pub async fn export(endpoints: &Endpoints, dir: &Path, jobs: usize, progress: Ar
     }
     let mut tables = Vec::new();
     for task in tasks {
-        tables.push(task.await.map_err(|e| MigrateError::Other(format!("export task: {e}")))??);
+        tables.push(
+            task.await
+                .map_err(|e| MigrateError::Other(format!("export task: {e}")))??,
+        );
     }
-    let created_at: String = sqlx::query_scalar("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
-        .fetch_one(&mut coordinator)
-        .await?;
-    let manifest =
-        Manifest { format: FORMAT, created_at, source: platform::config::mask_url(&endpoints.legacy), tables: tables.clone() };
+    let created_at: String = sqlx::query_scalar(
+        "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+    )
+    .fetch_one(&mut coordinator)
+    .await?;
+    let manifest = Manifest {
+        format: FORMAT,
+        created_at,
+        source: platform::config::mask_url(&endpoints.legacy),
+        tables: tables.clone(),
+    };
     let tmp = dir.join(format!(".{MANIFEST}.partial"));
     {
         let mut file = File::create(&tmp)?;
-        file.write_all(serde_json::to_string_pretty(&manifest).expect("manifest serialises").as_bytes())?;
+        file.write_all(
+            serde_json::to_string_pretty(&manifest)
+                .expect("manifest serialises")
+                .as_bytes(),
+        )?;
         file.sync_all()?;
     }
     std::fs::rename(&tmp, dir.join(MANIFEST))?;
-    Ok(ExportReport { dir: dir.display().to_string(), tables, seconds: started.elapsed().as_secs_f64() })
+    Ok(ExportReport {
+        dir: dir.display().to_string(),
+        tables,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
-async fn export_table(url: &str, snapshot: &str, dir: &Path, table: &'static Table, progress: &dyn Progress) -> Result<ManifestTable> {
+async fn export_table(
+    url: &str,
+    snapshot: &str,
+    dir: &Path,
+    table: &'static Table,
+    progress: &dyn Progress,
+) -> Result<ManifestTable> {
     let mut source = load::snapshot_connection(url, snapshot).await?;
     let (rows, checksum) = verify::table_checksum(&mut source, table).await?;
     progress.table_started(table.name, rows as u64, 0);
@@ -143,7 +182,7 @@ async fn export_table(url: &str, snapshot: &str, dir: &Path, table: &'static Tab
     let mut messages = 0u64;
     while let Some(bytes) = stream.try_next().await? {
         messages += 1;
-        if messages % 10_000 == 0 {
+        if messages.is_multiple_of(10_000) {
             progress.rows(table.name, 10_000);
         }
         if tx.send(bytes).await.is_err() {
@@ -152,9 +191,14 @@ async fn export_table(url: &str, snapshot: &str, dir: &Path, table: &'static Tab
     }
     drop(stream);
     drop(tx);
-    let (sha256, bytes) = writer.await.map_err(|e| MigrateError::Other(format!("export writer: {e}")))??;
+    let (sha256, bytes) = writer
+        .await
+        .map_err(|e| MigrateError::Other(format!("export writer: {e}")))??;
     std::fs::rename(&partial, &path)?;
-    progress.rows(table.name, (rows as u64).saturating_sub(messages / 10_000 * 10_000));
+    progress.rows(
+        table.name,
+        (rows as u64).saturating_sub(messages / 10_000 * 10_000),
+    );
     progress.table_step(table.name, "exported");
     Ok(ManifestTable {
         table: table.name.to_string(),
@@ -171,13 +215,19 @@ async fn export_table(url: &str, snapshot: &str, dir: &Path, table: &'static Tab
 /// SHA-256. Lists every problem at once.
 pub fn check_archive(dir: &Path) -> Result<Manifest> {
     let text = std::fs::read_to_string(dir.join(MANIFEST)).map_err(|e| {
-        MigrateError::Usage(format!("{} is not an export (no readable {MANIFEST}: {e})", dir.display()))
+        MigrateError::Usage(format!(
+            "{} is not an export (no readable {MANIFEST}: {e})",
+            dir.display()
+        ))
     })?;
     let manifest: Manifest = serde_json::from_str(&text)
         .map_err(|e| MigrateError::Usage(format!("{}: damaged {MANIFEST}: {e}", dir.display())))?;
     let mut problems = Vec::new();
     if manifest.format != FORMAT {
-        problems.push(format!("format {} (this tool reads {FORMAT})", manifest.format));
+        problems.push(format!(
+            "format {} (this tool reads {FORMAT})",
+            manifest.format
+        ));
     }
     for table in TABLES {
         let Some(entry) = manifest.tables.iter().find(|t| t.table == table.name) else {
@@ -185,13 +235,19 @@ pub fn check_archive(dir: &Path) -> Result<Manifest> {
             continue;
         };
         if entry.file != file_name(table) {
-            problems.push(format!("{}: unexpected file name {}", table.name, entry.file));
+            problems.push(format!(
+                "{}: unexpected file name {}",
+                table.name, entry.file
+            ));
             continue;
         }
         match file_digest(&dir.join(&entry.file)) {
             Err(e) => problems.push(format!("{}: {e}", entry.file)),
             Ok((sha, bytes)) if bytes != entry.bytes || sha != entry.sha256 => {
-                problems.push(format!("{}: damaged ({bytes} bytes, SHA-256 {sha}; manifest: {} bytes, {})", entry.file, entry.bytes, entry.sha256))
+                problems.push(format!(
+                    "{}: damaged ({bytes} bytes, SHA-256 {sha}; manifest: {} bytes, {})",
+                    entry.file, entry.bytes, entry.sha256
+                ))
             }
             Ok(_) => {}
         }
@@ -199,41 +255,80 @@ pub fn check_archive(dir: &Path) -> Result<Manifest> {
     if problems.is_empty() {
         Ok(manifest)
     } else {
-        Err(MigrateError::Usage(format!("archive {} refused, nothing was written:\n  {}", dir.display(), problems.join("\n  "))))
+        Err(MigrateError::Usage(format!(
+            "archive {} refused, nothing was written:\n  {}",
+            dir.display(),
+            problems.join("\n  ")
+        )))
     }
 }
 
 /// Loads an archive into the (prepared, empty) service databases; resumable like `copy`.
-pub async fn import(endpoints: &Endpoints, dir: &Path, jobs: usize, progress: Arc<dyn Progress>) -> Result<ImportReport> {
+pub async fn import(
+    endpoints: &Endpoints,
+    dir: &Path,
+    jobs: usize,
+    progress: Arc<dyn Progress>,
+) -> Result<ImportReport> {
     let started = Instant::now();
     let manifest = check_archive(dir)?;
     let pools = load::target_pools(endpoints, jobs as u32 + 1).await?;
     let entries = load::preflight(&pools).await?;
     let rows: BTreeMap<&'static str, i64> = TABLES
         .iter()
-        .map(|t| (t.name, manifest.tables.iter().find(|m| m.table == t.name).map(|m| m.rows).unwrap_or(0)))
+        .map(|t| {
+            (
+                t.name,
+                manifest
+                    .tables
+                    .iter()
+                    .find(|m| m.table == t.name)
+                    .map(|m| m.rows)
+                    .unwrap_or(0),
+            )
+        })
         .collect();
     for table in TABLES.iter().filter(|t| entries[t.name].is_none()) {
         let mut target = pools[table.service.name()].acquire().await?;
         load::start_table(&mut target, table, rows[table.name], &[(None, None)]).await?;
     }
-    let feed = Feed::Archive { dir: dir.to_path_buf(), rows };
+    let feed = Feed::Archive {
+        dir: dir.to_path_buf(),
+        rows,
+    };
     let tables = load::run(pools.clone(), feed, jobs, progress).await?;
     let mut checksums_match = true;
     for table in TABLES {
         let mut conn = pools[table.service.name()].acquire().await?;
         let (rows, checksum) = verify::table_checksum(&mut conn, table).await?;
-        let expected = manifest.tables.iter().find(|m| m.table == table.name).expect("checked");
+        let expected = manifest
+            .tables
+            .iter()
+            .find(|m| m.table == table.name)
+            .expect("checked");
         if rows != expected.rows || checksum != expected.checksum {
             checksums_match = false;
-            tracing::error!(table = table.name, "imported content does not match the manifest's checksum");
+            tracing::error!(
+                table = table.name,
+                "imported content does not match the manifest's checksum"
+            );
         }
     }
-    let report = ImportReport { tables, checksums_match, seconds: started.elapsed().as_secs_f64() };
+    let report = ImportReport {
+        tables,
+        checksums_match,
+        seconds: started.elapsed().as_secs_f64(),
+    };
     for pool in pools.values() {
         let mut conn = pool.acquire().await?;
         let outcome = if checksums_match { "ok" } else { "differences" };
-        journal::record_run(&mut conn, "import", outcome, &serde_json::to_value(&report).unwrap_or_default()).await?;
+        journal::record_run(
+            &mut conn,
+            "import",
+            outcome,
+            &serde_json::to_value(&report).unwrap_or_default(),
+        )
+        .await?;
     }
     Ok(report)
 }
@@ -241,7 +336,8 @@ pub async fn import(endpoints: &Endpoints, dir: &Path, jobs: usize, progress: Ar
 /// The decompressed COPY data of one table's file, in blocks, read off the async runtime.
 pub fn read_table(dir: &Path, table: &Table) -> Result<BoxStream<'static, Result<Bytes>>> {
     let path: PathBuf = dir.join(file_name(table));
-    let file = File::open(&path).map_err(|e| MigrateError::Other(format!("{}: {e}", path.display())))?;
+    let file =
+        File::open(&path).map_err(|e| MigrateError::Other(format!("{}: {e}", path.display())))?;
     let (tx, rx) = mpsc::channel::<Result<Bytes>>(8);
     tokio::task::spawn_blocking(move || {
         let mut decoder = match zstd::Decoder::new(BufReader::new(file)) {
@@ -262,13 +358,18 @@ pub fn read_table(dir: &Path, table: &Table) -> Result<BoxStream<'static, Result
                     }
                 }
                 Err(e) => {
-                    let _ = tx.blocking_send(Err(MigrateError::Other(format!("{}: {e}", path.display()))));
+                    let _ = tx.blocking_send(Err(MigrateError::Other(format!(
+                        "{}: {e}",
+                        path.display()
+                    ))));
                     break;
                 }
             }
         }
     });
-    Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })))
+    Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })))
 }
 
 fn file_digest(path: &Path) -> std::io::Result<(String, u64)> {
@@ -300,7 +401,11 @@ struct HashingWriter {
 
 impl HashingWriter {
     fn new(inner: File) -> Self {
-        Self { inner, hasher: Sha256::new(), bytes: 0 }
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
     }
 
     fn finish(self) -> (String, u64) {

@@ -29,7 +29,10 @@ pub struct CopyOptions {
 
 impl Default for CopyOptions {
     fn default() -> Self {
-        Self { jobs: 4, chunk_rows: 250_000 }
+        Self {
+            jobs: 4,
+            chunk_rows: 250_000,
+        }
     }
 }
 
@@ -40,7 +43,11 @@ pub struct CopyReport {
     pub seconds: f64,
 }
 
-pub async fn copy(endpoints: &Endpoints, opts: &CopyOptions, progress: Arc<dyn Progress>) -> Result<CopyReport> {
+pub async fn copy(
+    endpoints: &Endpoints,
+    opts: &CopyOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<CopyReport> {
     let started = Instant::now();
     let jobs = opts.jobs.max(1);
     let mut coordinator = connect::connection("legacy", &endpoints.legacy).await?;
@@ -51,40 +58,59 @@ pub async fn copy(endpoints: &Endpoints, opts: &CopyOptions, progress: Arc<dyn P
     let pools = load::target_pools(endpoints, jobs as u32 + 1).await?;
     let entries = load::preflight(&pools).await?;
 
-    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut coordinator).await?;
-    let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()").fetch_one(&mut coordinator).await?;
+    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut coordinator)
+        .await?;
+    let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(&mut coordinator)
+        .await?;
     for table in TABLES.iter().filter(|t| entries[t.name].is_none()) {
         let estimate = estimate_rows(&mut coordinator, table).await?;
         let bounds = chunk_bounds(&mut coordinator, table, estimate, opts.chunk_rows).await?;
         let mut target = pools[table.service.name()].acquire().await?;
         load::start_table(&mut target, table, estimate, &bounds).await?;
     }
-    let feed = Feed::Legacy { url: endpoints.legacy.clone(), snapshot };
+    let feed = Feed::Legacy {
+        url: endpoints.legacy.clone(),
+        snapshot,
+    };
     let loaded = load::run(pools.clone(), feed, jobs, progress).await;
     // The snapshot had to outlive every worker's import of it; now it can go.
     let _ = coordinator.close().await;
-    let report = CopyReport { tables: loaded?, seconds: started.elapsed().as_secs_f64() };
+    let report = CopyReport {
+        tables: loaded?,
+        seconds: started.elapsed().as_secs_f64(),
+    };
     for pool in pools.values() {
         let mut conn = pool.acquire().await?;
-        journal::record_run(&mut conn, "copy", "ok", &serde_json::to_value(&report).unwrap_or_default()).await?;
+        journal::record_run(
+            &mut conn,
+            "copy",
+            "ok",
+            &serde_json::to_value(&report).unwrap_or_default(),
+        )
+        .await?;
     }
     Ok(report)
 }
 
 async fn estimate_rows(source: &mut PgConnection, table: &Table) -> Result<i64> {
-    let estimate: f32 =
-        sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = ('public.' || quote_ident($1))::regclass")
-            .bind(table.name)
-            .fetch_one(&mut *source)
-            .await?;
+    let estimate: f32 = sqlx::query_scalar(
+        "SELECT reltuples FROM pg_class WHERE oid = ('public.' || quote_ident($1))::regclass",
+    )
+    .bind(table.name)
+    .fetch_one(&mut *source)
+    .await?;
     if estimate >= 0.0 {
         return Ok(estimate as i64);
     }
     // Never analysed: count, inside the snapshot.
-    let count: i64 =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM public.{}", ident(table.name))))
-            .fetch_one(&mut *source)
-            .await?;
+    let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM public.{}",
+        ident(table.name)
+    )))
+    .fetch_one(&mut *source)
+    .await?;
     Ok(count)
 }
 

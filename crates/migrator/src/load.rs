@@ -36,7 +36,10 @@ pub enum Feed {
     /// The legacy database, read through an exported snapshot.
     Legacy { url: String, snapshot: String },
     /// An export's directory: one `<table>.copy.zst` per table, whose row counts are known.
-    Archive { dir: PathBuf, rows: BTreeMap<&'static str, i64> },
+    Archive {
+        dir: PathBuf,
+        rows: BTreeMap<&'static str, i64>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,10 +75,16 @@ impl Run {
 }
 
 /// Pools on the four service databases, `size` connections each.
-pub async fn target_pools(endpoints: &crate::Endpoints, size: u32) -> Result<BTreeMap<&'static str, PgPool>> {
+pub async fn target_pools(
+    endpoints: &crate::Endpoints,
+    size: u32,
+) -> Result<BTreeMap<&'static str, PgPool>> {
     let mut pools = BTreeMap::new();
     for service in Service::ALL {
-        pools.insert(service.name(), connect::pool(service.name(), endpoints.target(service), size).await?);
+        pools.insert(
+            service.name(),
+            connect::pool(service.name(), endpoints.target(service), size).await?,
+        );
     }
     Ok(pools)
 }
@@ -89,22 +98,35 @@ pub async fn preflight(
     for table in TABLES {
         let service = table.service.name();
         let mut conn = pools[service].acquire().await?;
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass('public.' || quote_ident($1)) IS NOT NULL")
-            .bind(table.name)
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass('public.' || quote_ident($1)) IS NOT NULL")
+                .bind(table.name)
+                .fetch_one(&mut *conn)
+                .await?;
+        if !exists {
+            return Err(MigrateError::NotPrepared {
+                service: service.into(),
+                table: table.name.into(),
+            });
+        }
+        let entry = if journal::exists(&mut conn).await? {
+            journal::table(&mut conn, table.name).await?
+        } else {
+            None
+        };
+        if entry.is_none() {
+            let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM public.{}",
+                ident(table.name)
+            )))
             .fetch_one(&mut *conn)
             .await?;
-        if !exists {
-            return Err(MigrateError::NotPrepared { service: service.into(), table: table.name.into() });
-        }
-        let entry =
-            if journal::exists(&mut conn).await? { journal::table(&mut conn, table.name).await? } else { None };
-        if entry.is_none() {
-            let rows: i64 =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM public.{}", ident(table.name))))
-                    .fetch_one(&mut *conn)
-                    .await?;
             if rows > 0 {
-                return Err(MigrateError::TargetNotEmpty { service: service.into(), table: table.name.into(), rows });
+                return Err(MigrateError::TargetNotEmpty {
+                    service: service.into(),
+                    table: table.name.into(),
+                    rows,
+                });
             }
         }
         entries.insert(table.name, entry);
@@ -144,11 +166,17 @@ pub async fn run(
     let mut finished_before = Vec::new();
     for table in TABLES {
         let mut conn = pools[table.service.name()].acquire().await?;
-        let entry = journal::table(&mut conn, table.name).await?.expect("journaled by the caller");
+        let entry = journal::table(&mut conn, table.name)
+            .await?
+            .expect("journaled by the caller");
         let chunks = journal::chunks(&mut conn, table.name).await?;
         let done_rows: i64 = chunks.iter().filter_map(|c| c.rows).sum();
         resumed.insert(table.name, chunks.iter().filter(|c| c.is_done()).count());
-        progress.table_started(table.name, entry.estimated_rows.max(done_rows) as u64, done_rows as u64);
+        progress.table_started(
+            table.name,
+            entry.estimated_rows.max(done_rows) as u64,
+            done_rows as u64,
+        );
         let todo: Vec<Chunk> = if entry.state == TableState::Loading {
             chunks.into_iter().filter(|c| !c.is_done()).collect()
         } else {
@@ -188,13 +216,21 @@ pub async fn run(
     }
     let mut first_error = None;
     for w in workers {
-        if let Err(e) = w.await.map_err(|e| MigrateError::Other(format!("load worker: {e}"))).and_then(|r| r) {
+        if let Err(e) = w
+            .await
+            .map_err(|e| MigrateError::Other(format!("load worker: {e}")))
+            .and_then(|r| r)
+        {
             first_error.get_or_insert(e);
         }
     }
     let builds: Vec<_> = std::mem::take(&mut *run.index_builds.lock().expect("index builds lock"));
     for build in builds {
-        if let Err(e) = build.await.map_err(|e| MigrateError::Other(format!("index build: {e}"))).and_then(|r| r) {
+        if let Err(e) = build
+            .await
+            .map_err(|e| MigrateError::Other(format!("index build: {e}")))
+            .and_then(|r| r)
+        {
             first_error.get_or_insert(e);
         }
     }
@@ -208,7 +244,10 @@ pub async fn run(
     for table in TABLES {
         let mut conn = run.pool(table).acquire().await?;
         let chunks = journal::chunks(&mut conn, table.name).await?;
-        let state = journal::table(&mut conn, table.name).await?.map(|e| e.state.as_str()).unwrap_or("missing");
+        let state = journal::table(&mut conn, table.name)
+            .await?
+            .map(|e| e.state.as_str())
+            .unwrap_or("missing");
         out.push(TableLoad {
             table: table.name,
             service: table.service.name(),
@@ -224,10 +263,15 @@ pub async fn run(
 /// A legacy connection inside the coordinator's exported snapshot.
 pub async fn snapshot_connection(url: &str, snapshot: &str) -> Result<PgConnection> {
     let mut source = connect::connection("legacy", url).await?;
-    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut source).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET TRANSACTION SNAPSHOT {}", literal(snapshot))))
+    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut source)
         .await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET TRANSACTION SNAPSHOT {}",
+        literal(snapshot)
+    )))
+    .execute(&mut source)
+    .await?;
     Ok(source)
 }
 
@@ -258,7 +302,9 @@ pub fn copy_out_sql(table: &Table, lower: Option<&str>, upper: Option<&str>) -> 
         (None, None) => String::new(),
         (Some(lo), None) => format!("WHERE {key} >= {}", literal(lo)),
         (None, Some(hi)) => format!("WHERE {key} < {}", literal(hi)),
-        (Some(lo), Some(hi)) => format!("WHERE {key} >= {} AND {key} < {}", literal(lo), literal(hi)),
+        (Some(lo), Some(hi)) => {
+            format!("WHERE {key} >= {} AND {key} < {}", literal(lo), literal(hi))
+        }
     };
     format!(
         "COPY (SELECT {} FROM public.{} {range}) TO STDOUT (FORMAT binary)",
@@ -269,11 +315,23 @@ pub fn copy_out_sql(table: &Table, lower: Option<&str>, upper: Option<&str>) -> 
 
 async fn load_chunk(run: &Run, source: Option<&mut PgConnection>, work: &Work) -> Result<()> {
     let table = work.table;
-    let in_sql = format!("COPY public.{} ({}) FROM STDIN (FORMAT binary)", ident(table.name), table.column_list());
+    let in_sql = format!(
+        "COPY public.{} ({}) FROM STDIN (FORMAT binary)",
+        ident(table.name),
+        table.column_list()
+    );
     let stream: BoxStream<'_, Result<Bytes>> = match (&run.feed, source) {
         (Feed::Legacy { .. }, Some(source)) => {
-            let sql = copy_out_sql(table, work.chunk.lower.as_deref(), work.chunk.upper.as_deref());
-            source.copy_out_raw(&sql).await?.map_err(MigrateError::from).boxed()
+            let sql = copy_out_sql(
+                table,
+                work.chunk.lower.as_deref(),
+                work.chunk.upper.as_deref(),
+            );
+            source
+                .copy_out_raw(&sql)
+                .await?
+                .map_err(MigrateError::from)
+                .boxed()
         }
         (Feed::Archive { dir, .. }, _) => crate::archive::read_table(dir, table)?,
         (Feed::Legacy { .. }, None) => unreachable!("legacy workers own a source connection"),
@@ -321,7 +379,8 @@ async fn load_chunk(run: &Run, source: Option<&mut PgConnection>, work: &Work) -
     }
     journal::finish_chunk(&mut tx, table.name, work.chunk.chunk, rows).await?;
     tx.commit().await?;
-    run.progress.rows(table.name, (rows as u64).saturating_sub(reported));
+    run.progress
+        .rows(table.name, (rows as u64).saturating_sub(reported));
     Ok(())
 }
 
@@ -331,15 +390,32 @@ fn spawn_index_build(run: &Arc<Run>, table: &'static Table) {
         task_run.progress.table_step(table.name, "indexing");
         let mut conn = task_run.pool(table).acquire().await?;
         journal::set_state(&mut conn, table.name, TableState::Indexing).await?;
-        let entry = journal::table(&mut conn, table.name).await?.expect("journaled table");
-        let own: Vec<_> = entry.saved_ddl.iter().filter(|d| d.on_table == table.name).cloned().collect();
-        sqlx::raw_sql("SET maintenance_work_mem = '256MB'").execute(&mut *conn).await?;
+        let entry = journal::table(&mut conn, table.name)
+            .await?
+            .expect("journaled table");
+        let own: Vec<_> = entry
+            .saved_ddl
+            .iter()
+            .filter(|d| d.on_table == table.name)
+            .cloned()
+            .collect();
+        sqlx::raw_sql("SET maintenance_work_mem = '256MB'")
+            .execute(&mut *conn)
+            .await?;
         ddl::restore(&mut conn, &own, &[DdlKind::KeyConstraint, DdlKind::Index]).await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE public.{}", ident(table.name)))).execute(&mut *conn).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "ANALYZE public.{}",
+            ident(table.name)
+        )))
+        .execute(&mut *conn)
+        .await?;
         task_run.progress.table_step(table.name, "indexed");
         Ok(())
     });
-    run.index_builds.lock().expect("index builds lock").push(handle);
+    run.index_builds
+        .lock()
+        .expect("index builds lock")
+        .push(handle);
 }
 
 /// Once every table of a service is loaded and indexed: its foreign keys, then `done`.
@@ -347,14 +423,24 @@ async fn finish_service(run: &Run, service: Service) -> Result<()> {
     let mut conn = run.pools[service.name()].acquire().await?;
     let mut entries = Vec::new();
     for table in crate::contract::tables_of(service) {
-        let entry = journal::table(&mut conn, table.name).await?.expect("journaled table");
+        let entry = journal::table(&mut conn, table.name)
+            .await?
+            .expect("journaled table");
         if entry.state == TableState::Loading {
             return Ok(());
         }
         entries.push(entry);
     }
-    let all: Vec<_> = entries.iter().flat_map(|e| e.saved_ddl.iter().cloned()).collect();
-    ddl::restore(&mut conn, &all, &[DdlKind::KeyConstraint, DdlKind::Index, DdlKind::ForeignKey]).await?;
+    let all: Vec<_> = entries
+        .iter()
+        .flat_map(|e| e.saved_ddl.iter().cloned())
+        .collect();
+    ddl::restore(
+        &mut conn,
+        &all,
+        &[DdlKind::KeyConstraint, DdlKind::Index, DdlKind::ForeignKey],
+    )
+    .await?;
     for entry in &entries {
         journal::set_state(&mut conn, &entry.table, TableState::Done).await?;
         run.progress.table_step(&entry.table, "done");

@@ -1,0 +1,535 @@
+//! `mfe migrate` end to end on real PostgreSQL: a seeded legacy database, four fresh service
+//! databases, the real binary (killed with SIGKILL where a crash is the point).
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::PgPool;
+use test_support::TestDb;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mfe");
+
+struct Fixture {
+    legacy: std::sync::Arc<TestDb>,
+    targets: [TestDb; 4],
+}
+
+fn fresh_targets() -> [TestDb; 4] {
+    [
+        TestDb::unborn(),
+        TestDb::unborn(),
+        TestDb::unborn(),
+        TestDb::unborn(),
+    ]
+}
+
+const TARGET_VARS: [&str; 4] = [
+    "AUTH_DATABASE_URL",
+    "PAYMENTS_DATABASE_URL",
+    "ADMIN_DATABASE_URL",
+    "PROFILE_DATABASE_URL",
+];
+
+impl Fixture {
+    /// A legacy database seeded at `scale`, and four service databases not created yet.
+    async fn seeded(scale: f64) -> Self {
+        let legacy = TestDb::unborn();
+        let opts = migrator::seed::SeedOptions {
+            url: legacy.url.clone(),
+            scale,
+            seed: 7,
+            replace: false,
+        };
+        migrator::seed::seed(&opts, &|_, _| {})
+            .await
+            .expect("seeding works");
+        Self {
+            legacy: std::sync::Arc::new(legacy),
+            targets: fresh_targets(),
+        }
+    }
+
+    /// The same legacy database with four other, not yet created, service databases.
+    fn with_fresh_targets(&self) -> Self {
+        Self {
+            legacy: self.legacy.clone(),
+            targets: fresh_targets(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("migrate")
+            .args(args)
+            .env("SHARED_DATABASE_URL", &self.legacy.url);
+        for (var, db) in TARGET_VARS.iter().zip(&self.targets) {
+            cmd.env(var, &db.url);
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("mfe runs")
+    }
+
+    fn run_ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "mfe migrate {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn verify_json(&self) -> (i32, Value) {
+        let out = self.run(&["verify", "--json"]);
+        let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "verify printed JSON; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap_or(-1), report)
+    }
+
+    async fn target(&self, index: usize) -> PgPool {
+        self.targets[index].pool().await
+    }
+}
+
+fn table<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == name)
+        .expect("table in report")
+}
+
+/// Every table's full content, as text, in key order: equal on both sides means every column of
+/// every row round-tripped exactly.
+async fn content(pool: &PgPool, table: &migrator::contract::Table) -> String {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT coalesce(md5(string_agg(ROW({cols})::text, E'\\n' ORDER BY {key} COLLATE \"C\")), 'empty') FROM public.{t}",
+        cols = table.column_list(),
+        key = table.key,
+        t = table.name
+    )))
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn copy_then_verify_is_clean_and_every_column_round_trips() {
+    let f = Fixture::seeded(0.02).await;
+    f.run_ok(&["plan"]);
+    f.run_ok(&["prepare"]);
+    let copy = f.run_ok(&["copy", "--jobs", "3", "--chunk-rows", "500", "--json"]);
+    let report: Value = serde_json::from_slice(&copy.stdout).unwrap();
+    assert!(
+        report["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["state"] == "done")
+    );
+    let (code, verify) = f.verify_json();
+    assert_eq!(code, 0, "{verify:#}");
+    assert_eq!(verify["ok"], true);
+
+    let legacy = f.legacy.pool().await;
+    for table in migrator::contract::TABLES {
+        let index = platform::Service::ALL
+            .iter()
+            .position(|s| *s == table.service)
+            .unwrap();
+        let target = f.target(index).await;
+        assert_eq!(
+            content(&legacy, table).await,
+            content(&target, table).await,
+            "{} differs",
+            table.name
+        );
+        let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {}",
+            table.name
+        )))
+        .fetch_one(&target)
+        .await
+        .unwrap();
+        assert!(rows > 0, "{} copied rows", table.name);
+    }
+    // Indexes and kept foreign keys are back.
+    let auth = f.target(0).await;
+    let fk: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'refresh_tokens_user_id_fkey')",
+    )
+    .fetch_one(&auth)
+    .await
+    .unwrap();
+    assert!(fk);
+    let indexes: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_indexes WHERE tablename = 'users'")
+            .fetch_one(&auth)
+            .await
+            .unwrap();
+    assert_eq!(indexes, 5, "pkey, email key, email, role, lower(email)");
+}
+
+#[tokio::test]
+async fn prepare_creates_the_four_databases_with_their_tables_and_is_idempotent() {
+    let f = Fixture::seeded(0.01).await;
+    f.run_ok(&["prepare"]);
+    f.run_ok(&["prepare"]);
+    let expected = [
+        vec!["refresh_tokens", "users"],
+        vec!["payment_transactions", "payments"],
+        vec!["audit_logs", "system_config"],
+        vec!["user_profiles"],
+    ];
+    for (index, tables) in expected.into_iter().enumerate() {
+        let pool = f.target(index).await;
+        let found: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(found, tables);
+    }
+}
+
+#[test]
+fn a_bad_url_is_named_and_exit_code_is_2() {
+    let out = Command::new(BIN)
+        .args(["migrate", "prepare"])
+        .env("PAYMENTS_DATABASE_URL", "mysql://nope/x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PAYMENTS_DATABASE_URL"));
+}
+
+#[tokio::test]
+async fn export_then_import_gives_the_same_checksums_as_copy() {
+    let f = Fixture::seeded(0.01).await;
+    let dir = std::env::temp_dir().join(format!("mfe-export-{}", uuid_like()));
+    let out = f.run_ok(&["export", "--out", dir.to_str().unwrap(), "--json"]);
+    let exported: Value = serde_json::from_slice(&out.stdout).unwrap();
+    f.run_ok(&["prepare"]);
+    let imported = f.run_ok(&["import", "--from", dir.to_str().unwrap(), "--json"]);
+    let imported: Value = serde_json::from_slice(&imported.stdout).unwrap();
+    assert_eq!(imported["checksumsMatch"], true);
+    let (code, report) = f.verify_json();
+    assert_eq!(code, 0, "{report:#}");
+
+    // The same legacy database copied directly holds the manifest's checksums too.
+    let direct = f.with_fresh_targets();
+    direct.run_ok(&["prepare"]);
+    direct.run_ok(&["copy"]);
+    for entry in exported["tables"].as_array().unwrap() {
+        let table = migrator::contract::table(entry["table"].as_str().unwrap()).unwrap();
+        let index = platform::Service::ALL
+            .iter()
+            .position(|s| *s == table.service)
+            .unwrap();
+        let mut conn = direct.target(index).await.acquire().await.unwrap();
+        let (rows, checksum) = migrator::verify::table_checksum(&mut conn, table)
+            .await
+            .unwrap();
+        assert_eq!(rows, entry["rows"].as_i64().unwrap(), "{}", table.name);
+        assert_eq!(
+            checksum,
+            entry["checksum"].as_str().unwrap(),
+            "{}",
+            table.name
+        );
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn a_damaged_archive_is_refused_before_anything_is_written() {
+    let f = Fixture::seeded(0.01).await;
+    let dir = std::env::temp_dir().join(format!("mfe-damaged-{}", uuid_like()));
+    f.run_ok(&["export", "--out", dir.to_str().unwrap()]);
+    f.run_ok(&["prepare"]);
+    // Flip one byte in the middle of one file, truncate another.
+    let payments = dir.join("payments.copy.zst");
+    let mut bytes = std::fs::read(&payments).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&payments, bytes).unwrap();
+    let users = dir.join("users.copy.zst");
+    let len = std::fs::metadata(&users).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&users)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+
+    let out = f.run(&["import", "--from", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("payments.copy.zst: damaged") && stderr.contains("users.copy.zst: damaged"),
+        "{stderr}"
+    );
+    for index in 0..4 {
+        let pool = f.target(index).await;
+        let started: i64 = sqlx::query_scalar("SELECT count(*) FROM mfe_migration.tables")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(started, 0, "nothing was written");
+    }
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&f.target(0).await)
+        .await
+        .unwrap();
+    assert_eq!(users, 0);
+
+    std::fs::remove_file(dir.join("manifest.json")).unwrap();
+    let out = f.run(&["import", "--from", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "no manifest, no import");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+#[tokio::test]
+async fn verify_names_a_changed_a_deleted_and_an_extra_row() {
+    let f = Fixture::seeded(0.01).await;
+    f.run_ok(&["prepare"]);
+    f.run_ok(&["copy"]);
+    let payments = f.target(1).await;
+    let changed: String = sqlx::query_scalar("UPDATE payments SET description = coalesce(description, '') || '!' WHERE id = (SELECT max(id) FROM payments) RETURNING id")
+        .fetch_one(&payments)
+        .await
+        .unwrap();
+    let deleted: String = sqlx::query_scalar("DELETE FROM payment_transactions WHERE id = (SELECT min(id) FROM payment_transactions) RETURNING id")
+        .fetch_one(&payments)
+        .await
+        .unwrap();
+    let admin = f.target(2).await;
+    sqlx::query("INSERT INTO audit_logs (id, action) VALUES ('not-in-legacy', 'x')")
+        .execute(&admin)
+        .await
+        .unwrap();
+
+    let (code, report) = f.verify_json();
+    assert_eq!(code, 1);
+    assert_eq!(report["ok"], false);
+    assert_eq!(
+        table(&report, "payments")["differences"]["changed"],
+        serde_json::json!([changed])
+    );
+    assert_eq!(
+        table(&report, "payment_transactions")["differences"]["missing"],
+        serde_json::json!([deleted])
+    );
+    assert_eq!(
+        table(&report, "audit_logs")["differences"]["extra"],
+        serde_json::json!(["not-in-legacy"])
+    );
+    assert_eq!(table(&report, "users")["ok"], true);
+
+    let human = f.run(&["verify"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains(&changed) && text.contains(&deleted) && text.contains("not-in-legacy"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn verify_counts_orphaned_cross_service_references() {
+    let f = Fixture::seeded(0.01).await;
+    f.run_ok(&["prepare"]);
+    f.run_ok(&["copy"]);
+    let payments = f.target(1).await;
+    let sender: String = sqlx::query_scalar("SELECT sender_id FROM payments LIMIT 1")
+        .fetch_one(&payments)
+        .await
+        .unwrap();
+    let auth = f.target(0).await;
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(&sender)
+        .execute(&auth)
+        .await
+        .unwrap();
+    let (code, report) = f.verify_json();
+    assert_eq!(code, 1);
+    let orphans = report["orphans"].as_array().unwrap();
+    let senders = orphans
+        .iter()
+        .find(|o| o["foreignKey"] == "payments_sender_id_fkey")
+        .unwrap();
+    let expected: i64 = sqlx::query_scalar("SELECT count(*) FROM payments WHERE sender_id = $1")
+        .bind(&sender)
+        .fetch_one(&payments)
+        .await
+        .unwrap();
+    assert_eq!(senders["orphans"], expected);
+    assert_eq!(senders["examples"], serde_json::json!([sender]));
+}
+
+#[tokio::test]
+async fn a_copy_killed_at_several_points_resumes_without_duplicates_or_gaps() {
+    let f = Fixture::seeded(0.03).await;
+    f.run_ok(&["prepare"]);
+    let payments = f.target(1).await;
+    let chunks_done = || async {
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass('mfe_migration.chunks') IS NOT NULL")
+                .fetch_one(&payments)
+                .await
+                .unwrap();
+        if !exists {
+            return 0i64;
+        }
+        sqlx::query_scalar("SELECT count(*) FROM mfe_migration.chunks WHERE rows IS NOT NULL")
+            .fetch_one(&payments)
+            .await
+            .unwrap()
+    };
+    // Kill points: as soon as the journal exists, after a few chunks, after many chunks.
+    for after_chunks in [0, 3, 12] {
+        let mut child = f
+            .command(&["copy", "--jobs", "2", "--chunk-rows", "150"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if chunks_done().await > after_chunks
+                || child.try_wait().unwrap().is_some()
+                || Instant::now() > deadline
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let before = chunks_done().await;
+    assert!(before > 0, "the kills happened mid-copy");
+    let out = f.run_ok(&["copy", "--jobs", "2", "--chunk-rows", "150", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let resumed: i64 = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["chunksResumed"].as_i64().unwrap())
+        .sum();
+    assert!(resumed > 0, "done chunks were not copied again");
+    let (code, verify) = f.verify_json();
+    assert_eq!(code, 0, "{verify:#}");
+    for (index, table) in [
+        (1, "payments"),
+        (1, "payment_transactions"),
+        (0, "users"),
+        (2, "audit_logs"),
+    ] {
+        let pool = f.target(index).await;
+        let (all, distinct): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*), count(DISTINCT id) FROM {table}"
+        )))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(all, distinct, "{table} has duplicates");
+    }
+}
+
+#[tokio::test]
+async fn a_target_that_already_holds_rows_is_refused() {
+    let f = Fixture::seeded(0.01).await;
+    f.run_ok(&["prepare"]);
+    let profile = f.target(3).await;
+    sqlx::query(
+        "INSERT INTO user_profiles (id, user_id, updated_at) VALUES ('someone-else', 'u', now())",
+    )
+    .execute(&profile)
+    .await
+    .unwrap();
+    let out = f.run(&["copy"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("user_profiles") && stderr.contains("already holds 1 rows"),
+        "{stderr}"
+    );
+    let auth = f.target(0).await;
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&auth)
+        .await
+        .unwrap();
+    assert_eq!(users, 0, "nothing was written");
+}
+
+#[tokio::test]
+async fn a_legacy_database_off_the_contract_is_refused_by_every_phase_before_any_write() {
+    let f = Fixture::seeded(0.01).await;
+    let legacy = f.legacy.pool().await;
+    sqlx::raw_sql("ALTER TABLE payments ALTER COLUMN amount TYPE numeric(12,2); ALTER TABLE user_profiles DROP COLUMN bio")
+        .execute(&legacy)
+        .await
+        .unwrap();
+    for phase in ["plan", "prepare", "copy", "verify"] {
+        let out = f.run(&[phase]);
+        assert_eq!(out.status.code(), Some(2), "{phase}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("payments.amount: type numeric(12,2), expected numeric(10,2)"),
+            "{phase}: {stderr}"
+        );
+        assert!(
+            stderr.contains("user_profiles.bio: missing"),
+            "{phase}: {stderr}"
+        );
+    }
+    let server = f.legacy.pool().await;
+    let created: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = ANY($1)")
+            .bind(f.targets.iter().map(|t| t.name.clone()).collect::<Vec<_>>())
+            .fetch_one(&server)
+            .await
+            .unwrap();
+    assert_eq!(created, 0, "no service database was created");
+}
+
+#[test]
+fn an_unreachable_database_is_one_line_naming_it_with_the_password_masked() {
+    let out = Command::new(BIN)
+        .args(["migrate", "plan"])
+        .env(
+            "SHARED_DATABASE_URL",
+            "postgresql://postgres:t0p-secret@127.0.0.1:1/mfe_poc2",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("legacy database postgresql://postgres:***@127.0.0.1:1/mfe_poc2"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("t0p-secret"));
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
