@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Migration benchmark: one legacy database seeded at SCALE (default 10: ~3.8 M rows), copied
+# back to back, each time into freshly prepared service databases, by
+#   (a) mfe migrate copy
+#   (b) pg_dump -Fd -j 2 + pg_restore -j 2 --data-only into the prepared schema
+#   (c) the raw pipe: psql COPY ... TO STDOUT (binary) | psql COPY ... FROM STDIN, two tables at
+#       a time, into bare tables, indexes and constraints built afterwards (the hardware's ceiling)
+# then times `mfe migrate verify` and reports mfe's peak memory. Prints the figures and ratios.
+#
+#   SCALE=10 JOBS=4 bash scripts/bench-migrate.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SCALE="${SCALE:-10}"
+JOBS="${JOBS:-4}"
+PG="postgresql://postgres:postgres@localhost"
+LEGACY="$PG:5432/bench_legacy"
+declare -A PORT=([auth]=5432 [payments]=5433 [admin]=5434 [profile]=5435)
+declare -A TABLES=([auth]="users refresh_tokens" [payments]="payments payment_transactions" [admin]="audit_logs system_config" [profile]="user_profiles")
+ALL_TABLES="users refresh_tokens payments payment_transactions audit_logs system_config user_profiles"
+
+bash scripts/stack.sh up >/dev/null
+command -v bc >/dev/null && [ -x /usr/bin/time ] || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bc time >/dev/null
+}
+cargo build --release --bin mfe >/dev/null 2>&1 || cargo build --release --bin mfe
+MFE=target/release/mfe
+export SHARED_DATABASE_URL="$LEGACY"
+for s in auth payments admin profile; do
+    export "${s^^}_DATABASE_URL=$PG:${PORT[$s]}/bench_$s"
+done
+
+now() { date +%s.%N; }
+secs() { echo "$2 - $1" | bc; }
+psql_on() { local port=$1 db=$2; shift 2; psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d "$db" "$@"; }
+
+fresh_targets() {
+    for s in auth payments admin profile; do
+        psql_on "${PORT[$s]}" postgres -c "DROP DATABASE IF EXISTS bench_$s WITH (FORCE)"
+    done
+    $MFE migrate prepare >/dev/null
+}
+
+# The legacy database, seeded once per scale (kept between runs).
+want_users=$(echo "($SCALE * 10000 + 0.999)/1" | bc)
+have_users=$(psql_on 5432 bench_legacy -Atc "SELECT count(*) FROM users" 2>/dev/null || echo 0)
+if [ "$have_users" -lt "$want_users" ]; then
+    echo "seeding bench_legacy at scale $SCALE..."
+    $MFE legacy seed --url "$LEGACY" --scale "$SCALE" --replace >/dev/null
+fi
+rows=$(for t in $ALL_TABLES; do psql_on 5432 bench_legacy -Atc "SELECT count(*) FROM $t"; done | paste -sd+ | bc)
+size=$(psql_on 5432 bench_legacy -Atc "SELECT pg_size_pretty(pg_database_size('bench_legacy'))")
+echo "legacy: $rows rows, $size (scale $SCALE); machine: $(nproc) cores"
+
+# (a) mfe migrate copy
+fresh_targets
+t0=$(now)
+/usr/bin/time -f "%M" -o /tmp/bench-mfe-rss $MFE migrate copy --jobs "$JOBS" >/dev/null
+t1=$(now)
+copy_s=$(secs "$t0" "$t1")
+copy_rss_mb=$(( $(cat /tmp/bench-mfe-rss) / 1024 ))
+t0=$(now)
+/usr/bin/time -f "%M" -o /tmp/bench-verify-rss $MFE migrate verify >/dev/null
+t1=$(now)
+verify_s=$(secs "$t0" "$t1")
+verify_rss_mb=$(( $(cat /tmp/bench-verify-rss) / 1024 ))
+
+# (b) pg_dump -Fd -j 2 + pg_restore -j 2 --data-only
+fresh_targets
+dump=$(mktemp -d)/dump
+t0=$(now)
+pg_dump -h 127.0.0.1 -p 5432 -U postgres -d bench_legacy -Fd -j 2 --data-only $(for t in $ALL_TABLES; do echo "-t public.$t"; done) -f "$dump"
+for s in auth payments admin profile; do
+    pg_restore -h 127.0.0.1 -p "${PORT[$s]}" -U postgres -d "bench_$s" -j 2 --data-only --disable-triggers \
+        $(for t in ${TABLES[$s]}; do echo "-t $t"; done) "$dump" &
+done
+wait
+t1=$(now)
+dump_s=$(secs "$t0" "$t1")
+rm -rf "$(dirname "$dump")"
+
+# (c) raw binary pipe, two tables at a time, indexes after
+fresh_targets
+declare -A SERVICE_OF
+for s in auth payments admin profile; do for t in ${TABLES[$s]}; do SERVICE_OF[$t]=$s; done; done
+ddl_dir=$(mktemp -d)
+for t in $ALL_TABLES; do
+    s=${SERVICE_OF[$t]}
+    # Save and drop this table's constraints and indexes (foreign keys first).
+    psql_on "${PORT[$s]}" "bench_$s" -Atc "
+        SELECT format('ALTER TABLE %s ADD CONSTRAINT %I %s;', conrelid::regclass, conname, pg_get_constraintdef(oid))
+        FROM pg_constraint WHERE conrelid = 'public.$t'::regclass AND contype IN ('p','u','f') ORDER BY contype DESC" > "$ddl_dir/$t.constraints"
+    psql_on "${PORT[$s]}" "bench_$s" -Atc "
+        SELECT pg_get_indexdef(indexrelid) || ';' FROM pg_index i
+        WHERE indrelid = 'public.$t'::regclass AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)" > "$ddl_dir/$t.indexes"
+done
+for s in auth payments admin profile; do
+    psql_on "${PORT[$s]}" "bench_$s" -Atc "
+        SELECT format('ALTER TABLE %s DROP CONSTRAINT %I;', conrelid::regclass, conname) FROM pg_constraint
+        WHERE connamespace = 'public'::regnamespace AND contype = 'f'" | psql_on "${PORT[$s]}" "bench_$s"
+    psql_on "${PORT[$s]}" "bench_$s" -Atc "
+        SELECT format('ALTER TABLE %s DROP CONSTRAINT %I;', conrelid::regclass, conname) FROM pg_constraint
+        WHERE connamespace = 'public'::regnamespace AND contype IN ('p','u')" | psql_on "${PORT[$s]}" "bench_$s"
+    psql_on "${PORT[$s]}" "bench_$s" -Atc "
+        SELECT format('DROP INDEX %s;', indexrelid::regclass) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+        WHERE c.relnamespace = 'public'::regnamespace" | psql_on "${PORT[$s]}" "bench_$s"
+done
+pipe_table() {
+    local t=$1 s=${SERVICE_OF[$1]}
+    local cols
+    cols=$(psql_on 5432 bench_legacy -Atc "SELECT string_agg(quote_ident(attname), ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'public.$t'::regclass AND attnum > 0 AND NOT attisdropped")
+    psql_on 5432 bench_legacy -c "COPY (SELECT $cols FROM public.$t) TO STDOUT (FORMAT binary)" \
+        | psql_on "${PORT[$s]}" "bench_$s" -c "COPY public.$t ($cols) FROM STDIN (FORMAT binary)"
+    psql_on "${PORT[$s]}" "bench_$s" -f "$ddl_dir/$t.indexes"
+    grep -v 'FOREIGN KEY' "$ddl_dir/$t.constraints" | psql_on "${PORT[$s]}" "bench_$s"
+}
+export -f pipe_table psql_on
+export ddl_dir
+export SERVICE_OF_DECL="$(declare -p SERVICE_OF PORT)"
+t0=$(now)
+printf '%s\n' payment_transactions payments audit_logs users user_profiles refresh_tokens system_config \
+    | xargs -P 2 -I{} bash -c 'eval "$SERVICE_OF_DECL"; pipe_table {}'
+for t in $ALL_TABLES; do
+    s=${SERVICE_OF[$t]}
+    grep 'FOREIGN KEY' "$ddl_dir/$t.constraints" | psql_on "${PORT[$s]}" "bench_$s" || true
+done
+t1=$(now)
+pipe_s=$(secs "$t0" "$t1")
+rm -rf "$ddl_dir"
+
+ratio() { echo "scale=2; $1 / $2" | bc; }
+cat <<REPORT
+
+migration benchmark: $rows rows, $size, scale $SCALE, $(nproc) cores, mfe --jobs $JOBS
+  (a) mfe migrate copy                    ${copy_s%.*}.$(printf '%s' "${copy_s#*.}" | cut -c1-1) s   peak RSS ${copy_rss_mb} MB
+  (b) pg_dump -Fd -j2 + pg_restore -j2    ${dump_s%.*}.$(printf '%s' "${dump_s#*.}" | cut -c1-1) s
+  (c) raw binary COPY pipe, indexes after ${pipe_s%.*}.$(printf '%s' "${pipe_s#*.}" | cut -c1-1) s
+  mfe migrate verify                      ${verify_s%.*}.$(printf '%s' "${verify_s#*.}" | cut -c1-1) s   peak RSS ${verify_rss_mb} MB
+  copy / raw pipe      $(ratio "$copy_s" "$pipe_s")x   (target <= 1.10)
+  pg_dump+restore / copy  $(ratio "$dump_s" "$copy_s")x   (target >= 3)
+  verify / copy        $(ratio "$verify_s" "$copy_s")x   (target <= 0.50)
+REPORT
