@@ -47,3 +47,52 @@ pub async fn differences(actual: &Catalog, expected: &Expected<'_>) -> Vec<Strin
     }
     actual.diff(&want)
 }
+
+/// Applies `migrator` to a fresh database and asserts that `public` holds exactly the service's
+/// part of the legacy contract.
+pub async fn assert_migrations_match_legacy(
+    migrator: &sqlx::migrate::Migrator,
+    expected: &Expected<'_>,
+) {
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    migrator.run(&pool).await.expect("migrations apply");
+    let actual = Catalog::read(&pool, "public").await.expect("read catalog");
+    let diff = differences(&actual, expected).await;
+    assert!(
+        diff.is_empty(),
+        "schema drifted from the legacy contract:\n{}",
+        diff.join("\n")
+    );
+}
+
+/// Applies `migrator` twice to a database loaded with the legacy DDL (the shared topology) and
+/// asserts the legacy tables are left as they were (but for `expected.added_indexes`), with the
+/// migration history kept in the service's own `schema`.
+pub async fn assert_migrations_leave_legacy_untouched(
+    migrator: &sqlx::migrate::Migrator,
+    schema: &str,
+    expected: &Expected<'_>,
+) {
+    let db = TestDb::new().await;
+    db.execute_script(crate::LEGACY_SCHEMA_SQL).await;
+    let pool = db.pool().await;
+    let before = Catalog::read(&pool, "public").await.expect("read catalog");
+    migrator
+        .run(&pool)
+        .await
+        .expect("migrations apply on the legacy database");
+    migrator.run(&pool).await.expect("and again");
+    let mut after = Catalog::read(&pool, "public").await.expect("read catalog");
+    for (table, index) in expected.added_indexes {
+        after = after.without_index(table, index);
+    }
+    assert_eq!(after.diff(&before), Vec::<String>::new());
+    let history: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {schema}._sqlx_migrations"
+    )))
+    .fetch_one(&pool)
+    .await
+    .expect("history in the service's schema");
+    assert_eq!(history as usize, migrator.iter().count());
+}

@@ -3,5 +3,6 @@ mod helpers;
 mod input;
 mod login;
 mod register;
+mod schema;
 mod tokens;
 mod users;
