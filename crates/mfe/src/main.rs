@@ -1,5 +1,6 @@
 //! `mfe`: the platform's command line: the migration tool, the legacy seeder, operations.
 
+mod legacy;
 mod migrate;
 mod ui;
 
@@ -29,6 +30,11 @@ enum Command {
         #[command(flatten)]
         databases: migrate::Databases,
     },
+    /// The legacy (POC-2) shared database: a realistic fixture to rehearse the migration on.
+    Legacy {
+        #[command(subcommand)]
+        command: legacy::LegacyCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +52,13 @@ fn main() -> ExitCode {
             Command::Migrate { phase, databases } => {
                 ExitCode::from(migrate::run(phase, &databases, cli.json).await)
             }
+            Command::Legacy { command } => match legacy::run(command, cli.json).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mfe legacy: {e:#}");
+                    ExitCode::from(2)
+                }
+            },
         }
     })
 }
