@@ -533,3 +533,60 @@ fn an_unreachable_database_is_one_line_naming_it_with_the_password_masked() {
     assert!(!stderr.contains("t0p-secret"));
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
+
+#[tokio::test]
+async fn plan_copy_export_and_verify_need_only_read_access_to_the_legacy_database() {
+    let f = Fixture::seeded(0.01).await;
+    let role = format!("mfe_reader_{}", std::process::id());
+    let legacy = f.legacy.pool().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN;
+         GRANT CONNECT ON DATABASE \"{db}\" TO {role}; GRANT USAGE ON SCHEMA public TO {role};
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};",
+        db = f.legacy.name
+    )))
+    .execute(&legacy)
+    .await
+    .unwrap();
+    let read_only_url = f.legacy.url.replacen(
+        "postgresql://postgres@",
+        &format!("postgresql://{role}@"),
+        1,
+    );
+    assert_ne!(read_only_url, f.legacy.url);
+    let dir = std::env::temp_dir().join(format!("mfe-ro-{}", uuid_like()));
+    f.run_ok(&["prepare"]);
+    for args in [
+        vec!["plan"],
+        vec!["copy"],
+        vec!["verify"],
+        vec!["export", "--out", dir.to_str().unwrap()],
+    ] {
+        let out = f
+            .command(&args)
+            .env("SHARED_DATABASE_URL", &read_only_url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?} as a read-only role: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let writes: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'mfe_migration'")
+            .fetch_one(&legacy)
+            .await
+            .unwrap();
+    assert_eq!(writes, 0, "no journal in the legacy database");
+    legacy.close().await;
+    drop(f);
+    std::fs::remove_dir_all(dir).ok();
+    let server = sqlx::PgPool::connect(&test_support::db::server_url())
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {role}")))
+        .execute(&server)
+        .await
+        .unwrap();
+}
