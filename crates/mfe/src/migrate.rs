@@ -110,6 +110,40 @@ pub async fn run(phase: Phase, databases: &Databases, json: bool) -> u8 {
     }
 }
 
+/// Runs `phase` with progress bars (none with `--json`), clearing them whatever the outcome.
+async fn with_bars<T, F, Fut>(json: bool, phase: F) -> Result<T, MigrateError>
+where
+    F: FnOnce(Arc<dyn migrator::Progress>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, MigrateError>>,
+{
+    let bars = Arc::new(Bars::new(json));
+    let outcome = phase(bars.clone()).await;
+    bars.finish();
+    outcome
+}
+
+/// The per-table summary of `copy` and `import`.
+fn print_loads(tables: &[migrator::load::TableLoad]) {
+    let rows: Vec<Vec<String>> = tables
+        .iter()
+        .map(|t| {
+            vec![
+                t.table.into(),
+                t.service.into(),
+                thousands(t.rows),
+                t.chunks.to_string(),
+                t.chunks_resumed.to_string(),
+                t.state.into(),
+            ]
+        })
+        .collect();
+    println!();
+    print_table(
+        &["table", "service", "rows", "chunks", "resumed", "state"],
+        &rows,
+    );
+}
+
 fn emit<T: serde::Serialize>(value: &T) {
     println!(
         "{}",
@@ -174,35 +208,14 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
                     "--jobs and --chunk-rows must be at least 1".into(),
                 ));
             }
-            let bars = Arc::new(Bars::new(json));
+            let opts = CopyOptions { jobs, chunk_rows };
             let report =
-                migrator::copy::copy(&endpoints, &CopyOptions { jobs, chunk_rows }, bars.clone())
-                    .await;
-            bars.finish();
-            let report = report?;
+                with_bars(json, |bars| migrator::copy::copy(&endpoints, &opts, bars)).await?;
             if json {
                 emit(&report);
                 return Ok(0);
             }
-            let rows: Vec<Vec<String>> = report
-                .tables
-                .iter()
-                .map(|t| {
-                    vec![
-                        t.table.into(),
-                        t.service.into(),
-                        thousands(t.rows),
-                        format!("{}", t.chunks),
-                        format!("{}", t.chunks_resumed),
-                        t.state.into(),
-                    ]
-                })
-                .collect();
-            println!();
-            print_table(
-                &["table", "service", "rows", "chunks", "resumed", "state"],
-                &rows,
-            );
+            print_loads(&report.tables);
             let total: i64 = report.tables.iter().map(|t| t.rows).sum();
             println!(
                 "\ncopied {} rows in {:.1} s",
@@ -212,12 +225,11 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             Ok(0)
         }
         Phase::Verify { max_listed } => {
-            let bars = Arc::new(Bars::new(json));
-            let report =
-                migrator::verify::verify(&endpoints, &VerifyOptions { max_listed }, bars.clone())
-                    .await;
-            bars.finish();
-            let report = report?;
+            let opts = VerifyOptions { max_listed };
+            let report = with_bars(json, |bars| {
+                migrator::verify::verify(&endpoints, &opts, bars)
+            })
+            .await?;
             let code = if report.ok { 0 } else { 1 };
             if json {
                 emit(&report);
@@ -290,11 +302,10 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             Ok(code)
         }
         Phase::Export { out, jobs } => {
-            let bars = Arc::new(Bars::new(json));
-            let report =
-                migrator::archive::export(&endpoints, &out, jobs.max(1), bars.clone()).await;
-            bars.finish();
-            let report = report?;
+            let report = with_bars(json, |bars| {
+                migrator::archive::export(&endpoints, &out, jobs.max(1), bars)
+            })
+            .await?;
             if json {
                 emit(&report);
                 return Ok(0);
@@ -313,38 +324,20 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
                 .collect();
             println!();
             print_table(&["table", "file", "rows", "bytes"], &rows);
-            println!(
-                "
-exported to {} in {:.1} s",
-                report.dir, report.seconds
-            );
+            println!("\nexported to {} in {:.1} s", report.dir, report.seconds);
             Ok(0)
         }
         Phase::Import { from, jobs } => {
-            let bars = Arc::new(Bars::new(json));
-            let report =
-                migrator::archive::import(&endpoints, &from, jobs.max(1), bars.clone()).await;
-            bars.finish();
-            let report = report?;
+            let report = with_bars(json, |bars| {
+                migrator::archive::import(&endpoints, &from, jobs.max(1), bars)
+            })
+            .await?;
             let code = if report.checksums_match { 0 } else { 1 };
             if json {
                 emit(&report);
                 return Ok(code);
             }
-            let rows: Vec<Vec<String>> = report
-                .tables
-                .iter()
-                .map(|t| {
-                    vec![
-                        t.table.into(),
-                        t.service.into(),
-                        thousands(t.rows),
-                        t.state.into(),
-                    ]
-                })
-                .collect();
-            println!();
-            print_table(&["table", "service", "rows", "state"], &rows);
+            print_loads(&report.tables);
             println!(
                 "\n{} in {:.1} s",
                 if report.checksums_match {
