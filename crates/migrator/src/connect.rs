@@ -18,7 +18,7 @@ fn unreachable(which: &str, url: &str, source: sqlx::Error) -> MigrateError {
 /// One connection to `url`; `which` names it in errors ("legacy", "payments-service", ...).
 pub async fn connection(which: &str, url: &str) -> Result<PgConnection> {
     let opts = platform::db::parse_url(url).map_err(MigrateError::Usage)?;
-    let opts = opts.log_statements(tracing::log::LevelFilter::Trace);
+    let opts = quiet(opts);
     let mut conn = PgConnection::connect_with(&opts)
         .await
         .map_err(|e| unreachable(which, url, e))?;
@@ -29,7 +29,7 @@ pub async fn connection(which: &str, url: &str) -> Result<PgConnection> {
 /// A pool on `url` whose connections use the tool's session settings.
 pub async fn pool(which: &str, url: &str, size: u32) -> Result<PgPool> {
     let opts = platform::db::parse_url(url).map_err(MigrateError::Usage)?;
-    let opts = opts.log_statements(tracing::log::LevelFilter::Trace);
+    let opts = quiet(opts);
     PgPoolOptions::new()
         .max_connections(size.max(1))
         .after_connect(|conn, _| {
@@ -43,8 +43,11 @@ pub async fn pool(which: &str, url: &str, size: u32) -> Result<PgPool> {
         .map_err(|e| unreachable(which, url, e))
 }
 
-/// Checks `conn` is still usable (used before long work, so a dead link fails early).
-pub async fn ping(conn: &mut PgConnection) -> Result<()> {
-    conn.ping().await?;
-    Ok(())
+/// Bulk statements of a migration run for seconds by design: no slow-statement warnings.
+fn quiet(opts: sqlx::postgres::PgConnectOptions) -> sqlx::postgres::PgConnectOptions {
+    opts.log_statements(tracing::log::LevelFilter::Trace)
+        .log_slow_statements(
+            tracing::log::LevelFilter::Debug,
+            std::time::Duration::from_secs(60),
+        )
 }

@@ -85,20 +85,66 @@ pub struct VerifyReport {
     pub seconds: f64,
 }
 
-/// `('x' || substr(md5(key), 1, 2))::bit(8)::int`: 256 buckets, the same on every server.
-fn bucket_expr(table: &Table) -> String {
-    format!(
-        "('x' || substr(md5({}), 1, 2))::bit(8)::int",
-        ident(table.key)
-    )
+/// How rows are hashed. Both are order-independent sums of 64-bit row hashes per bucket of keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hashing {
+    /// PostgreSQL's own hash functions over the typed values (`hash_record_extended`, `hashtext`):
+    /// several times faster, and equal on two servers of one major version (hash functions may
+    /// change between majors). Enum values are hashed as their labels, since their OIDs differ
+    /// between databases.
+    Native,
+    /// md5 of the row's text: equal on any two servers, slower.
+    Portable,
 }
 
-/// A 64-bit hash of the whole row's text, columns in contract order.
-fn row_hash_expr(table: &Table) -> String {
-    format!(
-        "('x' || substr(md5(ROW({})::text), 1, 16))::bit(64)::bigint",
-        table.column_list()
-    )
+/// The bucket of a key: 256 buckets, independent of collations.
+fn bucket_expr(table: &Table, hashing: Hashing) -> String {
+    match hashing {
+        Hashing::Native => format!("(hashtext({}) & 255)", ident(table.key)),
+        Hashing::Portable => format!(
+            "('x' || substr(md5({}), 1, 2))::bit(8)::int",
+            ident(table.key)
+        ),
+    }
+}
+
+/// A 64-bit hash of the whole row, columns in contract order.
+fn row_hash_expr(table: &Table, hashing: Hashing) -> String {
+    match hashing {
+        Hashing::Native => {
+            let columns: Vec<String> = table
+                .columns
+                .iter()
+                .map(|c| {
+                    let name = ident(c.name);
+                    if c.data_type.starts_with('"') {
+                        format!("{name}::text")
+                    } else {
+                        name
+                    }
+                })
+                .collect();
+            format!("hash_record_extended(ROW({}), 0)", columns.join(", "))
+        }
+        Hashing::Portable => {
+            format!(
+                "('x' || substr(md5(ROW({})::text), 1, 16))::bit(64)::bigint",
+                table.column_list()
+            )
+        }
+    }
+}
+
+/// Native hashing when both servers run the same major version (14 or later), portable otherwise.
+async fn choose_hashing(a: &mut PgConnection, b: &mut PgConnection) -> Result<Hashing> {
+    let major = "SELECT current_setting('server_version_num')::int / 10000";
+    let va: i32 = sqlx::query_scalar(major).fetch_one(a).await?;
+    let vb: i32 = sqlx::query_scalar(major).fetch_one(b).await?;
+    Ok(if va == vb && va >= 14 {
+        Hashing::Native
+    } else {
+        Hashing::Portable
+    })
 }
 
 pub async fn verify(
@@ -167,9 +213,10 @@ async fn verify_table(
         connect::connection("legacy", &endpoints.legacy),
         connect::connection(table.service.name(), target_url)
     )?;
+    let hashing = choose_hashing(&mut legacy, &mut target).await?;
     let (source_buckets, target_buckets) = tokio::try_join!(
-        bucket_sums(&mut legacy, table),
-        bucket_sums(&mut target, table)
+        bucket_sums(&mut legacy, table, hashing),
+        bucket_sums(&mut target, table, hashing)
     )?;
     let legacy_rows: i64 = source_buckets.values().map(|(n, _)| n).sum();
     let target_rows: i64 = target_buckets.values().map(|(n, _)| n).sum();
@@ -189,7 +236,15 @@ async fn verify_table(
     let differences = if differing.is_empty() {
         Differences::default()
     } else {
-        diff_rows(&mut legacy, &mut target, table, &differing, opts.max_listed).await?
+        diff_rows(
+            &mut legacy,
+            &mut target,
+            table,
+            hashing,
+            &differing,
+            opts.max_listed,
+        )
+        .await?
     };
     progress.rows(table.name, legacy_rows as u64);
     progress.table_step(
@@ -211,12 +266,12 @@ async fn verify_table(
     })
 }
 
-/// A table's row count and whole-content checksum (the sum of its rows' hashes), as the archive
-/// manifest records them.
+/// A table's row count and whole-content checksum (the sum of its rows' portable hashes), as the
+/// archive manifest records them: an archive may be imported on another server version.
 pub async fn table_checksum(conn: &mut PgConnection, table: &Table) -> Result<(i64, String)> {
     let (rows, sum): (i64, String) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT count(*), coalesce(sum({hash}::numeric), 0)::text FROM public.{t}",
-        hash = row_hash_expr(table),
+        hash = row_hash_expr(table, Hashing::Portable),
         t = ident(table.name)
     )))
     .fetch_one(conn)
@@ -228,11 +283,12 @@ pub async fn table_checksum(conn: &mut PgConnection, table: &Table) -> Result<(i
 async fn bucket_sums(
     conn: &mut PgConnection,
     table: &Table,
+    hashing: Hashing,
 ) -> Result<BTreeMap<i32, (i64, String)>> {
     let rows: Vec<(i32, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {bucket} AS b, count(*), sum({hash}::numeric)::text FROM public.{t} GROUP BY 1",
-        bucket = bucket_expr(table),
-        hash = row_hash_expr(table),
+        "SELECT {bucket} AS b, count(*), sum({hash})::text FROM public.{t} GROUP BY 1",
+        bucket = bucket_expr(table, hashing),
+        hash = row_hash_expr(table, hashing),
         t = ident(table.name)
     )))
     .fetch_all(conn)
@@ -243,13 +299,18 @@ async fn bucket_sums(
 type KeyHashes<'c> =
     std::pin::Pin<Box<dyn Stream<Item = Result<(String, String), sqlx::Error>> + Send + 'c>>;
 
-fn key_hashes<'c>(conn: &'c mut PgConnection, table: &Table, buckets: &[i32]) -> KeyHashes<'c> {
+fn key_hashes<'c>(
+    conn: &'c mut PgConnection,
+    table: &Table,
+    hashing: Hashing,
+    buckets: &[i32],
+) -> KeyHashes<'c> {
     let sql = format!(
         "SELECT {key}, md5(ROW({cols})::text) FROM public.{t} WHERE {bucket} = ANY($1) ORDER BY {key} COLLATE \"C\"",
         key = ident(table.key),
         cols = table.column_list(),
         t = ident(table.name),
-        bucket = bucket_expr(table)
+        bucket = bucket_expr(table, hashing)
     );
     sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql))
         .bind(buckets.to_vec())
@@ -262,11 +323,12 @@ async fn diff_rows(
     legacy: &mut PgConnection,
     target: &mut PgConnection,
     table: &Table,
+    hashing: Hashing,
     buckets: &[i32],
     max_listed: usize,
 ) -> Result<Differences> {
-    let mut left = key_hashes(legacy, table, buckets);
-    let mut right = key_hashes(target, table, buckets);
+    let mut left = key_hashes(legacy, table, hashing, buckets);
+    let mut right = key_hashes(target, table, hashing, buckets);
     let mut d = Differences::default();
     let note = |list: &mut Vec<String>, count: &mut u64, key: String| {
         *count += 1;
