@@ -590,3 +590,45 @@ async fn plan_copy_export_and_verify_need_only_read_access_to_the_legacy_databas
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_legacy_table_written_between_a_crash_and_the_resume_is_copied_again_whole() {
+    let f = Fixture::seeded(0.02).await;
+    f.run_ok(&["prepare"]);
+    let payments = f.target(1).await;
+    let mut child = f
+        .command(&["copy", "--jobs", "1", "--chunk-rows", "100"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM mfe_migration.chunks WHERE table_name = 'payments' AND rows IS NOT NULL",
+        )
+        .fetch_one(&payments)
+        .await
+        .unwrap_or(0);
+        if done >= 2 || child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Writes to the legacy database after the crash, to rows of the first block range (whose chunk
+    // is already copied): their new versions may land in any block.
+    let legacy = f.legacy.pool().await;
+    sqlx::raw_sql(
+        "UPDATE payments SET description = 'changed after the crash' WHERE ctid < '(1,0)'::tid;
+         INSERT INTO payments (id, sender_id, amount, status, type, updated_at)
+         SELECT 'late-payment', id, 1.00, 'pending', 'instant', now() FROM users LIMIT 1;",
+    )
+    .execute(&legacy)
+    .await
+    .unwrap();
+    f.run_ok(&["copy", "--jobs", "2", "--chunk-rows", "100"]);
+    let (code, report) = f.verify_json();
+    assert_eq!(code, 0, "{report:#}");
+}

@@ -290,7 +290,7 @@ pub async fn import(
         .collect();
     for table in TABLES.iter().filter(|t| entries[t.name].is_none()) {
         let mut target = pools[table.service.name()].acquire().await?;
-        load::start_table(&mut target, table, rows[table.name], &[(None, None)]).await?;
+        load::start_table(&mut target, table, rows[table.name], None, &[(None, None)]).await?;
     }
     let feed = Feed::Archive {
         dir: dir.to_path_buf(),

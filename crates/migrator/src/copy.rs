@@ -14,6 +14,7 @@ use sqlx::{Connection, PgConnection};
 use crate::contract::{TABLES, Table};
 use crate::endpoints::Endpoints;
 use crate::error::{MigrateError, Result};
+use crate::journal::TableState;
 use crate::load::{self, Feed, TableLoad};
 use crate::progress::Progress;
 use crate::sql::ident;
@@ -64,11 +65,50 @@ pub async fn copy(
     let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
         .fetch_one(&mut coordinator)
         .await?;
-    for table in TABLES.iter().filter(|t| entries[t.name].is_none()) {
-        let estimate = estimate_rows(&mut coordinator, table).await?;
-        let bounds = chunk_bounds(&mut coordinator, table, estimate, opts.chunk_rows).await?;
+    // Low 32 bits: the width of `xmin`, which `changed_since` compares with it.
+    let xmax: i64 = sqlx::query_scalar(
+        "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint % 4294967296",
+    )
+    .fetch_one(&mut coordinator)
+    .await?;
+    for table in TABLES {
         let mut target = pools[table.service.name()].acquire().await?;
-        load::start_table(&mut target, table, estimate, &bounds).await?;
+        match &entries[table.name] {
+            None => {
+                let estimate = estimate_rows(&mut coordinator, table).await?;
+                let bounds =
+                    block_bounds(&mut coordinator, table, estimate, opts.chunk_rows).await?;
+                load::start_table(&mut target, table, estimate, Some(xmax), &bounds).await?;
+            }
+            Some(entry) if entry.state == TableState::Loading => {
+                if changed_since(&mut coordinator, table, entry.snapshot_xmax).await? {
+                    // Rows moved since the interrupted run: block ranges no longer partition the
+                    // table as they did, so this table starts over (the others resume).
+                    tracing::warn!(
+                        table = table.name,
+                        "the legacy table changed since the interrupted copy; copying it again"
+                    );
+                    progress.table_step(
+                        table.name,
+                        "changed since the interrupted run: starting over",
+                    );
+                    let estimate = estimate_rows(&mut coordinator, table).await?;
+                    let bounds =
+                        block_bounds(&mut coordinator, table, estimate, opts.chunk_rows).await?;
+                    let mut tx = target.begin().await?;
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "TRUNCATE public.{}",
+                        ident(table.name)
+                    )))
+                    .execute(&mut *tx)
+                    .await?;
+                    journal::replan_table(&mut tx, table.name, estimate, Some(xmax), &bounds)
+                        .await?;
+                    tx.commit().await?;
+                }
+            }
+            Some(_) => {}
+        }
     }
     let feed = Feed::Legacy {
         url: endpoints.legacy.clone(),
@@ -114,10 +154,28 @@ async fn estimate_rows(source: &mut PgConnection, table: &Table) -> Result<i64> 
     Ok(count)
 }
 
-/// Key ranges `[lower, upper)` of about `chunk_rows` rows each, in the source's own key order (so
-/// each range is an index range scan there). The first range has no lower bound and the last no
-/// upper bound, so every key lands in exactly one range whatever its value.
-async fn chunk_bounds(
+/// Whether any row of the legacy table was written (inserted or updated) after the snapshot
+/// whose xmax is `xmax` (modulo 2^32, within the 2^31 window xid comparison allows).
+async fn changed_since(
+    source: &mut PgConnection,
+    table: &Table,
+    xmax: Option<i64>,
+) -> Result<bool> {
+    let Some(xmax) = xmax else { return Ok(true) };
+    let changed: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT EXISTS (SELECT 1 FROM public.{} WHERE (xmin::text::bigint - $1 + 4294967296) % 4294967296 < 2147483648)",
+        ident(table.name)
+    )))
+    .bind(xmax)
+    .fetch_one(&mut *source)
+    .await?;
+    Ok(changed)
+}
+
+/// Ranges of heap blocks `[lower, upper)` holding about `chunk_rows` rows each. The first range
+/// has no lower bound and the last no upper bound, so every row of the snapshot, wherever it
+/// sits, lands in exactly one range.
+async fn block_bounds(
     source: &mut PgConnection,
     table: &Table,
     estimate: i64,
@@ -126,20 +184,21 @@ async fn chunk_bounds(
     if estimate <= chunk_rows as i64 {
         return Ok(vec![(None, None)]);
     }
-    let key = ident(table.key);
-    let cuts: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT k FROM (SELECT {key} AS k, row_number() OVER (ORDER BY {key}) AS n FROM public.{t}) s
-         WHERE n % {step} = 0 ORDER BY k",
-        t = ident(table.name),
-        step = chunk_rows.max(1)
-    )))
-    .fetch_all(&mut *source)
+    let blocks: i64 = sqlx::query_scalar(
+        "SELECT pg_relation_size(('public.' || quote_ident($1))::regclass) / current_setting('block_size')::bigint",
+    )
+    .bind(table.name)
+    .fetch_one(&mut *source)
     .await?;
-    let mut bounds = Vec::with_capacity(cuts.len() + 1);
+    let chunks = (estimate as u64).div_ceil(chunk_rows.max(1)).max(1) as i64;
+    let step = (blocks.max(1) + chunks - 1) / chunks;
+    let mut bounds = Vec::new();
     let mut lower = None;
-    for cut in cuts {
-        bounds.push((lower.take(), Some(cut.clone())));
-        lower = Some(cut);
+    let mut next = step;
+    while next < blocks {
+        bounds.push((lower.take(), Some(next.to_string())));
+        lower = Some(next.to_string());
+        next += step;
     }
     bounds.push((lower, None));
     Ok(bounds)

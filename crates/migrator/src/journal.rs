@@ -15,9 +15,13 @@ CREATE TABLE IF NOT EXISTS mfe_migration.tables (
     state TEXT NOT NULL,
     saved_ddl JSONB NOT NULL DEFAULT '[]',
     estimated_rows BIGINT NOT NULL DEFAULT 0,
+    -- The first copy's snapshot xmax (low 32 bits): rows written after it mean the legacy table
+    -- changed, and chunks planned by block range may no longer partition it.
+    snapshot_xmax BIGINT,
     started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     finished_at TIMESTAMPTZ
 );
+ALTER TABLE mfe_migration.tables ADD COLUMN IF NOT EXISTS snapshot_xmax BIGINT;
 CREATE TABLE IF NOT EXISTS mfe_migration.chunks (
     table_name TEXT NOT NULL,
     chunk INT NOT NULL,
@@ -89,6 +93,7 @@ pub struct TableEntry {
     pub state: TableState,
     pub saved_ddl: Vec<SavedDdl>,
     pub estimated_rows: i64,
+    pub snapshot_xmax: Option<i64>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -119,18 +124,22 @@ pub async fn exists(conn: &mut PgConnection) -> sqlx::Result<bool> {
 }
 
 pub async fn table(conn: &mut PgConnection, table: &str) -> sqlx::Result<Option<TableEntry>> {
-    let row: Option<(String, String, serde_json::Value, i64)> = sqlx::query_as(
-        "SELECT table_name, state, saved_ddl, estimated_rows FROM mfe_migration.tables WHERE table_name = $1",
+    let row: Option<(String, String, serde_json::Value, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT table_name, state, saved_ddl, estimated_rows, snapshot_xmax
+         FROM mfe_migration.tables WHERE table_name = $1",
     )
     .bind(table)
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|(table, state, ddl, estimated_rows)| TableEntry {
-        table,
-        state: TableState::parse(&state),
-        saved_ddl: serde_json::from_value(ddl).unwrap_or_default(),
-        estimated_rows,
-    }))
+    Ok(row.map(
+        |(table, state, ddl, estimated_rows, snapshot_xmax)| TableEntry {
+            table,
+            state: TableState::parse(&state),
+            saved_ddl: serde_json::from_value(ddl).unwrap_or_default(),
+            estimated_rows,
+            snapshot_xmax,
+        },
+    ))
 }
 
 pub async fn start_table(
@@ -138,16 +147,51 @@ pub async fn start_table(
     table: &str,
     saved: &[SavedDdl],
     estimated_rows: i64,
+    snapshot_xmax: Option<i64>,
     bounds: &[(Option<String>, Option<String>)],
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO mfe_migration.tables (table_name, state, saved_ddl, estimated_rows) VALUES ($1, 'loading', $2, $3)",
+        "INSERT INTO mfe_migration.tables (table_name, state, saved_ddl, estimated_rows, snapshot_xmax)
+         VALUES ($1, 'loading', $2, $3, $4)",
     )
     .bind(table)
     .bind(serde_json::to_value(saved).expect("DDL list serialises"))
     .bind(estimated_rows)
+    .bind(snapshot_xmax)
     .execute(&mut *conn)
     .await?;
+    insert_chunks(conn, table, bounds).await
+}
+
+/// Starts a loading table over: its rows are gone (the caller truncated them) and its chunks are
+/// planned anew from a new snapshot. Its set-aside indexes stay recorded.
+pub async fn replan_table(
+    conn: &mut PgConnection,
+    table: &str,
+    estimated_rows: i64,
+    snapshot_xmax: Option<i64>,
+    bounds: &[(Option<String>, Option<String>)],
+) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM mfe_migration.chunks WHERE table_name = $1")
+        .bind(table)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "UPDATE mfe_migration.tables SET state = 'loading', estimated_rows = $2, snapshot_xmax = $3 WHERE table_name = $1",
+    )
+    .bind(table)
+    .bind(estimated_rows)
+    .bind(snapshot_xmax)
+    .execute(&mut *conn)
+    .await?;
+    insert_chunks(conn, table, bounds).await
+}
+
+async fn insert_chunks(
+    conn: &mut PgConnection,
+    table: &str,
+    bounds: &[(Option<String>, Option<String>)],
+) -> sqlx::Result<()> {
     for (i, (lower, upper)) in bounds.iter().enumerate() {
         sqlx::query(
             "INSERT INTO mfe_migration.chunks (table_name, chunk, lower_bound, upper_bound) VALUES ($1, $2, $3, $4)",

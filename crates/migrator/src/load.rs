@@ -142,12 +142,21 @@ pub async fn start_table(
     target: &mut PgConnection,
     table: &Table,
     estimated_rows: i64,
+    snapshot_xmax: Option<i64>,
     bounds: &[(Option<String>, Option<String>)],
 ) -> Result<()> {
     let mut tx = target.begin().await?;
     let saved = ddl::capture(&mut tx, table.name).await?;
     ddl::drop_all(&mut tx, &saved).await?;
-    journal::start_table(&mut tx, table.name, &saved, estimated_rows, bounds).await?;
+    journal::start_table(
+        &mut tx,
+        table.name,
+        &saved,
+        estimated_rows,
+        snapshot_xmax,
+        bounds,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -295,15 +304,21 @@ async fn worker(run: Arc<Run>, mut source: Option<PgConnection>) -> Result<()> {
     Ok(())
 }
 
-/// The `SELECT` of one chunk of the legacy table, as binary COPY.
+/// The `SELECT` of one chunk of the legacy table, as binary COPY. A chunk is a range of heap
+/// blocks `[lower, upper)`: a TID range scan reads just those blocks, where a key range over
+/// random UUIDs would touch every block of the table for every chunk.
 pub fn copy_out_sql(table: &Table, lower: Option<&str>, upper: Option<&str>) -> String {
-    let key = ident(table.key);
+    let block = |b: &str| literal(&format!("({},0)", b.parse::<u64>().unwrap_or(0)));
     let range = match (lower, upper) {
         (None, None) => String::new(),
-        (Some(lo), None) => format!("WHERE {key} >= {}", literal(lo)),
-        (None, Some(hi)) => format!("WHERE {key} < {}", literal(hi)),
+        (Some(lo), None) => format!("WHERE ctid >= {}::tid", block(lo)),
+        (None, Some(hi)) => format!("WHERE ctid < {}::tid", block(hi)),
         (Some(lo), Some(hi)) => {
-            format!("WHERE {key} >= {} AND {key} < {}", literal(lo), literal(hi))
+            format!(
+                "WHERE ctid >= {}::tid AND ctid < {}::tid",
+                block(lo),
+                block(hi)
+            )
         }
     };
     format!(
