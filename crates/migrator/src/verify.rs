@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, TryStreamExt};
 use platform::Service;
 use serde::Serialize;
 use sqlx::PgConnection;
@@ -168,6 +168,11 @@ pub async fn verify(
             verify_table(&endpoints, table, &opts, progress.as_ref()).await
         }));
     }
+    // Orphans are counted beside the table checks: the two are independent.
+    let orphan_task = {
+        let (endpoints, max_listed) = (endpoints.clone(), opts.max_listed);
+        tokio::spawn(async move { count_all_orphans(&endpoints, max_listed).await })
+    };
     let mut tables = Vec::new();
     for task in tasks {
         tables.push(
@@ -175,10 +180,9 @@ pub async fn verify(
                 .map_err(|e| MigrateError::Other(format!("verify task: {e}")))??,
         );
     }
-    let mut orphans = Vec::new();
-    for fk in FOREIGN_KEYS.iter().filter(|fk| !fk.kept) {
-        orphans.push(count_orphans(endpoints, fk, opts.max_listed).await?);
-    }
+    let orphans = orphan_task
+        .await
+        .map_err(|e| MigrateError::Other(format!("orphan check: {e}")))??;
     let ok = tables.iter().all(|t| t.ok) && orphans.iter().all(|o| o.orphans == 0);
     let report = VerifyReport {
         tables,
@@ -373,54 +377,94 @@ async fn diff_rows(
     Ok(d)
 }
 
-/// References of a dropped cross-service foreign key that name no row on the other side.
-async fn count_orphans(
-    endpoints: &Endpoints,
-    fk: &'static ForeignKey,
-    max_listed: usize,
-) -> Result<OrphanCheck> {
-    let from = crate::contract::table(fk.table).expect("contract table");
-    let to = crate::contract::table(fk.references).expect("contract table");
-    let mut referencing =
-        connect::connection(from.service.name(), endpoints.target(from.service)).await?;
-    let mut referenced =
-        connect::connection(to.service.name(), endpoints.target(to.service)).await?;
-    let refs_sql = format!(
-        "SELECT {c}, count(*) FROM public.{t} WHERE {c} IS NOT NULL GROUP BY 1 ORDER BY {c} COLLATE \"C\"",
-        c = ident(fk.column),
-        t = ident(fk.table)
-    );
-    let keys_sql = format!(
-        "SELECT {k} FROM public.{t} ORDER BY {k} COLLATE \"C\"",
-        k = ident(fk.referenced_column),
-        t = ident(fk.references)
-    );
-    let mut refs =
-        sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(refs_sql)).fetch(&mut referencing);
-    let mut keys = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(keys_sql))
-        .fetch(&mut referenced)
-        .boxed();
-    let mut orphans = 0i64;
-    let mut examples = Vec::new();
-    let mut key = keys.try_next().await?;
-    while let Some((value, count)) = refs.try_next().await? {
-        while key.as_ref().is_some_and(|k| *k < value) {
-            key = keys.try_next().await?;
-        }
-        if key.as_ref() != Some(&value) {
-            orphans += count;
-            if examples.len() < max_listed {
-                examples.push(value);
-            }
+/// For every dropped cross-service foreign key, the references that name no row on the other
+/// side. The referenced keys are streamed (binary COPY) into a temporary table beside the
+/// referencing rows, once per pair of databases, and PostgreSQL counts with an anti-join: no sort
+/// of the large side, no key set held in this process.
+async fn count_all_orphans(endpoints: &Endpoints, max_listed: usize) -> Result<Vec<OrphanCheck>> {
+    let dropped: Vec<&'static ForeignKey> = FOREIGN_KEYS.iter().filter(|fk| !fk.kept).collect();
+    let mut out = Vec::new();
+    let mut pairs: Vec<(&'static Table, &'static str)> = Vec::new();
+    for fk in &dropped {
+        let from = crate::contract::table(fk.table).expect("contract table");
+        if !pairs
+            .iter()
+            .any(|(t, r)| t.service == from.service && *r == fk.references)
+        {
+            pairs.push((from, fk.references));
         }
     }
-    Ok(OrphanCheck {
-        foreign_key: fk.name,
-        reference: format!(
-            "{}.{} -> {}.{}",
-            fk.table, fk.column, fk.references, fk.referenced_column
-        ),
-        orphans,
-        examples,
-    })
+    for (from, references) in pairs {
+        let to = crate::contract::table(references).expect("contract table");
+        let mut referencing =
+            connect::connection(from.service.name(), endpoints.target(from.service)).await?;
+        let mut referenced =
+            connect::connection(to.service.name(), endpoints.target(to.service)).await?;
+        let keys = format!("mfe_verify_{}_keys", to.name);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE TEMP TABLE {keys} (k text)"
+        )))
+        .execute(&mut referencing)
+        .await?;
+        let fks: Vec<&&ForeignKey> = dropped
+            .iter()
+            .filter(|fk| {
+                fk.references == references
+                    && crate::contract::table(fk.table).map(|t| t.service) == Some(from.service)
+            })
+            .collect();
+        let referenced_column = fks[0].referenced_column;
+        {
+            let mut sink = referencing
+                .copy_in_raw(&format!("COPY {keys} (k) FROM STDIN (FORMAT binary)"))
+                .await?;
+            let mut stream = referenced
+                .copy_out_raw(&format!(
+                    "COPY (SELECT {} FROM public.{}) TO STDOUT (FORMAT binary)",
+                    ident(referenced_column),
+                    ident(to.name)
+                ))
+                .await?;
+            while let Some(bytes) = stream.try_next().await? {
+                sink.send(bytes).await?;
+            }
+            sink.finish().await?;
+        }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE {keys}")))
+            .execute(&mut referencing)
+            .await?;
+        for fk in fks {
+            let orphaned = format!(
+                "FROM public.{t} x WHERE x.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {keys} r WHERE r.k = x.{c})",
+                t = ident(fk.table),
+                c = ident(fk.column)
+            );
+            let orphans: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) {orphaned}")))
+                    .fetch_one(&mut referencing)
+                    .await?;
+            let examples: Vec<String> = if orphans > 0 {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT DISTINCT x.{c} {orphaned} ORDER BY 1 LIMIT {max_listed}",
+                    c = ident(fk.column)
+                )))
+                .fetch_all(&mut referencing)
+                .await?
+            } else {
+                Vec::new()
+            };
+            out.push(OrphanCheck {
+                foreign_key: fk.name,
+                reference: format!(
+                    "{}.{} -> {}.{}",
+                    fk.table, fk.column, fk.references, fk.referenced_column
+                ),
+                orphans,
+                examples,
+            });
+        }
+    }
+    // In contract order, whatever order the pairs ran in.
+    out.sort_by_key(|o| dropped.iter().position(|fk| fk.name == o.foreign_key));
+    Ok(out)
 }
