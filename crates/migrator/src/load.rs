@@ -110,6 +110,8 @@ pub async fn preflight(
             });
         }
         let entry = if journal::exists(&mut conn).await? {
+            // Brings a journal of an older version of the tool up to date first.
+            journal::ensure(&mut conn).await?;
             journal::table(&mut conn, table.name).await?
         } else {
             None

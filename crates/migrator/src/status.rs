@@ -37,7 +37,8 @@ pub struct Status {
     pub phases: Vec<PhaseRun>,
 }
 
-/// Never writes: a service database without a journal is reported as not started.
+/// Writes nothing but a journal upgrade: a service database without a journal is reported as not
+/// started.
 pub async fn status(endpoints: &Endpoints) -> Result<Status> {
     let mut tables = Vec::new();
     let mut phases = Vec::new();
@@ -61,6 +62,10 @@ pub async fn status(endpoints: &Endpoints) -> Result<Status> {
             }
         };
         let has_journal = journal::exists(&mut conn).await?;
+        if has_journal {
+            // Brings a journal written by an older version of the tool up to date (adds columns).
+            journal::ensure(&mut conn).await?;
+        }
         for table in tables_of(service) {
             let (state, chunks) = if has_journal {
                 let entry = journal::table(&mut conn, table.name).await?;
