@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use migrator::copy::CopyOptions;
+use migrator::error::exit;
 use migrator::verify::VerifyOptions;
 use migrator::{Endpoints, MigrateError};
 use platform::Service;
@@ -158,7 +159,7 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             let plan = migrator::plan::plan(&endpoints).await?;
             if json {
                 emit(&plan);
-                return Ok(0);
+                return Ok(exit::OK);
             }
             println!("legacy database {} matches the contract\n", plan.legacy);
             let rows: Vec<Vec<String>> = plan
@@ -181,13 +182,13 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
                 .map(|f| vec![f.name.into(), f.reference.clone(), f.fate.into()])
                 .collect();
             print_table(&["foreign key", "reference", "after the split"], &rows);
-            Ok(0)
+            Ok(exit::OK)
         }
         Phase::Prepare => {
             let prepared = migrator::prepare::prepare(&endpoints).await?;
             if json {
                 emit(&prepared);
-                return Ok(0);
+                return Ok(exit::OK);
             }
             let rows: Vec<Vec<String>> = prepared
                 .iter()
@@ -200,7 +201,7 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
                 })
                 .collect();
             print_table(&["service", "database", "migrations"], &rows);
-            Ok(0)
+            Ok(exit::OK)
         }
         Phase::Copy { jobs, chunk_rows } => {
             if jobs == 0 || chunk_rows == 0 {
@@ -213,7 +214,7 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
                 with_bars(json, |bars| migrator::copy::copy(&endpoints, &opts, bars)).await?;
             if json {
                 emit(&report);
-                return Ok(0);
+                return Ok(exit::OK);
             }
             print_loads(&report.tables);
             let total: i64 = report.tables.iter().map(|t| t.rows).sum();
@@ -222,7 +223,7 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
                 thousands(total),
                 report.seconds
             );
-            Ok(0)
+            Ok(exit::OK)
         }
         Phase::Verify { max_listed } => {
             let opts = VerifyOptions { max_listed };
@@ -230,7 +231,11 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
                 migrator::verify::verify(&endpoints, &opts, bars)
             })
             .await?;
-            let code = if report.ok { 0 } else { 1 };
+            let code = if report.ok {
+                exit::OK
+            } else {
+                exit::DIFFERENCES
+            };
             if json {
                 emit(&report);
                 return Ok(code);
@@ -308,7 +313,7 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             .await?;
             if json {
                 emit(&report);
-                return Ok(0);
+                return Ok(exit::OK);
             }
             let rows: Vec<Vec<String>> = report
                 .tables
@@ -325,14 +330,18 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             println!();
             print_table(&["table", "file", "rows", "bytes"], &rows);
             println!("\nexported to {} in {:.1} s", report.dir, report.seconds);
-            Ok(0)
+            Ok(exit::OK)
         }
         Phase::Import { from, jobs } => {
             let report = with_bars(json, |bars| {
                 migrator::archive::import(&endpoints, &from, jobs.max(1), bars)
             })
             .await?;
-            let code = if report.checksums_match { 0 } else { 1 };
+            let code = if report.checksums_match {
+                exit::OK
+            } else {
+                exit::DIFFERENCES
+            };
             if json {
                 emit(&report);
                 return Ok(code);
@@ -353,7 +362,7 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             let status = migrator::status::status(&endpoints).await?;
             if json {
                 emit(&status);
-                return Ok(0);
+                return Ok(exit::OK);
             }
             let rows: Vec<Vec<String>> = status
                 .tables
@@ -383,7 +392,7 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
                 })
                 .collect();
             print_table(&["service", "phase", "last outcome", "at"], &rows);
-            Ok(0)
+            Ok(exit::OK)
         }
     }
 }

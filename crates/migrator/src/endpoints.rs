@@ -1,10 +1,9 @@
 //! Which databases a migration reads and writes: the legacy database and the four service
-//! databases, from the same variables (and defaults) the services use.
+//! databases (the CLI resolves them from the services' variables and defaults).
 
 use std::collections::BTreeMap;
 
-use platform::config::{DEFAULT_SHARED_DATABASE_URL, mask_url};
-use platform::{ConfigError, Env, Service};
+use platform::Service;
 
 #[derive(Debug, Clone)]
 pub struct Endpoints {
@@ -13,21 +12,6 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
-    /// `SHARED_DATABASE_URL` and the four `<SERVICE>_DATABASE_URL`s (never the topology: the
-    /// migration always goes from the shared database to the split ones).
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let legacy = env.postgres_url_or("SHARED_DATABASE_URL", DEFAULT_SHARED_DATABASE_URL)?;
-        let mut targets = BTreeMap::new();
-        for service in Service::ALL {
-            let var = format!("{}_DATABASE_URL", service.env_prefix());
-            targets.insert(
-                service.name(),
-                env.postgres_url_or(&var, service.default_database_url())?,
-            );
-        }
-        Ok(Self { legacy, targets })
-    }
-
     pub fn new(legacy: String, targets: impl IntoIterator<Item = (Service, String)>) -> Self {
         Self {
             legacy,
@@ -37,16 +21,5 @@ impl Endpoints {
 
     pub fn target(&self, service: Service) -> &str {
         &self.targets[service.name()]
-    }
-
-    /// Each URL with its password masked, for messages.
-    pub fn describe(&self) -> Vec<(String, String)> {
-        let mut out = vec![("legacy".to_string(), mask_url(&self.legacy))];
-        out.extend(
-            self.targets
-                .iter()
-                .map(|(name, url)| (name.to_string(), mask_url(url))),
-        );
-        out
     }
 }

@@ -249,19 +249,6 @@ pub async fn set_state(
     Ok(())
 }
 
-/// Forgets a table's copy (used when the operator resets a target).
-pub async fn forget_table(conn: &mut PgConnection, table: &str) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM mfe_migration.chunks WHERE table_name = $1")
-        .bind(table)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("DELETE FROM mfe_migration.tables WHERE table_name = $1")
-        .bind(table)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// Records the outcome of a phase run, for `status`.
 pub async fn record_run(
     conn: &mut PgConnection,

@@ -196,20 +196,6 @@ impl Env {
         }
     }
 
-    pub fn parse_opt<T>(&self, var: &str) -> Result<Option<T>, ConfigError>
-    where
-        T: FromStr,
-        T::Err: fmt::Display,
-    {
-        self.get(var)
-            .map(|raw| {
-                raw.trim()
-                    .parse()
-                    .map_err(|e: T::Err| ConfigError::new(var, e.to_string()))
-            })
-            .transpose()
-    }
-
     /// A duration written in whole seconds.
     pub fn seconds_or(&self, var: &str, default: Duration) -> Result<Duration, ConfigError> {
         let secs: u64 = self.parse_or(var, default.as_secs())?;
