@@ -26,7 +26,7 @@ pub enum Phase {
         /// Chunks copied at once.
         #[arg(long, default_value_t = 4)]
         jobs: usize,
-        /// Split tables larger than this into key ranges of about this many rows.
+        /// Split tables larger than this into heap block ranges of about this many rows.
         #[arg(long, default_value_t = 250_000)]
         chunk_rows: u64,
     },

@@ -2,7 +2,7 @@
 //!
 //! - One consistent snapshot: a coordinator exports a REPEATABLE READ snapshot of the legacy
 //!   database and every worker reads through it, so a payment and its sender come from one instant.
-//! - Parallel: tables, and key ranges of large tables, are copied by `jobs` workers at once.
+//! - Parallel: tables, and heap block ranges of large tables, are copied by `jobs` workers at once.
 //! - Indexes after the load, exactly once across crashes: see [`crate::load`].
 
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use crate::{check, connect, journal};
 pub struct CopyOptions {
     /// Concurrent chunk copies (source and target connections each).
     pub jobs: usize,
-    /// Tables larger than this are split into key ranges of about this many rows.
+    /// Tables larger than this are split into heap block ranges of about this many rows.
     pub chunk_rows: u64,
 }
 
