@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use events::{BrokerHealth, EventsSettings, Relay};
 use platform::app::{Application, open_database};
 use platform::http::SystemState;
 use platform::{Env, Service, ServiceConfig};
@@ -44,6 +45,8 @@ pub const SERVICE: Service = Service::Auth;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// Whether the outbox relay is connected to the broker, for `/ready`.
+    pub broker: Arc<BrokerHealth>,
     pub keys: Arc<Keys>,
     pub passwords: Arc<Passwords>,
     pub throttle: Arc<LoginThrottle>,
@@ -55,6 +58,7 @@ impl AppState {
         let keys = Keys::load(&settings.key_source, &settings.issuer, &settings.audience)?;
         Ok(Self {
             pool,
+            broker: BrokerHealth::new(),
             keys: Arc::new(keys),
             passwords: Arc::new(Passwords::new()),
             throttle: Arc::new(LoginThrottle::new(settings.throttle)),
@@ -109,29 +113,41 @@ pub fn router(state: AppState, config: &ServiceConfig) -> Router {
     platform::http::assemble(
         api,
         ApiDoc::openapi(),
-        SystemState::new(SERVICE.name(), state.pool),
+        SystemState::new(SERVICE.name(), state.pool).with_check(state.broker),
         config.request_timeout,
     )
 }
 
-/// Everything `main` does before serving: database, keys, bootstrap admin, housekeeping.
+/// Everything `main` does before serving: database, keys, bootstrap admin, the outbox relay,
+/// housekeeping.
 pub async fn build_with(
     config: ServiceConfig,
     settings: AuthSettings,
+    events: EventsSettings,
 ) -> anyhow::Result<Application> {
     let pool = open_database(&config, &MIGRATOR).await?;
     let state = AppState::new(pool, settings)?;
     if let Some(admin) = state.settings.bootstrap_admin.clone() {
         bootstrap::ensure_admin(&state, &admin).await?;
     }
+    let relay_link = state.broker.link("outbox relay");
+    Relay::new(
+        state.pool.clone(),
+        outbox::OUTBOX.clone(),
+        Arc::new(events),
+        relay_link,
+    )
+    .spawn();
     tokio::spawn(purge_expired_tokens(state.pool.clone()));
     Application::bind(&config, router(state, &config)).await
 }
 
-/// `main`'s entry: the auth settings come from the process environment.
+/// `main`'s entry: the auth and event settings come from the process environment.
 pub async fn build(config: ServiceConfig) -> anyhow::Result<Application> {
-    let settings = AuthSettings::from_env(&Env::from_process())?;
-    build_with(config, settings).await
+    let env = Env::from_process();
+    let settings = AuthSettings::from_env(&env)?;
+    let events = EventsSettings::from_env(&config, &env)?;
+    build_with(config, settings, events).await
 }
 
 async fn purge_expired_tokens(pool: PgPool) {

@@ -18,7 +18,15 @@ pub async fn assert_system_routes(base: &str, service: &str) {
     let body: Value = health.json().await.unwrap();
     assert_eq!(body["service"], service);
 
-    let ready = http.get(format!("{base}/ready")).send().await.unwrap();
+    // Broker connections come up in the background, so readiness may take a moment.
+    let mut ready = http.get(format!("{base}/ready")).send().await.unwrap();
+    for _ in 0..100 {
+        if ready.status() == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        ready = http.get(format!("{base}/ready")).send().await.unwrap();
+    }
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["checks"]["database"], "ok");

@@ -5,7 +5,7 @@ use platform::{Env, Service};
 use reqwest::{Client, Response};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use test_support::TestDb;
+use test_support::{TestBroker, TestDb};
 
 pub const ADMIN_EMAIL: &str = "root@example.com";
 pub const ADMIN_PASSWORD: &str = "bootstrap-admin-pass";
@@ -18,6 +18,8 @@ pub struct TestApp {
     pub pool: PgPool,
     /// The signing key, so tests can forge tokens the service must refuse.
     pub key_pem: String,
+    /// Where this app's outbox relay publishes: an exchange of the test's own.
+    pub broker: TestBroker,
     pub db: TestDb,
 }
 
@@ -48,7 +50,9 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut AuthSettings)) -> TestAp
     let mut settings = settings(&key_pem);
     customise(&mut settings);
     let config = test_support::spawn::config(Service::Auth, &db.url);
-    let app = auth_service::build_with(config, settings)
+    let broker = TestBroker::new();
+    let events = broker.settings(&config);
+    let app = auth_service::build_with(config, settings, events)
         .await
         .expect("the app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -59,6 +63,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut AuthSettings)) -> TestAp
         http: Client::new(),
         pool,
         key_pem,
+        broker,
         db,
     }
 }

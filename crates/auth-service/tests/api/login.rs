@@ -181,7 +181,8 @@ async fn the_bootstrap_admin_is_created_once() {
         200
     );
     let config = test_support::spawn::config(platform::Service::Auth, &app.db.url);
-    let second = auth_service::build_with(config, crate::helpers::settings(&app.key_pem))
+    let events = app.broker.settings(&config);
+    let second = auth_service::build_with(config, crate::helpers::settings(&app.key_pem), events)
         .await
         .unwrap();
     drop(second);

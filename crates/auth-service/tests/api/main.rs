@@ -1,4 +1,5 @@
 mod binary;
+mod events;
 mod helpers;
 mod input;
 mod login;

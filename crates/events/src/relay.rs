@@ -1,0 +1,237 @@
+//! Publishes a service's outbox to the exchange. The relay wakes on the outbox's notification
+//! (sent at commit), with a slow poll as a safety net, and publishes unpublished rows in creation
+//! order with publisher confirms; a row is marked published only after the broker confirmed it.
+//!
+//! Each batch runs in one database transaction holding a transaction-level advisory lock on the
+//! outbox, so two instances of a service never publish the same rows at once; a crash between the
+//! confirm and the commit republishes the batch, which consumers recognise by the event ids.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Connection};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::broker::{self, Backoff, Link};
+use crate::envelope::Envelope;
+use crate::outbox::Outbox;
+use crate::settings::EventsSettings;
+
+/// Rows published per transaction.
+const BATCH: i64 = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("the broker refused (nacked) event {0}")]
+    Nacked(Uuid),
+    #[error("the broker connection closed")]
+    Disconnected,
+}
+
+pub struct Relay {
+    pool: PgPool,
+    outbox: Outbox,
+    settings: Arc<EventsSettings>,
+    link: Link,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, outbox: Outbox, settings: Arc<EventsSettings>, link: Link) -> Self {
+        Self {
+            pool,
+            outbox,
+            settings,
+            link,
+        }
+    }
+
+    /// Runs the relay in the background for the life of the process.
+    pub fn spawn(self) -> JoinHandle<()> {
+        tokio::spawn(self.run())
+    }
+
+    async fn run(self) {
+        let mut backoff = Backoff::new();
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            let error = self.session(&mut backoff, &mut housekeeping).await;
+            self.link.set(false);
+            let delay = backoff.next_delay();
+            tracing::warn!(
+                source = %self.settings.source,
+                error = %error,
+                retry_in_ms = delay.as_millis() as u64,
+                "event relay interrupted"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One connection's life: returns only on failure.
+    async fn session(
+        &self,
+        backoff: &mut Backoff,
+        housekeeping: &mut tokio::time::Interval,
+    ) -> RelayError {
+        let (connection, channel, mut listener) = match self.open().await {
+            Ok(opened) => opened,
+            Err(e) => return e,
+        };
+        self.link.set(true);
+        backoff.reset();
+        tracing::info!(source = %self.settings.source, exchange = %self.settings.exchange, "event relay connected");
+        loop {
+            match self.publish_batch(&channel).await {
+                Ok(n) if n == BATCH as usize => continue,
+                Ok(_) => {}
+                Err(e) => return e,
+            }
+            self.report_backlog().await;
+            tokio::select! {
+                notified = listener.recv() => {
+                    if let Err(e) = notified {
+                        return e.into();
+                    }
+                }
+                _ = tokio::time::sleep(self.settings.relay_poll) => {}
+                _ = housekeeping.tick() => self.purge().await,
+            }
+            if !connection.status().connected() {
+                return RelayError::Disconnected;
+            }
+        }
+    }
+
+    async fn open(&self) -> Result<(Connection, Channel, PgListener), RelayError> {
+        let name = format!("{} relay", self.settings.source);
+        let connection = broker::connect(&self.settings.url, &name).await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        broker::declare_exchange(&channel, &self.settings.exchange).await?;
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(self.outbox.channel()).await?;
+        Ok((connection, channel, listener))
+    }
+
+    /// Publishes up to [`BATCH`] unpublished rows, oldest first; returns how many.
+    async fn publish_batch(&self, channel: &Channel) -> Result<usize, RelayError> {
+        let mut tx = self.pool.begin().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(self.outbox.table())
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            // Another instance is publishing; its commit or the next poll wakes us.
+            return Ok(0);
+        }
+        let sql = format!(
+            "SELECT id, event_type, payload, occurred_at FROM {} \
+             WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+            self.outbox.table()
+        );
+        let rows: Vec<(Uuid, String, serde_json::Value, DateTime<Utc>)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(BATCH)
+                .fetch_all(&mut *tx)
+                .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut pending = Vec::with_capacity(rows.len());
+        for (id, event_type, data, occurred_at) in rows {
+            let envelope = Envelope {
+                id,
+                event_type,
+                source: self.settings.source.clone(),
+                occurred_at,
+                data,
+            };
+            let confirm = publish(channel, &self.settings.exchange, &envelope).await?;
+            pending.push((envelope, confirm));
+        }
+        let mut ids = Vec::with_capacity(pending.len());
+        for (envelope, confirm) in pending {
+            if confirm.await?.is_nack() {
+                return Err(RelayError::Nacked(envelope.id));
+            }
+            metrics::counter!(
+                "events_published_total",
+                "source" => self.settings.source.clone(),
+                "type" => envelope.event_type,
+            )
+            .increment(1);
+            ids.push(envelope.id);
+        }
+        let sql = format!(
+            "UPDATE {} SET published_at = now() WHERE id = ANY($1)",
+            self.outbox.table()
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::debug!(source = %self.settings.source, events = ids.len(), "published");
+        Ok(ids.len())
+    }
+
+    async fn report_backlog(&self) {
+        match self.outbox.backlog(&self.pool).await {
+            Ok(n) => metrics::gauge!("events_outbox_backlog", "source" => self.settings.source.clone())
+                .set(n as f64),
+            Err(e) => tracing::warn!(error = %e, "cannot count the outbox backlog"),
+        }
+    }
+
+    async fn purge(&self) {
+        match self
+            .outbox
+            .purge_published(&self.pool, self.settings.outbox_retention)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "purged published outbox rows"),
+            Err(e) => tracing::warn!(error = %e, "purging the outbox failed"),
+        }
+    }
+}
+
+/// Publishes `envelope` persistently with its id as the AMQP message id; the returned confirm
+/// resolves when the broker has taken responsibility for it.
+pub async fn publish(
+    channel: &Channel,
+    exchange: &str,
+    envelope: &Envelope,
+) -> Result<lapin::PublisherConfirm, lapin::Error> {
+    let body = serde_json::to_vec(envelope).expect("an envelope always serializes");
+    channel
+        .basic_publish(
+            exchange.into(),
+            envelope.event_type.as_str().into(),
+            BasicPublishOptions::default(),
+            &body,
+            properties(envelope),
+        )
+        .await
+}
+
+fn properties(envelope: &Envelope) -> BasicProperties {
+    BasicProperties::default()
+        .with_message_id(envelope.id.to_string().into())
+        .with_type(envelope.event_type.as_str().into())
+        .with_app_id(envelope.source.as_str().into())
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_timestamp(envelope.occurred_at.timestamp().max(0) as u64)
+}
