@@ -46,3 +46,16 @@ pub struct LoginAttempt {
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
 }
+
+pub const PROFILE_UPDATED: &str = "profile.updated";
+
+/// A profile changed. Carries which fields changed, not their values: phone numbers and addresses
+/// stay in the profile service rather than spreading into audit logs and caches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileUpdated {
+    pub user_id: String,
+    pub profile_id: String,
+    /// The changed fields by their API names (`avatarUrl`, `phone`, ...).
+    pub changed_fields: Vec<String>,
+}

@@ -49,7 +49,11 @@ pub async fn declare_consumer_topology(
         ..Default::default()
     };
     channel
-        .queue_declare(settings.queue.as_str().into(), durable, FieldTable::default())
+        .queue_declare(
+            settings.queue.as_str().into(),
+            durable,
+            FieldTable::default(),
+        )
         .await?;
     let mut retry_args = FieldTable::default();
     retry_args.insert(

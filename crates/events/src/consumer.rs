@@ -78,10 +78,7 @@ impl Consumer {
     ) -> Self {
         Self {
             pool,
-            inbox: format!(
-                "{}.processed_events",
-                platform::db::quote_ident(schema)
-            ),
+            inbox: format!("{}.processed_events", platform::db::quote_ident(schema)),
             settings,
             routing_keys: routing_keys.iter().map(|k| k.to_string()).collect(),
             handler,
@@ -114,8 +111,7 @@ impl Consumer {
         let result = async {
             let connection = broker::connect(&self.settings.url, &name).await?;
             let channel = connection.create_channel().await?;
-            broker::declare_consumer_topology(&channel, &self.settings, &self.routing_keys)
-                .await?;
+            broker::declare_consumer_topology(&channel, &self.settings, &self.routing_keys).await?;
             channel
                 .basic_qos(self.settings.prefetch, BasicQosOptions::default())
                 .await?;
@@ -231,11 +227,7 @@ impl Consumer {
         let retries = retries_of(&delivery.properties);
         let original_key = header_string(&delivery.properties, ROUTING_KEY_HEADER)
             .unwrap_or_else(|| routing_key.to_string());
-        let mut headers = delivery
-            .properties
-            .headers()
-            .clone()
-            .unwrap_or_default();
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         headers.insert(
             ERROR_HEADER.into(),
             AMQPValue::LongString(truncate(error, 1000).into()),

@@ -99,7 +99,10 @@ pub async fn list(url: &str, queue: &str, limit: usize) -> Result<Vec<DeadLetter
         else {
             break;
         };
-        letters.push(describe(&message.delivery.properties, &message.delivery.data));
+        letters.push(describe(
+            &message.delivery.properties,
+            &message.delivery.data,
+        ));
     }
     // Closing without acknowledging returns every message to the queue, in order.
     let _ = channel.close(200, "listed".into()).await;
@@ -189,8 +192,11 @@ fn fresh_properties(properties: &BasicProperties) -> BasicProperties {
     if let Some(old) = properties.headers() {
         for (key, value) in old.inner() {
             let key_str = key.as_str();
-            if key_str == RETRIES_HEADER || key_str == ERROR_HEADER || key_str.starts_with("x-death")
-                || key_str.starts_with("x-first-death") || key_str.starts_with("x-last-death")
+            if key_str == RETRIES_HEADER
+                || key_str == ERROR_HEADER
+                || key_str.starts_with("x-death")
+                || key_str.starts_with("x-first-death")
+                || key_str.starts_with("x-last-death")
             {
                 continue;
             }

@@ -127,10 +127,11 @@ impl Relay {
     /// Publishes up to [`BATCH`] unpublished rows, oldest first; returns how many.
     async fn publish_batch(&self, channel: &Channel) -> Result<usize, RelayError> {
         let mut tx = self.pool.begin().await?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(self.outbox.table())
-            .fetch_one(&mut *tx)
-            .await?;
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(self.outbox.table())
+                .fetch_one(&mut *tx)
+                .await?;
         if !locked {
             // Another instance is publishing; its commit or the next poll wakes us.
             return Ok(0);
@@ -188,8 +189,10 @@ impl Relay {
 
     async fn report_backlog(&self) {
         match self.outbox.backlog(&self.pool).await {
-            Ok(n) => metrics::gauge!("events_outbox_backlog", "source" => self.settings.source.clone())
-                .set(n as f64),
+            Ok(n) => {
+                metrics::gauge!("events_outbox_backlog", "source" => self.settings.source.clone())
+                    .set(n as f64)
+            }
             Err(e) => tracing::warn!(error = %e, "cannot count the outbox backlog"),
         }
     }

@@ -244,10 +244,7 @@ impl Watcher {
             .await
             .ok()??
             .expect("a delivery");
-        delivery
-            .ack(BasicAckOptions::default())
-            .await
-            .expect("ack");
+        delivery.ack(BasicAckOptions::default()).await.expect("ack");
         Some(serde_json::from_slice(&delivery.data).expect("an envelope"))
     }
 

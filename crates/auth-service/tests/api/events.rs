@@ -31,13 +31,12 @@ async fn a_registration_is_published_as_an_envelope_and_marked_published() {
     // can land just after the watcher saw the message.
     let mut published = None;
     for _ in 0..50 {
-        published = sqlx::query_scalar(
-            "SELECT published_at IS NOT NULL FROM auth.outbox WHERE id = $1",
-        )
-        .bind(event.id)
-        .fetch_optional(&app.pool)
-        .await
-        .unwrap();
+        published =
+            sqlx::query_scalar("SELECT published_at IS NOT NULL FROM auth.outbox WHERE id = $1")
+                .bind(event.id)
+                .fetch_optional(&app.pool)
+                .await
+                .unwrap();
         if published == Some(true) {
             break;
         }
@@ -54,7 +53,10 @@ async fn a_registration_is_published_as_an_envelope_and_marked_published() {
 async fn logins_are_published_with_address_and_agent_but_never_the_password() {
     let app = spawn_app().await;
     app.register("audit@example.com", "a-long-password").await;
-    let mut watcher = app.broker.watch(&["user.logged_in", "user.login_failed"]).await;
+    let mut watcher = app
+        .broker
+        .watch(&["user.logged_in", "user.login_failed"])
+        .await;
     let client = reqwest::Client::builder()
         .user_agent("events-test/1.0")
         .build()
@@ -83,7 +85,15 @@ async fn readiness_reports_the_broker_connection() {
     let app = spawn_app().await;
     let mut ready = Value::Null;
     for _ in 0..50 {
-        ready = app.http.get(app.url("/ready")).send().await.unwrap().json().await.unwrap();
+        ready = app
+            .http
+            .get(app.url("/ready"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if ready["status"] == "ready" {
             break;
         }

@@ -1,2 +1,5 @@
+mod consumer;
+mod helpers;
+mod profile;
 mod schema;
 mod system;

@@ -1,13 +1,22 @@
-use test_support::TestDb;
-use test_support::spawn::{config, serve};
+use crate::helpers::spawn_platform;
 
 #[tokio::test]
 async fn system_routes_answer() {
-    let db = TestDb::new().await;
-    let config = config(profile_service::SERVICE, &db.url);
-    let pool = platform::app::open_database(&config, &profile_service::MIGRATOR)
+    let platform = spawn_platform().await;
+    test_support::probe::assert_system_routes(&platform.profile, "profile-service").await;
+}
+
+#[tokio::test]
+async fn readiness_names_the_broker_connections() {
+    let platform = spawn_platform().await;
+    let ready: serde_json::Value = platform
+        .http
+        .get(format!("{}/ready", platform.profile))
+        .send()
+        .await
+        .unwrap()
+        .json()
         .await
         .unwrap();
-    let base = serve(profile_service::router(pool, &config)).await;
-    test_support::probe::assert_system_routes(&base, "profile-service").await;
+    assert_eq!(ready["checks"]["broker"], "ok", "{ready}");
 }

@@ -1,0 +1,76 @@
+//! `user_profiles` queries. Timestamps are written as UTC explicitly: the legacy columns are
+//! `TIMESTAMP(3)` without a zone, so the session's time zone must not leak into them.
+
+use sqlx::PgConnection;
+
+use crate::profile::{ProfileChanges, ProfileRow};
+
+const COLUMNS: &str =
+    "id, user_id, avatar_url, phone, address, bio, preferences, created_at, updated_at";
+
+pub async fn find_by_user(
+    conn: &mut PgConnection,
+    user_id: &str,
+) -> sqlx::Result<Option<ProfileRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM user_profiles WHERE user_id = $1"
+    )))
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Creates the empty profile of `user_id` unless one exists; true when it created it.
+pub async fn create_default(conn: &mut PgConnection, user_id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO user_profiles (id, user_id, created_at, updated_at) \
+         VALUES ($1, $2, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC') \
+         ON CONFLICT (user_id) DO NOTHING",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(user_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Applies `changes` (fields that are `None` stay as they are) to the profile of `user_id`.
+pub async fn update(
+    conn: &mut PgConnection,
+    user_id: &str,
+    changes: &ProfileChanges,
+) -> sqlx::Result<Option<ProfileRow>> {
+    // `$n::boolean` says whether a field is being set, so one statement serves PUT and PATCH.
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE user_profiles SET \
+           avatar_url = CASE WHEN $2 THEN $3 ELSE avatar_url END, \
+           phone = CASE WHEN $4 THEN $5 ELSE phone END, \
+           address = CASE WHEN $6 THEN $7 ELSE address END, \
+           bio = CASE WHEN $8 THEN $9 ELSE bio END, \
+           preferences = CASE WHEN $10 THEN $11 ELSE preferences END, \
+           updated_at = now() AT TIME ZONE 'UTC' \
+         WHERE user_id = $1 RETURNING {COLUMNS}"
+    )))
+    .bind(user_id)
+    .bind(changes.avatar_url.is_some())
+    .bind(changes.avatar_url.clone().flatten())
+    .bind(changes.phone.is_some())
+    .bind(changes.phone.clone().flatten())
+    .bind(changes.address.is_some())
+    .bind(changes.address.clone().flatten())
+    .bind(changes.bio.is_some())
+    .bind(changes.bio.clone().flatten())
+    .bind(changes.preferences.is_some())
+    .bind(changes.preferences.clone().flatten())
+    .fetch_optional(conn)
+    .await
+}
+
+/// Deletes the profile of `user_id`; true when there was one.
+pub async fn delete_by_user(conn: &mut PgConnection, user_id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM user_profiles WHERE user_id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}

@@ -1,0 +1,46 @@
+//! What the profile service does when auth publishes: a registered user gets the default (empty)
+//! profile (seed 4.2), a deleted user loses theirs. Both are idempotent on their own, and the
+//! consumer's inbox makes a redelivered event a no-op anyway.
+
+use contracts::events::{USER_DELETED, USER_REGISTERED, UserDeleted, UserRegistered};
+use events::{Envelope, Handler, HandlerFuture};
+use sqlx::PgConnection;
+
+use crate::store;
+
+/// The event types the profile service's queue is bound to.
+pub const ROUTING_KEYS: &[&str] = &[USER_REGISTERED, USER_DELETED];
+
+pub struct UserEvents;
+
+impl Handler for UserEvents {
+    fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a Envelope) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            match event.event_type.as_str() {
+                USER_REGISTERED => {
+                    let data: UserRegistered = event.data_as()?;
+                    check_user_id(&data.user_id)?;
+                    if store::create_default(tx, &data.user_id).await? {
+                        tracing::info!(user_id = %data.user_id, "default profile created");
+                    }
+                }
+                USER_DELETED => {
+                    let data: UserDeleted = event.data_as()?;
+                    check_user_id(&data.user_id)?;
+                    if store::delete_by_user(tx, &data.user_id).await? {
+                        tracing::info!(user_id = %data.user_id, "profile deleted with its user");
+                    }
+                }
+                other => return Err(format!("no handler for event type {other:?}").into()),
+            }
+            Ok(())
+        })
+    }
+}
+
+fn check_user_id(user_id: &str) -> Result<(), events::HandlerError> {
+    if user_id.trim().is_empty() || user_id.len() > 200 {
+        return Err(format!("invalid userId {user_id:?}").into());
+    }
+    Ok(())
+}

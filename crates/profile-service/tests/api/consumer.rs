@@ -1,0 +1,97 @@
+//! The profile service's consumer against a real broker: duplicates and poison messages.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use events::Envelope;
+use serde_json::json;
+
+use crate::helpers::spawn_platform;
+
+fn registered(user_id: &str) -> Envelope {
+    Envelope {
+        id: uuid::Uuid::new_v4(),
+        event_type: "user.registered".into(),
+        source: "auth-service".into(),
+        occurred_at: Utc::now(),
+        data: json!({"userId": user_id, "email": "x@example.com", "name": "X", "role": "CUSTOMER"}),
+    }
+}
+
+#[tokio::test]
+async fn the_same_envelope_delivered_twice_gives_one_profile() {
+    let platform = spawn_platform().await;
+    let envelope = registered("dup-user");
+    platform.broker.publish(&envelope).await;
+    platform.broker.publish(&envelope).await;
+    // A later event is a barrier: once it is applied, both copies before it were handled.
+    let barrier = registered("barrier-user");
+    platform.broker.publish(&barrier).await;
+    platform
+        .wait_for_profiles("barrier-user", 1, Duration::from_secs(5))
+        .await
+        .expect("the barrier event is applied");
+    assert_eq!(platform.profile_count("dup-user").await, 1);
+    let recorded: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM profile.processed_events WHERE event_id = $1")
+            .bind(envelope.id)
+            .fetch_one(&platform.pool)
+            .await
+            .unwrap();
+    assert_eq!(recorded, 1);
+}
+
+#[tokio::test]
+async fn a_malformed_message_is_dead_lettered_after_its_retries_and_consumption_goes_on() {
+    let platform = spawn_platform().await;
+    let queue = platform.broker.queue_for("profile-service");
+    let dlq = format!("{queue}.dlq");
+    platform
+        .broker
+        .publish_raw("user.registered", b"{not json", Some("poison-1"))
+        .await;
+    let bad_payload = Envelope {
+        data: json!({"userId": 42}),
+        ..registered("ignored")
+    };
+    platform.broker.publish(&bad_payload).await;
+
+    let mut dead = 0;
+    for _ in 0..100 {
+        dead = platform.broker.depth(&dlq).await;
+        if dead == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(dead, 2, "both poison messages reach {dlq}");
+
+    let letters = events::dlq::list(&platform.broker.url, &queue, 10)
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 2, "listing leaves them in place");
+    assert_eq!(platform.broker.depth(&dlq).await, 2);
+    let malformed = letters
+        .iter()
+        .find(|l| l.id.as_deref() == Some("poison-1"))
+        .unwrap();
+    assert_eq!(
+        malformed.retries, 2,
+        "retried EVENTS_MAX_RETRIES times first"
+    );
+    assert!(
+        malformed
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("malformed envelope")
+    );
+    assert_eq!(malformed.routing_key.as_deref(), Some("user.registered"));
+
+    let good = registered("after-poison");
+    platform.broker.publish(&good).await;
+    platform
+        .wait_for_profiles("after-poison", 1, Duration::from_secs(5))
+        .await
+        .expect("good messages are still consumed");
+}
