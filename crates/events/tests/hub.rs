@@ -1,0 +1,351 @@
+//! The relay and the consumer against real PostgreSQL and RabbitMQ, each test on its own database
+//! and its own exchange and queues.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use events::{
+    BrokerHealth, Consumer, Envelope, EventsSettings, Handler, HandlerFuture, Outbox, Relay,
+};
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+use test_support::{TestBroker, TestDb};
+
+const SCHEMA_SQL: &str = "
+CREATE SCHEMA svc;
+CREATE TABLE svc.outbox (
+    id UUID PRIMARY KEY,
+    seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+    event_type TEXT NOT NULL,
+    payload JSONB NOT NULL,
+    occurred_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    published_at TIMESTAMPTZ
+);
+CREATE TABLE svc.processed_events (
+    event_id UUID PRIMARY KEY,
+    event_type TEXT NOT NULL,
+    source TEXT NOT NULL,
+    processed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE svc.applied (event_id UUID NOT NULL, n INT NOT NULL);
+";
+
+struct Hub {
+    pool: PgPool,
+    broker: TestBroker,
+    settings: Arc<EventsSettings>,
+    _db: TestDb,
+}
+
+async fn hub() -> Hub {
+    hub_with(|_| {}).await
+}
+
+async fn hub_with(customise: impl FnOnce(&mut EventsSettings)) -> Hub {
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    sqlx::raw_sql(SCHEMA_SQL).execute(&pool).await.unwrap();
+    let broker = TestBroker::new();
+    let config = test_support::spawn::config(platform::Service::Profile, &db.url);
+    let mut settings = broker.settings(&config);
+    customise(&mut settings);
+    Hub {
+        pool,
+        broker,
+        settings: Arc::new(settings),
+        _db: db,
+    }
+}
+
+impl Hub {
+    fn outbox(&self) -> Outbox {
+        Outbox::new("svc")
+    }
+
+    fn relay(&self, health: &BrokerHealth) -> tokio::task::JoinHandle<()> {
+        Relay::new(
+            self.pool.clone(),
+            self.outbox(),
+            self.settings.clone(),
+            health.link("relay"),
+        )
+        .spawn()
+    }
+
+    fn consumer(
+        &self,
+        handler: Arc<dyn Handler>,
+        health: &BrokerHealth,
+    ) -> tokio::task::JoinHandle<()> {
+        Consumer::new(
+            self.pool.clone(),
+            "svc",
+            self.settings.clone(),
+            &["thing.#"],
+            handler,
+            health.link("consumer"),
+        )
+        .spawn()
+    }
+
+    async fn record(&self, n: i32) -> uuid::Uuid {
+        let mut tx = self.pool.begin().await.unwrap();
+        let id = self
+            .outbox()
+            .record(&mut tx, "thing.happened", &json!({"n": n}))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        id
+    }
+
+    async fn applied(&self) -> Vec<i32> {
+        sqlx::query_scalar("SELECT n FROM svc.applied ORDER BY n")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn wait_applied(&self, count: usize) -> Vec<i32> {
+        for _ in 0..200 {
+            let applied = self.applied().await;
+            if applied.len() >= count {
+                return applied;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        self.applied().await
+    }
+}
+
+async fn wait_connected(health: &BrokerHealth) {
+    for _ in 0..200 {
+        if health.down().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("still down: {:?}", health.down());
+}
+
+/// Records each event's `n` in `svc.applied`; fails while `failing` is set.
+struct Recorder {
+    failing: AtomicBool,
+}
+
+impl Handler for Recorder {
+    fn handle<'a>(&'a self, tx: &'a mut PgConnection, event: &'a Envelope) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err("the handler is failing on purpose".into());
+            }
+            let n = event.data["n"].as_i64().ok_or("no n")? as i32;
+            sqlx::query("INSERT INTO svc.applied (event_id, n) VALUES ($1, $2)")
+                .bind(event.id)
+                .bind(n)
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_relay_publishes_in_creation_order_and_marks_rows_published() {
+    let hub = hub().await;
+    let mut watcher = hub.broker.watch(&["thing.#"]).await;
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        ids.push(hub.record(n).await);
+    }
+    let health = BrokerHealth::new();
+    hub.relay(&health);
+    let seen = watcher.drain(Duration::from_secs(2)).await;
+    let seen_ids: Vec<_> = seen.iter().map(|e| e.id).collect();
+    assert_eq!(seen_ids, ids, "every row once, in creation order");
+    assert_eq!(seen[0].source, "profile-service");
+    assert_eq!(seen[0].data, json!({"n": 0}));
+    for _ in 0..100 {
+        if hub.outbox().backlog(&hub.pool).await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(hub.outbox().backlog(&hub.pool).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_commit_wakes_the_relay_without_waiting_for_its_poll() {
+    // With an hour between polls, only the commit's notification can get the event out.
+    let hub = hub_with(|s| s.relay_poll = Duration::from_secs(3600)).await;
+    let health = BrokerHealth::new();
+    hub.relay(&health);
+    wait_connected(&health).await;
+    let mut watcher = hub.broker.watch(&["thing.#"]).await;
+    // Let the relay finish its first pass and go to sleep on LISTEN.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = hub.record(1).await;
+    let event = watcher
+        .next(Duration::from_secs(10))
+        .await
+        .expect("published after the commit");
+    assert_eq!(event.id, id);
+}
+
+#[tokio::test]
+async fn two_relays_on_one_outbox_never_publish_a_row_twice() {
+    let hub = hub_with(|s| s.relay_poll = Duration::from_millis(20)).await;
+    let mut watcher = hub.broker.watch(&["thing.#"]).await;
+    let health = BrokerHealth::new();
+    hub.relay(&health);
+    hub.relay(&health);
+    wait_connected(&health).await;
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let pool = hub.pool.clone();
+            tokio::spawn(async move {
+                for i in 0..75 {
+                    let mut tx = pool.begin().await.unwrap();
+                    Outbox::new("svc")
+                        .record(&mut tx, "thing.happened", &json!({"n": w * 1000 + i}))
+                        .await
+                        .unwrap();
+                    tx.commit().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let seen = watcher.drain(Duration::from_secs(2)).await;
+    let mut ids: Vec<_> = seen.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), 300);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 300, "no row published twice");
+}
+
+#[tokio::test]
+async fn a_failing_handler_is_retried_then_dead_lettered_and_replay_brings_it_back() {
+    let hub = hub().await;
+    let handler = Arc::new(Recorder {
+        failing: AtomicBool::new(true),
+    });
+    let health = BrokerHealth::new();
+    hub.consumer(handler.clone(), &health);
+    hub.relay(&health);
+    wait_connected(&health).await;
+    let failed = hub.record(7).await;
+
+    let dlq = hub.settings.dead_letter_queue();
+    let mut depth = 0;
+    for _ in 0..100 {
+        depth = hub.broker.depth(&dlq).await;
+        if depth == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        depth, 1,
+        "dead-lettered after {} retries",
+        hub.settings.max_retries
+    );
+    let letters = events::dlq::list(&hub.settings.url, &hub.settings.queue, 10)
+        .await
+        .unwrap();
+    assert_eq!(letters[0].id.as_deref(), Some(failed.to_string().as_str()));
+    assert_eq!(letters[0].retries, hub.settings.max_retries);
+    assert!(
+        letters[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("failing on purpose")
+    );
+    assert!(
+        hub.applied().await.is_empty(),
+        "a failed attempt leaves nothing behind"
+    );
+
+    // Consumption goes on meanwhile.
+    handler.failing.store(false, Ordering::SeqCst);
+    hub.record(8).await;
+    assert_eq!(hub.wait_applied(1).await, [8]);
+
+    let report = events::dlq::replay(
+        &hub.settings.url,
+        &hub.settings.queue,
+        &events::dlq::Selection::Ids(vec![failed]),
+        100,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.replayed, [failed.to_string()]);
+    assert_eq!(hub.wait_applied(2).await, [7, 8]);
+    assert_eq!(hub.broker.depth(&dlq).await, 0);
+}
+
+#[tokio::test]
+async fn replay_leaves_unselected_dead_letters_in_place() {
+    let hub = hub().await;
+    let handler = Arc::new(Recorder {
+        failing: AtomicBool::new(true),
+    });
+    let health = BrokerHealth::new();
+    hub.consumer(handler.clone(), &health);
+    hub.relay(&health);
+    wait_connected(&health).await;
+    let first = hub.record(1).await;
+    hub.record(2).await;
+    let dlq = hub.settings.dead_letter_queue();
+    for _ in 0..100 {
+        if hub.broker.depth(&dlq).await == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handler.failing.store(false, Ordering::SeqCst);
+    let report = events::dlq::replay(
+        &hub.settings.url,
+        &hub.settings.queue,
+        &events::dlq::Selection::Ids(vec![first]),
+        100,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.replayed.len(), 1);
+    assert_eq!(report.kept, 1);
+    assert_eq!(hub.wait_applied(1).await, [1]);
+    assert_eq!(
+        hub.broker.depth(&dlq).await,
+        1,
+        "the other stays dead-lettered"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_letter_queue_that_does_not_exist_is_named_in_the_error() {
+    let broker = TestBroker::new();
+    let err = events::dlq::list(&broker.url, "no-such-service.events", 10)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no-such-service.events.dlq"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_reported_with_its_password_masked() {
+    let err = events::dlq::list("amqp://guest:sekret@127.0.0.1:1/%2f", "x.events", 10)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("127.0.0.1:1") && !text.contains("sekret"),
+        "{text}"
+    );
+}
