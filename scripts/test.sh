@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command: brings the local stack up (installing it on a fresh machine), makes sure
-# cargo-nextest is there, and runs every test of the workspace against real PostgreSQL and RabbitMQ.
-# Extra arguments go to `cargo nextest run` (e.g. `scripts/test.sh -p auth-service`).
+# cargo-nextest is there, and runs every test of the workspace against real PostgreSQL and RabbitMQ:
+# first everything that can share the machine, in parallel; then, alone, the tests that stop and
+# restart the broker (nextest profile `broker-outage`).
+# Extra arguments go to the first `cargo nextest run` only (e.g. `scripts/test.sh -p auth-service`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,4 +14,7 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
 fi
 
-exec cargo nextest run --workspace --profile "${NEXTEST_PROFILE:-default}" "$@"
+cargo nextest run --workspace --profile "${NEXTEST_PROFILE:-default}" "$@"
+if [ "$#" -eq 0 ]; then
+    cargo nextest run --workspace --profile broker-outage
+fi

@@ -1,5 +1,6 @@
 //! `mfe`: the platform's command line: the migration tool, the legacy seeder, operations.
 
+mod hub;
 mod legacy;
 mod migrate;
 mod ui;
@@ -30,6 +31,12 @@ enum Command {
         #[command(flatten)]
         databases: migrate::Databases,
     },
+    /// The event hub: dead-lettered events.
+    #[command(after_help = "Exit codes: 0 done, 2 usage or connection error, or an id not found.")]
+    Events {
+        #[command(subcommand)]
+        command: hub::EventsCommand,
+    },
     /// The legacy (POC-2) shared database: a realistic fixture to rehearse the migration on.
     Legacy {
         #[command(subcommand)]
@@ -52,6 +59,13 @@ fn main() -> ExitCode {
             Command::Migrate { phase, databases } => {
                 ExitCode::from(migrate::run(phase, &databases, cli.json).await)
             }
+            Command::Events { command } => match hub::run(command, cli.json).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mfe events: {e:#}");
+                    ExitCode::from(2)
+                }
+            },
             Command::Legacy { command } => match legacy::run(command, cli.json).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -114,6 +114,41 @@ impl TestBroker {
         let _ = connection.close(200, "done".into()).await;
     }
 
+    /// Puts raw bytes straight into `queue` (through the default exchange).
+    pub async fn send_to_queue(&self, queue: &str, body: &[u8], message_id: &str) {
+        let (connection, channel) = self.connect().await;
+        channel
+            .confirm_select(Default::default())
+            .await
+            .expect("confirms");
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_message_id(message_id.into()),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        assert!(confirm.is_ack());
+        let _ = connection.close(200, "done".into()).await;
+    }
+
+    /// Declares `settings`' exchange and queues, as a consumer does at start.
+    pub async fn declare_consumer(&self, settings: &EventsSettings, routing_keys: &[&str]) {
+        let (connection, channel) = self.connect().await;
+        let keys: Vec<String> = routing_keys.iter().map(|k| k.to_string()).collect();
+        events::broker::declare_consumer_topology(&channel, settings, &keys)
+            .await
+            .expect("declare the consumer's queues");
+        let _ = connection.close(200, "done".into()).await;
+    }
+
     /// Publishes `envelope` to this test's exchange, as a relay does.
     pub async fn publish(&self, envelope: &Envelope) {
         let (connection, channel) = self.connect().await;

@@ -57,7 +57,10 @@ fn an_unreachable_database_names_it_with_the_password_masked() {
 async fn the_binary_creates_its_database_logs_json_without_secrets_and_stops_gracefully() {
     let db = TestDb::unborn();
     let data_dir = std::env::temp_dir().join(format!("mfe-auth-bin-{}", uuid::Uuid::new_v4()));
+    // The user registered below is published on the test's own exchange, not the platform's.
+    let broker = test_support::TestBroker::new();
     let mut child = Command::new(BIN)
+        .envs(broker.env("auth-service"))
         .env("AUTH_DATABASE_URL", &db.url)
         .env("AUTH_SERVICE_PORT", "0")
         .env("AUTH_SERVICE_HOST", "127.0.0.1")

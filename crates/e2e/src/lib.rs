@@ -1,0 +1,218 @@
+//! Running the platform's real binaries for cross-service tests: each service a process of its own
+//! with its own fresh database, all on a broker exchange of the test's own.
+//!
+//! The binaries are taken from the same target directory as the test; `cargo nextest run
+//! --workspace` (the README's test command) builds them first.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use test_support::{TestBroker, TestDb};
+
+/// The path of a workspace binary next to the running test.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test runs from target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`)",
+        path.display()
+    );
+    path
+}
+
+/// A service binary running as a child process.
+pub struct ServiceProcess {
+    pub name: &'static str,
+    pub base: String,
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServiceProcess {
+    /// Starts `name` with `env` on a free port and waits for its "listening" log line.
+    pub fn start(name: &'static str, env: &[(String, String)]) -> Self {
+        let prefix = name.trim_end_matches("-service").to_uppercase();
+        let mut child = Command::new(binary(name))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env(format!("{prefix}_SERVICE_PORT"), "0")
+            .env(format!("{prefix}_SERVICE_HOST"), "127.0.0.1")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (port_tx, port_rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str::<Value>(&line)
+                    && event["message"] == "listening"
+                {
+                    let _ = port_tx.send(event["port"].as_u64());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let port = match port_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Some(port)) => port,
+            _ => {
+                let _ = child.kill();
+                panic!(
+                    "{name} did not start; its output:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Self {
+            name,
+            base: format!("http://127.0.0.1:{port}"),
+            child,
+            logs,
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flushing, as a crash or an OOM kill.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Waits until `/ready` answers 200 (database and broker connections up).
+    pub async fn wait_ready(&self, limit: Duration) {
+        let http = reqwest::Client::new();
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(r) = http.get(format!("{}/ready", self.base)).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "{} not ready after {limit:?}; logs:\n{}",
+            self.name,
+            self.logs()
+        );
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Databases, broker names and settings for one test's platform; services are started from it.
+pub struct Platform {
+    pub broker: TestBroker,
+    pub auth_db: TestDb,
+    pub profile_db: TestDb,
+    /// Where auth keeps its signing key, so a restarted auth signs with the same key.
+    pub auth_data: PathBuf,
+}
+
+impl Platform {
+    pub fn new() -> Self {
+        Self {
+            broker: TestBroker::new(),
+            auth_db: TestDb::unborn(),
+            profile_db: TestDb::unborn(),
+            auth_data: std::env::temp_dir().join(format!("mfe-e2e-auth-{}", uuid::Uuid::new_v4())),
+        }
+    }
+
+    pub fn auth_env(&self) -> Vec<(String, String)> {
+        let mut env = self.broker.env("auth-service");
+        env.push(("AUTH_DATABASE_URL".into(), self.auth_db.url.clone()));
+        env.push(("AUTH_DATA_DIR".into(), self.auth_data.display().to_string()));
+        env
+    }
+
+    pub fn start_auth(&self) -> ServiceProcess {
+        ServiceProcess::start("auth-service", &self.auth_env())
+    }
+
+    pub fn start_profile(&self, auth: &ServiceProcess) -> ServiceProcess {
+        let mut env = self.broker.env("profile-service");
+        env.push(("PROFILE_DATABASE_URL".into(), self.profile_db.url.clone()));
+        env.push(("AUTH_SERVICE_URL".into(), auth.base.clone()));
+        ServiceProcess::start("profile-service", &env)
+    }
+
+    /// Registers a user through auth's API; returns its id.
+    pub async fn register(&self, auth: &ServiceProcess, email: &str) -> String {
+        let response = reqwest::Client::new()
+            .post(format!("{}/auth/register", auth.base))
+            .json(&json!({"email": email, "password": "a-long-password", "name": "E2E"}))
+            .send()
+            .await
+            .expect("auth answers");
+        assert_eq!(response.status(), 201, "registering {email}");
+        let body: Value = response.json().await.unwrap();
+        body["user"]["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn profiles(&self) -> sqlx::PgPool {
+        self.profile_db.pool().await
+    }
+
+    pub async fn auth_pool(&self) -> sqlx::PgPool {
+        self.auth_db.pool().await
+    }
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.auth_data);
+    }
+}
+
+/// Polls `check` every 25 ms until it returns true or `limit` passes; returns whether it did.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -1,0 +1,123 @@
+//! The broker stopped and started again while users register. This stops the shared RabbitMQ, so
+//! it runs alone (nextest profile `broker-outage`, after every other test; see scripts/test.sh)
+//! and always restarts the broker, even when it fails.
+
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::{Platform, eventually};
+
+const USERS: usize = 200;
+
+fn rabbitmqctl(action: &str) {
+    let status = Command::new("rabbitmqctl")
+        .arg(action)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run rabbitmqctl {action}: {e}"));
+    assert!(status.success(), "rabbitmqctl {action} failed");
+}
+
+/// Starts the broker again when dropped, so a failing test never leaves it stopped.
+struct RestartOnDrop;
+
+impl Drop for RestartOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").arg("start_app").status();
+        let _ = Command::new("rabbitmqctl")
+            .args(["await_startup", "--timeout", "60"])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn users_registered_while_the_broker_restarts_all_get_exactly_one_profile() {
+    let platform = Platform::new();
+    let auth = platform.start_auth();
+    let profile = platform.start_profile(&auth);
+    auth.wait_ready(Duration::from_secs(10)).await;
+    profile.wait_ready(Duration::from_secs(10)).await;
+
+    let base = auth.base.clone();
+    let registrations = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let mut ids = Vec::new();
+        for i in 0..USERS {
+            let response = http
+                .post(format!("{base}/auth/register"))
+                .json(&serde_json::json!({
+                    "email": format!("outage-{i}@example.com"),
+                    "password": "a-long-password",
+                    "name": "Outage",
+                }))
+                .send()
+                .await
+                .expect("auth answers while the broker is down");
+            assert_eq!(response.status(), 201, "registration {i}");
+            let body: serde_json::Value = response.json().await.unwrap();
+            ids.push(body["user"]["id"].as_str().unwrap().to_string());
+        }
+        ids
+    });
+
+    let guard = RestartOnDrop;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::task::spawn_blocking(|| rabbitmqctl("stop_app"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ready = reqwest::get(format!("{}/ready", profile.base))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "readiness reports the broker down");
+    tokio::task::spawn_blocking(|| {
+        rabbitmqctl("start_app");
+        rabbitmqctl("await_startup");
+    })
+    .await
+    .unwrap();
+    drop(guard);
+
+    let ids = registrations.await.unwrap();
+    assert_eq!(ids.len(), USERS);
+    let profiles = platform.profiles().await;
+    let all_there = eventually(Duration::from_secs(60), || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM user_profiles")
+            .fetch_one(&profiles)
+            .await
+            .unwrap_or(0)
+            == USERS as i64
+    })
+    .await;
+    let count: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT user_id) FROM user_profiles WHERE user_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_one(&profiles)
+    .await
+    .unwrap();
+    assert!(
+        all_there && count == USERS as i64,
+        "{count} of {USERS} profiles; profile logs:\n{}",
+        profile.logs()
+    );
+    let applied: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM profile.processed_events WHERE event_type = 'user.registered'",
+    )
+    .fetch_one(&profiles)
+    .await
+    .unwrap();
+    assert_eq!(applied, USERS as i64, "each registration applied once");
+
+    let auth_pool = platform.auth_pool().await;
+    let drained = eventually(Duration::from_secs(30), || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM auth.outbox WHERE published_at IS NULL")
+            .fetch_one(&auth_pool)
+            .await
+            .unwrap()
+            == 0
+    })
+    .await;
+    assert!(drained, "auth's outbox is empty afterwards");
+    profile.wait_ready(Duration::from_secs(30)).await;
+    auth.wait_ready(Duration::from_secs(30)).await;
+}
