@@ -525,7 +525,11 @@ install_missing() {
     if ! command -v rabbitmq-server >/dev/null 2>&1 || ! pkg_installed rabbitmq-server; then
         need_rabbit=1
     fi
-    ((need_pg || need_rabbit)) || return 0
+    # curl and jq: the main job's flow through the running services (scripts/flow.sh).
+    local tools=()
+    command -v curl >/dev/null 2>&1 || tools+=(curl ca-certificates)
+    command -v jq >/dev/null 2>&1 || tools+=(jq)
+    ((need_pg || need_rabbit || ${#tools[@]})) || return 0
     [[ "$(id -u)" == 0 ]] || die "packages are missing and installing them needs root"
 
     say "installing missing packages (apt-get update + install) ..."
@@ -540,11 +544,13 @@ install_missing() {
         fi
     fi
     if ((need_rabbit)); then pkgs+=(rabbitmq-server); fi
+    pkgs+=("${tools[@]}")
 
     install_policy_rc
     apt_install "${pkgs[@]}" || die "apt-get install ${pkgs[*]} failed"
     restore_policy_rc
     say "installed ${pkgs[*]}"
+    ((need_pg || need_rabbit)) || return 0
     detect_pgv || die "no PostgreSQL server found under /usr/lib/postgresql after installation"
     # postgresql-NN's postinst normally created (but, with no init system, did not start) NN/main;
     # pg_ensure creates it if that failed (e.g. broken locale) and starts it.
@@ -589,6 +595,7 @@ cmd_up() {
     done
     local rabbit_ok=0
     if wait "$rabbit_pid"; then rabbit_ok=1; else all_ok=0; fi
+    { command -v curl && command -v jq; } >/dev/null 2>&1 || all_ok=0
 
     if ((all_ok)); then
         for name in "${CLUSTERS[@]}"; do say "already running: cluster $PGV/$name on :${PORT[$name]}"; done

@@ -152,7 +152,10 @@ impl Consumer {
     }
 
     async fn process(&self, publisher: &Channel, delivery: Delivery) -> Result<(), lapin::Error> {
-        let routing_key = delivery.routing_key.to_string();
+        // A retried message comes back from the retry queue under the queue's name; its original
+        // routing key travels in a header.
+        let routing_key = header_string(&delivery.properties, ROUTING_KEY_HEADER)
+            .unwrap_or_else(|| delivery.routing_key.to_string());
         let parsed = serde_json::from_slice::<Envelope>(&delivery.data);
         let event_type = match &parsed {
             Ok(envelope) => envelope.event_type.clone(),
@@ -225,8 +228,6 @@ impl Consumer {
         error: &str,
     ) -> Result<(), lapin::Error> {
         let retries = retries_of(&delivery.properties);
-        let original_key = header_string(&delivery.properties, ROUTING_KEY_HEADER)
-            .unwrap_or_else(|| routing_key.to_string());
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         headers.insert(
             ERROR_HEADER.into(),
@@ -234,7 +235,7 @@ impl Consumer {
         );
         headers.insert(
             ROUTING_KEY_HEADER.into(),
-            AMQPValue::LongString(original_key.as_str().into()),
+            AMQPValue::LongString(routing_key.into()),
         );
         let queue_labels = self.settings.queue.clone();
         let (target, properties) = if retries < self.settings.max_retries {

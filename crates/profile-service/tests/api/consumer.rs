@@ -94,4 +94,29 @@ async fn a_malformed_message_is_dead_lettered_after_its_retries_and_consumption_
         .wait_for_profiles("after-poison", 1, Duration::from_secs(5))
         .await
         .expect("good messages are still consumed");
+
+    let metrics = platform
+        .http
+        .get(format!("{}/metrics", platform.profile))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains(&queue))
+            .unwrap_or_else(|| panic!("no {name} for {queue} in:\n{metrics}"))
+            .to_string()
+    };
+    // Both poison messages, each retried EVENTS_MAX_RETRIES (2) times, under their event type.
+    let retried = line("events_retried_total");
+    assert!(
+        retried.contains("type=\"user.registered\"") && retried.ends_with(" 4"),
+        "{retried}"
+    );
+    let dead = line("events_dead_lettered_total");
+    assert!(dead.ends_with(" 2"), "{dead}");
 }

@@ -20,3 +20,23 @@ async fn readiness_names_the_broker_connections() {
         .unwrap();
     assert_eq!(ready["checks"]["broker"], "ok", "{ready}");
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_profile_routes() {
+    let platform = spawn_platform().await;
+    let doc: serde_json::Value = platform
+        .http
+        .get(format!("{}/openapi.json", platform.profile))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let me = &doc["paths"]["/profile/me"];
+    for method in ["get", "put", "patch"] {
+        assert!(me[method].is_object(), "{method} /profile/me missing");
+    }
+    assert!(doc["paths"]["/profiles/{userId}"]["get"].is_object());
+    assert!(doc["components"]["schemas"]["Profile"].is_object());
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# A flow through the running services, as a client sees them: a migrated user logs in with their
+# POC-2 password and reads their migrated profile; a new user registers and gets a profile through
+# the event hub; the new user edits it. Exits non-zero at the first step that does not hold.
+#
+#   AUTH=http://localhost:3001 PROFILE=http://localhost:3004 bash scripts/flow.sh
+set -euo pipefail
+
+AUTH="${AUTH:-http://localhost:3001}"
+PROFILE="${PROFILE:-http://localhost:3004}"
+
+step() { printf '  %-58s' "$1"; }
+ok() { printf 'ok  %s\n' "${1:-}"; }
+fail() { printf 'FAILED\n    %s\n' "$1" >&2; exit 1; }
+
+# call METHOD URL [TOKEN] [BODY] -> prints the body; the status goes to $STATUS_FILE
+STATUS_FILE="$(mktemp)"
+trap 'rm -f "$STATUS_FILE"' EXIT
+call() {
+    local method="$1" url="$2" token="${3:-}" body="${4:-}" args=(-sS -X "$method" -o - -w '%{stderr}%{http_code}')
+    [[ -n "$token" ]] && args+=(-H "Authorization: Bearer $token")
+    [[ -n "$body" ]] && args+=(-H 'Content-Type: application/json' --data "$body")
+    curl "${args[@]}" "$url" 2>"$STATUS_FILE"
+}
+status() { cat "$STATUS_FILE"; }
+
+echo "== flow: auth $AUTH, profile $PROFILE"
+
+step "migrated user alice@legacy.test logs in (legacy bcrypt)"
+login=$(call POST "$AUTH/auth/login" "" '{"email":"alice@legacy.test","password":"alice-legacy-2024"}')
+[[ "$(status)" == 200 ]] || fail "login: HTTP $(status): $login"
+alice_token=$(jq -r .accessToken <<<"$login")
+alice_id=$(jq -r .user.id <<<"$login")
+ok "$alice_id"
+
+step "alice reads her profile from profile_db"
+me=$(call GET "$PROFILE/profile/me" "$alice_token")
+[[ "$(status)" == 200 ]] || fail "profile: HTTP $(status): $me"
+[[ "$(jq -r .userId <<<"$me")" == "$alice_id" ]] || fail "profile of someone else: $me"
+ok "bio: $(jq -c .bio <<<"$me" | cut -c1-40)"
+
+email="flow-$(date +%s)-$RANDOM@example.com"
+step "a new user registers with auth"
+reg=$(call POST "$AUTH/auth/register" "" "{\"email\":\"$email\",\"password\":\"flow-password-1\",\"name\":\"Flow User\"}")
+[[ "$(status)" == 201 ]] || fail "register: HTTP $(status): $reg"
+new_token=$(jq -r .accessToken <<<"$reg")
+new_id=$(jq -r .user.id <<<"$reg")
+ok "$email"
+
+step "user.registered reaches profile: default profile exists"
+found=""
+for _ in $(seq 1 100); do
+    got=$(call GET "$PROFILE/profiles/$new_id" "$new_token")
+    if [[ "$(status)" == 200 ]]; then found=1; break; fi
+    sleep 0.05
+done
+[[ -n "$found" ]] || fail "no profile for $new_id after 5 s (last: HTTP $(status) $got)"
+ok "created by the event, not by this request"
+
+step "the new user edits the profile (PATCH)"
+edited=$(call PATCH "$PROFILE/profile/me" "$new_token" '{"bio":"Hello from the flow","phone":"+4915112345678"}')
+[[ "$(status)" == 200 ]] || fail "patch: HTTP $(status): $edited"
+[[ "$(jq -r .bio <<<"$edited")" == "Hello from the flow" ]] || fail "edit not applied: $edited"
+ok
+
+step "an invalid edit is refused with 422 naming the field"
+bad=$(call PATCH "$PROFILE/profile/me" "$new_token" '{"phone":"12345"}')
+[[ "$(status)" == 422 && "$(jq -r '.error.fields[0].field' <<<"$bad")" == phone ]] || fail "HTTP $(status): $bad"
+ok
+
+step "another user cannot see that profile"
+call GET "$PROFILE/profiles/$new_id" "$alice_token" >/dev/null
+[[ "$(status)" == 404 ]] || fail "HTTP $(status)"
+ok
+
+echo "== flow: all steps passed"
