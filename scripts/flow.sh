@@ -17,7 +17,8 @@ fail() { printf 'FAILED\n    %s\n' "$1" >&2; exit 1; }
 STATUS_FILE="$(mktemp)"
 trap 'rm -f "$STATUS_FILE"' EXIT
 call() {
-    local method="$1" url="$2" token="${3:-}" body="${4:-}" args=(-sS -X "$method" -o - -w '%{stderr}%{http_code}')
+    local method="$1" url="$2" token="${3:-}" body="${4:-}"
+    local args=(-sS -X "$method" -o - -w '%{stderr}%{http_code}')
     [[ -n "$token" ]] && args+=(-H "Authorization: Bearer $token")
     [[ -n "$body" ]] && args+=(-H 'Content-Type: application/json' --data "$body")
     curl "${args[@]}" "$url" 2>"$STATUS_FILE"

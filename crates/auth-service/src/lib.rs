@@ -23,11 +23,10 @@ use std::time::Duration;
 use axum::Router;
 use events::{BrokerHealth, EventsSettings, Relay};
 use platform::app::{Application, open_database};
-use platform::http::SystemState;
+use platform::http::{BearerAuth, SystemState};
 use platform::{Env, Service, ServiceConfig};
 use sqlx::PgPool;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -74,23 +73,6 @@ impl AppState {
     tags((name = "auth", description = "Sign-up, sign-in, tokens"), (name = "users", description = "User lookups and administration"))
 )]
 struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
 
 /// The service's HTTP API with the platform's system routes and middleware.
 pub fn router(state: AppState, config: &ServiceConfig) -> Router {

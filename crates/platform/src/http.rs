@@ -26,6 +26,26 @@ use utoipa_axum::routes;
 use crate::error::ApiError;
 use crate::extract::Json;
 
+/// Adds the `bearer` security scheme (an access JWT in `Authorization: Bearer`) to a service's
+/// OpenAPI document: `#[openapi(modifiers(&BearerAuth))]`.
+pub struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
 /// Largest accepted request body; larger ones get 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
