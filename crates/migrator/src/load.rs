@@ -420,8 +420,11 @@ fn spawn_index_build(run: &Arc<Run>, table: &'static Table) {
             .execute(&mut *conn)
             .await?;
         ddl::restore(&mut conn, &own, &[DdlKind::KeyConstraint, DdlKind::Index]).await?;
+        // Freezing now, while other tables are still loading, spares the services a burst of
+        // autovacuum (hint bits, then an anti-wraparound pass over every loaded page) right
+        // after cutover; and the planner gets statistics before the first query.
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "ANALYZE public.{}",
+            "VACUUM (FREEZE, ANALYZE) public.{}",
             ident(table.name)
         )))
         .execute(&mut *conn)
