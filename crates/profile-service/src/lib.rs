@@ -77,6 +77,7 @@ pub fn router(state: AppState, config: &ServiceConfig) -> Router {
     let api = OpenApiRouter::new()
         .routes(routes!(routes::get_me, routes::put_me, routes::patch_me))
         .routes(routes!(routes::get_by_user))
+        .routes(routes!(routes::list_profiles))
         .with_state(state.clone());
     platform::http::assemble(
         api,

@@ -51,6 +51,16 @@ impl From<ProfileRow> for Profile {
     }
 }
 
+/// One page of `GET /profiles`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfilePage {
+    pub items: Vec<Profile>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
 /// The editable fields. For `PUT` a missing field means "no value"; for `PATCH` a missing field
 /// means "unchanged" and `null` means "clear it".
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]

@@ -3,12 +3,16 @@
 
 use auth_client::Caller;
 use axum::extract::{Path, State};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use contracts::events::{PROFILE_UPDATED, ProfileUpdated};
-use platform::{ApiError, ErrorBody, Json};
+use platform::{ApiError, ErrorBody, Json, Query, Validator};
+use serde::Deserialize;
 use sqlx::PgConnection;
+use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::profile::{Profile, ProfileChanges, ProfileRow};
+use crate::profile::{Profile, ProfileChanges, ProfilePage, ProfileRow};
 use crate::{store, validate};
 
 /// The caller's profile, created (empty) on first access once auth confirms the user exists.
@@ -85,6 +89,69 @@ pub async fn get_by_user(
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(row.into()))
+}
+
+const DEFAULT_LIMIT: u32 = 20;
+const MAX_LIMIT: u32 = 100;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ProfilesQuery {
+    /// From a previous page's `nextCursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<u32>,
+}
+
+/// Every profile, a page at a time in a stable order; for ADMINs.
+#[utoipa::path(get, path = "/profiles", tag = "profile", security(("bearer" = [])),
+    params(ProfilesQuery), responses(
+    (status = 200, body = ProfilePage),
+    (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody, description = "not an ADMIN"),
+    (status = 422, body = ErrorBody, description = "a bad limit or cursor")))]
+pub async fn list_profiles(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ProfilesQuery>,
+) -> Result<Json<ProfilePage>, ApiError> {
+    if !caller.is_admin() {
+        return Err(ApiError::forbidden("listing profiles needs an ADMIN"));
+    }
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    let mut v = Validator::new();
+    v.check(
+        (1..=MAX_LIMIT).contains(&limit),
+        "limit",
+        "must be between 1 and 100",
+    );
+    let after = match q.cursor.as_deref().map(decode_cursor) {
+        Some(Some(id)) => Some(id),
+        Some(None) => {
+            v.push("cursor", "is not a cursor this API returned");
+            None
+        }
+        None => None,
+    };
+    v.finish()?;
+    let mut conn = state.pool.acquire().await?;
+    let mut rows = store::list(&mut conn, after.as_deref(), i64::from(limit) + 1).await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|p| URL_SAFE_NO_PAD.encode(p.id.as_bytes()))
+    } else {
+        None
+    };
+    Ok(Json(ProfilePage {
+        items: rows.into_iter().map(Profile::from).collect(),
+        next_cursor,
+    }))
+}
+
+fn decode_cursor(cursor: &str) -> Option<String> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    String::from_utf8(bytes).ok().filter(|id| !id.is_empty())
 }
 
 async fn edit(

@@ -74,3 +74,20 @@ pub async fn delete_by_user(conn: &mut PgConnection, user_id: &str) -> sqlx::Res
         .await?;
     Ok(done.rows_affected() > 0)
 }
+
+/// Up to `limit` profiles ordered by id, after the id `after` (keyset pagination: stable under
+/// concurrent inserts, no offset scans).
+pub async fn list(
+    conn: &mut PgConnection,
+    after: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<ProfileRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM user_profiles WHERE ($1::text IS NULL OR id > $1) \
+         ORDER BY id LIMIT $2"
+    )))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}

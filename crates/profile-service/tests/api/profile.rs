@@ -264,3 +264,64 @@ async fn an_edit_publishes_profile_updated_with_the_changed_fields() {
         "no values in the event"
     );
 }
+
+#[tokio::test]
+async fn admins_page_through_every_profile_once() {
+    let platform = spawn_platform().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let user = platform.register(&format!("page{i}@example.com")).await;
+        platform
+            .wait_for_profiles(&user.id, 1, Duration::from_secs(5))
+            .await
+            .expect("default profile");
+        ids.push(user.id);
+    }
+    let admin = platform.admin().await;
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/profiles?limit=2&cursor={c}"),
+            None => "/profiles?limit=2".to_string(),
+        };
+        let page: Value = platform
+            .get(&path, &admin.token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(
+            items
+                .iter()
+                .map(|p| p["userId"].as_str().unwrap().to_string()),
+        );
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    for id in &ids {
+        assert_eq!(
+            seen.iter().filter(|s| *s == id).count(),
+            1,
+            "{id} listed once"
+        );
+    }
+
+    let customer = platform.register("nosy@example.com").await;
+    assert_eq!(
+        platform.get("/profiles", &customer.token).await.status(),
+        403
+    );
+    for bad in [
+        "/profiles?limit=0",
+        "/profiles?limit=101",
+        "/profiles?cursor=%21%21",
+    ] {
+        let response = platform.get(bad, &admin.token).await;
+        assert_eq!(response.status(), 422, "{bad}");
+    }
+}
