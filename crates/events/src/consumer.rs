@@ -27,6 +27,13 @@ use crate::broker::{self, Backoff, Link};
 use crate::envelope::Envelope;
 use crate::settings::EventsSettings;
 
+/// How long the broker may take to confirm a copy before the session is abandoned (a broker in a
+/// resource alarm keeps the connection up but confirms nothing).
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A session this old has proven itself, whatever happened in it.
+const STABLE_SESSION: Duration = Duration::from_secs(30);
+
 /// Header counting the failed attempts of a message.
 pub const RETRIES_HEADER: &str = "x-mfe-retries";
 /// Header holding the last handler error of a retried or dead-lettered message.
@@ -61,9 +68,20 @@ enum ApplyError {
     /// The message itself or the handler failed: counted towards dead-lettering.
     #[error("{0}")]
     Rejected(String),
-    /// The database could not be used at all; not the message's fault, so not counted.
+    /// The database is down or the transaction hit a transient conflict; not the message's
+    /// fault, so not counted.
     #[error("database: {0}")]
-    Unavailable(sqlx::Error),
+    Unavailable(String),
+}
+
+impl ApplyError {
+    fn from_db(error: sqlx::Error) -> Self {
+        if crate::transient::is_transient(&error) {
+            Self::Unavailable(error.to_string())
+        } else {
+            Self::Rejected(format!("database: {error}"))
+        }
+    }
 }
 
 impl Consumer {
@@ -95,6 +113,7 @@ impl Consumer {
         loop {
             let error = self.session(&mut backoff).await;
             self.link.set(false);
+            tracing::debug!(queue = %self.settings.queue, "consumer session ended");
             let delay = backoff.next_delay();
             tracing::warn!(
                 queue = %self.settings.queue,
@@ -135,8 +154,9 @@ impl Consumer {
             Err(e) => return e,
         };
         self.link.set(true);
-        backoff.reset();
         tracing::info!(queue = %self.settings.queue, "event consumer connected");
+        let connected_at = std::time::Instant::now();
+        let mut progressed = false;
         while let Some(delivery) = deliveries.next().await {
             let outcome = match delivery {
                 Ok(delivery) => self.process(&publisher, delivery).await,
@@ -144,6 +164,12 @@ impl Consumer {
             };
             if let Err(e) = outcome {
                 return e;
+            }
+            // Back off from scratch only once a session proved it works: a failure right after
+            // each connect must not turn into a reconnect storm.
+            if !progressed || connected_at.elapsed() > STABLE_SESSION {
+                progressed = true;
+                backoff.reset();
             }
         }
         lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
@@ -175,7 +201,7 @@ impl Consumer {
                 delivery.ack(BasicAckOptions::default()).await?;
             }
             Err(ApplyError::Unavailable(e)) => {
-                tracing::warn!(queue = %self.settings.queue, error = %e, "database unavailable; the event goes back to the queue");
+                tracing::warn!(queue = %self.settings.queue, error = %e, "database unavailable or busy; the event goes back to the queue");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 delivery
                     .nack(BasicNackOptions {
@@ -193,7 +219,7 @@ impl Consumer {
     }
 
     async fn apply(&self, envelope: &Envelope) -> Result<Outcome, ApplyError> {
-        let mut tx = self.pool.begin().await.map_err(ApplyError::Unavailable)?;
+        let mut tx = self.pool.begin().await.map_err(ApplyError::from_db)?;
         let sql = format!(
             "INSERT INTO {} (event_id, event_type, source) VALUES ($1, $2, $3) \
              ON CONFLICT (event_id) DO NOTHING",
@@ -205,15 +231,18 @@ impl Consumer {
             .bind(&envelope.source)
             .execute(&mut *tx)
             .await
-            .map_err(ApplyError::Unavailable)?;
+            .map_err(ApplyError::from_db)?;
         if inserted.rows_affected() == 0 {
             return Ok(Outcome::Duplicate);
         }
-        self.handler
-            .handle(&mut tx, envelope)
-            .await
-            .map_err(|e| ApplyError::Rejected(e.to_string()))?;
-        tx.commit().await.map_err(ApplyError::Unavailable)?;
+        self.handler.handle(&mut tx, envelope).await.map_err(|e| {
+            if crate::transient::is_transient_boxed(e.as_ref()) {
+                ApplyError::Unavailable(e.to_string())
+            } else {
+                ApplyError::Rejected(e.to_string())
+            }
+        })?;
+        tx.commit().await.map_err(ApplyError::from_db)?;
         Ok(Outcome::Applied)
     }
 
@@ -266,16 +295,20 @@ impl Consumer {
                 rebuilt(&delivery.properties, headers),
             )
         };
-        let confirm = publisher
+        let pending = publisher
             .basic_publish(
                 "".into(),
                 target.as_str().into(),
-                BasicPublishOptions::default(),
+                // Mandatory: if the queue is gone the broker returns the copy instead of dropping it.
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
                 &delivery.data,
                 properties.with_delivery_mode(2),
             )
-            .await?
             .await?;
+        let confirm = confirmed(pending).await?;
         if confirm.is_nack() {
             // Keep the original: it comes back to us rather than being lost.
             delivery
@@ -286,8 +319,30 @@ impl Consumer {
                 .await?;
             return Ok(());
         }
+        if confirm.take_message().is_some() {
+            // Unroutable: the session ends, the original goes back to the queue, and the next
+            // session declares the retry and dead-letter queues again.
+            tracing::error!(queue = %self.settings.queue, %target, "the broker returned the copy: queue missing");
+            return Err(lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
+                lapin::ChannelState::Error,
+                "a retry or dead-letter queue is missing",
+            )));
+        }
         delivery.ack(BasicAckOptions::default()).await?;
         Ok(())
+    }
+}
+
+/// Waits for the broker's confirm of a publish, at most [`CONFIRM_TIMEOUT`].
+pub async fn confirmed(
+    pending: lapin::PublisherConfirm,
+) -> Result<lapin::Confirmation, lapin::Error> {
+    match tokio::time::timeout(CONFIRM_TIMEOUT, pending).await {
+        Ok(confirmation) => confirmation,
+        Err(_) => Err(lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
+            lapin::ChannelState::Error,
+            "no publisher confirm within 30 s",
+        ))),
     }
 }
 

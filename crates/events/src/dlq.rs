@@ -28,7 +28,9 @@ pub enum DlqError {
     NoSuchQueue(String),
     #[error("broker: {0}")]
     Broker(#[from] lapin::Error),
-    #[error("the broker refused the replayed copy of a message; it stays in the dead-letter queue")]
+    #[error(
+        "the broker refused or could not route the replayed copy of a message; it stays in the dead-letter queue"
+    )]
     Nacked,
 }
 
@@ -65,7 +67,8 @@ pub enum Selection {
     Ids(Vec<Uuid>),
 }
 
-async fn open(url: &str, queue: &str) -> Result<(Connection, Channel), DlqError> {
+/// Connects and checks `queue` exists; returns the messages it holds.
+async fn open(url: &str, queue: &str) -> Result<(Connection, Channel, u32), DlqError> {
     let connection = broker::connect(url, "mfe events dlq")
         .await
         .map_err(|source| DlqError::Unreachable {
@@ -77,20 +80,19 @@ async fn open(url: &str, queue: &str) -> Result<(Connection, Channel), DlqError>
         passive: true,
         ..Default::default()
     };
-    if channel
+    match channel
         .queue_declare(queue.into(), passive, FieldTable::default())
         .await
-        .is_err()
     {
-        return Err(DlqError::NoSuchQueue(queue.to_string()));
+        Ok(declared) => Ok((connection, channel, declared.message_count())),
+        Err(_) => Err(DlqError::NoSuchQueue(queue.to_string())),
     }
-    Ok((connection, channel))
 }
 
 /// Up to `limit` messages of the dead-letter queue of `queue`, oldest first, left in place.
 pub async fn list(url: &str, queue: &str, limit: usize) -> Result<Vec<DeadLetter>, DlqError> {
     let dlq = dead_letter_queue(queue);
-    let (connection, channel) = open(url, &dlq).await?;
+    let (connection, channel, _) = open(url, &dlq).await?;
     let mut letters = Vec::new();
     while letters.len() < limit {
         let Some(message) = channel
@@ -119,12 +121,19 @@ pub async fn replay(
     limit: usize,
 ) -> Result<ReplayReport, DlqError> {
     let dlq = dead_letter_queue(queue);
-    let (connection, channel) = open(url, &dlq).await?;
+    // The service's queue must exist: a copy published to a missing queue would be dropped.
+    let (target, _, _) = open(url, queue).await?;
+    let _ = target.close(200, "checked".into()).await;
+    let (connection, channel, waiting) = open(url, &dlq).await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
     let mut report = ReplayReport::default();
-    while report.replayed.len() < limit {
+    // Look at most at what was there when we started: a replayed event that fails again comes
+    // back to the end of the dead-letter queue and must not be replayed twice by this run.
+    let mut looked_at = 0u32;
+    while report.replayed.len() < limit && looked_at < waiting {
+        looked_at += 1;
         let Some(message) = channel
             .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: false })
             .await?
@@ -145,17 +154,20 @@ pub async fn replay(
             report.kept += 1;
             continue;
         }
-        let confirm = channel
+        let pending = channel
             .basic_publish(
                 "".into(),
                 queue.into(),
-                BasicPublishOptions::default(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
                 &delivery.data,
                 fresh_properties(&delivery.properties),
             )
-            .await?
             .await?;
-        if confirm.is_nack() {
+        let confirm = crate::consumer::confirmed(pending).await?;
+        if confirm.is_nack() || confirm.take_message().is_some() {
             return Err(DlqError::Nacked);
         }
         delivery.ack(BasicAckOptions::default()).await?;

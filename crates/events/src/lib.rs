@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod outbox;
 pub mod relay;
 pub mod settings;
+pub mod transient;
 
 pub use broker::{BrokerHealth, Link};
 pub use consumer::{Consumer, Handler, HandlerError, HandlerFuture};

@@ -87,12 +87,16 @@ impl Relay {
             Err(e) => return e,
         };
         self.link.set(true);
-        backoff.reset();
         tracing::info!(source = %self.settings.source, exchange = %self.settings.exchange, "event relay connected");
         loop {
             match self.publish_batch(&channel).await {
-                Ok(n) if n == BATCH as usize => continue,
-                Ok(_) => {}
+                // Only a batch that went through resets the backoff: a failure right after each
+                // connect must not turn into a reconnect storm.
+                Ok(n) if n == BATCH as usize => {
+                    backoff.reset();
+                    continue;
+                }
+                Ok(_) => backoff.reset(),
                 Err(e) => return e,
             }
             self.report_backlog().await;
@@ -127,6 +131,11 @@ impl Relay {
     /// Publishes up to [`BATCH`] unpublished rows, oldest first; returns how many.
     async fn publish_batch(&self, channel: &Channel) -> Result<usize, RelayError> {
         let mut tx = self.pool.begin().await?;
+        // Under READ COMMITTED the rows below are read after the lock is granted, so they include
+        // everything the previous holder marked; REPEATABLE READ would read as of the lock request.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .execute(&mut *tx)
+            .await?;
         let locked: bool =
             sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
                 .bind(self.outbox.table())
@@ -163,7 +172,7 @@ impl Relay {
         }
         let mut ids = Vec::with_capacity(pending.len());
         for (envelope, confirm) in pending {
-            if confirm.await?.is_nack() {
+            if crate::consumer::confirmed(confirm).await?.is_nack() {
                 return Err(RelayError::Nacked(envelope.id));
             }
             metrics::counter!(

@@ -349,3 +349,83 @@ async fn an_unreachable_broker_is_reported_with_its_password_masked() {
         "{text}"
     );
 }
+
+async fn wait_depth(hub: &Hub, queue: &str, expected: u32) -> u32 {
+    let mut depth = 0;
+    for _ in 0..100 {
+        depth = hub.broker.depth(queue).await;
+        if depth == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    depth
+}
+
+#[tokio::test]
+async fn replay_all_takes_each_dead_letter_once_even_when_it_fails_again() {
+    let hub = hub_with(|s| s.max_retries = 0).await;
+    let handler = Arc::new(Recorder {
+        failing: AtomicBool::new(true),
+    });
+    let health = BrokerHealth::new();
+    hub.consumer(handler.clone(), &health);
+    hub.relay(&health);
+    wait_connected(&health).await;
+    hub.record(1).await;
+    hub.record(2).await;
+    let dlq = hub.settings.dead_letter_queue();
+    assert_eq!(wait_depth(&hub, &dlq, 2).await, 2);
+
+    // Still failing: each replayed event is dead-lettered again at once, behind the others.
+    let report = events::dlq::replay(
+        &hub.settings.url,
+        &hub.settings.queue,
+        &events::dlq::Selection::All,
+        1000,
+    )
+    .await
+    .unwrap();
+    let mut replayed = report.replayed.clone();
+    replayed.sort();
+    replayed.dedup();
+    assert_eq!(
+        replayed.len(),
+        report.replayed.len(),
+        "no event replayed twice"
+    );
+    assert!(report.replayed.len() <= 2, "{report:?}");
+    assert_eq!(wait_depth(&hub, &dlq, 2).await, 2, "nothing lost");
+}
+
+#[tokio::test]
+async fn a_replay_into_a_queue_that_does_not_exist_keeps_the_dead_letter() {
+    let hub = hub().await;
+    hub.broker
+        .declare_consumer(&hub.settings, &["thing.#"])
+        .await;
+    let dlq = hub.settings.dead_letter_queue();
+    hub.broker
+        .send_to_queue(&dlq, br#"{"not":"an envelope"}"#, "kept-1")
+        .await;
+    let (connection, channel) = hub.broker.connect().await;
+    channel
+        .queue_delete(
+            hub.settings.queue.as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let _ = connection.close(200, "done".into()).await;
+
+    let err = events::dlq::replay(
+        &hub.settings.url,
+        &hub.settings.queue,
+        &events::dlq::Selection::All,
+        10,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains(&hub.settings.queue), "{err}");
+    assert_eq!(hub.broker.depth(&dlq).await, 1, "the dead letter stays");
+}

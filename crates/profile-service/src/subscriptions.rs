@@ -1,6 +1,7 @@
 //! What the profile service does when auth publishes: a registered user gets the default (empty)
-//! profile (seed 4.2), a deleted user loses theirs. Both are idempotent on their own, and the
-//! consumer's inbox makes a redelivered event a no-op anyway.
+//! profile (seed 4.2), a deleted user loses theirs and is remembered as deleted, so that a
+//! registration event arriving late (after retries) does not bring the profile back. Both are
+//! idempotent on their own, and the consumer's inbox makes a redelivered event a no-op anyway.
 
 use contracts::events::{USER_DELETED, USER_REGISTERED, UserDeleted, UserRegistered};
 use events::{Envelope, Handler, HandlerFuture};
@@ -20,6 +21,10 @@ impl Handler for UserEvents {
                 USER_REGISTERED => {
                     let data: UserRegistered = event.data_as()?;
                     check_user_id(&data.user_id)?;
+                    if store::is_buried(tx, &data.user_id).await? {
+                        tracing::info!(user_id = %data.user_id, "registration of a deleted user ignored");
+                        return Ok(());
+                    }
                     if store::create_default(tx, &data.user_id).await? {
                         tracing::info!(user_id = %data.user_id, "default profile created");
                     }
@@ -27,6 +32,7 @@ impl Handler for UserEvents {
                 USER_DELETED => {
                     let data: UserDeleted = event.data_as()?;
                     check_user_id(&data.user_id)?;
+                    store::bury(tx, &data.user_id).await?;
                     if store::delete_by_user(tx, &data.user_id).await? {
                         tracing::info!(user_id = %data.user_id, "profile deleted with its user");
                     }

@@ -120,3 +120,22 @@ async fn a_malformed_message_is_dead_lettered_after_its_retries_and_consumption_
     let dead = line("events_dead_lettered_total");
     assert!(dead.ends_with(" 2"), "{dead}");
 }
+
+#[tokio::test]
+async fn a_registration_arriving_after_the_deletion_does_not_bring_the_profile_back() {
+    let platform = spawn_platform().await;
+    let deleted = Envelope {
+        event_type: "user.deleted".into(),
+        data: json!({"userId": "late-user"}),
+        ..registered("late-user")
+    };
+    platform.broker.publish(&deleted).await;
+    platform.broker.publish(&registered("late-user")).await;
+    let barrier = registered("barrier-user");
+    platform.broker.publish(&barrier).await;
+    platform
+        .wait_for_profiles("barrier-user", 1, Duration::from_secs(5))
+        .await
+        .expect("the barrier event is applied");
+    assert_eq!(platform.profile_count("late-user").await, 0);
+}
