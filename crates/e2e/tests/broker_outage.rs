@@ -80,7 +80,7 @@ async fn users_registered_while_the_broker_restarts_all_get_exactly_one_profile(
     let ids = registrations.await.unwrap();
     assert_eq!(ids.len(), USERS);
     let profiles = platform.profiles().await;
-    let all_there = eventually(Duration::from_secs(60), || async {
+    let all_there = eventually(Duration::from_secs(90), || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM user_profiles")
             .fetch_one(&profiles)
             .await
@@ -97,8 +97,9 @@ async fn users_registered_while_the_broker_restarts_all_get_exactly_one_profile(
     .unwrap();
     assert!(
         all_there && count == USERS as i64,
-        "{count} of {USERS} profiles; profile logs:\n{}",
-        profile.logs()
+        "{count} of {USERS} profiles\n--- profile logs:\n{}\n--- auth logs:\n{}",
+        profile.logs(),
+        auth.logs()
     );
     let applied: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM profile.processed_events WHERE event_type = 'user.registered'",
@@ -117,7 +118,11 @@ async fn users_registered_while_the_broker_restarts_all_get_exactly_one_profile(
             == 0
     })
     .await;
-    assert!(drained, "auth's outbox is empty afterwards");
+    assert!(
+        drained,
+        "auth's outbox is not empty; auth logs:\n{}",
+        auth.logs()
+    );
     profile.wait_ready(Duration::from_secs(30)).await;
     auth.wait_ready(Duration::from_secs(30)).await;
 }

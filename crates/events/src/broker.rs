@@ -15,10 +15,25 @@ use platform::http::ReadinessCheck;
 
 use crate::settings::EventsSettings;
 
+/// The longest a connection attempt may take. lapin has no limit of its own, and a broker that is
+/// still booting can accept the TCP connection and then not answer the handshake.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Opens a connection named after its purpose (shown by `rabbitmqctl list_connections`).
 pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    Connection::connect(url, properties).await
+    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties)).await {
+        Ok(result) => result,
+        Err(_) => Err(timed_out("the broker did not complete the AMQP handshake")),
+    }
+}
+
+/// A lapin error for an operation that took too long.
+pub fn timed_out(what: &str) -> lapin::Error {
+    lapin::Error::from(lapin::ErrorKind::IOError(Arc::new(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("{what} within the time limit"),
+    ))))
 }
 
 /// Declares the durable topic exchange events are published to.

@@ -31,6 +31,9 @@ use crate::settings::EventsSettings;
 /// resource alarm keeps the connection up but confirms nothing).
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The longest connecting and declaring may take before the attempt starts over.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A session this old has proven itself, whatever happened in it.
 const STABLE_SESSION: Duration = Duration::from_secs(30);
 
@@ -127,7 +130,7 @@ impl Consumer {
 
     async fn session(&self, backoff: &mut Backoff) -> lapin::Error {
         let name = format!("{} consumer", self.settings.source);
-        let result = async {
+        let setup = async {
             let connection = broker::connect(&self.settings.url, &name).await?;
             let channel = connection.create_channel().await?;
             broker::declare_consumer_topology(&channel, &self.settings, &self.routing_keys).await?;
@@ -147,8 +150,13 @@ impl Consumer {
                 )
                 .await?;
             Ok::<_, lapin::Error>((connection, publisher, deliveries))
-        }
-        .await;
+        };
+        let result = match tokio::time::timeout(SETUP_TIMEOUT, setup).await {
+            Ok(result) => result,
+            Err(_) => Err(broker::timed_out(
+                "consumer set-up (connect, declare, consume)",
+            )),
+        };
         let (_connection, publisher, mut deliveries) = match result {
             Ok(opened) => opened,
             Err(e) => return e,
@@ -339,10 +347,7 @@ pub async fn confirmed(
 ) -> Result<lapin::Confirmation, lapin::Error> {
     match tokio::time::timeout(CONFIRM_TIMEOUT, pending).await {
         Ok(confirmation) => confirmation,
-        Err(_) => Err(lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
-            lapin::ChannelState::Error,
-            "no publisher confirm within 30 s",
-        ))),
+        Err(_) => Err(broker::timed_out("no publisher confirm")),
     }
 }
 

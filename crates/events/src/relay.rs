@@ -25,6 +25,9 @@ use crate::settings::EventsSettings;
 /// Rows published per transaction.
 const BATCH: i64 = 200;
 
+/// The longest connecting, declaring and listening may take before the attempt starts over.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     #[error("broker: {0}")]
@@ -82,7 +85,11 @@ impl Relay {
         backoff: &mut Backoff,
         housekeeping: &mut tokio::time::Interval,
     ) -> RelayError {
-        let (connection, channel, mut listener) = match self.open().await {
+        let opened = match tokio::time::timeout(SETUP_TIMEOUT, self.open()).await {
+            Ok(opened) => opened,
+            Err(_) => Err(broker::timed_out("relay set-up (connect, declare, listen)").into()),
+        };
+        let (connection, channel, mut listener) = match opened {
             Ok(opened) => opened,
             Err(e) => return e,
         };
