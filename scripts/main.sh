@@ -52,6 +52,9 @@ pids=()
 stop_services() { for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap stop_services EXIT
 
+echo "== event hub: exchange and consumer queues (before any publisher runs)"
+$MFE events declare
+
 echo "== services (logs in data/logs/)"
 for svc in auth-service profile-service; do
     target/release/$svc >"data/logs/$svc.log" 2>&1 &

@@ -15,7 +15,29 @@ pub enum EventsCommand {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Declare the exchange and every consuming service's queues and bindings, as each service
+    /// does at its start. Run it on a new broker before the publishers start: RabbitMQ drops an
+    /// event that no queue is bound to yet.
+    Declare {
+        /// The broker.
+        #[arg(long, env = "RABBITMQ_URL", default_value = platform::config::DEFAULT_RABBITMQ_URL, hide_env_values = true)]
+        url: String,
+        /// The topic exchange.
+        #[arg(long, env = "EVENTS_EXCHANGE", default_value = events::settings::DEFAULT_EXCHANGE)]
+        exchange: String,
+        /// Put this before each queue name (`<prefix>.<service>.events`), for a platform that
+        /// shares its broker.
+        #[arg(long)]
+        prefix: Option<String>,
+    },
 }
+
+/// Every consuming service and the event types its queue is bound to (the same lists the
+/// services bind at start).
+const CONSUMERS: &[(&str, &[&str])] = &[(
+    "profile-service",
+    profile_service::subscriptions::ROUTING_KEYS,
+)];
 
 #[derive(clap::Args)]
 pub struct Target {
@@ -68,7 +90,14 @@ pub enum DlqCommand {
 
 /// Runs an `events` subcommand.
 pub async fn run(command: EventsCommand, json: bool) -> anyhow::Result<()> {
-    let EventsCommand::Dlq { command } = command;
+    let command = match command {
+        EventsCommand::Dlq { command } => command,
+        EventsCommand::Declare {
+            url,
+            exchange,
+            prefix,
+        } => return declare(&url, &exchange, prefix.as_deref(), json).await,
+    };
     match command {
         DlqCommand::List { target, limit } => {
             let queue = target.queue();
@@ -140,4 +169,62 @@ fn shorten(text: &str, max: usize) -> String {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_string(),
     }
+}
+
+async fn declare(
+    url: &str,
+    exchange: &str,
+    prefix: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let connection = events::broker::connect(url, "mfe events declare")
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the broker at {}: {e}",
+                platform::config::mask_url(url)
+            )
+        })?;
+    let channel = connection.create_channel().await?;
+    let mut declared = Vec::new();
+    for (service, keys) in CONSUMERS {
+        let queue = match prefix {
+            Some(prefix) => format!("{prefix}.{service}.events"),
+            None => format!("{service}.events"),
+        };
+        let settings = events::EventsSettings {
+            url: url.to_string(),
+            source: service.to_string(),
+            exchange: exchange.to_string(),
+            queue: queue.clone(),
+            prefetch: 1,
+            max_retries: 0,
+            retry_delay: std::time::Duration::ZERO,
+            relay_poll: std::time::Duration::ZERO,
+            outbox_retention: std::time::Duration::ZERO,
+        };
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        events::broker::declare_consumer_topology(&channel, &settings, &keys).await?;
+        declared.push(serde_json::json!({"service": service, "queue": queue, "routingKeys": keys}));
+    }
+    let _ = connection.close(200, "declared".into()).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&declared)?);
+    } else {
+        for d in &declared {
+            println!(
+                "{} bound to {exchange} for {}",
+                d["queue"].as_str().unwrap_or_default(),
+                d["routingKeys"]
+                    .as_array()
+                    .map(|k| k
+                        .iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
 }

@@ -136,3 +136,47 @@ async fn bad_targets_are_refused_with_a_clear_message() {
     );
     assert_eq!(usage.status.code(), Some(2), "neither --id nor --all");
 }
+
+#[tokio::test]
+async fn declare_creates_the_consumer_queues_so_early_events_wait_for_their_service() {
+    let broker = TestBroker::new();
+    let queue = broker.queue_for("profile-service");
+    let out = mfe(
+        &broker,
+        &[
+            "events",
+            "declare",
+            "--exchange",
+            &broker.exchange,
+            "--prefix",
+            &broker.prefix,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&queue));
+    broker
+        .publish_raw("user.registered", b"{}", Some("early-1"))
+        .await;
+    assert_eq!(
+        broker.depth(&queue).await,
+        1,
+        "the event waits in the queue"
+    );
+    let again = mfe(
+        &broker,
+        &[
+            "events",
+            "declare",
+            "--exchange",
+            &broker.exchange,
+            "--prefix",
+            &broker.prefix,
+        ],
+    );
+    assert!(again.status.success(), "declaring twice is harmless");
+    assert_eq!(broker.depth(&queue).await, 1);
+}
