@@ -185,7 +185,35 @@ impl Platform {
     pub async fn auth_pool(&self) -> sqlx::PgPool {
         self.auth_db.pool().await
     }
+
+    /// Starts auth and profile and waits until both are ready (database and broker connected).
+    pub async fn start_ready(&self) -> (ServiceProcess, ServiceProcess) {
+        let auth = self.start_auth();
+        let profile = self.start_profile(&auth);
+        auth.wait_ready(Duration::from_secs(10)).await;
+        profile.wait_ready(Duration::from_secs(10)).await;
+        (auth, profile)
+    }
 }
+
+/// Events in auth's outbox not yet confirmed by the broker.
+pub async fn auth_backlog(auth_pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM auth.outbox WHERE published_at IS NULL")
+        .fetch_one(auth_pool)
+        .await
+        .expect("auth's outbox is readable")
+}
+
+/// Profiles of `user_id` in profile's database (0 before profile has created its tables).
+pub async fn profile_count(profile_pool: &sqlx::PgPool, user_id: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM user_profiles WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(profile_pool)
+        .await
+        .unwrap_or(0)
+}
+
+impl Platform {}
 
 impl Default for Platform {
     fn default() -> Self {

@@ -32,10 +32,7 @@ impl Drop for RestartOnDrop {
 #[tokio::test]
 async fn users_registered_while_the_broker_restarts_all_get_exactly_one_profile() {
     let platform = Platform::new();
-    let auth = platform.start_auth();
-    let profile = platform.start_profile(&auth);
-    auth.wait_ready(Duration::from_secs(10)).await;
-    profile.wait_ready(Duration::from_secs(10)).await;
+    let (auth, profile) = platform.start_ready().await;
 
     let base = auth.base.clone();
     let registrations = tokio::spawn(async move {
@@ -111,11 +108,7 @@ async fn users_registered_while_the_broker_restarts_all_get_exactly_one_profile(
 
     let auth_pool = platform.auth_pool().await;
     let drained = eventually(Duration::from_secs(30), || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM auth.outbox WHERE published_at IS NULL")
-            .fetch_one(&auth_pool)
-            .await
-            .unwrap()
-            == 0
+        e2e::auth_backlog(&auth_pool).await == 0
     })
     .await;
     assert!(

@@ -2,24 +2,12 @@
 
 use std::time::Duration;
 
-use e2e::{Platform, eventually};
-
-async fn profile_count(pool: &sqlx::PgPool, user_id: &str) -> i64 {
-    // The profile service creates its tables at start; before that there is nothing to count.
-    sqlx::query_scalar("SELECT count(*) FROM user_profiles WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_one(pool)
-        .await
-        .unwrap_or(0)
-}
+use e2e::{Platform, auth_backlog, eventually, profile_count};
 
 #[tokio::test]
 async fn a_user_registered_through_auth_has_a_profile_within_two_seconds() {
     let platform = Platform::new();
-    let auth = platform.start_auth();
-    let profile = platform.start_profile(&auth);
-    profile.wait_ready(Duration::from_secs(10)).await;
-    auth.wait_ready(Duration::from_secs(10)).await;
+    let (auth, profile) = platform.start_ready().await;
 
     let user = platform.register(&auth, "e2e@example.com").await;
     let profiles = platform.profiles().await;
@@ -68,11 +56,7 @@ async fn an_event_committed_before_a_crash_is_delivered_after_the_restart() {
     .await;
     assert!(delivered, "the event was lost; auth logs:\n{}", auth.logs());
     let backlog = eventually(Duration::from_secs(5), || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM auth.outbox WHERE published_at IS NULL")
-            .fetch_one(&auth_pool)
-            .await
-            .unwrap()
-            == 0
+        auth_backlog(&auth_pool).await == 0
     })
     .await;
     assert!(backlog, "the outbox is empty after the restart");
@@ -81,10 +65,7 @@ async fn an_event_committed_before_a_crash_is_delivered_after_the_restart() {
 #[tokio::test]
 async fn metrics_show_the_hub_at_work() {
     let platform = Platform::new();
-    let auth = platform.start_auth();
-    let profile = platform.start_profile(&auth);
-    profile.wait_ready(Duration::from_secs(10)).await;
-    auth.wait_ready(Duration::from_secs(10)).await;
+    let (auth, profile) = platform.start_ready().await;
     let user = platform.register(&auth, "metrics@example.com").await;
     let profiles = platform.profiles().await;
     assert!(

@@ -54,7 +54,8 @@ pub trait Handler: Send + Sync + 'static {
 
 pub struct Consumer {
     pool: PgPool,
-    inbox: String,
+    /// Records an event id in `<schema>.processed_events`; built once, run per delivery.
+    record_id_sql: String,
     settings: Arc<EventsSettings>,
     routing_keys: Vec<String>,
     handler: Arc<dyn Handler>,
@@ -99,7 +100,11 @@ impl Consumer {
     ) -> Self {
         Self {
             pool,
-            inbox: format!("{}.processed_events", platform::db::quote_ident(schema)),
+            record_id_sql: format!(
+                "INSERT INTO {}.processed_events (event_id, event_type, source) \
+                 VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING",
+                platform::db::quote_ident(schema)
+            ),
             settings,
             routing_keys: routing_keys.iter().map(|k| k.to_string()).collect(),
             handler,
@@ -114,7 +119,13 @@ impl Consumer {
     async fn run(self) {
         let mut backoff = Backoff::new();
         loop {
+            let started = std::time::Instant::now();
             let error = self.session(&mut backoff).await;
+            if started.elapsed() > STABLE_SESSION {
+                // A session this long worked, even if no event came: the next outage starts
+                // its backoff from the beginning.
+                backoff.reset();
+            }
             self.link.set(false);
             tracing::debug!(queue = %self.settings.queue, "consumer session ended");
             let delay = backoff.next_delay();
@@ -163,7 +174,6 @@ impl Consumer {
         };
         self.link.set(true);
         tracing::info!(queue = %self.settings.queue, "event consumer connected");
-        let connected_at = std::time::Instant::now();
         let mut progressed = false;
         while let Some(delivery) = deliveries.next().await {
             let outcome = match delivery {
@@ -175,7 +185,7 @@ impl Consumer {
             }
             // Back off from scratch only once a session proved it works: a failure right after
             // each connect must not turn into a reconnect storm.
-            if !progressed || connected_at.elapsed() > STABLE_SESSION {
+            if !progressed {
                 progressed = true;
                 backoff.reset();
             }
@@ -228,12 +238,7 @@ impl Consumer {
 
     async fn apply(&self, envelope: &Envelope) -> Result<Outcome, ApplyError> {
         let mut tx = self.pool.begin().await.map_err(ApplyError::from_db)?;
-        let sql = format!(
-            "INSERT INTO {} (event_id, event_type, source) VALUES ($1, $2, $3) \
-             ON CONFLICT (event_id) DO NOTHING",
-            self.inbox
-        );
-        let inserted = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let inserted = sqlx::query(sqlx::AssertSqlSafe(self.record_id_sql.as_str()))
             .bind(envelope.id)
             .bind(&envelope.event_type)
             .bind(&envelope.source)

@@ -95,6 +95,7 @@ impl Relay {
         };
         self.link.set(true);
         tracing::info!(source = %self.settings.source, exchange = %self.settings.exchange, "event relay connected");
+        let mut backlog_reported: Option<std::time::Instant> = None;
         loop {
             match self.publish_batch(&channel).await {
                 // Only a batch that went through resets the backoff: a failure right after each
@@ -106,7 +107,11 @@ impl Relay {
                 Ok(_) => backoff.reset(),
                 Err(e) => return e,
             }
-            self.report_backlog().await;
+            // Counting is a query of its own: at most once a second, not once per commit.
+            if backlog_reported.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                self.report_backlog().await;
+                backlog_reported = Some(std::time::Instant::now());
+            }
             tokio::select! {
                 notified = listener.recv() => {
                     if let Err(e) = notified {

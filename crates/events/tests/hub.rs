@@ -240,16 +240,9 @@ async fn a_failing_handler_is_retried_then_dead_lettered_and_replay_brings_it_ba
     let failed = hub.record(7).await;
 
     let dlq = hub.settings.dead_letter_queue();
-    let mut depth = 0;
-    for _ in 0..100 {
-        depth = hub.broker.depth(&dlq).await;
-        if depth == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert_eq!(
-        depth, 1,
+        wait_depth(&hub, &dlq, 1).await,
+        1,
         "dead-lettered after {} retries",
         hub.settings.max_retries
     );
@@ -301,12 +294,7 @@ async fn replay_leaves_unselected_dead_letters_in_place() {
     let first = hub.record(1).await;
     hub.record(2).await;
     let dlq = hub.settings.dead_letter_queue();
-    for _ in 0..100 {
-        if hub.broker.depth(&dlq).await == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_eq!(wait_depth(&hub, &dlq, 2).await, 2);
     handler.failing.store(false, Ordering::SeqCst);
     let report = events::dlq::replay(
         &hub.settings.url,

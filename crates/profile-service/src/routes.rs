@@ -3,10 +3,9 @@
 
 use auth_client::Caller;
 use axum::extract::{Path, State};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use contracts::events::{PROFILE_UPDATED, ProfileUpdated};
-use platform::{ApiError, ErrorBody, Json, Query, Validator};
+use platform::pagination::PageRequest;
+use platform::{ApiError, ErrorBody, Json, Query};
 use serde::Deserialize;
 use sqlx::PgConnection;
 use utoipa::IntoParams;
@@ -91,9 +90,6 @@ pub async fn get_by_user(
     Ok(Json(row.into()))
 }
 
-const DEFAULT_LIMIT: u32 = 20;
-const MAX_LIMIT: u32 = 100;
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
@@ -119,39 +115,14 @@ pub async fn list_profiles(
     if !caller.is_admin() {
         return Err(ApiError::forbidden("listing profiles needs an ADMIN"));
     }
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    let mut v = Validator::new();
-    v.check(
-        (1..=MAX_LIMIT).contains(&limit),
-        "limit",
-        "must be between 1 and 100",
-    );
-    let after = match q.cursor.as_deref().map(decode_cursor) {
-        Some(Some(id)) => Some(id),
-        Some(None) => {
-            v.push("cursor", "is not a cursor this API returned");
-            None
-        }
-        None => None,
-    };
-    v.finish()?;
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
     let mut conn = state.pool.acquire().await?;
-    let mut rows = store::list(&mut conn, after.as_deref(), i64::from(limit) + 1).await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|p| URL_SAFE_NO_PAD.encode(p.id.as_bytes()))
-    } else {
-        None
-    };
+    let mut rows = store::list(&mut conn, page.after.as_deref(), page.fetch()).await?;
+    let next_cursor = page.finish(&mut rows, |p| &p.id);
     Ok(Json(ProfilePage {
         items: rows.into_iter().map(Profile::from).collect(),
         next_cursor,
     }))
-}
-
-fn decode_cursor(cursor: &str) -> Option<String> {
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    String::from_utf8(bytes).ok().filter(|id| !id.is_empty())
 }
 
 async fn edit(

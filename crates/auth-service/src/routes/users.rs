@@ -3,10 +3,9 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use contracts::events::{self, UserDeleted, UserUpdated};
 use contracts::users::{Role, User, UserPage};
+use platform::pagination::PageRequest;
 use platform::{ErrorBody, Json, Query, Validator};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -16,9 +15,6 @@ use crate::extract::Caller;
 use crate::store::refresh_tokens;
 use crate::store::users::{self, UserChanges};
 use crate::{AppState, outbox, validate};
-
-const DEFAULT_LIMIT: u32 = 20;
-const MAX_LIMIT: u32 = 100;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
@@ -89,40 +85,13 @@ pub async fn find_users(
             .ok_or(AuthError::NotFound("user"))?;
         return Ok(Json(UsersAnswer::One(user.to_user())));
     }
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    let mut v = Validator::new();
-    v.check(
-        (1..=MAX_LIMIT).contains(&limit),
-        "limit",
-        "must be between 1 and 100",
-    );
-    let after = match q.cursor.as_deref().map(decode_cursor) {
-        Some(Some(id)) => Some(id),
-        Some(None) => {
-            v.push("cursor", "is not a cursor this API returned");
-            None
-        }
-        None => None,
-    };
-    v.finish()?;
-    let mut rows = users::list(&state.pool, q.role, after.as_deref(), i64::from(limit) + 1).await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|u| URL_SAFE_NO_PAD.encode(u.id.as_bytes()))
-    } else {
-        None
-    };
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    let mut rows = users::list(&state.pool, q.role, page.after.as_deref(), page.fetch()).await?;
+    let next_cursor = page.finish(&mut rows, |u| &u.id);
     Ok(Json(UsersAnswer::Page(UserPage {
         items: rows.iter().map(|u| u.to_user()).collect(),
         next_cursor,
     })))
-}
-
-fn decode_cursor(cursor: &str) -> Option<String> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
 }
 
 /// Changes a user's name, role or verification (admins).
