@@ -1,126 +1,13 @@
 //! `mfe migrate` end to end on real PostgreSQL: a seeded legacy database, four fresh service
 //! databases, the real binary (killed with SIGKILL where a crash is the point).
 
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{BIN, Fixture, content, table};
 use serde_json::Value;
-use sqlx::PgPool;
-use test_support::TestDb;
-
-const BIN: &str = env!("CARGO_BIN_EXE_mfe");
-
-struct Fixture {
-    legacy: std::sync::Arc<TestDb>,
-    targets: [TestDb; 4],
-}
-
-fn fresh_targets() -> [TestDb; 4] {
-    [
-        TestDb::unborn(),
-        TestDb::unborn(),
-        TestDb::unborn(),
-        TestDb::unborn(),
-    ]
-}
-
-const TARGET_VARS: [&str; 4] = [
-    "AUTH_DATABASE_URL",
-    "PAYMENTS_DATABASE_URL",
-    "ADMIN_DATABASE_URL",
-    "PROFILE_DATABASE_URL",
-];
-
-impl Fixture {
-    /// A legacy database seeded at `scale`, and four service databases not created yet.
-    async fn seeded(scale: f64) -> Self {
-        let legacy = TestDb::unborn();
-        let opts = migrator::seed::SeedOptions {
-            url: legacy.url.clone(),
-            scale,
-            seed: 7,
-            replace: false,
-        };
-        migrator::seed::seed(&opts, &|_, _| {})
-            .await
-            .expect("seeding works");
-        Self {
-            legacy: std::sync::Arc::new(legacy),
-            targets: fresh_targets(),
-        }
-    }
-
-    /// The same legacy database with four other, not yet created, service databases.
-    fn with_fresh_targets(&self) -> Self {
-        Self {
-            legacy: self.legacy.clone(),
-            targets: fresh_targets(),
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("migrate")
-            .args(args)
-            .env("SHARED_DATABASE_URL", &self.legacy.url);
-        for (var, db) in TARGET_VARS.iter().zip(&self.targets) {
-            cmd.env(var, &db.url);
-        }
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("mfe runs")
-    }
-
-    fn run_ok(&self, args: &[&str]) -> Output {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "mfe migrate {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn verify_json(&self) -> (i32, Value) {
-        let out = self.run(&["verify", "--json"]);
-        let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-            panic!(
-                "verify printed JSON; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (out.status.code().unwrap_or(-1), report)
-    }
-
-    async fn target(&self, index: usize) -> PgPool {
-        self.targets[index].pool().await
-    }
-}
-
-fn table<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["table"] == name)
-        .expect("table in report")
-}
-
-/// Every table's full content, as text, in key order: equal on both sides means every column of
-/// every row round-tripped exactly.
-async fn content(pool: &PgPool, table: &migrator::contract::Table) -> String {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT coalesce(md5(string_agg(ROW({cols})::text, E'\\n' ORDER BY {key} COLLATE \"C\")), 'empty') FROM public.{t}",
-        cols = table.column_list(),
-        key = table.key,
-        t = table.name
-    )))
-    .fetch_one(pool)
-    .await
-    .unwrap()
-}
 
 #[tokio::test]
 async fn copy_then_verify_is_clean_and_every_column_round_trips() {

@@ -272,8 +272,9 @@ pub async fn import(
 ) -> Result<ImportReport> {
     let started = Instant::now();
     let manifest = check_archive(dir)?;
-    let pools = load::target_pools(endpoints, jobs as u32 + 1).await?;
-    let entries = load::preflight(&pools).await?;
+    let targets = load::open_targets(endpoints, jobs as u32 + 1).await?;
+    let pools = &targets.pools;
+    let entries = load::preflight(pools).await?;
     let rows: BTreeMap<&'static str, i64> = TABLES
         .iter()
         .map(|t| {

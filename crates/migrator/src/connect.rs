@@ -15,10 +15,18 @@ fn unreachable(which: &str, url: &str, source: sqlx::Error) -> MigrateError {
     }
 }
 
+/// Every connection of the tool says what it is in `pg_stat_activity`.
+const APP: &str = "mfe migrate";
+
 /// One connection to `url`; `which` names it in errors ("legacy", "payments-service", ...).
 pub async fn connection(which: &str, url: &str) -> Result<PgConnection> {
+    connection_as(which, url, APP).await
+}
+
+/// [`connection`] under another `application_name`.
+pub async fn connection_as(which: &str, url: &str, app: &str) -> Result<PgConnection> {
     let opts = platform::db::parse_url(url).map_err(MigrateError::Usage)?;
-    let opts = quiet(opts);
+    let opts = quiet(opts).application_name(app);
     let mut conn = PgConnection::connect_with(&opts)
         .await
         .map_err(|e| unreachable(which, url, e))?;
@@ -28,13 +36,29 @@ pub async fn connection(which: &str, url: &str) -> Result<PgConnection> {
 
 /// A pool on `url` whose connections use the tool's session settings.
 pub async fn pool(which: &str, url: &str, size: u32) -> Result<PgPool> {
+    pool_as(which, url, size, APP).await
+}
+
+/// The pool a load writes through (see [`crate::lease`]): its backends are known by name, and
+/// each one ends its statement within a second of losing its client (PostgreSQL 14 and later; an
+/// older server just does without).
+pub async fn loader_pool(which: &str, url: &str, size: u32) -> Result<PgPool> {
+    pool_as(which, url, size, crate::lease::LOADER_APP).await
+}
+
+async fn pool_as(which: &str, url: &str, size: u32, app: &'static str) -> Result<PgPool> {
     let opts = platform::db::parse_url(url).map_err(MigrateError::Usage)?;
-    let opts = quiet(opts);
+    let opts = quiet(opts).application_name(app);
     PgPoolOptions::new()
         .max_connections(size.max(1))
-        .after_connect(|conn, _| {
+        .after_connect(move |conn, _| {
             Box::pin(async move {
-                sqlx::raw_sql(SESSION_SETUP).execute(conn).await?;
+                sqlx::raw_sql(SESSION_SETUP).execute(&mut *conn).await?;
+                if app == crate::lease::LOADER_APP {
+                    let _ = sqlx::raw_sql("SET client_connection_check_interval = '1s'")
+                        .execute(&mut *conn)
+                        .await;
+                }
                 Ok(())
             })
         })

@@ -56,8 +56,9 @@ pub async fn copy(
     if !differences.is_empty() {
         return Err(MigrateError::ContractMismatch(differences));
     }
-    let pools = load::target_pools(endpoints, jobs as u32 + 1).await?;
-    let entries = load::preflight(&pools).await?;
+    let targets = load::open_targets(endpoints, jobs as u32 + 1).await?;
+    let pools = &targets.pools;
+    let entries = load::preflight(pools).await?;
 
     sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut coordinator)

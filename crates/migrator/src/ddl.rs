@@ -71,24 +71,29 @@ pub async fn drop_all(conn: &mut PgConnection, saved: &[SavedDdl]) -> sqlx::Resu
     let order = [DdlKind::ForeignKey, DdlKind::KeyConstraint, DdlKind::Index];
     for kind in order {
         for ddl in saved.iter().filter(|d| d.kind == kind) {
-            let statement = match kind {
-                DdlKind::Index => format!("DROP INDEX IF EXISTS public.{}", ident(&ddl.name)),
-                _ => format!(
-                    "ALTER TABLE public.{} DROP CONSTRAINT IF EXISTS {}",
-                    ident(&ddl.on_table),
-                    ident(&ddl.name)
-                ),
-            };
-            sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                .execute(&mut *conn)
-                .await?;
+            drop_one(conn, ddl).await?;
         }
     }
     Ok(())
 }
 
-/// Re-creates the saved items of the given kinds that do not exist yet (so a crash halfway through
-/// is finished by running it again).
+async fn drop_one(conn: &mut PgConnection, ddl: &SavedDdl) -> sqlx::Result<()> {
+    let statement = match ddl.kind {
+        DdlKind::Index => format!("DROP INDEX IF EXISTS public.{}", ident(&ddl.name)),
+        DdlKind::KeyConstraint | DdlKind::ForeignKey => format!(
+            "ALTER TABLE public.{} DROP CONSTRAINT IF EXISTS {}",
+            ident(&ddl.on_table),
+            ident(&ddl.name)
+        ),
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Re-creates the saved items of the given kinds that the catalog does not hold yet, so a rebuild
+/// cut short is finished by running it again. An index left invalid is built again.
 pub async fn restore(
     conn: &mut PgConnection,
     saved: &[SavedDdl],
@@ -96,30 +101,53 @@ pub async fn restore(
 ) -> sqlx::Result<()> {
     for kind in kinds {
         for ddl in saved.iter().filter(|d| d.kind == *kind) {
-            let exists: bool = match kind {
-                DdlKind::Index => {
-                    sqlx::query_scalar("SELECT to_regclass('public.' || quote_ident($1)) IS NOT NULL")
-                        .bind(&ddl.name)
-                        .fetch_one(&mut *conn)
-                        .await?
-                }
-                _ => {
-                    sqlx::query_scalar(
-                        "SELECT EXISTS (SELECT 1 FROM pg_constraint
-                         WHERE conname = $1 AND conrelid = ('public.' || quote_ident($2))::regclass)",
-                    )
-                    .bind(&ddl.name)
-                    .bind(&ddl.on_table)
-                    .fetch_one(&mut *conn)
-                    .await?
-                }
-            };
-            if !exists {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(ddl.create.clone()))
-                    .execute(&mut *conn)
-                    .await?;
+            match in_catalog(conn, ddl).await? {
+                InCatalog::Valid => continue,
+                InCatalog::Invalid => drop_one(conn, ddl).await?,
+                InCatalog::Missing => {}
             }
+            sqlx::raw_sql(sqlx::AssertSqlSafe(ddl.create.clone()))
+                .execute(&mut *conn)
+                .await?;
         }
     }
     Ok(())
+}
+
+enum InCatalog {
+    Missing,
+    Valid,
+    /// There but not usable: an index a failed concurrent build left, a constraint added
+    /// `NOT VALID`.
+    Invalid,
+}
+
+async fn in_catalog(conn: &mut PgConnection, ddl: &SavedDdl) -> sqlx::Result<InCatalog> {
+    let valid: Option<bool> = match ddl.kind {
+        DdlKind::Index => {
+            sqlx::query_scalar(
+                "SELECT i.indisvalid FROM pg_index i
+                 WHERE i.indexrelid = to_regclass('public.' || quote_ident($1))",
+            )
+            .bind(&ddl.name)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+        DdlKind::KeyConstraint | DdlKind::ForeignKey => {
+            sqlx::query_scalar(
+                "SELECT c.convalidated AND coalesce(i.indisvalid, true)
+                 FROM pg_constraint c LEFT JOIN pg_index i ON i.indexrelid = c.conindid
+                 WHERE c.conname = $1 AND c.conrelid = ('public.' || quote_ident($2))::regclass",
+            )
+            .bind(&ddl.name)
+            .bind(&ddl.on_table)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+    };
+    Ok(match valid {
+        None => InCatalog::Missing,
+        Some(true) => InCatalog::Valid,
+        Some(false) => InCatalog::Invalid,
+    })
 }

@@ -29,6 +29,10 @@ pub enum MigrateError {
     },
     #[error("{service}: table {table} is missing; run `mfe migrate prepare` first")]
     NotPrepared { service: String, table: String },
+    #[error(
+        "another copy or import is running against the {which} database ({holder}); wait for it, or stop it"
+    )]
+    Busy { which: String, holder: String },
     #[error("{0}")]
     Usage(String),
     #[error("database error: {0}")]

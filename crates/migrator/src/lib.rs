@@ -11,6 +11,7 @@ pub mod ddl;
 pub mod endpoints;
 pub mod error;
 pub mod journal;
+pub mod lease;
 pub mod load;
 pub mod plan;
 pub mod prepare;

@@ -5,7 +5,7 @@
 //! Where the bytes come from is a [`Feed`]: the legacy database through one exported snapshot
 //! (`copy`), or the files of an archive (`import`). Both deliver PostgreSQL's binary COPY format.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +21,7 @@ use sqlx::{Connection, PgConnection};
 use crate::contract::{TABLES, Table};
 use crate::error::{MigrateError, Result};
 use crate::journal::{self, Chunk, DdlKind, TableState};
+use crate::lease::{self, Lease};
 use crate::progress::Progress;
 use crate::sql::{ident, literal};
 use crate::{connect, ddl};
@@ -65,6 +66,8 @@ struct Run {
     queue: Mutex<VecDeque<Work>>,
     pending: BTreeMap<&'static str, AtomicUsize>,
     index_builds: Mutex<Vec<tokio::task::JoinHandle<Result<()>>>>,
+    /// Tables whose rebuild has been started: one rebuild per table and run.
+    rebuilding: Mutex<BTreeSet<&'static str>>,
     progress: Arc<dyn Progress>,
 }
 
@@ -74,19 +77,31 @@ impl Run {
     }
 }
 
-/// Pools on the four service databases, `size` connections each.
-pub async fn target_pools(
-    endpoints: &crate::Endpoints,
-    size: u32,
-) -> Result<BTreeMap<&'static str, PgPool>> {
+/// The four service databases a load writes to, leased for the run (see [`crate::lease`]).
+pub struct Targets {
+    /// `size` loader connections on each, by service name.
+    pub pools: BTreeMap<&'static str, PgPool>,
+    _leases: Vec<Lease>,
+}
+
+/// Leases the four service databases (ending what a killed run left running there), then opens
+/// pools of `size` loader connections on them.
+pub async fn open_targets(endpoints: &crate::Endpoints, size: u32) -> Result<Targets> {
+    let mut leases = Vec::new();
+    for service in Service::ALL {
+        leases.push(lease::acquire(service.name(), endpoints.target(service)).await?);
+    }
     let mut pools = BTreeMap::new();
     for service in Service::ALL {
         pools.insert(
             service.name(),
-            connect::pool(service.name(), endpoints.target(service), size).await?,
+            connect::loader_pool(service.name(), endpoints.target(service), size).await?,
         );
     }
-    Ok(pools)
+    Ok(Targets {
+        pools,
+        _leases: leases,
+    })
 }
 
 /// Before writing anything: every target table exists, and a table the journal does not know is
@@ -211,6 +226,7 @@ pub async fn run(
         queue: Mutex::new(queue),
         pending,
         index_builds: Mutex::new(Vec::new()),
+        rebuilding: Mutex::new(BTreeSet::new()),
         progress,
     });
     for table in finished_before {
@@ -401,7 +417,18 @@ async fn load_chunk(run: &Run, source: Option<&mut PgConnection>, work: &Work) -
     Ok(())
 }
 
+/// Rebuilds a loaded table's keys and indexes, then freezes it, in a task of its own (other tables
+/// go on loading meanwhile). Each item is checked in the catalog first, so a rebuild cut short
+/// by a crash is finished by the next run.
 fn spawn_index_build(run: &Arc<Run>, table: &'static Table) {
+    if !run
+        .rebuilding
+        .lock()
+        .expect("rebuilding lock")
+        .insert(table.name)
+    {
+        return;
+    }
     let task_run = run.clone();
     let handle = tokio::spawn(async move {
         task_run.progress.table_step(table.name, "indexing");
@@ -423,6 +450,7 @@ fn spawn_index_build(run: &Arc<Run>, table: &'static Table) {
         // Freezing now, while other tables are still loading, spares the services a burst of
         // autovacuum (hint bits, then an anti-wraparound pass over every loaded page) right
         // after cutover; and the planner gets statistics before the first query.
+        task_run.progress.table_step(table.name, "freezing");
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "VACUUM (FREEZE, ANALYZE) public.{}",
             ident(table.name)
@@ -455,12 +483,11 @@ async fn finish_service(run: &Run, service: Service) -> Result<()> {
         .iter()
         .flat_map(|e| e.saved_ddl.iter().cloned())
         .collect();
-    ddl::restore(
-        &mut conn,
-        &all,
-        &[DdlKind::KeyConstraint, DdlKind::Index, DdlKind::ForeignKey],
-    )
-    .await?;
+    for entry in entries.iter().filter(|e| e.state != TableState::Done) {
+        run.progress.table_step(&entry.table, "foreign keys");
+    }
+    // Every table's keys were rebuilt by its index build, which the caller awaited.
+    ddl::restore(&mut conn, &all, &[DdlKind::ForeignKey]).await?;
     for entry in &entries {
         journal::set_state(&mut conn, &entry.table, TableState::Done).await?;
         run.progress.table_step(&entry.table, "done");

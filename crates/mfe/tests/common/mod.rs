@@ -1,0 +1,122 @@
+//! The fixture the `mfe migrate` tests share: a seeded legacy database, four service databases, and
+//! the real binary pointed at them.
+#![allow(dead_code)] // each test binary uses a different part
+
+use serde_json::Value;
+use sqlx::PgPool;
+use std::process::{Command, Output};
+use test_support::TestDb;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mfe");
+
+pub struct Fixture {
+    pub legacy: std::sync::Arc<TestDb>,
+    pub targets: [TestDb; 4],
+}
+
+pub fn fresh_targets() -> [TestDb; 4] {
+    [
+        TestDb::unborn(),
+        TestDb::unborn(),
+        TestDb::unborn(),
+        TestDb::unborn(),
+    ]
+}
+
+pub const TARGET_VARS: [&str; 4] = [
+    "AUTH_DATABASE_URL",
+    "PAYMENTS_DATABASE_URL",
+    "ADMIN_DATABASE_URL",
+    "PROFILE_DATABASE_URL",
+];
+
+impl Fixture {
+    /// A legacy database seeded at `scale`, and four service databases not created yet.
+    pub async fn seeded(scale: f64) -> Self {
+        let legacy = TestDb::unborn();
+        let opts = migrator::seed::SeedOptions {
+            url: legacy.url.clone(),
+            scale,
+            seed: 7,
+            replace: false,
+        };
+        migrator::seed::seed(&opts, &|_, _| {})
+            .await
+            .expect("seeding works");
+        Self {
+            legacy: std::sync::Arc::new(legacy),
+            targets: fresh_targets(),
+        }
+    }
+
+    /// The same legacy database with four other, not yet created, service databases.
+    pub fn with_fresh_targets(&self) -> Self {
+        Self {
+            legacy: self.legacy.clone(),
+            targets: fresh_targets(),
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("migrate")
+            .args(args)
+            .env("SHARED_DATABASE_URL", &self.legacy.url);
+        for (var, db) in TARGET_VARS.iter().zip(&self.targets) {
+            cmd.env(var, &db.url);
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("mfe runs")
+    }
+
+    pub fn run_ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "mfe migrate {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn verify_json(&self) -> (i32, Value) {
+        let out = self.run(&["verify", "--json"]);
+        let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "verify printed JSON; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap_or(-1), report)
+    }
+
+    pub async fn target(&self, index: usize) -> PgPool {
+        self.targets[index].pool().await
+    }
+}
+
+pub fn table<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == name)
+        .expect("table in report")
+}
+
+/// Every table's full content, as text, in key order: equal on both sides means every column of
+/// every row round-tripped exactly.
+pub async fn content(pool: &PgPool, table: &migrator::contract::Table) -> String {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT coalesce(md5(string_agg(ROW({cols})::text, E'\\n' ORDER BY {key} COLLATE \"C\")), 'empty') FROM public.{t}",
+        cols = table.column_list(),
+        key = table.key,
+        t = table.name
+    )))
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
