@@ -9,7 +9,7 @@ use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use contracts::auth::{AccessClaims, SERVICE_ROLE};
+use contracts::auth::AccessClaims;
 use contracts::users::Role;
 use platform::ApiError;
 
@@ -60,34 +60,26 @@ impl Caller {
 
     /// The end user's id; `None` for a service credential, whose subject is no user.
     pub fn user_id(&self) -> Option<&str> {
-        (!self.is_service()).then_some(self.claims.sub.as_str())
+        self.claims.user_id()
     }
 
     /// The service client's id for a service credential (`service:<id>`).
     pub fn service_id(&self) -> Option<&str> {
-        if self.claims.role == SERVICE_ROLE {
-            self.claims.sub.strip_prefix("service:")
-        } else {
-            None
-        }
+        self.claims.service_id()
     }
 
     /// The end user's role; `None` for a service credential.
     pub fn role(&self) -> Option<Role> {
-        if self.claims.role == SERVICE_ROLE {
-            None
-        } else {
-            self.claims.role.parse().ok()
-        }
+        self.claims.user_role()
     }
 
     pub fn is_admin(&self) -> bool {
-        self.role() == Some(Role::Admin)
+        self.claims.is_admin()
     }
 
     /// A service credential (client credentials), not an end user.
     pub fn is_service(&self) -> bool {
-        self.service_id().is_some()
+        self.claims.is_service()
     }
 }
 
@@ -139,21 +131,19 @@ impl IntoResponse for CallerRejection {
     }
 }
 
-/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive);
-/// `Ok(None)` without the header.
+/// The token of an `Authorization: Bearer <token>` header; `Ok(None)` without the header.
 fn bearer_token(parts: &Parts) -> Result<Option<&str>, CallerRejection> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let malformed =
-        || CallerRejection::unauthorized("the Authorization header is not a bearer token");
-    let value = value.to_str().map_err(|_| malformed())?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or_else(malformed)?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(malformed());
-    }
-    Ok(Some(token))
+    value
+        .to_str()
+        .ok()
+        .and_then(contracts::auth::bearer_token)
+        .map(Some)
+        .ok_or_else(|| {
+            CallerRejection::unauthorized("the Authorization header is not a bearer token")
+        })
 }
 
 async fn verified<S>(state: &S, token: &str) -> Result<Caller, CallerRejection>

@@ -14,6 +14,7 @@
 
 mod client;
 mod extract;
+mod link;
 mod verify;
 
 use std::time::Duration;
@@ -22,6 +23,7 @@ use reqwest::Url;
 
 pub use client::{AuthClient, ClientError, ServiceCredentials};
 pub use extract::{Caller, CallerRejection};
+pub use link::AuthLink;
 pub use verify::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, InvalidToken, Verifier, VerifyError};
 
 /// Why a [`Verifier`] or an [`AuthClient`] cannot be built.

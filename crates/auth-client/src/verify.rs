@@ -27,10 +27,7 @@ use serde::Deserialize;
 
 use crate::{BuildError, base_url, endpoint, error_chain, http_client};
 
-/// The `iss` auth writes unless configured otherwise (`AUTH_JWT_ISSUER`).
-pub const DEFAULT_ISSUER: &str = "mfe-auth";
-/// The `aud` auth writes unless configured otherwise (`AUTH_JWT_AUDIENCE`).
-pub const DEFAULT_AUDIENCE: &str = "mfe-platform";
+pub use contracts::auth::{DEFAULT_AUDIENCE, DEFAULT_ISSUER};
 
 const DEFAULT_KEY_TTL: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_REFETCH_INTERVAL: Duration = Duration::from_secs(30);

@@ -14,15 +14,3 @@ CREATE TABLE auth.rotated_refresh_tokens (
     rotated_at TIMESTAMP(3) NOT NULL DEFAULT (now() AT TIME ZONE 'UTC')
 );
 CREATE INDEX rotated_refresh_tokens_expires_at_idx ON auth.rotated_refresh_tokens(expires_at);
-
--- Events written in the same transaction as the change that caused them (transactional outbox).
--- The event hub's relay publishes and marks them.
-CREATE TABLE auth.outbox (
-    id UUID PRIMARY KEY,
-    seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
-    event_type TEXT NOT NULL,
-    payload JSONB NOT NULL,
-    occurred_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    published_at TIMESTAMPTZ
-);
-CREATE INDEX outbox_unpublished_idx ON auth.outbox(seq) WHERE published_at IS NULL;

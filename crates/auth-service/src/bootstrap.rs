@@ -5,8 +5,8 @@ use contracts::users::Role;
 use platform::Validator;
 
 use crate::AppState;
+use crate::accounts::{create_user, hash_password};
 use crate::error::AuthError;
-use crate::routes::auth::{create_user, hash_password};
 use crate::settings::BootstrapAdmin;
 use crate::store::users::{self, NewUser};
 use crate::validate;

@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
-use contracts::auth::{AccessClaims, SERVICE_ROLE};
-use contracts::users::Role;
+use contracts::auth::AccessClaims;
 
 use crate::AppState;
 use crate::error::AuthError;
@@ -18,26 +17,9 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The end user's role; `None` for a service credential.
-    pub fn user_role(&self) -> Option<Role> {
-        if self.claims.role == SERVICE_ROLE {
-            None
-        } else {
-            self.claims.role.parse().ok()
-        }
-    }
-
-    pub fn is_service(&self) -> bool {
-        self.claims.role == SERVICE_ROLE && self.claims.sub.starts_with("service:")
-    }
-
-    pub fn is_admin(&self) -> bool {
-        self.user_role() == Some(Role::Admin)
-    }
-
     /// ADMIN users and service credentials may look users up.
     pub fn require_admin_or_service(&self) -> Result<(), AuthError> {
-        if self.is_admin() || self.is_service() {
+        if self.claims.is_admin() || self.claims.is_service() {
             Ok(())
         } else {
             Err(AuthError::Forbidden(
@@ -47,7 +29,7 @@ impl Caller {
     }
 
     pub fn require_admin(&self) -> Result<(), AuthError> {
-        if self.is_admin() {
+        if self.claims.is_admin() {
             Ok(())
         } else {
             Err(AuthError::Forbidden("this route needs an ADMIN"))
@@ -66,11 +48,7 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
+            .and_then(contracts::auth::bearer_token)
             .ok_or(AuthError::Unauthenticated)?;
         let claims = state
             .keys

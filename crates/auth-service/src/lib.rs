@@ -3,6 +3,7 @@
 //!
 //! Owns `auth_db` (`users`, `refresh_tokens`, and its own `auth` schema).
 
+pub mod accounts;
 pub mod bootstrap;
 pub mod error;
 pub mod extract;
@@ -17,15 +18,17 @@ pub mod throttle;
 pub mod tokens;
 pub mod validate;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::Router;
 use events::{BrokerHealth, EventsSettings, Relay};
+use events::{HubTable, with_hub_tables};
 use platform::app::{Application, open_database};
 use platform::http::{BearerAuth, SystemState};
 use platform::{Env, Service, ServiceConfig};
 use sqlx::PgPool;
+use sqlx::migrate::Migrator;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -35,8 +38,10 @@ use crate::password::Passwords;
 use crate::settings::AuthSettings;
 use crate::throttle::LoginThrottle;
 
-/// This service's schema migrations; the migration tool applies the same ones.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+/// This service's schema migrations, then the event hub's tables it uses; the migration tool
+/// applies the same ones.
+pub static MIGRATOR: LazyLock<Migrator> =
+    LazyLock::new(|| with_hub_tables(sqlx::migrate!(), SERVICE.schema(), &[HubTable::Outbox]));
 
 pub const SERVICE: Service = Service::Auth;
 

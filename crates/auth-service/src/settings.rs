@@ -118,8 +118,8 @@ impl AuthSettings {
         };
         Ok(Self {
             key_source,
-            issuer: env.string_or("AUTH_JWT_ISSUER", "mfe-auth"),
-            audience: env.string_or("AUTH_JWT_AUDIENCE", "mfe-platform"),
+            issuer: env.string_or("AUTH_JWT_ISSUER", contracts::auth::DEFAULT_ISSUER),
+            audience: env.string_or("AUTH_JWT_AUDIENCE", contracts::auth::DEFAULT_AUDIENCE),
             access_ttl: env
                 .seconds_or("AUTH_ACCESS_TOKEN_TTL_SECS", Duration::from_secs(15 * 60))?,
             refresh_ttl: env.seconds_or(

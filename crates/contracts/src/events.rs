@@ -11,6 +11,17 @@ pub const USER_DELETED: &str = "user.deleted";
 pub const USER_LOGGED_IN: &str = "user.logged_in";
 pub const USER_LOGIN_FAILED: &str = "user.login_failed";
 
+/// The event types each consuming service's queue is bound to. The service binds them at start;
+/// `mfe events declare` declares the same queues and bindings ahead of it.
+pub mod subscriptions {
+    use super::{USER_DELETED, USER_REGISTERED};
+
+    pub const PROFILE: &[&str] = &[USER_REGISTERED, USER_DELETED];
+
+    /// Every consuming service (by name) with its bindings.
+    pub const ALL: &[(&str, &[&str])] = &[("profile-service", PROFILE)];
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserRegistered {

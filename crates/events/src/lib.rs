@@ -9,6 +9,7 @@ pub mod dlq;
 pub mod envelope;
 pub mod outbox;
 pub mod relay;
+pub mod schema;
 pub mod settings;
 pub mod transient;
 
@@ -17,4 +18,5 @@ pub use consumer::{Consumer, Handler, HandlerError, HandlerFuture};
 pub use envelope::Envelope;
 pub use outbox::Outbox;
 pub use relay::Relay;
+pub use schema::{HubTable, with_hub_tables};
 pub use settings::EventsSettings;

@@ -6,30 +6,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use events::{
-    BrokerHealth, Consumer, Envelope, EventsSettings, Handler, HandlerFuture, Outbox, Relay,
+    BrokerHealth, Consumer, Envelope, EventsSettings, Handler, HandlerFuture, HubTable, Outbox,
+    Relay,
 };
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use test_support::{TestBroker, TestDb};
 
-const SCHEMA_SQL: &str = "
-CREATE SCHEMA svc;
-CREATE TABLE svc.outbox (
-    id UUID PRIMARY KEY,
-    seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
-    event_type TEXT NOT NULL,
-    payload JSONB NOT NULL,
-    occurred_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    published_at TIMESTAMPTZ
-);
-CREATE TABLE svc.processed_events (
-    event_id UUID PRIMARY KEY,
-    event_type TEXT NOT NULL,
-    source TEXT NOT NULL,
-    processed_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-CREATE TABLE svc.applied (event_id UUID NOT NULL, n INT NOT NULL);
-";
+/// The hub's own tables, as a service gets them, and one table the test handler writes.
+fn schema_sql() -> String {
+    format!(
+        "CREATE SCHEMA svc; {} {} CREATE TABLE svc.applied (event_id UUID NOT NULL, n INT NOT NULL);",
+        HubTable::Outbox.ddl("svc"),
+        HubTable::Inbox.ddl("svc")
+    )
+}
 
 struct Hub {
     pool: PgPool,
@@ -45,7 +36,10 @@ async fn hub() -> Hub {
 async fn hub_with(customise: impl FnOnce(&mut EventsSettings)) -> Hub {
     let db = TestDb::new().await;
     let pool = db.pool().await;
-    sqlx::raw_sql(SCHEMA_SQL).execute(&pool).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(schema_sql()))
+        .execute(&pool)
+        .await
+        .unwrap();
     let broker = TestBroker::new();
     let config = test_support::spawn::config(platform::Service::Profile, &db.url);
     let mut settings = broker.settings(&config);

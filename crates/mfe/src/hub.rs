@@ -34,10 +34,7 @@ pub enum EventsCommand {
 
 /// Every consuming service and the event types its queue is bound to (the same lists the
 /// services bind at start).
-const CONSUMERS: &[(&str, &[&str])] = &[(
-    "profile-service",
-    profile_service::subscriptions::ROUTING_KEYS,
-)];
+const CONSUMERS: &[(&str, &[&str])] = contracts::events::subscriptions::ALL;
 
 #[derive(clap::Args)]
 pub struct Target {

@@ -46,29 +46,33 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
                 fields: vec![FieldError::new(field, detail.clone())],
                 ..ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
+                    crate::error::code::VALIDATION_FAILED,
                     message,
                 )
             }
         }
         JsonRejection::JsonSyntaxError(e) => ApiError::new(
             StatusCode::BAD_REQUEST,
-            "malformed_json",
+            crate::error::code::MALFORMED_JSON,
             format!("malformed JSON: {}", source_text(&e)),
         ),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            crate::error::code::UNSUPPORTED_MEDIA_TYPE,
             "expected a request with Content-Type: application/json",
         ),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                crate::error::code::PAYLOAD_TOO_LARGE,
                 "the request body is too large",
             )
         }
-        other => ApiError::new(other.status(), "bad_request", other.body_text()),
+        other => ApiError::new(
+            other.status(),
+            crate::error::code::BAD_REQUEST,
+            other.body_text(),
+        ),
     }
 }
 
@@ -93,14 +97,14 @@ where
                     fields: vec![FieldError::new(field, detail.clone())],
                     ..ApiError::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
-                        "validation_failed",
+                        crate::error::code::VALIDATION_FAILED,
                         format!("invalid query string: {detail}"),
                     )
                 })
             }
             Err(other) => Err(ApiError::new(
                 other.status(),
-                "bad_request",
+                crate::error::code::BAD_REQUEST,
                 other.body_text(),
             )),
         }

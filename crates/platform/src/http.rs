@@ -210,7 +210,7 @@ async fn not_found() -> ApiError {
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        crate::error::code::METHOD_NOT_ALLOWED,
         "method not allowed on this route",
     )
 }
@@ -243,7 +243,7 @@ async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Res
             tracing::warn!(timeout_secs = limit.as_secs_f64(), "request timed out");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
+                crate::error::code::TIMEOUT,
                 "the request took too long",
             )
             .into_response()

@@ -4,8 +4,11 @@
 //! user exists) or auth's events (`user.registered` creates the default profile, `user.deleted`
 //! removes it). Access tokens are verified locally with auth's published keys.
 
-pub mod profile;
+pub mod error;
+pub mod outbox;
+pub mod profiles;
 pub mod routes;
+pub mod settings;
 pub mod store;
 pub mod subscriptions;
 pub mod validate;
@@ -15,22 +18,29 @@ use std::sync::{Arc, LazyLock};
 use auth_client::{AuthClient, Verifier};
 use axum::Router;
 use axum::extract::FromRef;
-use events::{BrokerHealth, Consumer, EventsSettings, Outbox, Relay};
+use events::{BrokerHealth, Consumer, EventsSettings, Relay};
+use events::{HubTable, with_hub_tables};
 use platform::app::{Application, open_database};
 use platform::http::{BearerAuth, SystemState};
 use platform::{Env, Service, ServiceConfig};
+use settings::ProfileSettings;
 use sqlx::PgPool;
+use sqlx::migrate::Migrator;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// This service's schema migrations; the migration tool applies the same ones.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+/// This service's schema migrations, then the event hub's tables it uses; the migration tool
+/// applies the same ones.
+pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
+    with_hub_tables(
+        sqlx::migrate!(),
+        SERVICE.schema(),
+        &[HubTable::Outbox, HubTable::Inbox],
+    )
+});
 
 pub const SERVICE: Service = Service::Profile;
-
-/// Where the service's events wait for the relay: `profile.outbox`.
-pub static OUTBOX: LazyLock<Outbox> = LazyLock::new(|| Outbox::new(SERVICE.schema()));
 
 /// Shared by every request.
 #[derive(Clone)]
@@ -49,16 +59,11 @@ impl FromRef<AppState> for Arc<Verifier> {
 }
 
 impl AppState {
-    /// State for a service whose auth is at `config.auth_service_url`; token issuer and audience
-    /// come from `AUTH_JWT_ISSUER` / `AUTH_JWT_AUDIENCE`, as auth's do.
-    pub fn new(pool: PgPool, config: &ServiceConfig, env: &Env) -> anyhow::Result<Self> {
-        let verifier = Verifier::new(&config.auth_service_url)?
-            .with_issuer(&env.string_or("AUTH_JWT_ISSUER", auth_client::DEFAULT_ISSUER))
-            .with_audience(&env.string_or("AUTH_JWT_AUDIENCE", auth_client::DEFAULT_AUDIENCE));
+    pub fn new(pool: PgPool, settings: &ProfileSettings) -> anyhow::Result<Self> {
         Ok(Self {
             pool,
-            verifier: Arc::new(verifier),
-            auth: Arc::new(AuthClient::new(&config.auth_service_url)?),
+            verifier: Arc::new(settings.auth.verifier()?),
+            auth: Arc::new(settings.auth.client()?),
             broker: BrokerHealth::new(),
         })
     }
@@ -74,10 +79,11 @@ struct ApiDoc;
 
 /// The service's HTTP API with the platform's system routes and middleware.
 pub fn router(state: AppState, config: &ServiceConfig) -> Router {
+    use routes::profile;
     let api = OpenApiRouter::new()
-        .routes(routes!(routes::get_me, routes::put_me, routes::patch_me))
-        .routes(routes!(routes::get_by_user))
-        .routes(routes!(routes::list_profiles))
+        .routes(routes!(profile::get_me, profile::put_me, profile::patch_me))
+        .routes(routes!(profile::get_by_user))
+        .routes(routes!(profile::list_profiles))
         .with_state(state.clone());
     platform::http::assemble(
         api,
@@ -91,15 +97,15 @@ pub fn router(state: AppState, config: &ServiceConfig) -> Router {
 /// event consumer, and binds the configured port.
 pub async fn build_with(
     config: ServiceConfig,
-    env: &Env,
+    settings: ProfileSettings,
     events: EventsSettings,
 ) -> anyhow::Result<Application> {
     let pool = open_database(&config, &MIGRATOR).await?;
-    let state = AppState::new(pool, &config, env)?;
+    let state = AppState::new(pool, &settings)?;
     let events = Arc::new(events);
     Relay::new(
         state.pool.clone(),
-        OUTBOX.clone(),
+        outbox::OUTBOX.clone(),
         events.clone(),
         state.broker.link("outbox relay"),
     )
@@ -108,7 +114,7 @@ pub async fn build_with(
         state.pool.clone(),
         SERVICE.schema(),
         events,
-        subscriptions::ROUTING_KEYS,
+        contracts::events::subscriptions::PROFILE,
         Arc::new(subscriptions::UserEvents),
         state.broker.link("event consumer"),
     )
@@ -119,6 +125,7 @@ pub async fn build_with(
 /// `main`'s entry: settings from the process environment.
 pub async fn build(config: ServiceConfig) -> anyhow::Result<Application> {
     let env = Env::from_process();
+    let settings = ProfileSettings::from_env(&config, &env);
     let events = EventsSettings::from_env(&config, &env)?;
-    build_with(config, &env, events).await
+    build_with(config, settings, events).await
 }

@@ -7,10 +7,7 @@ use contracts::events::{USER_DELETED, USER_REGISTERED, UserDeleted, UserRegister
 use events::{Envelope, Handler, HandlerFuture};
 use sqlx::PgConnection;
 
-use crate::store;
-
-/// The event types the profile service's queue is bound to.
-pub const ROUTING_KEYS: &[&str] = &[USER_REGISTERED, USER_DELETED];
+use crate::store::{deleted_users, profiles};
 
 pub struct UserEvents;
 
@@ -21,19 +18,19 @@ impl Handler for UserEvents {
                 USER_REGISTERED => {
                     let data: UserRegistered = event.data_as()?;
                     check_user_id(&data.user_id)?;
-                    if store::is_buried(tx, &data.user_id).await? {
+                    if deleted_users::is_buried(tx, &data.user_id).await? {
                         tracing::info!(user_id = %data.user_id, "registration of a deleted user ignored");
                         return Ok(());
                     }
-                    if store::create_default(tx, &data.user_id).await? {
+                    if profiles::create_default(tx, &data.user_id).await? {
                         tracing::info!(user_id = %data.user_id, "default profile created");
                     }
                 }
                 USER_DELETED => {
                     let data: UserDeleted = event.data_as()?;
                     check_user_id(&data.user_id)?;
-                    store::bury(tx, &data.user_id).await?;
-                    if store::delete_by_user(tx, &data.user_id).await? {
+                    deleted_users::bury(tx, &data.user_id).await?;
+                    if profiles::delete_by_user(tx, &data.user_id).await? {
                         tracing::info!(user_id = %data.user_id, "profile deleted with its user");
                     }
                 }

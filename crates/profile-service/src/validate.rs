@@ -2,7 +2,7 @@
 
 use platform::{ApiError, Validator};
 
-use crate::profile::ProfileChanges;
+use crate::profiles::ProfileChanges;
 
 pub const MAX_AVATAR_URL: usize = 2048;
 pub const MAX_ADDRESS: usize = 500;

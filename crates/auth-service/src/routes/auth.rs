@@ -3,18 +3,15 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use contracts::events::{self, LoginAttempt, UserRegistered};
 use contracts::users::{Role, User};
-use platform::{ErrorBody, Json, Validator};
+use platform::{ErrorBody, Json};
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
 use crate::error::{AuthError, Result};
 use crate::extract::{Caller, ClientInfo};
-use crate::password::Verdict;
-use crate::store::users::{self, NewUser, UserRow};
-use crate::{AppState, outbox, sessions, validate};
+use crate::store::users::{self, UserRow};
+use crate::{AppState, accounts, sessions};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -91,65 +88,14 @@ pub async fn register(
     State(state): State<AppState>,
     Json(req): Json<RegisterRequest>,
 ) -> Result<(StatusCode, Json<Session>)> {
-    let email = req.email.trim();
-    let name = req.name.trim();
-    let role = req.role.unwrap_or(Role::Customer);
-    let mut v = Validator::new();
-    validate::check_email(&mut v, email);
-    validate::check_password(&mut v, &req.password);
-    validate::check_name(&mut v, name);
-    v.check(
-        role != Role::Admin,
-        "role",
-        "ADMIN cannot be self-registered",
-    );
-    v.finish()?;
-
-    let password_hash = hash_password(&state, req.password).await?;
-    let mut tx = state.pool.begin().await?;
-    let user = create_user(
-        &mut tx,
-        &NewUser {
-            email,
-            password_hash: &password_hash,
-            name,
-            role,
-            email_verified: false,
-        },
-    )
-    .await?;
-    let issued = sessions::issue(&state, &mut tx, &user).await?;
-    tx.commit().await?;
-    tracing::info!(user_id = %user.id, %role, "user registered");
-    Ok((StatusCode::CREATED, Json(session(&user, issued))))
-}
-
-/// Inserts a user whose email is unique regardless of case and records `user.registered`, in the
-/// caller's transaction. Shared with the bootstrap admin.
-pub(crate) async fn create_user(
-    conn: &mut sqlx::PgConnection,
-    new: &NewUser<'_>,
-) -> Result<UserRow> {
-    users::lock_email(conn, new.email).await?;
-    if !users::find_by_email(conn, new.email).await?.is_empty() {
-        return Err(AuthError::EmailTaken);
-    }
-    let user = users::insert(conn, new).await?;
-    let registered = UserRegistered {
-        user_id: user.id.clone(),
-        email: user.email.clone(),
-        name: user.name.clone(),
-        role: new.role,
+    let registration = accounts::Registration {
+        email: &req.email,
+        password: req.password,
+        name: &req.name,
+        role: req.role,
     };
-    outbox::record(conn, events::USER_REGISTERED, &registered).await?;
-    Ok(user)
-}
-
-pub(crate) async fn hash_password(state: &AppState, password: String) -> Result<String> {
-    let passwords = state.passwords.clone();
-    tokio::task::spawn_blocking(move || passwords.hash(&password))
-        .await
-        .map_err(|e| AuthError::Internal(format!("password hashing task: {e}")))
+    let (user, issued) = accounts::register(&state, registration).await?;
+    Ok((StatusCode::CREATED, Json(session(&user, issued))))
 }
 
 /// Signs in with email and password.
@@ -163,71 +109,7 @@ pub async fn login(
     client: ClientInfo,
     Json(req): Json<LoginRequest>,
 ) -> Result<Json<Session>> {
-    let email = req.email.trim().to_string();
-    if let Some(wait) = state.throttle.retry_after(&email, client.ip.as_deref()) {
-        return Err(AuthError::Throttled {
-            retry_after_secs: wait.as_secs().max(1),
-        });
-    }
-    let candidates = {
-        let mut conn = state.pool.acquire().await?;
-        users::find_by_email(&mut conn, &email).await?
-    };
-    let password = req.password;
-    let passwords = state.passwords.clone();
-    // An exact match is tried alone; legacy emails that differ only by case are tried in turn.
-    let exact: Vec<UserRow> = candidates
-        .iter()
-        .filter(|u| u.email == email)
-        .cloned()
-        .collect();
-    let tried = if exact.is_empty() { candidates } else { exact };
-    let outcome = tokio::task::spawn_blocking(move || {
-        if tried.is_empty() || password.chars().count() > validate::PASSWORD_MAX {
-            passwords.verify_nobody(&password);
-            return None;
-        }
-        tried.into_iter().find_map(
-            |user| match passwords.verify(&password, &user.password_hash) {
-                Verdict::Match { needs_rehash } => {
-                    let rehash = needs_rehash.then(|| passwords.hash(&password));
-                    Some((user, rehash))
-                }
-                Verdict::Mismatch => None,
-            },
-        )
-    })
-    .await
-    .map_err(|e| AuthError::Internal(format!("password check task: {e}")))?;
-
-    let attempt = |user_id: Option<String>| LoginAttempt {
-        user_id,
-        email: email.clone(),
-        ip_address: client.ip.clone(),
-        user_agent: client.user_agent.clone(),
-    };
-    let Some((user, rehash)) = outcome else {
-        state.throttle.record_failure(&email, client.ip.as_deref());
-        let mut conn = state.pool.acquire().await?;
-        outbox::record(&mut conn, events::USER_LOGIN_FAILED, &attempt(None)).await?;
-        return Err(AuthError::InvalidCredentials);
-    };
-    state.throttle.record_success(&email);
-    if let Some(new_hash) = rehash
-        && users::replace_password_hash(&state.pool, &user.id, &user.password_hash, &new_hash)
-            .await?
-    {
-        tracing::info!(user_id = %user.id, "password hash upgraded to argon2id");
-    }
-    let mut tx = state.pool.begin().await?;
-    let issued = sessions::issue(&state, &mut tx, &user).await?;
-    outbox::record(
-        &mut tx,
-        events::USER_LOGGED_IN,
-        &attempt(Some(user.id.clone())),
-    )
-    .await?;
-    tx.commit().await?;
+    let (user, issued) = accounts::login(&state, &client, &req.email, req.password).await?;
     Ok(Json(session(&user, issued)))
 }
 
@@ -262,7 +144,7 @@ pub async fn logout(
     (status = 403, body = ErrorBody, description = "a service credential has no user"),
     (status = 404, body = ErrorBody, description = "the user was deleted")))]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<User>> {
-    if caller.is_service() {
+    if caller.claims.is_service() {
         return Err(AuthError::Forbidden("a service credential has no user"));
     }
     let mut conn = state.pool.acquire().await?;
@@ -283,26 +165,8 @@ pub async fn service_token(
     client: ClientInfo,
     Json(req): Json<ServiceTokenRequest>,
 ) -> Result<Json<ServiceToken>> {
-    let throttle_key = format!("service:{}", req.client_id);
-    if let Some(wait) = state
-        .throttle
-        .retry_after(&throttle_key, client.ip.as_deref())
-    {
-        return Err(AuthError::Throttled {
-            retry_after_secs: wait.as_secs().max(1),
-        });
-    }
-    let known = state.settings.service_clients.get(&req.client_id);
-    let secret_ok =
-        known.is_some_and(|c| bool::from(c.secret.as_bytes().ct_eq(req.client_secret.as_bytes())));
-    if !secret_ok {
-        state
-            .throttle
-            .record_failure(&throttle_key, client.ip.as_deref());
-        return Err(AuthError::Unauthenticated);
-    }
-    let sub = format!("service:{}", req.client_id);
-    let access_token = sessions::sign_access(&state, &sub, None, contracts::auth::SERVICE_ROLE)?;
+    let access_token =
+        accounts::service_token(&state, &client, &req.client_id, &req.client_secret).await?;
     Ok(Json(ServiceToken {
         access_token,
         token_type: "Bearer",

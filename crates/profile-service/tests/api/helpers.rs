@@ -50,7 +50,8 @@ pub async fn spawn_platform() -> TestPlatform {
     let mut config = test_support::spawn::config(Service::Profile, &profile_db.url);
     config.auth_service_url = auth.clone();
     let events = broker.settings(&config);
-    let app = profile_service::build_with(config, &Env::default(), events)
+    let settings = profile_service::settings::ProfileSettings::from_env(&config, &Env::default());
+    let app = profile_service::build_with(config, settings, events)
         .await
         .expect("profile builds");
     let profile = format!("http://127.0.0.1:{}", app.port());

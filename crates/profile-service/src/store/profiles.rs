@@ -1,9 +1,24 @@
-//! `user_profiles` queries. Timestamps are written as UTC explicitly: the legacy columns are
-//! `TIMESTAMP(3)` without a zone, so the session's time zone must not leak into them.
+//! `user_profiles` (the seed's table). Timestamps are written as UTC explicitly: the legacy
+//! columns are `TIMESTAMP(3)` without a zone, so the session's time zone must not leak into them.
 
+use chrono::NaiveDateTime;
 use sqlx::PgConnection;
 
-use crate::profile::{ProfileChanges, ProfileRow};
+use crate::profiles::ProfileChanges;
+
+/// A row of `user_profiles`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProfileRow {
+    pub id: String,
+    pub user_id: String,
+    pub avatar_url: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub bio: Option<String>,
+    pub preferences: Option<serde_json::Value>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
 
 const COLUMNS: &str =
     "id, user_id, avatar_url, phone, address, bio, preferences, created_at, updated_at";
@@ -90,23 +105,4 @@ pub async fn list(
     .bind(limit)
     .fetch_all(conn)
     .await
-}
-
-/// Records that auth deleted `user_id` (idempotent).
-pub async fn bury(conn: &mut PgConnection, user_id: &str) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO profile.deleted_users (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING",
-    )
-    .bind(user_id)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Whether auth has reported `user_id` deleted.
-pub async fn is_buried(conn: &mut PgConnection, user_id: &str) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM profile.deleted_users WHERE user_id = $1)")
-        .bind(user_id)
-        .fetch_one(conn)
-        .await
 }

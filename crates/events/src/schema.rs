@@ -1,0 +1,106 @@
+//! The hub's tables in a service's database, defined here once, beside the code that reads and
+//! writes them:
+//! - `<schema>.outbox`: the events a service publishes, written in the transaction of the change;
+//! - `<schema>.processed_events`: the inbox, the ids of the events it has applied.
+//!
+//! A service applies them as migrations of its own history ([`with_hub_tables`]), so
+//! `mfe migrate prepare`, the service at start and the schema tests all run one migrator.
+
+use std::borrow::Cow;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AssertSqlSafe, SqlSafeStr};
+
+/// A table of the hub that a service needs: publishers an outbox, consumers an inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HubTable {
+    Outbox,
+    Inbox,
+}
+
+impl HubTable {
+    /// Its version in the service's migration history: above any of the service's own (which
+    /// count from 1), so the two never collide.
+    fn version(self) -> i64 {
+        match self {
+            HubTable::Outbox => 10_001,
+            HubTable::Inbox => 10_002,
+        }
+    }
+
+    /// The DDL for the service whose schema is `schema`.
+    pub fn ddl(self, schema: &str) -> String {
+        let s = platform::db::quote_ident(schema);
+        match self {
+            HubTable::Outbox => format!(
+                "-- Events written in the same transaction as the change that caused them; the
+-- relay publishes them in `seq` order and marks them.
+CREATE TABLE IF NOT EXISTS {s}.outbox (
+    id UUID PRIMARY KEY,
+    seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+    event_type TEXT NOT NULL,
+    payload JSONB NOT NULL,
+    occurred_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    published_at TIMESTAMPTZ
+);
+CREATE INDEX IF NOT EXISTS outbox_unpublished_idx ON {s}.outbox(seq) WHERE published_at IS NULL;
+"
+            ),
+            HubTable::Inbox => format!(
+                "-- Ids of the events this service has applied, recorded in the transaction of their
+-- effect, so that a redelivered or duplicated event changes nothing.
+CREATE TABLE IF NOT EXISTS {s}.processed_events (
+    event_id UUID PRIMARY KEY,
+    event_type TEXT NOT NULL,
+    source TEXT NOT NULL,
+    processed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+"
+            ),
+        }
+    }
+
+    fn migration(self, schema: &str) -> Migration {
+        let description = match self {
+            HubTable::Outbox => "event hub outbox",
+            HubTable::Inbox => "event hub inbox",
+        };
+        Migration::new(
+            self.version(),
+            Cow::Borrowed(description),
+            MigrationType::Simple,
+            AssertSqlSafe(self.ddl(schema)).into_sql_str(),
+            false,
+        )
+    }
+}
+
+/// `service`'s own migrations (`sqlx::migrate!()`) followed by the hub tables it uses, in the
+/// service's schema `schema`.
+pub fn with_hub_tables(service: Migrator, schema: &str, tables: &[HubTable]) -> Migrator {
+    let mut migrations = service.migrations.into_owned();
+    migrations.extend(tables.iter().map(|t| t.migration(schema)));
+    migrations.sort();
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..service
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_tables_follow_the_service_migrations_in_its_schema() {
+        let migrator = with_hub_tables(Migrator::DEFAULT, "svc", &[HubTable::Inbox]);
+        let versions: Vec<i64> = migrator.migrations.iter().map(|m| m.version).collect();
+        assert_eq!(versions, [10_002]);
+        assert!(
+            migrator.migrations[0]
+                .sql
+                .as_str()
+                .contains("\"svc\".processed_events")
+        );
+    }
+}

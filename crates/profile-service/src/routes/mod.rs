@@ -1,0 +1,3 @@
+//! The profile service's HTTP API, one module per resource.
+
+pub mod profile;

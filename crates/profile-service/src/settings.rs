@@ -1,0 +1,18 @@
+//! The profile service's own settings, beyond the platform's [`ServiceConfig`].
+
+use auth_client::AuthLink;
+use platform::{Env, ServiceConfig};
+
+#[derive(Debug, Clone)]
+pub struct ProfileSettings {
+    /// Where auth is, and which of its tokens to accept.
+    pub auth: AuthLink,
+}
+
+impl ProfileSettings {
+    pub fn from_env(config: &ServiceConfig, env: &Env) -> Self {
+        Self {
+            auth: AuthLink::from_env(config, env),
+        }
+    }
+}
