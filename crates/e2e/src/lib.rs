@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use test_support::{TestBroker, TestDb};
@@ -105,14 +105,13 @@ impl ServiceProcess {
     /// Waits until `/ready` answers 200 (database and broker connections up).
     pub async fn wait_ready(&self, limit: Duration) {
         let http = reqwest::Client::new();
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Ok(r) = http.get(format!("{}/ready", self.base)).send().await
-                && r.status() == 200
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let ready = test_support::eventually(limit, || async {
+            let response = http.get(format!("{}/ready", self.base)).send().await;
+            response.is_ok_and(|r| r.status() == 200).then_some(())
+        })
+        .await;
+        if ready.is_some() {
+            return;
         }
         panic!(
             "{} not ready after {limit:?}; logs:\n{}",
@@ -224,23 +223,5 @@ impl Default for Platform {
 impl Drop for Platform {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.auth_data);
-    }
-}
-
-/// Polls `check` every 25 ms until it returns true or `limit` passes; returns whether it did.
-pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if check().await {
-            return true;
-        }
-        if start.elapsed() >= limit {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

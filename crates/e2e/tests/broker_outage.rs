@@ -5,7 +5,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::{Platform, eventually};
+use e2e::Platform;
+use test_support::eventually;
 
 const USERS: usize = 200;
 
@@ -78,13 +79,15 @@ async fn users_registered_while_the_broker_restarts_all_get_exactly_one_profile(
     assert_eq!(ids.len(), USERS);
     let profiles = platform.profiles().await;
     let all_there = eventually(Duration::from_secs(90), || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM user_profiles")
+        (sqlx::query_scalar::<_, i64>("SELECT count(*) FROM user_profiles")
             .fetch_one(&profiles)
             .await
             .unwrap_or(0)
-            == USERS as i64
+            == USERS as i64)
+            .then_some(())
     })
-    .await;
+    .await
+    .is_some();
     let count: i64 = sqlx::query_scalar(
         "SELECT count(DISTINCT user_id) FROM user_profiles WHERE user_id = ANY($1)",
     )
@@ -108,9 +111,10 @@ async fn users_registered_while_the_broker_restarts_all_get_exactly_one_profile(
 
     let auth_pool = platform.auth_pool().await;
     let drained = eventually(Duration::from_secs(30), || async {
-        e2e::auth_backlog(&auth_pool).await == 0
+        (e2e::auth_backlog(&auth_pool).await == 0).then_some(())
     })
-    .await;
+    .await
+    .is_some();
     assert!(
         drained,
         "auth's outbox is not empty; auth logs:\n{}",

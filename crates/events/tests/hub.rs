@@ -11,7 +11,10 @@ use events::{
 };
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
-use test_support::{TestBroker, TestDb};
+use test_support::{TestBroker, TestDb, eventually};
+
+/// How long anything the hub does in the background may take in these tests.
+const WAIT: Duration = Duration::from_secs(5);
 
 /// The hub's own tables, as a service gets them, and one table the test handler writes.
 fn schema_sql() -> String {
@@ -102,25 +105,21 @@ impl Hub {
     }
 
     async fn wait_applied(&self, count: usize) -> Vec<i32> {
-        for _ in 0..200 {
+        let enough = eventually(WAIT, || async {
             let applied = self.applied().await;
-            if applied.len() >= count {
-                return applied;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            (applied.len() >= count).then_some(applied)
+        })
+        .await;
+        match enough {
+            Some(applied) => applied,
+            None => self.applied().await,
         }
-        self.applied().await
     }
 }
 
 async fn wait_connected(health: &BrokerHealth) {
-    for _ in 0..200 {
-        if health.down().is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("still down: {:?}", health.down());
+    let up = eventually(WAIT, || async { health.down().is_empty().then_some(()) }).await;
+    assert!(up.is_some(), "still down: {:?}", health.down());
 }
 
 /// Records each event's `n` in `svc.applied`; fails while `failing` is set.
@@ -160,13 +159,11 @@ async fn the_relay_publishes_in_creation_order_and_marks_rows_published() {
     assert_eq!(seen_ids, ids, "every row once, in creation order");
     assert_eq!(seen[0].source, "profile-service");
     assert_eq!(seen[0].data, json!({"n": 0}));
-    for _ in 0..100 {
-        if hub.outbox().backlog(&hub.pool).await.unwrap() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(hub.outbox().backlog(&hub.pool).await.unwrap(), 0);
+    let drained = eventually(WAIT, || async {
+        (hub.outbox().backlog(&hub.pool).await.unwrap() == 0).then_some(())
+    })
+    .await;
+    assert!(drained.is_some(), "the outbox is drained");
 }
 
 #[tokio::test]
@@ -333,15 +330,14 @@ async fn an_unreachable_broker_is_reported_with_its_password_masked() {
 }
 
 async fn wait_depth(hub: &Hub, queue: &str, expected: u32) -> u32 {
-    let mut depth = 0;
-    for _ in 0..100 {
-        depth = hub.broker.depth(queue).await;
-        if depth == expected {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let reached = eventually(WAIT, || async {
+        (hub.broker.depth(queue).await == expected).then_some(expected)
+    })
+    .await;
+    match reached {
+        Some(depth) => depth,
+        None => hub.broker.depth(queue).await,
     }
-    depth
 }
 
 #[tokio::test]

@@ -19,16 +19,16 @@ pub async fn assert_system_routes(base: &str, service: &str) {
     assert_eq!(body["service"], service);
 
     // Broker connections come up in the background, so readiness may take a moment.
-    let mut ready = http.get(format!("{base}/ready")).send().await.unwrap();
-    for _ in 0..100 {
+    let body = crate::eventually(std::time::Duration::from_secs(5), || async {
+        let ready = http.get(format!("{base}/ready")).send().await.unwrap();
         if ready.status() == 200 {
-            break;
+            ready.json::<Value>().await.ok()
+        } else {
+            None
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        ready = http.get(format!("{base}/ready")).send().await.unwrap();
-    }
-    assert_eq!(ready.status(), 200);
-    let body: Value = ready.json().await.unwrap();
+    })
+    .await
+    .expect("/ready answers 200");
     assert_eq!(body["checks"]["database"], "ok");
 
     let metrics = http

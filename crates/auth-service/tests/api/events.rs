@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use test_support::eventually;
 
 use crate::helpers::spawn_app;
 
@@ -29,22 +29,18 @@ async fn a_registration_is_published_as_an_envelope_and_marked_published() {
 
     // The relay marks the row in the transaction it commits after the broker's confirm, which
     // can land just after the watcher saw the message.
-    let mut published = None;
-    for _ in 0..50 {
-        published =
+    let published = eventually(WAIT, || async {
+        let published: Option<bool> =
             sqlx::query_scalar("SELECT published_at IS NOT NULL FROM auth.outbox WHERE id = $1")
                 .bind(event.id)
                 .fetch_optional(&app.pool)
                 .await
                 .unwrap();
-        if published == Some(true) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        published,
-        Some(true),
+        (published == Some(true)).then_some(())
+    })
+    .await;
+    assert!(
+        published.is_some(),
         "the envelope id is an outbox row's id, marked published after the confirm"
     );
 }
@@ -83,22 +79,12 @@ async fn logins_are_published_with_address_and_agent_but_never_the_password() {
 #[tokio::test]
 async fn readiness_reports_the_broker_connection() {
     let app = spawn_app().await;
-    let mut ready = Value::Null;
-    for _ in 0..50 {
-        ready = app
-            .http
-            .get(app.url("/ready"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if ready["status"] == "ready" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(ready["status"], "ready", "{ready}");
+    let api = test_support::Api::new(app.base.clone());
+    let ready = eventually(WAIT, || async {
+        let ready = api.get("/ready", None).await.body;
+        (ready["status"] == "ready").then_some(ready)
+    })
+    .await
+    .expect("ready once the relay is connected");
     assert!(ready.to_string().contains("broker"), "{ready}");
 }

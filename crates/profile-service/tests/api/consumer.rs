@@ -5,6 +5,7 @@ use std::time::Duration;
 use chrono::Utc;
 use events::Envelope;
 use serde_json::json;
+use test_support::eventually;
 
 use crate::helpers::spawn_platform;
 
@@ -56,15 +57,11 @@ async fn a_malformed_message_is_dead_lettered_after_its_retries_and_consumption_
     };
     platform.broker.publish(&bad_payload).await;
 
-    let mut dead = 0;
-    for _ in 0..100 {
-        dead = platform.broker.depth(&dlq).await;
-        if dead == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(dead, 2, "both poison messages reach {dlq}");
+    eventually(Duration::from_secs(10), || async {
+        (platform.broker.depth(&dlq).await == 2).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("both poison messages reach {dlq}"));
 
     let letters = events::dlq::list(&platform.broker.url, &queue, 10)
         .await
@@ -95,15 +92,7 @@ async fn a_malformed_message_is_dead_lettered_after_its_retries_and_consumption_
         .await
         .expect("good messages are still consumed");
 
-    let metrics = platform
-        .http
-        .get(format!("{}/metrics", platform.profile))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = platform.profile.get("/metrics", None).await.text;
     let line = |name: &str| {
         metrics
             .lines()

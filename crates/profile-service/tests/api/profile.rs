@@ -17,8 +17,8 @@ async fn registering_through_auth_creates_the_default_profile_within_two_seconds
     assert!(took.is_some(), "no profile 2 s after registration");
 
     let me = platform.get("/profile/me", &user.token).await;
-    assert_eq!(me.status(), 200);
-    let body: Value = me.json().await.unwrap();
+    assert_eq!(me.status, 200);
+    let body: Value = me.body.clone();
     assert_eq!(body["userId"], user.id.as_str());
     for field in ["avatarUrl", "phone", "address", "bio", "preferences"] {
         assert_eq!(body[field], Value::Null, "{field} starts empty");
@@ -40,7 +40,7 @@ async fn a_missing_profile_is_created_on_first_access() {
         .unwrap();
 
     let me = platform.get("/profile/me", &user.token).await;
-    assert_eq!(me.status(), 200);
+    assert_eq!(me.status, 200);
     assert_eq!(platform.profile_count(&user.id).await, 1);
 }
 
@@ -54,13 +54,16 @@ async fn a_user_deleted_in_auth_loses_the_profile_and_gets_no_new_one() {
         .expect("default profile");
     let admin = platform.admin().await;
     let deleted = platform
-        .http
-        .delete(format!("{}/users/{}", platform.auth, user.id))
-        .bearer_auth(&admin.token)
-        .send()
-        .await
-        .unwrap();
-    assert!(deleted.status().is_success(), "{}", deleted.status());
+        .auth
+        .api
+        .call(
+            Method::DELETE,
+            &format!("/users/{}", user.id),
+            Some(&admin.token),
+            None,
+        )
+        .await;
+    assert!(deleted.status.is_success(), "{}", deleted.status);
     platform
         .wait_for_profiles(&user.id, 0, Duration::from_secs(5))
         .await
@@ -68,7 +71,7 @@ async fn a_user_deleted_in_auth_loses_the_profile_and_gets_no_new_one() {
 
     // The access token is still valid for a while; auth says the user is gone.
     let me = platform.get("/profile/me", &user.token).await;
-    assert_eq!(me.status(), 404);
+    assert_eq!(me.status, 404);
     assert_eq!(platform.profile_count(&user.id).await, 0);
 }
 
@@ -86,8 +89,8 @@ async fn put_replaces_and_patch_changes_only_what_it_names() {
     let put = platform
         .send(Method::PUT, "/profile/me", &user.token, &full)
         .await;
-    assert_eq!(put.status(), 200);
-    let body: Value = put.json().await.unwrap();
+    assert_eq!(put.status, 200);
+    let body: Value = put.body.clone();
     for (field, value) in full.as_object().unwrap() {
         assert_eq!(&body[field], value, "{field}");
     }
@@ -100,8 +103,8 @@ async fn put_replaces_and_patch_changes_only_what_it_names() {
             &json!({"bio": null, "phone": "+12025550123"}),
         )
         .await;
-    assert_eq!(patch.status(), 200);
-    let body: Value = patch.json().await.unwrap();
+    assert_eq!(patch.status, 200);
+    let body: Value = patch.body.clone();
     assert_eq!(body["bio"], Value::Null, "null clears");
     assert_eq!(body["phone"], "+12025550123");
     assert_eq!(body["address"], full["address"], "absent fields stay");
@@ -114,7 +117,7 @@ async fn put_replaces_and_patch_changes_only_what_it_names() {
             &json!({"bio": "only this"}),
         )
         .await;
-    let body: Value = put.json().await.unwrap();
+    let body: Value = put.body.clone();
     assert_eq!(body["bio"], "only this");
     assert_eq!(body["address"], Value::Null, "PUT leaves out nothing");
     assert_eq!(body["preferences"], Value::Null);
@@ -151,8 +154,8 @@ async fn invalid_fields_get_422_naming_each_field_and_change_nothing() {
                     &json!({field: value}),
                 )
                 .await;
-            assert_eq!(response.status(), 422, "{method} {field} = {value}");
-            let error = error_of(response).await;
+            assert_eq!(response.status, 422, "{method} {field} = {value}");
+            let error = error_of(&response);
             assert_eq!(error["fields"][0]["field"], field, "{error}");
         }
     }
@@ -165,7 +168,7 @@ async fn invalid_fields_get_422_naming_each_field_and_change_nothing() {
     let ok = platform
         .send(Method::PUT, "/profile/me", &user.token, &limits)
         .await;
-    assert_eq!(ok.status(), 200, "the limits themselves are allowed");
+    assert_eq!(ok.status, 200, "the limits themselves are allowed");
 
     let several = platform
         .send(
@@ -175,7 +178,7 @@ async fn invalid_fields_get_422_naming_each_field_and_change_nothing() {
             &json!({"phone": "x", "bio": "b".repeat(1001)}),
         )
         .await;
-    let error = error_of(several).await;
+    let error = error_of(&several);
     assert_eq!(error["fields"].as_array().unwrap().len(), 2, "{error}");
 
     let unknown = platform
@@ -186,15 +189,10 @@ async fn invalid_fields_get_422_naming_each_field_and_change_nothing() {
             &json!({"avatarURL": "https://x.example"}),
         )
         .await;
-    assert_eq!(unknown.status(), 422);
-    assert!(error_of(unknown).await.to_string().contains("avatarURL"));
+    assert_eq!(unknown.status, 422);
+    assert!(error_of(&unknown).to_string().contains("avatarURL"));
 
-    let me: Value = platform
-        .get("/profile/me", &user.token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me: Value = platform.get("/profile/me", &user.token).await.body;
     assert_eq!(me["bio"], "é".repeat(1000), "refused edits changed nothing");
 }
 
@@ -207,16 +205,16 @@ async fn a_profile_is_visible_to_its_owner_and_admins_only() {
     platform.get("/profile/me", &owner.token).await;
     let path = format!("/profiles/{}", owner.id);
 
-    assert_eq!(platform.get(&path, &owner.token).await.status(), 200);
-    assert_eq!(platform.get(&path, &admin.token).await.status(), 200);
+    assert_eq!(platform.get(&path, &owner.token).await.status, 200);
+    assert_eq!(platform.get(&path, &admin.token).await.status, 200);
     let denied = platform.get(&path, &other.token).await;
-    assert_eq!(denied.status(), 404, "another user cannot tell it exists");
-    assert_eq!(error_of(denied).await["code"], "not_found");
+    assert_eq!(denied.status, 404, "another user cannot tell it exists");
+    assert_eq!(error_of(&denied)["code"], "not_found");
     assert_eq!(
         platform
             .get("/profiles/no-such-user", &admin.token)
             .await
-            .status(),
+            .status,
         404
     );
 }
@@ -224,18 +222,13 @@ async fn a_profile_is_visible_to_its_owner_and_admins_only() {
 #[tokio::test]
 async fn requests_without_a_valid_token_get_401() {
     let platform = spawn_platform().await;
-    let none = platform
-        .http
-        .get(format!("{}/profile/me", platform.profile))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(none.status(), 401);
-    assert_eq!(error_of(none).await["code"], "unauthorized");
+    let none = platform.profile.get("/profile/me", None).await;
+    assert_eq!(none.status, 401);
+    assert_eq!(error_of(&none)["code"], "unauthorized");
     let forged = platform
         .get("/profile/me", "eyJhbGciOiJFZERTQSJ9.e30.c2ln")
         .await;
-    assert_eq!(forged.status(), 401);
+    assert_eq!(forged.status, 401);
 }
 
 #[tokio::test]
@@ -251,7 +244,7 @@ async fn an_edit_publishes_profile_updated_with_the_changed_fields() {
             &json!({"bio": "new", "phone": "+12025550123"}),
         )
         .await;
-    assert_eq!(patch.status(), 200);
+    assert_eq!(patch.status, 200);
     let event = watcher
         .next(Duration::from_secs(5))
         .await
@@ -285,12 +278,7 @@ async fn admins_page_through_every_profile_once() {
             Some(c) => format!("/profiles?limit=2&cursor={c}"),
             None => "/profiles?limit=2".to_string(),
         };
-        let page: Value = platform
-            .get(&path, &admin.token)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let page: Value = platform.get(&path, &admin.token).await.body;
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 2);
         seen.extend(
@@ -312,16 +300,13 @@ async fn admins_page_through_every_profile_once() {
     }
 
     let customer = platform.register("nosy@example.com").await;
-    assert_eq!(
-        platform.get("/profiles", &customer.token).await.status(),
-        403
-    );
+    assert_eq!(platform.get("/profiles", &customer.token).await.status, 403);
     for bad in [
         "/profiles?limit=0",
         "/profiles?limit=101",
         "/profiles?cursor=%21%21",
     ] {
         let response = platform.get(bad, &admin.token).await;
-        assert_eq!(response.status(), 422, "{bad}");
+        assert_eq!(response.status, 422, "{bad}");
     }
 }
