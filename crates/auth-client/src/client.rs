@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use contracts::users::User;
 use moka::Expiry;
 use moka::future::Cache;
+use platform::config::{ExposeSecret, SecretString};
 use platform::{ApiError, ErrorBody};
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -34,27 +35,18 @@ const USER: &str = "GET /users/{id}";
 const SERVICE_TOKEN: &str = "POST /auth/service-token";
 
 /// A service client's credentials for `POST /auth/service-token` (auth's `AUTH_SERVICE_CLIENTS`).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ServiceCredentials {
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: SecretString,
 }
 
 impl ServiceCredentials {
     pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
         Self {
             client_id: client_id.into(),
-            client_secret: client_secret.into(),
+            client_secret: client_secret.into().into(),
         }
-    }
-}
-
-impl std::fmt::Debug for ServiceCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceCredentials")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"[redacted]")
-            .finish()
     }
 }
 
@@ -271,7 +263,7 @@ impl AuthClient {
         let url = endpoint(&self.base, ["auth", "service-token"]);
         let request = self.http.post(url).json(&ServiceTokenRequest {
             client_id: &credentials.client_id,
-            client_secret: &credentials.client_secret,
+            client_secret: credentials.client_secret.expose_secret(),
         });
         let response = self.send(SERVICE_TOKEN, request).await?;
         match response.status() {

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use contracts::auth::AccessClaims;
 use contracts::users::Role;
 use platform::ApiError;
+use platform::config::{ExposeSecret, SecretString};
 
 use crate::verify::{Verifier, VerifyError};
 
@@ -20,19 +21,10 @@ const RETRY_AFTER_SECS: u64 = 5;
 
 /// Who is calling: the verified claims, and the bearer token itself for calls made on the
 /// caller's behalf (e.g. auth's `/auth/me`).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Caller {
     claims: AccessClaims,
-    bearer: String,
-}
-
-impl std::fmt::Debug for Caller {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Caller")
-            .field("claims", &self.claims)
-            .field("bearer", &"[redacted]")
-            .finish()
-    }
+    bearer: SecretString,
 }
 
 impl Caller {
@@ -40,7 +32,7 @@ impl Caller {
     pub fn new(claims: AccessClaims, bearer: impl Into<String>) -> Self {
         Self {
             claims,
-            bearer: bearer.into(),
+            bearer: bearer.into().into(),
         }
     }
 
@@ -50,7 +42,7 @@ impl Caller {
 
     /// The raw access token, to forward to auth on the caller's behalf. Never log it.
     pub fn bearer(&self) -> &str {
-        &self.bearer
+        self.bearer.expose_secret()
     }
 
     /// The token's subject: a user id, or `service:<client id>` for a service credential.

@@ -4,6 +4,7 @@
 use contracts::events::{self, LoginAttempt, UserRegistered};
 use contracts::users::Role;
 use platform::Validator;
+use platform::config::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use crate::error::{AuthError, Result};
@@ -184,8 +185,14 @@ pub async fn service_token(
         });
     }
     let known = state.settings.service_clients.get(client_id);
-    let secret_ok =
-        known.is_some_and(|c| bool::from(c.secret.as_bytes().ct_eq(client_secret.as_bytes())));
+    let secret_ok = known.is_some_and(|c| {
+        bool::from(
+            c.secret
+                .expose_secret()
+                .as_bytes()
+                .ct_eq(client_secret.as_bytes()),
+        )
+    });
     if !secret_ok {
         state
             .throttle

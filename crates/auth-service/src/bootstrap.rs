@@ -3,6 +3,7 @@
 
 use contracts::users::Role;
 use platform::Validator;
+use platform::config::ExposeSecret;
 
 use crate::AppState;
 use crate::accounts::{create_user, hash_password};
@@ -17,14 +18,14 @@ pub async fn ensure_admin(state: &AppState, admin: &BootstrapAdmin) -> anyhow::R
     }
     let mut v = Validator::new();
     validate::check_email(&mut v, &admin.email);
-    validate::check_password(&mut v, &admin.password);
+    validate::check_password(&mut v, admin.password.expose_secret());
     if let Err(e) = v.finish() {
         anyhow::bail!(platform::ConfigError::new(
             "AUTH_BOOTSTRAP_ADMIN_EMAIL/PASSWORD",
             e.message
         ));
     }
-    let hash = hash_password(state, admin.password.clone()).await?;
+    let hash = hash_password(state, admin.password.expose_secret().to_string()).await?;
     let mut tx = state.pool.begin().await?;
     let new = NewUser {
         email: &admin.email,

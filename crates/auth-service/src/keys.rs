@@ -12,6 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use contracts::auth::AccessClaims;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use platform::config::ExposeSecret;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -63,7 +64,7 @@ pub struct Jwk {
 impl Keys {
     pub fn load(source: &KeySource, issuer: &str, audience: &str) -> Result<Self, KeyError> {
         let der = match source {
-            KeySource::Pem(pem) => pem_to_der(pem).ok_or(KeyError::BadKey)?,
+            KeySource::Pem(pem) => pem_to_der(pem.expose_secret()).ok_or(KeyError::BadKey)?,
             KeySource::DataDir(dir) => load_or_generate(dir)?,
         };
         Self::from_pkcs8(&der, issuer, audience)
@@ -217,7 +218,7 @@ mod tests {
     #[test]
     fn verification_checks_issuer_audience_expiry_and_key() {
         let pem = generate_pem().unwrap();
-        let keys = Keys::load(&KeySource::Pem(pem.clone()), "iss", "aud").unwrap();
+        let keys = Keys::load(&KeySource::Pem(pem.clone().into()), "iss", "aud").unwrap();
         let future = chrono::Utc::now().timestamp() + 60;
         assert!(keys.verify(&keys.sign(&claims(future)).unwrap()).is_ok());
         assert!(
@@ -228,19 +229,24 @@ mod tests {
             )
             .is_err()
         );
-        let other_aud = Keys::load(&KeySource::Pem(pem.clone()), "iss", "other").unwrap();
+        let other_aud = Keys::load(&KeySource::Pem(pem.clone().into()), "iss", "other").unwrap();
         assert!(
             other_aud
                 .verify(&keys.sign(&claims(future)).unwrap())
                 .is_err()
         );
-        let other_iss = Keys::load(&KeySource::Pem(pem), "other", "aud").unwrap();
+        let other_iss = Keys::load(&KeySource::Pem(pem.into()), "other", "aud").unwrap();
         assert!(
             other_iss
                 .verify(&keys.sign(&claims(future)).unwrap())
                 .is_err()
         );
-        let stranger = Keys::load(&KeySource::Pem(generate_pem().unwrap()), "iss", "aud").unwrap();
+        let stranger = Keys::load(
+            &KeySource::Pem(generate_pem().unwrap().into()),
+            "iss",
+            "aud",
+        )
+        .unwrap();
         assert!(
             stranger
                 .verify(&keys.sign(&claims(future)).unwrap())
@@ -250,7 +256,12 @@ mod tests {
 
     #[test]
     fn an_unsigned_or_hmac_token_is_refused() {
-        let keys = Keys::load(&KeySource::Pem(generate_pem().unwrap()), "iss", "aud").unwrap();
+        let keys = Keys::load(
+            &KeySource::Pem(generate_pem().unwrap().into()),
+            "iss",
+            "aud",
+        )
+        .unwrap();
         let c = claims(chrono::Utc::now().timestamp() + 60);
         let hs = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -267,7 +278,7 @@ mod tests {
     #[test]
     fn a_bad_pem_is_a_clear_error() {
         assert!(matches!(
-            Keys::load(&KeySource::Pem("nope".into()), "i", "a"),
+            Keys::load(&KeySource::Pem("nope".to_string().into()), "i", "a"),
             Err(KeyError::BadKey)
         ));
     }

@@ -4,55 +4,29 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use platform::config::SecretString;
 use platform::{ConfigError, Env};
 
 /// A service client allowed to obtain service credentials (`POST /auth/service-token`).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ServiceClient {
     pub id: String,
-    pub secret: String,
+    pub secret: SecretString,
 }
 
-impl std::fmt::Debug for ServiceClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceClient")
-            .field("id", &self.id)
-            .field("secret", &"***")
-            .finish()
-    }
-}
-
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct BootstrapAdmin {
     pub email: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for BootstrapAdmin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BootstrapAdmin")
-            .field("email", &self.email)
-            .field("password", &"***")
-            .finish()
-    }
+    pub password: SecretString,
 }
 
 /// Where the signing key comes from.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub enum KeySource {
     /// A PKCS#8 PEM Ed25519 private key given in the environment.
-    Pem(String),
+    Pem(SecretString),
     /// Generated once and kept in `dir/jwt-ed25519.pem`.
     DataDir(PathBuf),
-}
-
-impl std::fmt::Debug for KeySource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KeySource::Pem(_) => f.write_str("Pem(***)"),
-            KeySource::DataDir(dir) => f.debug_tuple("DataDir").field(dir).finish(),
-        }
-    }
 }
 
 /// Limits on failed logins, per email and per client IP, within a sliding window.
@@ -83,13 +57,17 @@ impl AuthSettings {
             env.get("AUTH_JWT_PRIVATE_KEY"),
             env.get("AUTH_JWT_PRIVATE_KEY_FILE"),
         ) {
-            (Some(pem), _) => KeySource::Pem(pem.replace("\\n", "\n")),
-            (None, Some(path)) => KeySource::Pem(std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::new(
-                    "AUTH_JWT_PRIVATE_KEY_FILE",
-                    format!("cannot read {path}: {e}"),
-                )
-            })?),
+            (Some(pem), _) => KeySource::Pem(pem.replace("\\n", "\n").into()),
+            (None, Some(path)) => KeySource::Pem(
+                std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        ConfigError::new(
+                            "AUTH_JWT_PRIVATE_KEY_FILE",
+                            format!("cannot read {path}: {e}"),
+                        )
+                    })?
+                    .into(),
+            ),
             (None, None) => {
                 KeySource::DataDir(PathBuf::from(env.string_or("AUTH_DATA_DIR", "data/auth")))
             }
@@ -100,7 +78,7 @@ impl AuthSettings {
         ) {
             (Some(email), Some(password)) => Some(BootstrapAdmin {
                 email: email.trim().to_string(),
-                password: password.to_string(),
+                password: password.to_string().into(),
             }),
             (None, None) => None,
             (Some(_), None) => {
@@ -170,7 +148,7 @@ fn parse_service_clients(raw: Option<&str>) -> Result<HashMap<String, ServiceCli
             id.to_string(),
             ServiceClient {
                 id: id.to_string(),
-                secret: secret.to_string(),
+                secret: secret.to_string().into(),
             },
         );
     }
@@ -179,6 +157,8 @@ fn parse_service_clients(raw: Option<&str>) -> Result<HashMap<String, ServiceCli
 
 #[cfg(test)]
 mod tests {
+    use platform::config::ExposeSecret;
+
     use super::*;
 
     #[test]
@@ -190,7 +170,7 @@ mod tests {
         let s = AuthSettings::from_env(&env).unwrap();
         assert_eq!(s.service_clients.len(), 2);
         assert_eq!(
-            s.service_clients["admin-service"].secret,
+            s.service_clients["admin-service"].secret.expose_secret(),
             "fedcba9876543210"
         );
         let env = Env::from_pairs([("AUTH_SERVICE_CLIENTS", "payments-service=s3cr3t")]);

@@ -20,6 +20,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
+use platform::config::ExposeSecret;
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
 
@@ -142,7 +143,7 @@ impl Consumer {
     async fn session(&self, backoff: &mut Backoff) -> lapin::Error {
         let name = format!("{} consumer", self.settings.source);
         let setup = async {
-            let connection = broker::connect(&self.settings.url, &name).await?;
+            let connection = broker::connect(self.settings.url.expose_secret(), &name).await?;
             let channel = connection.create_channel().await?;
             broker::declare_consumer_topology(&channel, &self.settings, &self.routing_keys).await?;
             channel

@@ -17,6 +17,8 @@ use sqlx::postgres::PgListener;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use platform::config::ExposeSecret;
+
 use crate::broker::{self, Backoff, Link};
 use crate::envelope::Envelope;
 use crate::outbox::Outbox;
@@ -129,7 +131,7 @@ impl Relay {
 
     async fn open(&self) -> Result<(Connection, Channel, PgListener), RelayError> {
         let name = format!("{} relay", self.settings.source);
-        let connection = broker::connect(&self.settings.url, &name).await?;
+        let connection = broker::connect(self.settings.url.expose_secret(), &name).await?;
         let channel = connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())

@@ -4,14 +4,15 @@
 
 use std::time::Duration;
 
+use platform::config::SecretString;
 use platform::{ConfigError, Env, ServiceConfig};
 
 pub const DEFAULT_EXCHANGE: &str = "mfe.events";
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct EventsSettings {
-    /// AMQP URL (`RABBITMQ_URL`); may hold a password, so never log it unmasked.
-    pub url: String,
+    /// AMQP URL (`RABBITMQ_URL`); may hold a password.
+    pub url: SecretString,
     /// The publishing service's name, the envelope's `source`.
     pub source: String,
     /// The topic exchange every event goes to (`EVENTS_EXCHANGE`).
@@ -30,21 +31,6 @@ pub struct EventsSettings {
     pub relay_poll: Duration,
     /// Published outbox rows are deleted after this long (`EVENTS_OUTBOX_RETENTION_HOURS`).
     pub outbox_retention: Duration,
-}
-
-impl std::fmt::Debug for EventsSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventsSettings")
-            .field("url", &platform::config::mask_url(&self.url))
-            .field("source", &self.source)
-            .field("exchange", &self.exchange)
-            .field("queue", &self.queue)
-            .field("prefetch", &self.prefetch)
-            .field("max_retries", &self.max_retries)
-            .field("retry_delay", &self.retry_delay)
-            .field("relay_poll", &self.relay_poll)
-            .finish()
-    }
 }
 
 impl EventsSettings {

@@ -237,7 +237,7 @@ async fn a_failing_handler_is_retried_then_dead_lettered_and_replay_brings_it_ba
         "dead-lettered after {} retries",
         hub.settings.max_retries
     );
-    let letters = events::dlq::list(&hub.settings.url, &hub.settings.queue, 10)
+    let letters = events::dlq::list(&hub.broker.url, &hub.settings.queue, 10)
         .await
         .unwrap();
     assert_eq!(letters[0].id.as_deref(), Some(failed.to_string().as_str()));
@@ -260,7 +260,7 @@ async fn a_failing_handler_is_retried_then_dead_lettered_and_replay_brings_it_ba
     assert_eq!(hub.wait_applied(1).await, [8]);
 
     let report = events::dlq::replay(
-        &hub.settings.url,
+        &hub.broker.url,
         &hub.settings.queue,
         &events::dlq::Selection::Ids(vec![failed]),
         100,
@@ -288,7 +288,7 @@ async fn replay_leaves_unselected_dead_letters_in_place() {
     assert_eq!(wait_depth(&hub, &dlq, 2).await, 2);
     handler.failing.store(false, Ordering::SeqCst);
     let report = events::dlq::replay(
-        &hub.settings.url,
+        &hub.broker.url,
         &hub.settings.queue,
         &events::dlq::Selection::Ids(vec![first]),
         100,
@@ -357,7 +357,7 @@ async fn replay_all_takes_each_dead_letter_once_even_when_it_fails_again() {
 
     // Still failing: each replayed event is dead-lettered again at once, behind the others.
     let report = events::dlq::replay(
-        &hub.settings.url,
+        &hub.broker.url,
         &hub.settings.queue,
         &events::dlq::Selection::All,
         1000,
@@ -397,7 +397,7 @@ async fn a_replay_into_a_queue_that_does_not_exist_keeps_the_dead_letter() {
     let _ = connection.close(200, "done".into()).await;
 
     let err = events::dlq::replay(
-        &hub.settings.url,
+        &hub.broker.url,
         &hub.settings.queue,
         &events::dlq::Selection::All,
         10,

@@ -190,7 +190,7 @@ async fn declare(
             None => format!("{service}.events"),
         };
         let settings = events::EventsSettings {
-            url: url.to_string(),
+            url: url.to_string().into(),
             source: service.to_string(),
             exchange: exchange.to_string(),
             queue: queue.clone(),

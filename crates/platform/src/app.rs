@@ -8,21 +8,25 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
-use crate::config::{ServiceConfig, Topology, mask_url};
+use crate::config::{ExposeSecret, ServiceConfig, Topology, mask_url};
 
 /// Opens the service's database. In the split topology the database is created when missing, as
 /// the service owns it; in the shared topology it is the legacy database, which must exist.
 /// Either way the service's own migrations are applied (idempotent on the legacy tables).
 pub async fn open_database(config: &ServiceConfig, migrator: &Migrator) -> anyhow::Result<PgPool> {
     if config.topology == Topology::Split {
-        crate::db::ensure_database(&config.database_url).await?;
+        crate::db::ensure_database(config.database_url.expose_secret()).await?;
     }
-    let pool = crate::db::connect(&config.database_url, config.db_max_connections).await?;
+    let pool = crate::db::connect(
+        config.database_url.expose_secret(),
+        config.db_max_connections,
+    )
+    .await?;
     migrator.run(&pool).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot apply the migrations of {} to {}: {e}",
             config.service,
-            mask_url(&config.database_url)
+            mask_url(config.database_url.expose_secret())
         )
     })?;
     Ok(pool)
@@ -88,7 +92,7 @@ where
     };
     let result = runtime.block_on(async move {
         let topology = config.topology;
-        let database = mask_url(&config.database_url);
+        let database = mask_url(config.database_url.expose_secret());
         let app = start(config).await?;
         tracing::info!(%service, port = app.port(), ?topology, %database, "listening");
         app.run_until(crate::server::shutdown_signal()).await?;

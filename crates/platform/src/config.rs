@@ -9,6 +9,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use secrecy::{ExposeSecret, SecretString};
+
 /// The four services of the platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Service {
@@ -235,10 +237,10 @@ pub struct ServiceConfig {
     pub port: u16,
     pub topology: Topology,
     /// The database the service uses under the configured topology.
-    pub database_url: String,
+    pub database_url: SecretString,
     pub db_max_connections: u32,
     pub auth_service_url: String,
-    pub rabbitmq_url: String,
+    pub rabbitmq_url: SecretString,
     pub request_timeout: Duration,
     pub log_format: LogFormat,
 }
@@ -268,10 +270,10 @@ impl ServiceConfig {
             host: env.string_or(&format!("{prefix}_SERVICE_HOST"), "0.0.0.0"),
             port: env.parse_or(&format!("{prefix}_SERVICE_PORT"), service.default_port())?,
             topology,
-            database_url,
+            database_url: database_url.into(),
             db_max_connections,
             auth_service_url: env.http_url_or("AUTH_SERVICE_URL", DEFAULT_AUTH_SERVICE_URL)?,
-            rabbitmq_url: env.string_or("RABBITMQ_URL", DEFAULT_RABBITMQ_URL),
+            rabbitmq_url: env.string_or("RABBITMQ_URL", DEFAULT_RABBITMQ_URL).into(),
             request_timeout: env.seconds_or("REQUEST_TIMEOUT_SECS", Duration::from_secs(30))?,
             log_format: env.parse_or("LOG_FORMAT", LogFormat::Text)?,
         })
@@ -309,7 +311,7 @@ mod tests {
     fn defaults_follow_the_seed() {
         let cfg = ServiceConfig::from_env(Service::Payments, &Env::default()).unwrap();
         assert_eq!(
-            cfg.database_url,
+            cfg.database_url.expose_secret(),
             "postgresql://postgres:postgres@localhost:5433/payments_db"
         );
         assert_eq!(cfg.port, 3002);
@@ -324,7 +326,20 @@ mod tests {
             ("SHARED_DATABASE_URL", "postgresql://u:p@db:5432/legacy"),
         ]);
         let cfg = ServiceConfig::from_env(Service::Profile, &env).unwrap();
-        assert_eq!(cfg.database_url, "postgresql://u:p@db:5432/legacy");
+        assert_eq!(
+            cfg.database_url.expose_secret(),
+            "postgresql://u:p@db:5432/legacy"
+        );
+    }
+
+    #[test]
+    fn urls_holding_passwords_stay_out_of_debug_output() {
+        let env = Env::from_pairs([
+            ("AUTH_DATABASE_URL", "postgresql://u:db-s3cret@db/auth"),
+            ("RABBITMQ_URL", "amqp://u:mq-s3cret@mq:5672/%2f"),
+        ]);
+        let shown = format!("{:?}", ServiceConfig::from_env(Service::Auth, &env).unwrap());
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 
     #[test]

@@ -34,17 +34,20 @@ pub struct TestUser {
 pub async fn spawn_auth(broker: &TestBroker) -> TestAuth {
     let db = TestDb::new().await;
     let mut settings = AuthSettings::from_env(&Env::default()).expect("default auth settings");
-    settings.key_source =
-        KeySource::Pem(auth_service::keys::generate_pem().expect("a signing key"));
+    settings.key_source = KeySource::Pem(
+        auth_service::keys::generate_pem()
+            .expect("a signing key")
+            .into(),
+    );
     settings.bootstrap_admin = Some(BootstrapAdmin {
         email: ADMIN_EMAIL.into(),
-        password: ADMIN_PASSWORD.into(),
+        password: ADMIN_PASSWORD.to_string().into(),
     });
     settings.service_clients.insert(
         SERVICE_CLIENT.into(),
         ServiceClient {
             id: SERVICE_CLIENT.into(),
-            secret: SERVICE_SECRET.into(),
+            secret: SERVICE_SECRET.to_string().into(),
         },
     );
     let config = crate::spawn::config(Service::Auth, &db.url);

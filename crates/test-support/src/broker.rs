@@ -59,7 +59,7 @@ impl TestBroker {
     pub fn settings(&self, config: &ServiceConfig) -> EventsSettings {
         let env = platform::Env::from_pairs(self.env(config.service.name()));
         let mut config = config.clone();
-        config.rabbitmq_url = self.url.clone();
+        config.rabbitmq_url = self.url.clone().into();
         EventsSettings::from_env(&config, &env).expect("test event settings are valid")
     }
 

@@ -25,16 +25,16 @@ pub struct TestApp {
 
 pub fn settings(key_pem: &str) -> AuthSettings {
     let mut settings = AuthSettings::from_env(&Env::default()).expect("default auth settings");
-    settings.key_source = KeySource::Pem(key_pem.to_string());
+    settings.key_source = KeySource::Pem(key_pem.to_string().into());
     settings.bootstrap_admin = Some(BootstrapAdmin {
         email: ADMIN_EMAIL.into(),
-        password: ADMIN_PASSWORD.into(),
+        password: ADMIN_PASSWORD.to_string().into(),
     });
     settings.service_clients.insert(
         SERVICE_CLIENT.into(),
         ServiceClient {
             id: SERVICE_CLIENT.into(),
-            secret: SERVICE_SECRET.into(),
+            secret: SERVICE_SECRET.to_string().into(),
         },
     );
     settings
