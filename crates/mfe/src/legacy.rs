@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::Context;
-use migrator::seed::{self, DEMO_USERS, SeedOptions, SeedReport};
+use legacy_seed::{self as seed, DEMO_USERS, SeedOptions, SeedReport};
 
 #[derive(clap::Subcommand)]
 pub enum LegacyCommand {

@@ -3,6 +3,7 @@
 mod hub;
 mod legacy;
 mod migrate;
+mod report;
 mod ui;
 
 use std::process::ExitCode;

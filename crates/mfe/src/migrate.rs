@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use migrator::copy::CopyOptions;
-use migrator::error::exit;
 use migrator::verify::VerifyOptions;
 use migrator::{Endpoints, MigrateError};
 use platform::Service;
 
-use crate::ui::{Bars, print_table, thousands};
+use crate::report::show;
+use crate::ui::Bars;
 
 #[derive(Subcommand)]
 pub enum Phase {
@@ -123,86 +123,11 @@ where
     outcome
 }
 
-/// The per-table summary of `copy` and `import`.
-fn print_loads(tables: &[migrator::load::TableLoad]) {
-    let rows: Vec<Vec<String>> = tables
-        .iter()
-        .map(|t| {
-            vec![
-                t.table.into(),
-                t.service.into(),
-                thousands(t.rows),
-                t.chunks.to_string(),
-                t.chunks_resumed.to_string(),
-                t.state.into(),
-            ]
-        })
-        .collect();
-    println!();
-    print_table(
-        &["table", "service", "rows", "chunks", "resumed", "state"],
-        &rows,
-    );
-}
-
-fn emit<T: serde::Serialize>(value: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("reports serialise")
-    );
-}
-
 async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8, MigrateError> {
     let endpoints = databases.endpoints()?;
-    match phase {
-        Phase::Plan => {
-            let plan = migrator::plan::plan(&endpoints).await?;
-            if json {
-                emit(&plan);
-                return Ok(exit::OK);
-            }
-            println!("legacy database {} matches the contract\n", plan.legacy);
-            let rows: Vec<Vec<String>> = plan
-                .tables
-                .iter()
-                .map(|t| {
-                    vec![
-                        t.table.into(),
-                        t.service.into(),
-                        t.target.clone(),
-                        thousands(t.estimated_rows.max(0)),
-                    ]
-                })
-                .collect();
-            print_table(&["table", "service", "into", "rows (est.)"], &rows);
-            println!();
-            let rows: Vec<Vec<String>> = plan
-                .foreign_keys
-                .iter()
-                .map(|f| vec![f.name.into(), f.reference.clone(), f.fate.into()])
-                .collect();
-            print_table(&["foreign key", "reference", "after the split"], &rows);
-            Ok(exit::OK)
-        }
-        Phase::Prepare => {
-            let prepared = migrator::prepare::prepare(&endpoints).await?;
-            if json {
-                emit(&prepared);
-                return Ok(exit::OK);
-            }
-            let rows: Vec<Vec<String>> = prepared
-                .iter()
-                .map(|p| {
-                    vec![
-                        p.service.into(),
-                        p.database.clone(),
-                        p.migrations.to_string(),
-                    ]
-                })
-                .collect();
-            print_table(&["service", "database", "migrations"], &rows);
-            Ok(exit::OK)
-        }
+    Ok(match phase {
+        Phase::Plan => show(&migrator::plan::plan(&endpoints).await?, json),
+        Phase::Prepare => show(&migrator::prepare::prepare(&endpoints).await?, json),
         Phase::Copy { jobs, chunk_rows } => {
             if jobs == 0 || chunk_rows == 0 {
                 return Err(MigrateError::Usage(
@@ -212,18 +137,7 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             let opts = CopyOptions { jobs, chunk_rows };
             let report =
                 with_bars(json, |bars| migrator::copy::copy(&endpoints, &opts, bars)).await?;
-            if json {
-                emit(&report);
-                return Ok(exit::OK);
-            }
-            print_loads(&report.tables);
-            let total: i64 = report.tables.iter().map(|t| t.rows).sum();
-            println!(
-                "\ncopied {} rows in {:.1} s",
-                thousands(total),
-                report.seconds
-            );
-            Ok(exit::OK)
+            show(&report, json)
         }
         Phase::Verify { max_listed } => {
             let opts = VerifyOptions { max_listed };
@@ -231,168 +145,22 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
                 migrator::verify::verify(&endpoints, &opts, bars)
             })
             .await?;
-            let code = if report.ok {
-                exit::OK
-            } else {
-                exit::DIFFERENCES
-            };
-            if json {
-                emit(&report);
-                return Ok(code);
-            }
-            let rows: Vec<Vec<String>> = report
-                .tables
-                .iter()
-                .map(|t| {
-                    let d = &t.differences;
-                    vec![
-                        t.table.into(),
-                        thousands(t.legacy_rows),
-                        thousands(t.target_rows),
-                        d.changed_count.to_string(),
-                        d.missing_count.to_string(),
-                        d.extra_count.to_string(),
-                        if t.ok {
-                            "ok".into()
-                        } else {
-                            "DIFFERENT".into()
-                        },
-                    ]
-                })
-                .collect();
-            println!();
-            print_table(
-                &[
-                    "table",
-                    "legacy rows",
-                    "service rows",
-                    "changed",
-                    "missing",
-                    "extra",
-                    "verdict",
-                ],
-                &rows,
-            );
-            for t in report.tables.iter().filter(|t| !t.ok) {
-                let d = &t.differences;
-                for (kind, ids) in [
-                    ("changed", &d.changed),
-                    ("missing", &d.missing),
-                    ("extra", &d.extra),
-                ] {
-                    if !ids.is_empty() {
-                        println!("  {} {kind}: {}", t.table, ids.join(", "));
-                    }
-                }
-            }
-            println!();
-            let rows: Vec<Vec<String>> = report
-                .orphans
-                .iter()
-                .map(|o| vec![o.reference.clone(), o.orphans.to_string()])
-                .collect();
-            print_table(&["dropped foreign key", "orphans"], &rows);
-            for o in report.orphans.iter().filter(|o| o.orphans > 0) {
-                println!("  {} orphaned: {}", o.reference, o.examples.join(", "));
-            }
-            println!(
-                "\n{} in {:.1} s",
-                if report.ok {
-                    "verified: identical"
-                } else {
-                    "verify FOUND DIFFERENCES"
-                },
-                report.seconds
-            );
-            Ok(code)
+            show(&report, json)
         }
         Phase::Export { out, jobs } => {
             let report = with_bars(json, |bars| {
                 migrator::archive::export(&endpoints, &out, jobs.max(1), bars)
             })
             .await?;
-            if json {
-                emit(&report);
-                return Ok(exit::OK);
-            }
-            let rows: Vec<Vec<String>> = report
-                .tables
-                .iter()
-                .map(|t| {
-                    vec![
-                        t.table.clone(),
-                        t.file.clone(),
-                        thousands(t.rows),
-                        thousands(t.bytes as i64),
-                    ]
-                })
-                .collect();
-            println!();
-            print_table(&["table", "file", "rows", "bytes"], &rows);
-            println!("\nexported to {} in {:.1} s", report.dir, report.seconds);
-            Ok(exit::OK)
+            show(&report, json)
         }
         Phase::Import { from, jobs } => {
             let report = with_bars(json, |bars| {
                 migrator::archive::import(&endpoints, &from, jobs.max(1), bars)
             })
             .await?;
-            let code = if report.checksums_match {
-                exit::OK
-            } else {
-                exit::DIFFERENCES
-            };
-            if json {
-                emit(&report);
-                return Ok(code);
-            }
-            print_loads(&report.tables);
-            println!(
-                "\n{} in {:.1} s",
-                if report.checksums_match {
-                    "imported; checksums match the manifest"
-                } else {
-                    "imported, but CHECKSUMS DIFFER from the manifest"
-                },
-                report.seconds
-            );
-            Ok(code)
+            show(&report, json)
         }
-        Phase::Status => {
-            let status = migrator::status::status(&endpoints).await?;
-            if json {
-                emit(&status);
-                return Ok(exit::OK);
-            }
-            let rows: Vec<Vec<String>> = status
-                .tables
-                .iter()
-                .map(|t| {
-                    vec![
-                        t.table.into(),
-                        t.service.into(),
-                        t.state.clone(),
-                        format!("{}/{}", t.chunks_done, t.chunks),
-                        thousands(t.rows_copied),
-                    ]
-                })
-                .collect();
-            print_table(&["table", "service", "copy", "chunks", "rows"], &rows);
-            println!();
-            let rows: Vec<Vec<String>> = status
-                .phases
-                .iter()
-                .map(|p| {
-                    vec![
-                        p.service.into(),
-                        p.phase.clone(),
-                        p.outcome.clone(),
-                        p.at.clone(),
-                    ]
-                })
-                .collect();
-            print_table(&["service", "phase", "last outcome", "at"], &rows);
-            Ok(exit::OK)
-        }
-    }
+        Phase::Status => show(&migrator::status::status(&endpoints).await?, json),
+    })
 }

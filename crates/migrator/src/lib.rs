@@ -16,7 +16,6 @@ pub mod load;
 pub mod plan;
 pub mod prepare;
 pub mod progress;
-pub mod seed;
 pub mod sql;
 pub mod status;
 pub mod verify;

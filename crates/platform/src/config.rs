@@ -338,7 +338,10 @@ mod tests {
             ("AUTH_DATABASE_URL", "postgresql://u:db-s3cret@db/auth"),
             ("RABBITMQ_URL", "amqp://u:mq-s3cret@mq:5672/%2f"),
         ]);
-        let shown = format!("{:?}", ServiceConfig::from_env(Service::Auth, &env).unwrap());
+        let shown = format!(
+            "{:?}",
+            ServiceConfig::from_env(Service::Auth, &env).unwrap()
+        );
         assert!(!shown.contains("s3cret"), "{shown}");
     }
 

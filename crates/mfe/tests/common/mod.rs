@@ -34,13 +34,13 @@ impl Fixture {
     /// A legacy database seeded at `scale`, and four service databases not created yet.
     pub async fn seeded(scale: f64) -> Self {
         let legacy = TestDb::unborn();
-        let opts = migrator::seed::SeedOptions {
+        let opts = legacy_seed::SeedOptions {
             url: legacy.url.clone(),
             scale,
             seed: 7,
             replace: false,
         };
-        migrator::seed::seed(&opts, &|_, _| {})
+        legacy_seed::seed(&opts, &|_, _| {})
             .await
             .expect("seeding works");
         Self {

@@ -6,8 +6,8 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+use legacy_seed::{self as seed, DEMO_USERS, SeedError, SeedOptions, SeedReport};
 use migrator::contract::{ENUMS, FOREIGN_KEYS, TABLES};
-use migrator::seed::{self, DEMO_USERS, SeedError, SeedOptions, SeedReport};
 use sqlx::PgPool;
 use test_support::TestDb;
 

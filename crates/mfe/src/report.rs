@@ -1,0 +1,253 @@
+//! How each phase's report is shown: as JSON (`--json`, for machines) or as tables, and which exit
+//! code it means. One [`Report`] impl per report type keeps both renderings side by side.
+
+use migrator::archive::{ExportReport, ImportReport};
+use migrator::copy::CopyReport;
+use migrator::error::exit;
+use migrator::load::TableLoad;
+use migrator::plan::Plan;
+use migrator::prepare::Prepared;
+use migrator::status::Status;
+use migrator::verify::VerifyReport;
+use serde::Serialize;
+
+use crate::ui::{print_table, thousands};
+
+/// A phase's report.
+pub trait Report: Serialize {
+    /// The tables and lines a person reads.
+    fn print(&self);
+
+    /// The process exit code the report means.
+    fn exit_code(&self) -> u8 {
+        exit::OK
+    }
+}
+
+/// Prints `report` (JSON or tables) and returns its exit code.
+pub fn show<R: Report>(report: &R, json: bool) -> u8 {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("reports serialise")
+        );
+    } else {
+        report.print();
+    }
+    report.exit_code()
+}
+
+impl Report for Plan {
+    fn print(&self) {
+        println!("legacy database {} matches the contract\n", self.legacy);
+        let rows: Vec<Vec<String>> = self
+            .tables
+            .iter()
+            .map(|t| {
+                vec![
+                    t.table.into(),
+                    t.service.into(),
+                    t.target.clone(),
+                    thousands(t.estimated_rows.max(0)),
+                ]
+            })
+            .collect();
+        print_table(&["table", "service", "into", "rows (est.)"], &rows);
+        println!();
+        let rows: Vec<Vec<String>> = self
+            .foreign_keys
+            .iter()
+            .map(|f| vec![f.name.into(), f.reference.clone(), f.fate.into()])
+            .collect();
+        print_table(&["foreign key", "reference", "after the split"], &rows);
+    }
+}
+
+impl Report for Vec<Prepared> {
+    fn print(&self) {
+        let rows: Vec<Vec<String>> = self
+            .iter()
+            .map(|p| {
+                vec![
+                    p.service.into(),
+                    p.database.clone(),
+                    p.migrations.to_string(),
+                ]
+            })
+            .collect();
+        print_table(&["service", "database", "migrations"], &rows);
+    }
+}
+
+impl Report for CopyReport {
+    fn print(&self) {
+        print_loads(&self.tables);
+        let total: i64 = self.tables.iter().map(|t| t.rows).sum();
+        println!(
+            "\ncopied {} rows in {:.1} s",
+            thousands(total),
+            self.seconds
+        );
+    }
+}
+
+impl Report for VerifyReport {
+    fn print(&self) {
+        let rows: Vec<Vec<String>> = self
+            .tables
+            .iter()
+            .map(|t| {
+                let d = &t.differences;
+                vec![
+                    t.table.into(),
+                    thousands(t.legacy_rows),
+                    thousands(t.target_rows),
+                    d.changed_count.to_string(),
+                    d.missing_count.to_string(),
+                    d.extra_count.to_string(),
+                    if t.ok { "ok" } else { "DIFFERENT" }.into(),
+                ]
+            })
+            .collect();
+        println!();
+        print_table(
+            &[
+                "table",
+                "legacy rows",
+                "service rows",
+                "changed",
+                "missing",
+                "extra",
+                "verdict",
+            ],
+            &rows,
+        );
+        for t in self.tables.iter().filter(|t| !t.ok) {
+            let d = &t.differences;
+            for (kind, ids) in [
+                ("changed", &d.changed),
+                ("missing", &d.missing),
+                ("extra", &d.extra),
+            ] {
+                if !ids.is_empty() {
+                    println!("  {} {kind}: {}", t.table, ids.join(", "));
+                }
+            }
+        }
+        println!();
+        let rows: Vec<Vec<String>> = self
+            .orphans
+            .iter()
+            .map(|o| vec![o.reference.clone(), o.orphans.to_string()])
+            .collect();
+        print_table(&["dropped foreign key", "orphans"], &rows);
+        for o in self.orphans.iter().filter(|o| o.orphans > 0) {
+            println!("  {} orphaned: {}", o.reference, o.examples.join(", "));
+        }
+        let verdict = if self.ok {
+            "verified: identical"
+        } else {
+            "verify FOUND DIFFERENCES"
+        };
+        println!("\n{verdict} in {:.1} s", self.seconds);
+    }
+
+    fn exit_code(&self) -> u8 {
+        if self.ok { exit::OK } else { exit::DIFFERENCES }
+    }
+}
+
+impl Report for ExportReport {
+    fn print(&self) {
+        let rows: Vec<Vec<String>> = self
+            .tables
+            .iter()
+            .map(|t| {
+                vec![
+                    t.table.clone(),
+                    t.file.clone(),
+                    thousands(t.rows),
+                    thousands(t.bytes as i64),
+                ]
+            })
+            .collect();
+        println!();
+        print_table(&["table", "file", "rows", "bytes"], &rows);
+        println!("\nexported to {} in {:.1} s", self.dir, self.seconds);
+    }
+}
+
+impl Report for ImportReport {
+    fn print(&self) {
+        print_loads(&self.tables);
+        let verdict = if self.checksums_match {
+            "imported; checksums match the manifest"
+        } else {
+            "imported, but CHECKSUMS DIFFER from the manifest"
+        };
+        println!("\n{verdict} in {:.1} s", self.seconds);
+    }
+
+    fn exit_code(&self) -> u8 {
+        if self.checksums_match {
+            exit::OK
+        } else {
+            exit::DIFFERENCES
+        }
+    }
+}
+
+impl Report for Status {
+    fn print(&self) {
+        let rows: Vec<Vec<String>> = self
+            .tables
+            .iter()
+            .map(|t| {
+                vec![
+                    t.table.into(),
+                    t.service.into(),
+                    t.state.clone(),
+                    format!("{}/{}", t.chunks_done, t.chunks),
+                    thousands(t.rows_copied),
+                ]
+            })
+            .collect();
+        print_table(&["table", "service", "copy", "chunks", "rows"], &rows);
+        println!();
+        let rows: Vec<Vec<String>> = self
+            .phases
+            .iter()
+            .map(|p| {
+                vec![
+                    p.service.into(),
+                    p.phase.clone(),
+                    p.outcome.clone(),
+                    p.at.clone(),
+                ]
+            })
+            .collect();
+        print_table(&["service", "phase", "last outcome", "at"], &rows);
+    }
+}
+
+/// The per-table summary of `copy` and `import`.
+fn print_loads(tables: &[TableLoad]) {
+    let rows: Vec<Vec<String>> = tables
+        .iter()
+        .map(|t| {
+            vec![
+                t.table.into(),
+                t.service.into(),
+                thousands(t.rows),
+                t.chunks.to_string(),
+                t.chunks_resumed.to_string(),
+                t.state.into(),
+            ]
+        })
+        .collect();
+    println!();
+    print_table(
+        &["table", "service", "rows", "chunks", "resumed", "state"],
+        &rows,
+    );
+}
