@@ -71,7 +71,9 @@ pub async fn create_user(conn: &mut sqlx::PgConnection, new: &NewUser<'_>) -> Re
         name: user.name.clone(),
         role: new.role,
     };
-    outbox::record(conn, events::USER_REGISTERED, &registered).await?;
+    outbox::OUTBOX
+        .record(conn, events::USER_REGISTERED, &registered)
+        .await?;
     Ok(user)
 }
 
@@ -107,7 +109,9 @@ pub async fn login(
     let Some((user, rehash)) = check_password(state, email, password).await? else {
         state.throttle.record_failure(email, client.ip.as_deref());
         let mut conn = state.pool.acquire().await?;
-        outbox::record(&mut conn, events::USER_LOGIN_FAILED, &attempt(None)).await?;
+        outbox::OUTBOX
+            .record(&mut conn, events::USER_LOGIN_FAILED, &attempt(None))
+            .await?;
         return Err(AuthError::InvalidCredentials);
     };
     state.throttle.record_success(email);
@@ -119,12 +123,13 @@ pub async fn login(
     }
     let mut tx = state.pool.begin().await?;
     let issued = sessions::issue(state, &mut tx, &user).await?;
-    outbox::record(
-        &mut tx,
-        events::USER_LOGGED_IN,
-        &attempt(Some(user.id.clone())),
-    )
-    .await?;
+    outbox::OUTBOX
+        .record(
+            &mut tx,
+            events::USER_LOGGED_IN,
+            &attempt(Some(user.id.clone())),
+        )
+        .await?;
     tx.commit().await?;
     Ok((user, issued))
 }

@@ -5,16 +5,6 @@
 use std::sync::LazyLock;
 
 use events::Outbox;
-use serde::Serialize;
-use sqlx::PgConnection;
 
+/// `Outbox::record` writes an event in the caller's transaction.
 pub static OUTBOX: LazyLock<Outbox> = LazyLock::new(|| Outbox::new(crate::SERVICE.schema()));
-
-/// Records `data` as an event of type `event_type` in the current transaction.
-pub async fn record<T: Serialize>(
-    conn: &mut PgConnection,
-    event_type: &str,
-    data: &T,
-) -> sqlx::Result<()> {
-    OUTBOX.record(conn, event_type, data).await.map(|_| ())
-}

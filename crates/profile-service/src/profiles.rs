@@ -89,7 +89,7 @@ async fn record_update(
         profile_id: row.id.clone(),
         changed_fields: changes.fields().into_iter().map(String::from).collect(),
     };
-    outbox::record(tx, PROFILE_UPDATED, &event).await?;
+    outbox::OUTBOX.record(tx, PROFILE_UPDATED, &event).await?;
     Ok(())
 }
 

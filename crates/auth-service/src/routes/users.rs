@@ -133,7 +133,9 @@ pub async fn update_user(
         role: user.role(),
         email_verified: user.email_verified,
     };
-    outbox::record(&mut tx, events::USER_UPDATED, &updated).await?;
+    outbox::OUTBOX
+        .record(&mut tx, events::USER_UPDATED, &updated)
+        .await?;
     tx.commit().await?;
     tracing::info!(user_id = %user.id, by = %caller.claims.sub, "user updated");
     Ok(Json(user.to_user()))
@@ -154,14 +156,15 @@ pub async fn delete_user(
         .await?
         .ok_or(AuthError::NotFound("user"))?;
     refresh_tokens::forget_user(&mut tx, &user.id).await?;
-    outbox::record(
-        &mut tx,
-        events::USER_DELETED,
-        &UserDeleted {
-            user_id: user.id.clone(),
-        },
-    )
-    .await?;
+    outbox::OUTBOX
+        .record(
+            &mut tx,
+            events::USER_DELETED,
+            &UserDeleted {
+                user_id: user.id.clone(),
+            },
+        )
+        .await?;
     tx.commit().await?;
     tracing::info!(user_id = %user.id, by = %caller.claims.sub, "user deleted");
     Ok(StatusCode::NO_CONTENT)
