@@ -8,7 +8,7 @@ use platform::config::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use crate::error::{AuthError, Result};
-use crate::extract::ClientInfo;
+use crate::extract::{Caller, ClientInfo};
 use crate::password::Verdict;
 use crate::sessions::{self, Issued};
 use crate::store::users::{self, NewUser, UserRow};
@@ -83,6 +83,17 @@ pub async fn hash_password(state: &AppState, password: String) -> Result<String>
     tokio::task::spawn_blocking(move || passwords.hash(&password))
         .await
         .map_err(|e| AuthError::Internal(format!("password hashing task: {e}")))
+}
+
+/// The signed-in user; a service credential has none.
+pub async fn me(state: &AppState, caller: &Caller) -> Result<UserRow> {
+    if caller.claims.is_service() {
+        return Err(AuthError::Forbidden("a service credential has no user"));
+    }
+    let mut conn = state.pool.acquire().await?;
+    users::find_by_id(&mut conn, &caller.claims.sub)
+        .await?
+        .ok_or(AuthError::NotFound("user"))
 }
 
 /// Signs in with email and password. Failures are throttled per email and per client address,

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod bootstrap;
+pub mod directory;
 pub mod error;
 pub mod extract;
 pub mod keys;

@@ -8,9 +8,9 @@ use platform::{ErrorBody, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{AuthError, Result};
+use crate::error::Result;
 use crate::extract::{Caller, ClientInfo};
-use crate::store::users::{self, UserRow};
+use crate::store::users::UserRow;
 use crate::{AppState, accounts, sessions};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -144,14 +144,7 @@ pub async fn logout(
     (status = 403, body = ErrorBody, description = "a service credential has no user"),
     (status = 404, body = ErrorBody, description = "the user was deleted")))]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<User>> {
-    if caller.claims.is_service() {
-        return Err(AuthError::Forbidden("a service credential has no user"));
-    }
-    let mut conn = state.pool.acquire().await?;
-    let user = users::find_by_id(&mut conn, &caller.claims.sub)
-        .await?
-        .ok_or(AuthError::NotFound("user"))?;
-    Ok(Json(user.to_user()))
+    Ok(Json(accounts::me(&state, &caller).await?.to_user()))
 }
 
 /// Issues a service credential (role `SERVICE`) to a configured service client

@@ -3,18 +3,16 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use contracts::events::{self, UserDeleted, UserUpdated};
 use contracts::users::{Role, User, UserPage};
 use platform::pagination::PageRequest;
-use platform::{ErrorBody, Json, Query, Validator};
+use platform::{ErrorBody, Json, Query};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::{AuthError, Result};
+use crate::AppState;
+use crate::directory::{self, UserEdit};
+use crate::error::Result;
 use crate::extract::Caller;
-use crate::store::refresh_tokens;
-use crate::store::users::{self, UserChanges};
-use crate::{AppState, outbox, validate};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
@@ -56,11 +54,7 @@ pub async fn get_user(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<User>> {
-    caller.require_admin_or_service()?;
-    let mut conn = state.pool.acquire().await?;
-    let user = users::find_by_id(&mut conn, &id)
-        .await?
-        .ok_or(AuthError::NotFound("user"))?;
+    let user = directory::get(&state, &caller, &id).await?;
     Ok(Json(user.to_user()))
 }
 
@@ -74,20 +68,12 @@ pub async fn find_users(
     caller: Caller,
     Query(q): Query<UsersQuery>,
 ) -> Result<Json<UsersAnswer>> {
-    caller.require_admin_or_service()?;
     if let Some(email) = q.email {
-        let email = email.trim();
-        let mut conn = state.pool.acquire().await?;
-        let found = users::find_by_email(&mut conn, email).await?;
-        let user = found
-            .into_iter()
-            .next()
-            .ok_or(AuthError::NotFound("user"))?;
+        let user = directory::by_email(&state, &caller, &email).await?;
         return Ok(Json(UsersAnswer::One(user.to_user())));
     }
     let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
-    let mut rows = users::list(&state.pool, q.role, page.after.as_deref(), page.fetch()).await?;
-    let next_cursor = page.finish(&mut rows, |u| &u.id);
+    let (rows, next_cursor) = directory::list(&state, &caller, q.role, page).await?;
     Ok(Json(UsersAnswer::Page(UserPage {
         items: rows.iter().map(|u| u.to_user()).collect(),
         next_cursor,
@@ -105,39 +91,12 @@ pub async fn update_user(
     Path(id): Path<String>,
     Json(req): Json<UpdateUserRequest>,
 ) -> Result<Json<User>> {
-    caller.require_admin()?;
-    let name = req.name.as_deref().map(str::trim);
-    let mut v = Validator::new();
-    if let Some(name) = name {
-        validate::check_name(&mut v, name);
-    }
-    v.check(
-        req.name.is_some() || req.role.is_some() || req.email_verified.is_some(),
-        "body",
-        "give at least one of name, role, emailVerified",
-    );
-    v.finish()?;
-    let changes = UserChanges {
-        name: name.map(str::to_string),
+    let edit = UserEdit {
+        name: req.name.as_deref(),
         role: req.role,
         email_verified: req.email_verified,
     };
-    let mut tx = state.pool.begin().await?;
-    let user = users::update(&mut tx, &id, &changes)
-        .await?
-        .ok_or(AuthError::NotFound("user"))?;
-    let updated = UserUpdated {
-        user_id: user.id.clone(),
-        email: user.email.clone(),
-        name: user.name.clone(),
-        role: user.role(),
-        email_verified: user.email_verified,
-    };
-    outbox::OUTBOX
-        .record(&mut tx, events::USER_UPDATED, &updated)
-        .await?;
-    tx.commit().await?;
-    tracing::info!(user_id = %user.id, by = %caller.claims.sub, "user updated");
+    let user = directory::update(&state, &caller, &id, edit).await?;
     Ok(Json(user.to_user()))
 }
 
@@ -150,22 +109,6 @@ pub async fn delete_user(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    caller.require_admin()?;
-    let mut tx = state.pool.begin().await?;
-    let user = users::delete(&mut tx, &id)
-        .await?
-        .ok_or(AuthError::NotFound("user"))?;
-    refresh_tokens::forget_user(&mut tx, &user.id).await?;
-    outbox::OUTBOX
-        .record(
-            &mut tx,
-            events::USER_DELETED,
-            &UserDeleted {
-                user_id: user.id.clone(),
-            },
-        )
-        .await?;
-    tx.commit().await?;
-    tracing::info!(user_id = %user.id, by = %caller.claims.sub, "user deleted");
+    directory::delete(&state, &caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,114 @@
+//! The user directory: lookups for other services (service credentials) and ADMINs, and what an
+//! ADMIN may change. Each change records its event (`user.updated`, `user.deleted`) in its
+//! transaction; a deleted user's refresh tokens go with it.
+
+use contracts::events::{self, UserDeleted, UserUpdated};
+use contracts::users::Role;
+use platform::Validator;
+use platform::pagination::PageRequest;
+
+use crate::error::{AuthError, Result};
+use crate::extract::Caller;
+use crate::store::refresh_tokens;
+use crate::store::users::{self, UserChanges, UserRow};
+use crate::{AppState, outbox, validate};
+
+/// A user by id.
+pub async fn get(state: &AppState, caller: &Caller, id: &str) -> Result<UserRow> {
+    caller.require_admin_or_service()?;
+    let mut conn = state.pool.acquire().await?;
+    users::find_by_id(&mut conn, id)
+        .await?
+        .ok_or(AuthError::NotFound("user"))
+}
+
+/// A user by email (trimmed; an exact match first, else one differing only by case).
+pub async fn by_email(state: &AppState, caller: &Caller, email: &str) -> Result<UserRow> {
+    caller.require_admin_or_service()?;
+    let mut conn = state.pool.acquire().await?;
+    users::find_by_email(&mut conn, email.trim())
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(AuthError::NotFound("user"))
+}
+
+/// One page of users (of one role, if given) and the cursor of the next page.
+pub async fn list(
+    state: &AppState,
+    caller: &Caller,
+    role: Option<Role>,
+    page: PageRequest,
+) -> Result<(Vec<UserRow>, Option<String>)> {
+    caller.require_admin_or_service()?;
+    let mut rows = users::list(&state.pool, role, page.after.as_deref(), page.fetch()).await?;
+    let next_cursor = page.finish(&mut rows, |u| &u.id);
+    Ok((rows, next_cursor))
+}
+
+/// What an ADMIN may change of a user; absent fields stay as they are.
+pub struct UserEdit<'a> {
+    pub name: Option<&'a str>,
+    pub role: Option<Role>,
+    pub email_verified: Option<bool>,
+}
+
+pub async fn update(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    edit: UserEdit<'_>,
+) -> Result<UserRow> {
+    caller.require_admin()?;
+    let name = edit.name.map(str::trim);
+    let mut v = Validator::new();
+    if let Some(name) = name {
+        validate::check_name(&mut v, name);
+    }
+    v.check(
+        edit.name.is_some() || edit.role.is_some() || edit.email_verified.is_some(),
+        "body",
+        "give at least one of name, role, emailVerified",
+    );
+    v.finish()?;
+    let changes = UserChanges {
+        name: name.map(str::to_string),
+        role: edit.role,
+        email_verified: edit.email_verified,
+    };
+    let mut tx = state.pool.begin().await?;
+    let user = users::update(&mut tx, id, &changes)
+        .await?
+        .ok_or(AuthError::NotFound("user"))?;
+    let updated = UserUpdated {
+        user_id: user.id.clone(),
+        email: user.email.clone(),
+        name: user.name.clone(),
+        role: user.role(),
+        email_verified: user.email_verified,
+    };
+    outbox::OUTBOX
+        .record(&mut tx, events::USER_UPDATED, &updated)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(user_id = %user.id, by = %caller.claims.sub, "user updated");
+    Ok(user)
+}
+
+pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<()> {
+    caller.require_admin()?;
+    let mut tx = state.pool.begin().await?;
+    let user = users::delete(&mut tx, id)
+        .await?
+        .ok_or(AuthError::NotFound("user"))?;
+    refresh_tokens::forget_user(&mut tx, &user.id).await?;
+    let deleted = UserDeleted {
+        user_id: user.id.clone(),
+    };
+    outbox::OUTBOX
+        .record(&mut tx, events::USER_DELETED, &deleted)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(user_id = %user.id, by = %caller.claims.sub, "user deleted");
+    Ok(())
+}
