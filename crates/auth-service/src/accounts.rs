@@ -87,11 +87,12 @@ pub async fn hash_password(state: &AppState, password: String) -> Result<String>
 
 /// The signed-in user; a service credential has none.
 pub async fn me(state: &AppState, caller: &Caller) -> Result<UserRow> {
-    if caller.claims.is_service() {
-        return Err(AuthError::Forbidden("a service credential has no user"));
-    }
+    let user_id = caller
+        .claims
+        .user_id()
+        .ok_or(AuthError::Forbidden("a service credential has no user"))?;
     let mut conn = state.pool.acquire().await?;
-    users::find_by_id(&mut conn, &caller.claims.sub)
+    users::find_by_id(&mut conn, user_id)
         .await?
         .ok_or(AuthError::NotFound("user"))
 }

@@ -111,15 +111,22 @@ where
             return value;
         }
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("copy ended ({status}) before {what}");
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                std::io::Read::read_to_string(&mut pipe, &mut stderr).ok();
+            }
+            panic!("copy ended ({status}) before {what}:\n{stderr}");
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
+/// A copy whose backends never check on their own that it is still there, so that what a killed
+/// run leaves behind is ended by the next run's lease, the guard under test.
 fn copy(f: &Fixture) -> Child {
     f.command(&["copy", "--jobs", "2", "--chunk-rows", "150"])
+        .env("MFE_MIGRATE_CLIENT_CHECK_MS", "0")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -259,10 +266,14 @@ async fn kill_at_then_resume(f: &Fixture, point: Point) {
     .await;
     hold.release().await;
     let out = resume.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "the copy after a kill at {point:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        "the copy after a kill at {point:?} failed:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("ending statements an interrupted run left running"),
+        "the resume after {point:?} ended the killed run's statements itself:\n{stderr}"
     );
     let (code, report) = f.verify_json();
     assert_eq!(code, 0, "verify after a kill at {point:?}: {report:#}");

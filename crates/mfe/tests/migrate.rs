@@ -4,10 +4,11 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{BIN, Fixture, content, table};
 use serde_json::Value;
+use test_support::eventually;
 
 #[tokio::test]
 async fn copy_then_verify_is_clean_and_every_column_round_trips() {
@@ -301,16 +302,12 @@ async fn a_copy_killed_at_several_points_resumes_without_duplicates_or_gaps() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if chunks_done().await > after_chunks
-                || child.try_wait().unwrap().is_some()
-                || Instant::now() > deadline
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        eventually(Duration::from_secs(60), || {
+            let exited = child.try_wait().unwrap().is_some();
+            let done = chunks_done();
+            async move { (exited || done.await > after_chunks).then_some(()) }
+        })
+        .await;
         child.kill().unwrap();
         child.wait().unwrap();
     }
@@ -489,19 +486,20 @@ async fn a_legacy_table_written_between_a_crash_and_the_resume_is_copied_again_w
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let done: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM mfe_migration.chunks WHERE table_name = 'payments' AND rows IS NOT NULL",
-        )
-        .fetch_one(&payments)
-        .await
-        .unwrap_or(0);
-        if done >= 2 || child.try_wait().unwrap().is_some() || Instant::now() > deadline {
-            break;
+    eventually(Duration::from_secs(60), || {
+        let exited = child.try_wait().unwrap().is_some();
+        let payments = &payments;
+        async move {
+            let done: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM mfe_migration.chunks WHERE table_name = 'payments' AND rows IS NOT NULL",
+            )
+            .fetch_one(payments)
+            .await
+            .unwrap_or(0);
+            (exited || done >= 2).then_some(())
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    })
+    .await;
     child.kill().unwrap();
     child.wait().unwrap();
     // Writes to the legacy database after the crash, to rows of the first block range (whose chunk

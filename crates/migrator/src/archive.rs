@@ -83,7 +83,7 @@ pub async fn export(
     progress: Arc<dyn Progress>,
 ) -> Result<ExportReport> {
     let started = Instant::now();
-    let mut coordinator = connect::connection("legacy", &endpoints.legacy).await?;
+    let mut coordinator = connect::connection("legacy", endpoints.legacy()).await?;
     let differences = check::legacy_differences(&mut coordinator).await?;
     if !differences.is_empty() {
         return Err(MigrateError::ContractMismatch(differences));
@@ -106,7 +106,7 @@ pub async fn export(
     let mut tasks = Vec::new();
     for table in TABLES {
         let (url, snapshot, dir) = (
-            endpoints.legacy.clone(),
+            endpoints.legacy().to_string(),
             snapshot.clone(),
             dir.to_path_buf(),
         );
@@ -131,7 +131,7 @@ pub async fn export(
     let manifest = Manifest {
         format: FORMAT,
         created_at,
-        source: platform::config::mask_url(&endpoints.legacy),
+        source: platform::config::mask_url(endpoints.legacy()),
         tables: tables.clone(),
     };
     let tmp = dir.join(format!(".{MANIFEST}.partial"));

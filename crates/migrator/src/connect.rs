@@ -36,17 +36,32 @@ pub async fn connection_as(which: &str, url: &str, app: &str) -> Result<PgConnec
 
 /// A pool on `url` whose connections use the tool's session settings.
 pub async fn pool(which: &str, url: &str, size: u32) -> Result<PgPool> {
-    pool_as(which, url, size, APP).await
+    pool_as(which, url, size, APP, 0).await
 }
 
 /// The pool a load writes through (see [`crate::lease`]): its backends are known by name, and
-/// each one ends its statement within a second of losing its client (PostgreSQL 14 and later; an
-/// older server just does without).
+/// each one ends its statement soon after losing its client: every
+/// `MFE_MIGRATE_CLIENT_CHECK_MS` milliseconds (default 1000, 0 = never) the server checks that the
+/// client is still there (PostgreSQL 14 and later; an older server just does without).
 pub async fn loader_pool(which: &str, url: &str, size: u32) -> Result<PgPool> {
-    pool_as(which, url, size, crate::lease::LOADER_APP).await
+    let check_ms = match std::env::var("MFE_MIGRATE_CLIENT_CHECK_MS") {
+        Ok(v) => v.trim().parse::<u32>().map_err(|_| {
+            MigrateError::Usage(format!(
+                "MFE_MIGRATE_CLIENT_CHECK_MS: expected milliseconds, got {v:?}"
+            ))
+        })?,
+        Err(_) => 1000,
+    };
+    pool_as(which, url, size, crate::lease::LOADER_APP, check_ms).await
 }
 
-async fn pool_as(which: &str, url: &str, size: u32, app: &'static str) -> Result<PgPool> {
+async fn pool_as(
+    which: &str,
+    url: &str,
+    size: u32,
+    app: &'static str,
+    client_check_ms: u32,
+) -> Result<PgPool> {
     let opts = platform::db::parse_url(url).map_err(MigrateError::Usage)?;
     let opts = quiet(opts).application_name(app);
     PgPoolOptions::new()
@@ -54,10 +69,12 @@ async fn pool_as(which: &str, url: &str, size: u32, app: &'static str) -> Result
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 sqlx::raw_sql(SESSION_SETUP).execute(&mut *conn).await?;
-                if app == crate::lease::LOADER_APP {
-                    let _ = sqlx::raw_sql("SET client_connection_check_interval = '1s'")
-                        .execute(&mut *conn)
-                        .await;
+                if client_check_ms > 0 {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "SET client_connection_check_interval = {client_check_ms}"
+                    )))
+                    .execute(&mut *conn)
+                    .await;
                 }
                 Ok(())
             })

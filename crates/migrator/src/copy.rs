@@ -51,7 +51,7 @@ pub async fn copy(
 ) -> Result<CopyReport> {
     let started = Instant::now();
     let jobs = opts.jobs.max(1);
-    let mut coordinator = connect::connection("legacy", &endpoints.legacy).await?;
+    let mut coordinator = connect::connection("legacy", endpoints.legacy()).await?;
     let differences = check::legacy_differences(&mut coordinator).await?;
     if !differences.is_empty() {
         return Err(MigrateError::ContractMismatch(differences));
@@ -112,7 +112,7 @@ pub async fn copy(
         }
     }
     let feed = Feed::Legacy {
-        url: endpoints.legacy.clone(),
+        url: endpoints.legacy().to_string(),
         snapshot,
     };
     let loaded = load::run(pools.clone(), feed, jobs, progress).await;

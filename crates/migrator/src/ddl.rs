@@ -117,8 +117,7 @@ pub async fn restore(
 enum InCatalog {
     Missing,
     Valid,
-    /// There but not usable: an index a failed concurrent build left, a constraint added
-    /// `NOT VALID`.
+    /// There but not usable: an index (or a key's index) a failed concurrent build left.
     Invalid,
 }
 
@@ -133,9 +132,11 @@ async fn in_catalog(conn: &mut PgConnection, ddl: &SavedDdl) -> sqlx::Result<InC
             .fetch_optional(&mut *conn)
             .await?
         }
+        // A constraint that exists is taken as it is (one declared NOT VALID stays so); only the
+        // index behind a key can be unusable.
         DdlKind::KeyConstraint | DdlKind::ForeignKey => {
             sqlx::query_scalar(
-                "SELECT c.convalidated AND coalesce(i.indisvalid, true)
+                "SELECT coalesce(i.indisvalid, true)
                  FROM pg_constraint c LEFT JOIN pg_index i ON i.indexrelid = c.conindid
                  WHERE c.conname = $1 AND c.conrelid = ('public.' || quote_ident($2))::regclass",
             )

@@ -4,22 +4,32 @@
 use std::collections::BTreeMap;
 
 use platform::Service;
+use platform::config::{ExposeSecret, SecretString};
 
+/// The URLs may hold passwords: `Debug` shows none of them.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
-    pub legacy: String,
-    targets: BTreeMap<&'static str, String>,
+    legacy: SecretString,
+    targets: BTreeMap<&'static str, SecretString>,
 }
 
 impl Endpoints {
     pub fn new(legacy: String, targets: impl IntoIterator<Item = (Service, String)>) -> Self {
         Self {
-            legacy,
-            targets: targets.into_iter().map(|(s, u)| (s.name(), u)).collect(),
+            legacy: legacy.into(),
+            targets: targets
+                .into_iter()
+                .map(|(s, u)| (s.name(), u.into()))
+                .collect(),
         }
     }
 
+    /// The legacy database's URL.
+    pub fn legacy(&self) -> &str {
+        self.legacy.expose_secret()
+    }
+
     pub fn target(&self, service: Service) -> &str {
-        &self.targets[service.name()]
+        self.targets[service.name()].expose_secret()
     }
 }

@@ -66,7 +66,8 @@ struct Run {
     queue: Mutex<VecDeque<Work>>,
     pending: BTreeMap<&'static str, AtomicUsize>,
     index_builds: Mutex<Vec<tokio::task::JoinHandle<Result<()>>>>,
-    /// Tables whose rebuild has been started: one rebuild per table and run.
+    /// Tables whose rebuild has been started. A guard: the queue already reaches a table's last
+    /// chunk once, but two rebuilds of one table would race in the catalog.
     rebuilding: Mutex<BTreeSet<&'static str>>,
     progress: Arc<dyn Progress>,
 }
@@ -89,7 +90,7 @@ pub struct Targets {
 pub async fn open_targets(endpoints: &crate::Endpoints, size: u32) -> Result<Targets> {
     let mut leases = Vec::new();
     for service in Service::ALL {
-        leases.push(lease::acquire(service.name(), endpoints.target(service)).await?);
+        leases.push(lease::acquire(service, service.name(), endpoints.target(service)).await?);
     }
     let mut pools = BTreeMap::new();
     for service in Service::ALL {
@@ -229,15 +230,19 @@ pub async fn run(
         rebuilding: Mutex::new(BTreeSet::new()),
         progress,
     });
+    // Every source connection first: failing to open one must not leave tasks writing behind.
+    let mut sources = Vec::new();
+    for _ in 0..jobs.max(1) {
+        sources.push(match &run.feed {
+            Feed::Legacy { url, snapshot } => Some(snapshot_connection(url, snapshot).await?),
+            Feed::Archive { .. } => None,
+        });
+    }
     for table in finished_before {
         spawn_index_build(&run, table);
     }
     let mut workers = Vec::new();
-    for _ in 0..jobs.max(1) {
-        let source = match &run.feed {
-            Feed::Legacy { url, snapshot } => Some(snapshot_connection(url, snapshot).await?),
-            Feed::Archive { .. } => None,
-        };
+    for source in sources {
         let run = run.clone();
         workers.push(tokio::spawn(async move { worker(run, source).await }));
     }

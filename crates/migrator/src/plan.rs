@@ -38,7 +38,7 @@ pub struct Plan {
 
 /// Checks the legacy database against the contract and describes the migration.
 pub async fn plan(endpoints: &Endpoints) -> Result<Plan> {
-    let mut legacy = connect::connection("legacy", &endpoints.legacy).await?;
+    let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
     let differences = check::legacy_differences(&mut legacy).await?;
     if !differences.is_empty() {
         return Err(MigrateError::ContractMismatch(differences));
@@ -71,7 +71,7 @@ pub async fn plan(endpoints: &Endpoints) -> Result<Plan> {
         })
         .collect();
     Ok(Plan {
-        legacy: platform::config::mask_url(&endpoints.legacy),
+        legacy: platform::config::mask_url(endpoints.legacy()),
         tables,
         foreign_keys,
     })

@@ -27,7 +27,7 @@ pub struct Prepared {
 }
 
 pub async fn prepare(endpoints: &Endpoints) -> Result<Vec<Prepared>> {
-    let mut legacy = connect::connection("legacy", &endpoints.legacy).await?;
+    let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
     let differences = check::legacy_differences(&mut legacy).await?;
     if !differences.is_empty() {
         return Err(MigrateError::ContractMismatch(differences));

@@ -153,7 +153,7 @@ pub async fn verify(
     progress: Arc<dyn Progress>,
 ) -> Result<VerifyReport> {
     let started = Instant::now();
-    let mut legacy = connect::connection("legacy", &endpoints.legacy).await?;
+    let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
     let differences = check::legacy_differences(&mut legacy).await?;
     if !differences.is_empty() {
         return Err(MigrateError::ContractMismatch(differences));
@@ -214,7 +214,7 @@ async fn verify_table(
     progress.table_step(table.name, "verifying");
     let target_url = endpoints.target(table.service);
     let (mut legacy, mut target) = tokio::try_join!(
-        connect::connection("legacy", &endpoints.legacy),
+        connect::connection("legacy", endpoints.legacy()),
         connect::connection(table.service.name(), target_url)
     )?;
     let hashing = choose_hashing(&mut legacy, &mut target).await?;

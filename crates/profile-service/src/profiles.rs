@@ -37,17 +37,19 @@ pub async fn edit(
 ) -> Result<ProfileRow> {
     let user_id = user_of(caller)?;
     validate::changes(&changes)?;
-    let mut tx = state.pool.begin().await?;
-    let row = match profiles::update(&mut tx, user_id, &changes).await? {
-        Some(row) => row,
-        None => {
-            ensure_user_exists(state, caller).await?;
-            profiles::create_default(&mut tx, user_id).await?;
-            profiles::update(&mut tx, user_id, &changes)
-                .await?
-                .ok_or(ProfileError::ProfileNotFound)?
-        }
+    let exists = {
+        let mut conn = state.pool.acquire().await?;
+        profiles::find_by_user(&mut conn, user_id).await?.is_some()
     };
+    // Asked before the transaction: no transaction stays open across a call to auth.
+    if !exists {
+        ensure_user_exists(state, caller).await?;
+    }
+    let mut tx = state.pool.begin().await?;
+    profiles::create_default(&mut tx, user_id).await?;
+    let row = profiles::update(&mut tx, user_id, &changes)
+        .await?
+        .ok_or(ProfileError::ProfileNotFound)?;
     record_update(&mut tx, &row, &changes).await?;
     tx.commit().await?;
     Ok(row)

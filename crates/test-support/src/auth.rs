@@ -30,15 +30,11 @@ pub struct TestUser {
     pub token: String,
 }
 
-/// Auth on a free port of 127.0.0.1, publishing on `broker`'s exchange.
-pub async fn spawn_auth(broker: &TestBroker) -> TestAuth {
-    let db = TestDb::new().await;
+/// Auth's settings for tests: signing with `key_pem`, the bootstrap ADMIN and the service client
+/// above, everything else at its default.
+pub fn settings(key_pem: &str) -> AuthSettings {
     let mut settings = AuthSettings::from_env(&Env::default()).expect("default auth settings");
-    settings.key_source = KeySource::Pem(
-        auth_service::keys::generate_pem()
-            .expect("a signing key")
-            .into(),
-    );
+    settings.key_source = KeySource::Pem(key_pem.to_string().into());
     settings.bootstrap_admin = Some(BootstrapAdmin {
         email: ADMIN_EMAIL.into(),
         password: ADMIN_PASSWORD.to_string().into(),
@@ -50,9 +46,16 @@ pub async fn spawn_auth(broker: &TestBroker) -> TestAuth {
             secret: SERVICE_SECRET.to_string().into(),
         },
     );
+    settings
+}
+
+/// Auth on a free port of 127.0.0.1, publishing on `broker`'s exchange.
+pub async fn spawn_auth(broker: &TestBroker) -> TestAuth {
+    let db = TestDb::new().await;
+    let key_pem = auth_service::keys::generate_pem().expect("a signing key");
     let config = crate::spawn::config(Service::Auth, &db.url);
     let events = broker.settings(&config);
-    let app = auth_service::build_with(config, settings, events)
+    let app = auth_service::build_with(config, settings(&key_pem), events)
         .await
         .expect("auth builds");
     let api = Api::new(format!("http://127.0.0.1:{}", app.port()));

@@ -1,16 +1,15 @@
 //! `spawn_app()`: the auth service on a free port with a fresh database, and a client for it.
 
-use auth_service::settings::{AuthSettings, BootstrapAdmin, KeySource, ServiceClient};
-use platform::{Env, Service};
+use auth_service::settings::AuthSettings;
+use platform::Service;
 use reqwest::{Client, Response};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use test_support::{TestBroker, TestDb};
 
-pub const ADMIN_EMAIL: &str = "root@example.com";
-pub const ADMIN_PASSWORD: &str = "bootstrap-admin-pass";
-pub const SERVICE_CLIENT: &str = "payments-service";
-pub const SERVICE_SECRET: &str = "payments-secret-0123456789";
+pub use test_support::auth::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, SERVICE_CLIENT, SERVICE_SECRET, settings,
+};
 
 pub struct TestApp {
     pub base: String,
@@ -21,23 +20,6 @@ pub struct TestApp {
     /// Where this app's outbox relay publishes: an exchange of the test's own.
     pub broker: TestBroker,
     pub db: TestDb,
-}
-
-pub fn settings(key_pem: &str) -> AuthSettings {
-    let mut settings = AuthSettings::from_env(&Env::default()).expect("default auth settings");
-    settings.key_source = KeySource::Pem(key_pem.to_string().into());
-    settings.bootstrap_admin = Some(BootstrapAdmin {
-        email: ADMIN_EMAIL.into(),
-        password: ADMIN_PASSWORD.to_string().into(),
-    });
-    settings.service_clients.insert(
-        SERVICE_CLIENT.into(),
-        ServiceClient {
-            id: SERVICE_CLIENT.into(),
-            secret: SERVICE_SECRET.to_string().into(),
-        },
-    );
-    settings
 }
 
 pub async fn spawn_app() -> TestApp {
