@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use test_support::{TestBroker, TestDb};
+use test_support::{Api, TestBroker, TestDb};
 
 /// The path of a workspace binary next to the running test.
 pub fn binary(name: &str) -> PathBuf {
@@ -166,15 +166,15 @@ impl Platform {
 
     /// Registers a user through auth's API; returns its id.
     pub async fn register(&self, auth: &ServiceProcess, email: &str) -> String {
-        let response = reqwest::Client::new()
-            .post(format!("{}/auth/register", auth.base))
-            .json(&json!({"email": email, "password": "a-long-password", "name": "E2E"}))
-            .send()
-            .await
-            .expect("auth answers");
-        assert_eq!(response.status(), 201, "registering {email}");
-        let body: Value = response.json().await.unwrap();
-        body["user"]["id"].as_str().unwrap().to_string()
+        let reply = Api::new(auth.base.clone())
+            .post(
+                "/auth/register",
+                None,
+                &json!({"email": email, "password": "a-long-password", "name": "E2E"}),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "registering {email}: {}", reply.body);
+        reply.body["user"]["id"].as_str().unwrap().to_string()
     }
 
     pub async fn profiles(&self) -> sqlx::PgPool {

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::Platform;
-use test_support::eventually;
+use test_support::{Api, eventually};
 
 const USERS: usize = 200;
 
@@ -37,22 +37,17 @@ async fn users_registered_while_the_broker_restarts_all_get_exactly_one_profile(
 
     let base = auth.base.clone();
     let registrations = tokio::spawn(async move {
-        let http = reqwest::Client::new();
+        let auth = Api::new(base);
         let mut ids = Vec::new();
         for i in 0..USERS {
-            let response = http
-                .post(format!("{base}/auth/register"))
-                .json(&serde_json::json!({
-                    "email": format!("outage-{i}@example.com"),
-                    "password": "a-long-password",
-                    "name": "Outage",
-                }))
-                .send()
-                .await
-                .expect("auth answers while the broker is down");
-            assert_eq!(response.status(), 201, "registration {i}");
-            let body: serde_json::Value = response.json().await.unwrap();
-            ids.push(body["user"]["id"].as_str().unwrap().to_string());
+            let body = serde_json::json!({
+                "email": format!("outage-{i}@example.com"),
+                "password": "a-long-password",
+                "name": "Outage",
+            });
+            let reply = auth.post("/auth/register", None, &body).await;
+            assert_eq!(reply.status, 201, "registration {i}: {}", reply.body);
+            ids.push(reply.body["user"]["id"].as_str().unwrap().to_string());
         }
         ids
     });

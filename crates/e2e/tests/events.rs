@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use e2e::{Platform, auth_backlog, profile_count};
-use test_support::eventually;
+use test_support::{Api, eventually};
 
 #[tokio::test]
 async fn a_user_registered_through_auth_has_a_profile_within_two_seconds() {
@@ -79,15 +79,7 @@ async fn metrics_show_the_hub_at_work() {
         .await
         .is_some()
     );
-    let http = reqwest::Client::new();
-    let auth_metrics = http
-        .get(format!("{}/metrics", auth.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let auth_metrics = Api::new(auth.base.clone()).get("/metrics", None).await.text;
     assert!(
         auth_metrics
             .contains("events_published_total{source=\"auth-service\",type=\"user.registered\"}"),
@@ -97,14 +89,10 @@ async fn metrics_show_the_hub_at_work() {
         auth_metrics.contains("events_outbox_backlog"),
         "{auth_metrics}"
     );
-    let profile_metrics = http
-        .get(format!("{}/metrics", profile.base))
-        .send()
+    let profile_metrics = Api::new(profile.base.clone())
+        .get("/metrics", None)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .text;
     assert!(
         profile_metrics.contains("events_consumed_total"),
         "{profile_metrics}"

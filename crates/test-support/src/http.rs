@@ -24,6 +24,19 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Reads a response made some other way (a raw body, odd headers).
+    pub async fn read(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("a readable body");
+        Reply {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        }
+    }
+
     /// The error code of the platform's error body, checking that it has that shape.
     pub fn error_code(&self) -> &str {
         assert!(
@@ -79,14 +92,6 @@ impl Api {
             .send()
             .await
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.expect("a readable body");
-        Reply {
-            status,
-            headers,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-            text,
-        }
+        Reply::read(response).await
     }
 }

@@ -2,10 +2,10 @@
 
 use auth_service::settings::AuthSettings;
 use platform::Service;
-use reqwest::{Client, Response};
+use reqwest::Client;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use test_support::{TestBroker, TestDb};
+use test_support::{Api, Reply, TestBroker, TestDb};
 
 pub use test_support::auth::{
     ADMIN_EMAIL, ADMIN_PASSWORD, SERVICE_CLIENT, SERVICE_SECRET, settings,
@@ -55,22 +55,19 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    pub async fn post(&self, path: &str, body: &Value) -> Response {
-        self.http
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request sent")
+    fn api(&self) -> Api {
+        Api {
+            base: self.base.clone(),
+            http: self.http.clone(),
+        }
     }
 
-    pub async fn get_as(&self, path: &str, token: &str) -> Response {
-        self.http
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request sent")
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.api().post(path, None, body).await
+    }
+
+    pub async fn get_as(&self, path: &str, token: &str) -> Reply {
+        self.api().get(path, Some(token)).await
     }
 
     /// Registers a CUSTOMER; returns the session body.
@@ -81,11 +78,11 @@ impl TestApp {
                 &json!({"email": email, "password": password, "name": "Test User"}),
             )
             .await;
-        assert_eq!(response.status(), 201, "registration of {email} failed");
-        response.json().await.unwrap()
+        assert_eq!(response.status, 201, "registration of {email} failed");
+        response.body
     }
 
-    pub async fn login(&self, email: &str, password: &str) -> Response {
+    pub async fn login(&self, email: &str, password: &str) -> Reply {
         self.post(
             "/auth/login",
             &json!({"email": email, "password": password}),
@@ -95,9 +92,8 @@ impl TestApp {
 
     pub async fn access_token(&self, email: &str, password: &str) -> String {
         let response = self.login(email, password).await;
-        assert_eq!(response.status(), 200, "login of {email} failed");
-        let body: Value = response.json().await.unwrap();
-        body["accessToken"].as_str().unwrap().to_string()
+        assert_eq!(response.status, 200, "login of {email} failed");
+        response.body["accessToken"].as_str().unwrap().to_string()
     }
 
     pub async fn admin_token(&self) -> String {
@@ -111,9 +107,8 @@ impl TestApp {
                 &json!({"clientId": SERVICE_CLIENT, "clientSecret": SERVICE_SECRET}),
             )
             .await;
-        assert_eq!(response.status(), 200);
-        let body: Value = response.json().await.unwrap();
-        body["accessToken"].as_str().unwrap().to_string()
+        assert_eq!(response.status, 200);
+        response.body["accessToken"].as_str().unwrap().to_string()
     }
 
     /// Outbox rows of one event type, oldest first.
@@ -144,10 +139,6 @@ impl TestApp {
 }
 
 /// The error code of an error response, checking the body is the platform's JSON shape.
-pub async fn error_code(response: Response) -> String {
-    let body: Value = response.json().await.expect("error responses are JSON");
-    body["error"]["code"]
-        .as_str()
-        .expect("error.code")
-        .to_string()
+pub fn error_code(reply: &Reply) -> String {
+    reply.error_code().to_string()
 }

@@ -7,8 +7,8 @@ async fn login_returns_a_token_pair() {
     let app = spawn_app().await;
     let registered = app.register("lee@example.com", "lee-password").await;
     let response = app.login("LEE@example.com", "lee-password").await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
+    assert_eq!(response.status, 200);
+    let body: Value = response.body.clone();
     assert_eq!(body["user"]["id"], registered["user"]["id"]);
     assert_ne!(body["refreshToken"], registered["refreshToken"]);
 }
@@ -19,10 +19,9 @@ async fn an_unknown_email_and_a_wrong_password_get_the_same_answer() {
     app.register("known@example.com", "right-password").await;
     let wrong = app.login("known@example.com", "wrong-password").await;
     let unknown = app.login("nobody@example.com", "wrong-password").await;
-    assert_eq!(wrong.status(), 401);
-    assert_eq!(unknown.status(), 401);
-    let (wrong, unknown): (Value, Value) =
-        (wrong.json().await.unwrap(), unknown.json().await.unwrap());
+    assert_eq!(wrong.status, 401);
+    assert_eq!(unknown.status, 401);
+    let (wrong, unknown): (Value, Value) = (wrong.body.clone(), unknown.body.clone());
     assert_eq!(wrong, unknown);
     assert_eq!(wrong["error"]["code"], "invalid_credentials");
 }
@@ -33,9 +32,9 @@ async fn a_legacy_bcrypt_user_logs_in_and_is_rehashed_to_argon2id() {
     let id = app
         .insert_legacy_user("legacy@example.com", "poc2-password")
         .await;
-    assert_eq!(app.login("legacy@example.com", "wrong").await.status(), 401);
+    assert_eq!(app.login("legacy@example.com", "wrong").await.status, 401);
     let response = app.login("legacy@example.com", "poc2-password").await;
-    assert_eq!(response.status(), 200);
+    assert_eq!(response.status, 200);
     let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
         .bind(&id)
         .fetch_one(&app.pool)
@@ -45,7 +44,7 @@ async fn a_legacy_bcrypt_user_logs_in_and_is_rehashed_to_argon2id() {
     assert_eq!(
         app.login("legacy@example.com", "poc2-password")
             .await
-            .status(),
+            .status,
         200,
         "the new hash works"
     );
@@ -62,17 +61,15 @@ async fn legacy_emails_differing_only_by_case_each_log_in_with_their_own_passwor
         .await;
     let id_of = |v: Value| v["user"]["id"].as_str().unwrap().to_string();
     let r = app.login("twin@example.com", "lower-password").await;
-    assert_eq!(id_of(r.json().await.unwrap()), lower);
+    assert_eq!(id_of(r.body.clone()), lower);
     let r = app.login("Twin@example.com", "upper-password").await;
-    assert_eq!(id_of(r.json().await.unwrap()), upper);
+    assert_eq!(id_of(r.body.clone()), upper);
     // No exact match: each case variant is tried.
     let r = app.login("TWIN@example.com", "upper-password").await;
-    assert_eq!(id_of(r.json().await.unwrap()), upper);
+    assert_eq!(id_of(r.body.clone()), upper);
     // An exact match is never bypassed by another variant's password.
     assert_eq!(
-        app.login("twin@example.com", "upper-password")
-            .await
-            .status(),
+        app.login("twin@example.com", "upper-password").await.status,
         401
     );
 }
@@ -83,19 +80,19 @@ async fn repeated_failures_for_one_email_get_429_with_retry_after() {
     app.register("target@example.com", "the-real-password")
         .await;
     for _ in 0..5 {
-        assert_eq!(app.login("target@example.com", "guess").await.status(), 401);
+        assert_eq!(app.login("target@example.com", "guess").await.status, 401);
     }
     let blocked = app.login("Target@example.com", "the-real-password").await;
-    assert_eq!(blocked.status(), 429);
-    let retry: u64 = blocked.headers()["retry-after"]
+    assert_eq!(blocked.status, 429);
+    let retry: u64 = blocked.headers["retry-after"]
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
     assert!(retry > 0 && retry <= 900);
-    assert_eq!(error_code(blocked).await, "too_many_requests");
+    assert_eq!(error_code(&blocked), "too_many_requests");
     assert_eq!(
-        app.login("other@example.com", "guess").await.status(),
+        app.login("other@example.com", "guess").await.status,
         401,
         "other emails are not blocked"
     );
@@ -177,7 +174,7 @@ async fn the_bootstrap_admin_is_created_once() {
     assert_eq!(
         app.login(crate::helpers::ADMIN_EMAIL, crate::helpers::ADMIN_PASSWORD)
             .await
-            .status(),
+            .status,
         200
     );
     let config = test_support::spawn::config(platform::Service::Auth, &app.db.url);

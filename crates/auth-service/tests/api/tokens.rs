@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app};
 
-async fn refresh(app: &TestApp, token: &Value) -> reqwest::Response {
+async fn refresh(app: &TestApp, token: &Value) -> test_support::Reply {
     app.post("/auth/refresh", &json!({"refreshToken": token}))
         .await
 }
@@ -14,18 +14,18 @@ async fn refresh_rotates_and_the_old_token_stops_working() {
     let app = spawn_app().await;
     let first = app.register("rot@example.com", "rotate-pass").await;
     let response = refresh(&app, &first["refreshToken"]).await;
-    assert_eq!(response.status(), 200);
-    let second: Value = response.json().await.unwrap();
+    assert_eq!(response.status, 200);
+    let second: Value = response.body.clone();
     assert_ne!(second["refreshToken"], first["refreshToken"]);
     assert_eq!(second["user"]["id"], first["user"]["id"]);
     assert_eq!(
         app.get_as("/auth/me", second["accessToken"].as_str().unwrap())
             .await
-            .status(),
+            .status,
         200
     );
     assert_eq!(
-        refresh(&app, &second["refreshToken"]).await.status(),
+        refresh(&app, &second["refreshToken"]).await.status,
         200,
         "the new one works"
     );
@@ -35,27 +35,18 @@ async fn refresh_rotates_and_the_old_token_stops_working() {
 async fn reusing_a_rotated_token_revokes_every_session_of_the_user() {
     let app = spawn_app().await;
     let a = app.register("reuse@example.com", "reuse-pass").await;
-    let other_session: Value = app
-        .login("reuse@example.com", "reuse-pass")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let b: Value = refresh(&app, &a["refreshToken"])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let other_session: Value = app.login("reuse@example.com", "reuse-pass").await.body;
+    let b: Value = refresh(&app, &a["refreshToken"]).await.body;
 
     let replay = refresh(&app, &a["refreshToken"]).await;
-    assert_eq!(replay.status(), 401);
+    assert_eq!(replay.status, 401);
     assert_eq!(
-        refresh(&app, &b["refreshToken"]).await.status(),
+        refresh(&app, &b["refreshToken"]).await.status,
         401,
         "the rotated-to token is revoked"
     );
     assert_eq!(
-        refresh(&app, &other_session["refreshToken"]).await.status(),
+        refresh(&app, &other_session["refreshToken"]).await.status,
         401,
         "other sessions too"
     );
@@ -74,12 +65,12 @@ async fn logout_revokes_the_refresh_token() {
     let response = app
         .post("/auth/logout", &json!({"refreshToken": s["refreshToken"]}))
         .await;
-    assert_eq!(response.status(), 204);
-    assert_eq!(refresh(&app, &s["refreshToken"]).await.status(), 401);
+    assert_eq!(response.status, 204);
+    assert_eq!(refresh(&app, &s["refreshToken"]).await.status, 401);
     let again = app
         .post("/auth/logout", &json!({"refreshToken": s["refreshToken"]}))
         .await;
-    assert_eq!(again.status(), 204, "idempotent");
+    assert_eq!(again.status, 204, "idempotent");
 }
 
 #[tokio::test]
@@ -95,7 +86,7 @@ async fn refresh_tokens_are_stored_only_as_sha256() {
     assert!(stored[0].starts_with("sha256:") && stored[0].len() == 7 + 64);
     assert!(!stored[0].contains(raw));
     // The stored value itself is not a usable token.
-    assert_eq!(refresh(&app, &json!(stored[0])).await.status(), 401);
+    assert_eq!(refresh(&app, &json!(stored[0])).await.status, 401);
 }
 
 #[tokio::test]
@@ -115,7 +106,7 @@ async fn a_legacy_raw_token_is_accepted_once_and_rotated_into_the_hashed_form() 
     .await
     .unwrap();
     let response = refresh(&app, &json!(raw)).await;
-    assert_eq!(response.status(), 200);
+    assert_eq!(response.status, 200);
     let stored: Vec<String> = sqlx::query_scalar("SELECT token FROM refresh_tokens")
         .fetch_all(&app.pool)
         .await
@@ -123,7 +114,7 @@ async fn a_legacy_raw_token_is_accepted_once_and_rotated_into_the_hashed_form() 
     assert_eq!(stored.len(), 1);
     assert!(stored[0].starts_with("sha256:"), "no raw token left");
     assert_eq!(
-        refresh(&app, &json!(raw)).await.status(),
+        refresh(&app, &json!(raw)).await.status,
         401,
         "accepted once"
     );
@@ -137,7 +128,7 @@ async fn an_expired_refresh_token_is_refused() {
         .execute(&app.pool)
         .await
         .unwrap();
-    assert_eq!(refresh(&app, &s["refreshToken"]).await.status(), 401);
+    assert_eq!(refresh(&app, &s["refreshToken"]).await.status, 401);
 }
 
 #[tokio::test]
@@ -203,7 +194,7 @@ fn forge(app: &TestApp, edit: impl FnOnce(&mut AccessClaims)) -> String {
 async fn expired_tampered_or_foreign_access_tokens_are_refused() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
-    assert_eq!(app.get_as("/users", &admin).await.status(), 200);
+    assert_eq!(app.get_as("/users", &admin).await.status, 200);
 
     let now = chrono::Utc::now().timestamp();
     for bad in [
@@ -215,8 +206,8 @@ async fn expired_tampered_or_foreign_access_tokens_are_refused() {
         "not-a-jwt".to_string(),
     ] {
         let response = app.get_as("/users", &bad).await;
-        assert_eq!(response.status(), 401, "accepted a bad token");
-        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        assert_eq!(response.status, 401, "accepted a bad token");
+        assert_eq!(response.headers["www-authenticate"], "Bearer");
     }
     assert_eq!(
         app.http

@@ -19,9 +19,10 @@ async fn a_customer_is_refused_on_the_user_and_admin_routes() {
             .json(&json!({"role": "ADMIN"})),
         h.delete(app.url(&format!("/users/{id}"))),
     ] {
-        let response = request.bearer_auth(token).send().await.unwrap();
-        assert_eq!(response.status(), 403);
-        assert_eq!(error_code(response).await, "forbidden");
+        let response =
+            test_support::Reply::read(request.bearer_auth(token).send().await.unwrap()).await;
+        assert_eq!(response.status, 403);
+        assert_eq!(error_code(&response), "forbidden");
     }
     let role: String = sqlx::query_scalar("SELECT role::text FROM users WHERE id = $1")
         .bind(id)
@@ -39,28 +40,26 @@ async fn a_service_credential_looks_users_up_by_id_and_email() {
     let service = app.service_token().await;
 
     let by_id = app.get_as(&format!("/users/{id}"), &service).await;
-    assert_eq!(by_id.status(), 200);
-    let by_id: Value = by_id.json().await.unwrap();
+    assert_eq!(by_id.status, 200);
+    let by_id: Value = by_id.body.clone();
     assert_eq!(by_id, user["user"]);
 
     let by_email: Value = app
         .get_as("/users?email=lookup@example.com", &service)
         .await
-        .json()
-        .await
-        .unwrap();
+        .body;
     assert_eq!(by_email["id"], id);
 
     assert_eq!(
         app.get_as("/users/00000000-0000-0000-0000-000000000000", &service)
             .await
-            .status(),
+            .status,
         404
     );
     assert_eq!(
         app.get_as("/users?email=ghost@example.com", &service)
             .await
-            .status(),
+            .status,
         404
     );
     let patch = app
@@ -71,9 +70,10 @@ async fn a_service_credential_looks_users_up_by_id_and_email() {
         .send()
         .await
         .unwrap();
-    assert_eq!(patch.status(), 403, "services only read");
+    let patch = test_support::Reply::read(patch).await;
+    assert_eq!(patch.status, 403, "services only read");
     let me = app.get_as("/auth/me", &service).await;
-    assert_eq!(me.status(), 403);
+    assert_eq!(me.status, 403);
 }
 
 #[tokio::test]
@@ -89,7 +89,7 @@ async fn service_credentials_need_the_configured_secret() {
                 &json!({"clientId": client, "clientSecret": secret}),
             )
             .await;
-        assert_eq!(response.status(), 401);
+        assert_eq!(response.status, 401);
     }
     let token = app.service_token().await;
     let claims: Value = serde_json::from_slice(
@@ -120,7 +120,7 @@ async fn an_admin_pages_through_users_with_a_cursor_and_a_role_filter() {
             Some(c) => format!("/users?limit=2&cursor={c}"),
             None => "/users?limit=2".to_string(),
         };
-        let page: Value = app.get_as(&path, &admin).await.json().await.unwrap();
+        let page: Value = app.get_as(&path, &admin).await.body.clone();
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 2);
         seen.extend(items.iter().map(|u| u["id"].as_str().unwrap().to_string()));
@@ -139,12 +139,7 @@ async fn an_admin_pages_through_users_with_a_cursor_and_a_role_filter() {
     sorted.sort();
     assert_eq!(seen, sorted, "stable order");
 
-    let vendors: Value = app
-        .get_as("/users?role=VENDOR", &admin)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let vendors: Value = app.get_as("/users?role=VENDOR", &admin).await.body;
     assert_eq!(vendors["items"].as_array().unwrap().len(), 1);
     assert_eq!(vendors["items"][0]["email"], "vend@example.com");
 
@@ -156,8 +151,8 @@ async fn an_admin_pages_through_users_with_a_cursor_and_a_role_filter() {
         "/users?limit=abc",
     ] {
         let response = app.get_as(bad, &admin).await;
-        assert_eq!(response.status(), 422, "{bad}");
-        assert_eq!(error_code(response).await, "validation_failed");
+        assert_eq!(response.status, 422, "{bad}");
+        assert_eq!(error_code(&response), "validation_failed");
     }
 }
 
@@ -210,7 +205,8 @@ async fn an_admin_updates_a_user_and_an_event_is_recorded() {
         .send()
         .await
         .unwrap();
-    assert_eq!(missing.status(), 404);
+    let missing = test_support::Reply::read(missing).await;
+    assert_eq!(missing.status, 404);
 }
 
 #[tokio::test]
@@ -226,9 +222,10 @@ async fn an_admin_deletes_a_user_with_their_sessions() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 204);
+    let response = test_support::Reply::read(response).await;
+    assert_eq!(response.status, 204);
     assert_eq!(
-        app.get_as(&format!("/users/{id}"), &admin).await.status(),
+        app.get_as(&format!("/users/{id}"), &admin).await.status,
         404
     );
     let response = app
@@ -237,7 +234,7 @@ async fn an_admin_deletes_a_user_with_their_sessions() {
             &json!({"refreshToken": user["refreshToken"]}),
         )
         .await;
-    assert_eq!(response.status(), 401);
+    assert_eq!(response.status, 401);
     assert_eq!(
         app.outbox("user.deleted").await,
         vec![json!({"userId": id})]
@@ -249,5 +246,6 @@ async fn an_admin_deletes_a_user_with_their_sessions() {
         .send()
         .await
         .unwrap();
-    assert_eq!(again.status(), 404);
+    let again = test_support::Reply::read(again).await;
+    assert_eq!(again.status, 404);
 }
