@@ -93,15 +93,14 @@ async fn the_binary_creates_its_database_logs_json_without_secrets_and_stops_gra
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let password = "Sup3r-Secret-Passw0rd";
-    let registered: Value = http
-        .post(format!("{base}/auth/register"))
-        .json(&json!({"email": "bin@example.com", "password": password, "name": "Bin"}))
-        .send()
+    let registered = test_support::Api::new(base.clone())
+        .post(
+            "/auth/register",
+            None,
+            &json!({"email": "bin@example.com", "password": password, "name": "Bin"}),
+        )
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .body;
     let refresh = registered["refreshToken"].as_str().unwrap().to_string();
     let access = registered["accessToken"].as_str().unwrap().to_string();
     let login = http

@@ -66,6 +66,10 @@ impl TestApp {
         self.api().post(path, None, body).await
     }
 
+    pub async fn get(&self, path: &str) -> Reply {
+        self.api().get(path, None).await
+    }
+
     pub async fn get_as(&self, path: &str, token: &str) -> Reply {
         self.api().get(path, Some(token)).await
     }

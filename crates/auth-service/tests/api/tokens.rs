@@ -136,15 +136,7 @@ async fn access_tokens_verify_with_the_published_jwks() {
     let app = spawn_app().await;
     let s = app.register("jwks@example.com", "jwks-pass-1").await;
     let token = s["accessToken"].as_str().unwrap();
-    let jwks: Value = app
-        .http
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = app.get("/.well-known/jwks.json").await.body;
     let key = &jwks["keys"][0];
     assert_eq!(
         (
