@@ -21,7 +21,8 @@ pub enum Phase {
     /// Create the four service databases if missing and apply each service's own migrations.
     Prepare,
     /// Stream every table from the legacy database into its service database (binary COPY, one
-    /// snapshot, parallel, indexes after the load). Resumes where a previous run stopped.
+    /// snapshot, parallel, indexes after the load). Resumes where a previous run stopped, first
+    /// ending any statement a killed run left running; refused while another copy or import runs.
     Copy {
         /// Chunks copied at once.
         #[arg(long, default_value_t = 4)]

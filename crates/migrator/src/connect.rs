@@ -34,11 +34,6 @@ pub async fn connection_as(which: &str, url: &str, app: &str) -> Result<PgConnec
     Ok(conn)
 }
 
-/// A pool on `url` whose connections use the tool's session settings.
-pub async fn pool(which: &str, url: &str, size: u32) -> Result<PgPool> {
-    pool_as(which, url, size, APP, 0).await
-}
-
 /// The pool a load writes through (see [`crate::lease`]): its backends are known by name, and
 /// each one ends its statement soon after losing its client: every
 /// `MFE_MIGRATE_CLIENT_CHECK_MS` milliseconds (default 1000, 0 = never) the server checks that the
@@ -52,26 +47,16 @@ pub async fn loader_pool(which: &str, url: &str, size: u32) -> Result<PgPool> {
         })?,
         Err(_) => 1000,
     };
-    pool_as(which, url, size, crate::lease::LOADER_APP, check_ms).await
-}
-
-async fn pool_as(
-    which: &str,
-    url: &str,
-    size: u32,
-    app: &'static str,
-    client_check_ms: u32,
-) -> Result<PgPool> {
     let opts = platform::db::parse_url(url).map_err(MigrateError::Usage)?;
-    let opts = quiet(opts).application_name(app);
+    let opts = quiet(opts).application_name(crate::lease::LOADER_APP);
     PgPoolOptions::new()
         .max_connections(size.max(1))
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 sqlx::raw_sql(SESSION_SETUP).execute(&mut *conn).await?;
-                if client_check_ms > 0 {
+                if check_ms > 0 {
                     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "SET client_connection_check_interval = {client_check_ms}"
+                        "SET client_connection_check_interval = {check_ms}"
                     )))
                     .execute(&mut *conn)
                     .await;

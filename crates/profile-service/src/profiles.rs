@@ -46,7 +46,10 @@ pub async fn edit(
         ensure_user_exists(state, caller).await?;
     }
     let mut tx = state.pool.begin().await?;
-    profiles::create_default(&mut tx, user_id).await?;
+    if !exists {
+        profiles::create_default(&mut tx, user_id).await?;
+    }
+    // A profile deleted (user.deleted) since the check above is not brought back.
     let row = profiles::update(&mut tx, user_id, &changes)
         .await?
         .ok_or(ProfileError::ProfileNotFound)?;
