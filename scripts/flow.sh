@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # A flow through the running services, as a client sees them: a migrated user logs in with their
 # POC-2 password and reads their migrated profile; a new user registers and gets a profile through
-# the event hub; the new user edits it. Exits non-zero at the first step that does not hold.
+# the event hub; the new user edits it. Migrated alice pays migrated bob through the payment
+# provider; both see it with names; a declined payment fails with its reason; a retried POST with
+# the same Idempotency-Key gets the same payment. Exits non-zero at the first step that does not
+# hold.
 #
-#   AUTH=http://localhost:3001 PROFILE=http://localhost:3004 bash scripts/flow.sh
+#   AUTH=http://localhost:3001 PROFILE=http://localhost:3004 PAYMENTS=http://localhost:3002 \
+#     bash scripts/flow.sh
 set -euo pipefail
 
 AUTH="${AUTH:-http://localhost:3001}"
 PROFILE="${PROFILE:-http://localhost:3004}"
+PAYMENTS="${PAYMENTS:-http://localhost:3002}"
 
 step() { printf '  %-58s' "$1"; }
 ok() { printf 'ok  %s\n' "${1:-}"; }
@@ -20,12 +25,13 @@ call() {
     local method="$1" url="$2" token="${3:-}" body="${4:-}"
     local args=(-sS -X "$method" -o - -w '%{stderr}%{http_code}')
     [[ -n "$token" ]] && args+=(-H "Authorization: Bearer $token")
+    [[ -n "${IDEMPOTENCY_KEY:-}" ]] && args+=(-H "Idempotency-Key: $IDEMPOTENCY_KEY")
     [[ -n "$body" ]] && args+=(-H 'Content-Type: application/json' --data "$body")
     curl "${args[@]}" "$url" 2>"$STATUS_FILE"
 }
 status() { cat "$STATUS_FILE"; }
 
-echo "== flow: auth $AUTH, profile $PROFILE"
+echo "== flow: auth $AUTH, profile $PROFILE, payments $PAYMENTS"
 
 step "migrated user alice@legacy.test logs in (legacy bcrypt)"
 login=$(call POST "$AUTH/auth/login" "" '{"email":"alice@legacy.test","password":"alice-legacy-2024"}')
@@ -73,5 +79,63 @@ step "another user cannot see that profile"
 call GET "$PROFILE/profiles/$new_id" "$alice_token" >/dev/null
 [[ "$(status)" == 404 ]] || fail "HTTP $(status)"
 ok
+
+step "migrated user bob@legacy.test logs in"
+login=$(call POST "$AUTH/auth/login" "" '{"email":"bob@legacy.test","password":"bob-legacy-2024"}')
+[[ "$(status)" == 200 ]] || fail "login: HTTP $(status): $login"
+bob_token=$(jq -r .accessToken <<<"$login")
+bob_id=$(jq -r .user.id <<<"$login")
+ok "$bob_id"
+
+step "alice's migrated payments are listed with names"
+listed=$(call GET "$PAYMENTS/payments?direction=all&limit=5" "$alice_token")
+[[ "$(status)" == 200 ]] || fail "list: HTTP $(status): $listed"
+[[ "$(jq '.items | length' <<<"$listed")" -gt 0 ]] || fail "no legacy payments: $listed"
+ok "$(jq -r '.items[0] | "\(.amount) \(.currency) \(.senderName) -> \(.recipientName)"' <<<"$listed")"
+
+key="flow-$(date +%s)-$RANDOM"
+step "alice pays bob 12.34 (Idempotency-Key $key)"
+paid=$(IDEMPOTENCY_KEY="$key" call POST "$PAYMENTS/payments" "$alice_token" \
+    '{"recipientEmail":"bob@legacy.test","amount":"12.34","type":"instant","description":"flow"}')
+[[ "$(status)" == 201 || "$(status)" == 202 ]] || fail "pay: HTTP $(status): $paid"
+payment_id=$(jq -r .id <<<"$paid")
+ok "$payment_id ($(jq -r .status <<<"$paid"))"
+
+step "the payment completes through the provider"
+final=""
+for _ in $(seq 1 100); do
+    final=$(call GET "$PAYMENTS/payments/$payment_id" "$alice_token")
+    [[ "$(jq -r .status <<<"$final")" == completed ]] && break
+    sleep 0.1
+done
+[[ "$(jq -r .status <<<"$final")" == completed ]] || fail "not completed: $final"
+ok "psp $(jq -r .pspTransactionId <<<"$final")"
+
+step "its history: pending, processing, completed"
+history=$(call GET "$PAYMENTS/payments/$payment_id/transactions" "$alice_token")
+[[ "$(jq -r '[.items[].status] | join(",")' <<<"$history")" == "pending,processing,completed" ]] || fail "$history"
+ok
+
+step "bob sees it received, with alice's name"
+received=$(call GET "$PAYMENTS/payments?direction=received&limit=1" "$bob_token")
+[[ "$(jq -r '.items[0].id' <<<"$received")" == "$payment_id" ]] || fail "not in bob's list: $received"
+ok "from $(jq -r '.items[0].senderName' <<<"$received")"
+
+step "alice sees it sent, with bob's name"
+sent=$(call GET "$PAYMENTS/payments?direction=sent&limit=1" "$alice_token")
+[[ "$(jq -r '.items[0].id' <<<"$sent")" == "$payment_id" ]] || fail "not in alice's list: $sent"
+ok "to $(jq -r '.items[0].recipientName' <<<"$sent")"
+
+step "the same POST with the same Idempotency-Key: the same payment"
+again=$(IDEMPOTENCY_KEY="$key" call POST "$PAYMENTS/payments" "$alice_token" \
+    '{"recipientEmail":"bob@legacy.test","amount":"12.34","type":"instant","description":"flow"}')
+[[ "$(jq -r .id <<<"$again")" == "$payment_id" ]] || fail "HTTP $(status): $again"
+ok "replayed"
+
+step "a declined payment (2001.00) ends failed with its reason"
+declined=$(call POST "$PAYMENTS/payments" "$alice_token" \
+    '{"recipientEmail":"bob@legacy.test","amount":"2001.00","type":"instant"}')
+[[ "$(jq -r .status <<<"$declined")" == failed ]] || fail "HTTP $(status): $declined"
+ok "$(jq -r .failureReason <<<"$declined")"
 
 echo "== flow: all steps passed"

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 SCALE="${SCALE:-1}"
 bash scripts/stack.sh up
-cargo build --release --bin mfe --bin auth-service --bin profile-service
+cargo build --release --bin mfe --bin auth-service --bin profile-service --bin payments-service --bin psp-sandbox
 MFE=target/release/mfe
 
 export SHARED_DATABASE_URL="${SHARED_DATABASE_URL:-postgresql://postgres:postgres@localhost:5432/mfe_poc2}"
@@ -46,6 +46,11 @@ export AUTH_BOOTSTRAP_ADMIN_EMAIL="${AUTH_BOOTSTRAP_ADMIN_EMAIL:-admin@mfe.local
 export AUTH_BOOTSTRAP_ADMIN_PASSWORD="${AUTH_BOOTSTRAP_ADMIN_PASSWORD:-change-me-admin}"
 export AUTH_SERVICE_CLIENTS="${AUTH_SERVICE_CLIENTS:-payments-service=dev-payments-secret-123,admin-service=dev-admin-secret-12345,profile-service=dev-profile-secret-1234}"
 export AUTH_SERVICE_PORT="${AUTH_SERVICE_PORT:-3001}" PROFILE_SERVICE_PORT="${PROFILE_SERVICE_PORT:-3004}"
+export PAYMENTS_SERVICE_PORT="${PAYMENTS_SERVICE_PORT:-3002}" PSP_SANDBOX_PORT="${PSP_SANDBOX_PORT:-3010}"
+export PAYMENTS_AUTH_CLIENT_SECRET="${PAYMENTS_AUTH_CLIENT_SECRET:-dev-payments-secret-123}"
+export PSP_WEBHOOK_SECRET="${PSP_WEBHOOK_SECRET:-dev-psp-webhook-secret-123}"
+export PSP_URL="${PSP_URL:-http://localhost:$PSP_SANDBOX_PORT}"
+export PSP_WEBHOOK_URL="${PSP_WEBHOOK_URL:-http://localhost:$PAYMENTS_SERVICE_PORT/psp/webhooks}"
 export AUTH_SERVICE_URL="${AUTH_SERVICE_URL:-http://localhost:$AUTH_SERVICE_PORT}"
 mkdir -p data/logs
 pids=()
@@ -56,22 +61,25 @@ echo "== event hub: exchange and consumer queues (before any publisher runs)"
 $MFE events declare
 
 echo "== services (logs in data/logs/)"
-for svc in auth-service profile-service; do
+for svc in psp-sandbox auth-service profile-service payments-service; do
     target/release/$svc >"data/logs/$svc.log" 2>&1 &
     pids+=("$!")
 done
-for url in "http://localhost:$AUTH_SERVICE_PORT" "http://localhost:$PROFILE_SERVICE_PORT"; do
+# The sandbox has no dependencies to be ready for: its health is its readiness.
+for url in "$PSP_URL/health" "http://localhost:$AUTH_SERVICE_PORT/ready" \
+    "http://localhost:$PROFILE_SERVICE_PORT/ready" "http://localhost:$PAYMENTS_SERVICE_PORT/ready"; do
     for _ in $(seq 1 200); do
-        curl -fsS "$url/ready" >/dev/null 2>&1 && break
+        curl -fsS "$url" >/dev/null 2>&1 && break
         sleep 0.1
     done
-    curl -fsS "$url/ready" >/dev/null || { echo "not ready: $url (see data/logs/)" >&2; exit 1; }
+    curl -fsS "$url" >/dev/null || { echo "not ready: $url (see data/logs/)" >&2; exit 1; }
     echo "  ready: $url"
 done
 
-AUTH="http://localhost:$AUTH_SERVICE_PORT" PROFILE="http://localhost:$PROFILE_SERVICE_PORT" bash scripts/flow.sh
+AUTH="http://localhost:$AUTH_SERVICE_PORT" PROFILE="http://localhost:$PROFILE_SERVICE_PORT" \
+    PAYMENTS="http://localhost:$PAYMENTS_SERVICE_PORT" bash scripts/flow.sh
 
 if [ "${1:-}" = "--serve" ]; then
-    echo "== serving: auth :$AUTH_SERVICE_PORT, profile :$PROFILE_SERVICE_PORT (Ctrl-C stops; migrated users log in with their legacy passwords)"
+    echo "== serving: auth :$AUTH_SERVICE_PORT, payments :$PAYMENTS_SERVICE_PORT, profile :$PROFILE_SERVICE_PORT, psp-sandbox :$PSP_SANDBOX_PORT (Ctrl-C stops; migrated users log in with their legacy passwords)"
     wait
 fi

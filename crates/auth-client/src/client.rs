@@ -32,7 +32,9 @@ const TOKEN_RENEW_MARGIN: Duration = Duration::from_secs(60);
 
 const ME: &str = "GET /auth/me";
 const USER: &str = "GET /users/{id}";
+const USER_BY_EMAIL: &str = "GET /users?email=";
 const SERVICE_TOKEN: &str = "POST /auth/service-token";
+const HEALTH: &str = "GET /health";
 
 /// A service client's credentials for `POST /auth/service-token` (auth's `AUTH_SERVICE_CLIENTS`).
 #[derive(Debug, Clone)]
@@ -82,12 +84,17 @@ impl ClientError {
     }
 }
 
-/// 503 when auth is unavailable, 500 otherwise; the cause is logged, never sent.
+/// The error code of a 503 caused by auth being unavailable.
+pub const AUTH_UNAVAILABLE: &str = "auth_unavailable";
+
+/// 503 `auth_unavailable` when auth is unavailable, 500 otherwise; the cause is logged, never sent.
 impl From<ClientError> for ApiError {
     fn from(e: ClientError) -> Self {
         if e.is_unavailable() {
             tracing::warn!(error = %e, "auth is unavailable");
-            ApiError::unavailable("the auth service is unavailable, retry later")
+            let mut error = ApiError::unavailable("the auth service is unavailable, retry later");
+            error.code = AUTH_UNAVAILABLE;
+            error
         } else {
             ApiError::internal(e)
         }
@@ -101,6 +108,8 @@ pub struct AuthClient {
     timeout: Duration,
     credentials: Option<ServiceCredentials>,
     users: Cache<String, Option<User>>,
+    /// Lookups by lower-cased email, with the same lifetimes as `users`.
+    emails: Cache<String, Option<User>>,
     /// Also serialises renewals, so that concurrent lookups obtain one token, not one each.
     token: tokio::sync::Mutex<Option<ServiceToken>>,
 }
@@ -150,6 +159,8 @@ fn user_cache(found: Duration, missing: Duration) -> Cache<String, Option<User>>
     Cache::builder()
         .max_capacity(USER_CACHE_CAPACITY)
         .expire_after(UserExpiry { found, missing })
+        // A user is dropped from the email cache by id (`invalidate_user`).
+        .support_invalidation_closures()
         .build()
 }
 
@@ -173,6 +184,7 @@ impl AuthClient {
             timeout: DEFAULT_TIMEOUT,
             credentials: None,
             users: user_cache(DEFAULT_USER_TTL, DEFAULT_NEGATIVE_TTL),
+            emails: user_cache(DEFAULT_USER_TTL, DEFAULT_NEGATIVE_TTL),
             token: tokio::sync::Mutex::new(None),
         })
     }
@@ -187,6 +199,7 @@ impl AuthClient {
     /// is remembered as missing (default 10 s; zero to ask auth every time).
     pub fn with_user_ttl(mut self, found: Duration, missing: Duration) -> Self {
         self.users = user_cache(found, missing);
+        self.emails = user_cache(found, missing);
         self
     }
 
@@ -215,24 +228,73 @@ impl AuthClient {
         if matches!(id, "" | "." | "..") {
             return Ok(None);
         }
-        self.users
-            .try_get_with(id.to_string(), self.fetch_user(id))
+        let entry = self
+            .users
+            .entry(id.to_string())
+            .or_try_insert_with(self.fetch_user(id))
             .await
-            .map_err(|e| (*e).clone())
+            .map_err(|e| (*e).clone())?;
+        count_lookup("id", entry.is_fresh());
+        Ok(entry.into_value())
     }
 
-    /// Forgets a cached user, e.g. on a `user.updated` or `user.deleted` event.
+    /// The user with this email (`GET /users?email=` with a service credential; auth matches it
+    /// regardless of case), cached like [`AuthClient::user`]; `None` when auth has no such user.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, ClientError> {
+        let key = email.trim().to_lowercase();
+        if key.is_empty() {
+            return Ok(None);
+        }
+        let entry = self
+            .emails
+            .entry(key)
+            .or_try_insert_with(self.fetch_user_by_email(email.trim()))
+            .await
+            .map_err(|e| (*e).clone())?;
+        count_lookup("email", entry.is_fresh());
+        let user = entry.into_value();
+        if let Some(user) = &user {
+            self.users.insert(user.id.clone(), Some(user.clone())).await;
+        }
+        Ok(user)
+    }
+
+    /// Forgets a cached user (by id and by email), e.g. on a `user.updated` or `user.deleted`
+    /// event.
     pub async fn invalidate_user(&self, id: &str) {
         self.users.invalidate(id).await;
+        let id = id.to_string();
+        // Only fails when closures are not supported, which `user_cache` enables.
+        let _ = self
+            .emails
+            .invalidate_entries_if(move |_, user| user.as_ref().is_some_and(|u| u.id == id));
+        self.emails.run_pending_tasks().await;
+    }
+
+    /// Whether auth answers at all (`GET /health`), for a service's `/ready`.
+    pub async fn health(&self) -> Result<(), ClientError> {
+        let url = endpoint(&self.base, ["health"]);
+        let request = self.http.get(url).timeout(Duration::from_secs(1));
+        let response = self.send(HEALTH, request).await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(status_error(HEALTH, response).await)
+        }
+    }
+
+    /// How many users (found or missing) are cached, by id and by email; for metrics.
+    pub fn cached_users(&self) -> u64 {
+        self.users.entry_count() + self.emails.entry_count()
     }
 
     async fn fetch_user(&self, id: &str) -> Result<Option<User>, ClientError> {
         let url = endpoint(&self.base, ["users", id]);
         let token = self.service_token(None).await?;
-        let mut response = self.get_user(&url, &token).await?;
+        let mut response = self.get_user(USER, &url, &token).await?;
         if response.status() == StatusCode::UNAUTHORIZED {
             let renewed = self.service_token(Some(&token)).await?;
-            response = self.get_user(&url, &renewed).await?;
+            response = self.get_user(USER, &url, &renewed).await?;
         }
         match response.status() {
             StatusCode::OK => read(USER, response).await.map(Some),
@@ -241,9 +303,31 @@ impl AuthClient {
         }
     }
 
-    async fn get_user(&self, url: &Url, token: &str) -> Result<reqwest::Response, ClientError> {
+    async fn fetch_user_by_email(&self, email: &str) -> Result<Option<User>, ClientError> {
+        let mut url = endpoint(&self.base, ["users"]);
+        url.query_pairs_mut().append_pair("email", email);
+        let token = self.service_token(None).await?;
+        let mut response = self.get_user(USER_BY_EMAIL, &url, &token).await?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            let renewed = self.service_token(Some(&token)).await?;
+            response = self.get_user(USER_BY_EMAIL, &url, &renewed).await?;
+        }
+        match response.status() {
+            StatusCode::OK => read(USER_BY_EMAIL, response).await.map(Some),
+            // 422: auth does not take it for an email at all, so no user has it.
+            StatusCode::NOT_FOUND | StatusCode::UNPROCESSABLE_ENTITY => Ok(None),
+            _ => Err(status_error(USER_BY_EMAIL, response).await),
+        }
+    }
+
+    async fn get_user(
+        &self,
+        call: &'static str,
+        url: &Url,
+        token: &str,
+    ) -> Result<reqwest::Response, ClientError> {
         let request = self.http.get(url.clone()).bearer_auth(token);
-        self.send(USER, request).await
+        self.send(call, request).await
     }
 
     /// A service token that is not `refused`: the cached one, or a new one from auth.
@@ -303,6 +387,13 @@ impl AuthClient {
                 cause: error_chain(&e),
             })
     }
+}
+
+/// `auth_client_user_lookups_total{by, result}`: the cache's hit ratio is `hit / (hit + miss)`.
+fn count_lookup(by: &'static str, fetched: bool) {
+    let result = if fetched { "miss" } else { "hit" };
+    metrics::counter!("auth_client_user_lookups_total", "by" => by, "result" => result)
+        .increment(1);
 }
 
 async fn read<T: DeserializeOwned>(

@@ -6,7 +6,7 @@
 //!   service keeps serving signed-in users for as long as it holds auth's keys.
 //! - [`Caller`] is the axum extractor that turns `Authorization: Bearer` into verified claims,
 //!   answering 401 (bad token) or 503 (keys unavailable) in the platform's error shape.
-//! - [`AuthClient`] asks auth about users over HTTP (`/auth/me`, `/users/{id}`), with the TTL cache
+//! - [`AuthClient`] asks auth about users over HTTP (`/auth/me`, `/users/{id}`, `/users?email=`), with the TTL cache
 //!   of the seed's section 4.3, so that a page listing many payments does not ask auth once per row.
 //!
 //! Both talk to auth without TLS (loopback or a private network) and with short timeouts: a slow
@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-pub use client::{AuthClient, ClientError, ServiceCredentials};
+pub use client::{AUTH_UNAVAILABLE, AuthClient, ClientError, ServiceCredentials};
 pub use extract::{Caller, CallerRejection};
 pub use link::AuthLink;
 pub use verify::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, InvalidToken, Verifier, VerifyError};

@@ -1,4 +1,4 @@
-//! Payloads of the events auth publishes (routing key = the event type). The envelope
+//! Payloads of the events the services publish (routing key = the event type). The envelope
 //! (`id`, `type`, `source`, `occurredAt`, `data`) is the event hub's.
 
 use serde::{Deserialize, Serialize};
@@ -14,12 +14,15 @@ pub const USER_LOGIN_FAILED: &str = "user.login_failed";
 /// The event types each consuming service's queue is bound to. The service binds them at start;
 /// `mfe events declare` declares the same queues and bindings ahead of it.
 pub mod subscriptions {
-    use super::{USER_DELETED, USER_REGISTERED};
+    use super::{USER_DELETED, USER_REGISTERED, USER_UPDATED};
 
     pub const PROFILE: &[&str] = &[USER_REGISTERED, USER_DELETED];
+    /// Payments caches users (seed 4.3) and drops one from its cache when it changes.
+    pub const PAYMENTS: &[&str] = &[USER_UPDATED, USER_DELETED];
 
     /// Every consuming service (by name) with its bindings.
-    pub const ALL: &[(&str, &[&str])] = &[("profile-service", PROFILE)];
+    pub const ALL: &[(&str, &[&str])] =
+        &[("profile-service", PROFILE), ("payments-service", PAYMENTS)];
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,4 +72,45 @@ pub struct ProfileUpdated {
     pub profile_id: String,
     /// The changed fields by their API names (`avatarUrl`, `phone`, ...).
     pub changed_fields: Vec<String>,
+}
+
+pub const PAYMENT_CREATED: &str = "payment.created";
+pub const PAYMENT_STATUS_CHANGED: &str = "payment.status_changed";
+
+/// A payment was created (`pending`). Amounts are decimal strings, never floats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentCreated {
+    pub payment_id: String,
+    pub sender_id: String,
+    pub recipient_id: Option<String>,
+    pub amount: String,
+    pub currency: String,
+    /// `instant`, `scheduled` or `recurring`.
+    #[serde(rename = "type")]
+    pub payment_type: String,
+    pub status: String,
+    /// The recurring payment this one is an occurrence of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_payment_id: Option<String>,
+}
+
+/// A payment moved from one status to another (`pending`, `processing`, `completed`, `failed`,
+/// `cancelled`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentStatusChanged {
+    pub payment_id: String,
+    pub sender_id: String,
+    pub recipient_id: Option<String>,
+    pub amount: String,
+    pub currency: String,
+    pub from: String,
+    pub to: String,
+    /// Why, for a failure or a cancellation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The user who caused it (a cancellation); absent when the provider did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<String>,
 }

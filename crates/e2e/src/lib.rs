@@ -40,15 +40,17 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
-    /// Starts `name` with `env` on a free port and waits for its "listening" log line.
+    /// Starts `name` with `env` (on a free port unless `env` sets one) and waits for its
+    /// "listening" log line.
     pub fn start(name: &'static str, env: &[(String, String)]) -> Self {
         let prefix = name.trim_end_matches("-service").to_uppercase();
+        // A free port on loopback unless `env` names one (it is applied last, so it wins).
         let mut child = Command::new(binary(name))
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(format!("{prefix}_SERVICE_PORT"), "0")
             .env(format!("{prefix}_SERVICE_HOST"), "127.0.0.1")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -193,6 +195,12 @@ impl Platform {
         profile.wait_ready(Duration::from_secs(10)).await;
         (auth, profile)
     }
+}
+
+/// A port free at the moment, for a process whose port another must know before it starts.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
 }
 
 /// Events in auth's outbox not yet confirmed by the broker.

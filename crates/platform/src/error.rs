@@ -186,6 +186,19 @@ impl From<sqlx::Error> for ApiError {
                 tracing::warn!("database pool exhausted");
                 Self::unavailable("the service is overloaded, retry later")
             }
+            // The database is down or restarting: the request may succeed later, so 503, not 500.
+            sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+                tracing::warn!(error = %e, "the database is unreachable");
+                Self::unavailable("the database is unavailable, retry later")
+            }
+            sqlx::Error::Database(ref db)
+                if db.code().is_some_and(|c| {
+                    c.starts_with("08") || c.starts_with("53") || c.starts_with("57P")
+                }) =>
+            {
+                tracing::warn!(error = %e, "the database is unavailable");
+                Self::unavailable("the database is unavailable, retry later")
+            }
             other => Self::internal(other),
         }
     }

@@ -20,6 +20,7 @@ pub const PASSWORD: &str = "a-long-password";
 pub struct TestAuth {
     pub api: Api,
     pub db: TestDb,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// A signed-in user.
@@ -59,11 +60,26 @@ pub async fn spawn_auth(broker: &TestBroker) -> TestAuth {
         .await
         .expect("auth builds");
     let api = Api::new(format!("http://127.0.0.1:{}", app.port()));
-    tokio::spawn(app.run_until(std::future::pending()));
-    TestAuth { api, db }
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(app.run_until(async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }));
+    TestAuth { api, db, stop }
 }
 
 impl TestAuth {
+    /// Stops serving (an outage of auth), and waits until its port refuses connections.
+    pub async fn stop(&self) {
+        let _ = self.stop.send(true);
+        let url = format!("{}/health", self.api.base);
+        let refused = crate::eventually(std::time::Duration::from_secs(10), || async {
+            let fresh = reqwest::Client::new();
+            fresh.get(&url).send().await.is_err().then_some(())
+        })
+        .await;
+        assert!(refused.is_some(), "auth still answers after being stopped");
+    }
+
     /// Registers a CUSTOMER with `email`.
     pub async fn register(&self, email: &str) -> TestUser {
         let reply = self

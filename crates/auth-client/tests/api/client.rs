@@ -5,7 +5,7 @@ use auth_client::{AuthClient, ClientError, ServiceCredentials};
 use axum::http::StatusCode;
 use platform::ApiError;
 use serde_json::json;
-use wiremock::matchers::{body_json, header, method, path};
+use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::*;
@@ -312,10 +312,9 @@ async fn an_unreachable_auth_is_an_unavailability() {
         "{error:?}"
     );
     assert!(error.is_unavailable());
-    assert_eq!(
-        ApiError::from(error).status,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    let api = ApiError::from(error);
+    assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(api.code, auth_client::AUTH_UNAVAILABLE);
     assert!(matches!(
         client.me("t").await,
         Err(ClientError::Unreachable { .. })
@@ -344,4 +343,80 @@ async fn a_slow_auth_times_out() {
         "{error:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+async fn serve_email(server: &MockServer, email: &str, answer: ResponseTemplate, times: u64) {
+    Mock::given(method("GET"))
+        .and(path("/users"))
+        .and(query_param("email", email))
+        .and(header("authorization", "Bearer svc-1"))
+        .respond_with(answer)
+        .expect(times)
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn a_user_found_by_email_is_cached_by_email_and_by_id() {
+    let server = MockServer::start().await;
+    issue_service_tokens(&server, &["svc-1"]).await;
+    let found = ResponseTemplate::new(200).set_body_json(user("u1"));
+    serve_email(&server, "U1@example.com", found, 1).await;
+    let client = client(&server);
+
+    let by_email = client.user_by_email(" U1@example.com ").await.unwrap();
+    assert_eq!(by_email, Some(user("u1")));
+    // Case does not make another entry, and the id lookup needs no request either.
+    assert_eq!(
+        client.user_by_email("u1@EXAMPLE.com").await.unwrap(),
+        Some(user("u1"))
+    );
+    assert_eq!(client.user("u1").await.unwrap(), Some(user("u1")));
+}
+
+#[tokio::test]
+async fn an_unknown_email_is_none_and_an_invalidated_user_is_asked_again() {
+    let server = MockServer::start().await;
+    issue_service_tokens(&server, &["svc-1"]).await;
+    let missing =
+        ResponseTemplate::new(404).set_body_json(error_body("not_found", "user not found"));
+    serve_email(&server, "nobody@example.com", missing, 1).await;
+    let found = ResponseTemplate::new(200).set_body_json(user("u2"));
+    serve_email(&server, "u2@example.com", found, 2).await;
+    let client = client(&server);
+
+    assert_eq!(
+        client.user_by_email("nobody@example.com").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        client.user_by_email("nobody@example.com").await.unwrap(),
+        None
+    );
+    client.user_by_email("u2@example.com").await.unwrap();
+    client.invalidate_user("u2").await;
+    client.user_by_email("u2@example.com").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cached_user_outlives_an_auth_outage_and_an_uncached_one_is_unavailable() {
+    let server = MockServer::start().await;
+    issue_service_tokens(&server, &["svc-1"]).await;
+    let found = ResponseTemplate::new(200).set_body_json(user("u3"));
+    serve_email(&server, "u3@example.com", found, 1).await;
+    let client = client(&server);
+    client.user_by_email("u3@example.com").await.unwrap();
+    server.reset().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+
+    assert_eq!(
+        client.user_by_email("u3@example.com").await.unwrap(),
+        Some(user("u3"))
+    );
+    assert_eq!(client.user("u3").await.unwrap(), Some(user("u3")));
+    let error = client.user_by_email("u4@example.com").await.unwrap_err();
+    assert!(error.is_unavailable(), "{error:?}");
 }

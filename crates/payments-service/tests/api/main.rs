@@ -1,2 +1,10 @@
+mod auth_outage;
+mod create;
+mod helpers;
+mod idempotency;
+mod lifecycle;
+mod money;
+mod provider;
+mod reading;
 mod schema;
 mod system;

@@ -1,0 +1,91 @@
+//! A migrated legacy user's legacy payments, listed through the real payments service: the
+//! legacy database seeded and migrated by the real `mfe`, auth and payments running on the
+//! migrated databases, a legacy user signed in with their POC-2 password.
+
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::{Platform, ServiceProcess, binary};
+use serde_json::json;
+use test_support::{Api, TestDb};
+
+const CLIENT_SECRET: &str = "e2e-payments-secret-0123";
+
+fn mfe(args: &[&str], env: &[(&str, &str)]) {
+    let out = Command::new(binary("mfe"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("mfe runs");
+    assert!(
+        out.status.success(),
+        "mfe {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_migrated_users_legacy_payments_are_listed_with_names() {
+    let platform = Platform::new();
+    let legacy = TestDb::unborn();
+    let payments_db = TestDb::unborn();
+    let (admin_db, profile_db) = (TestDb::unborn(), TestDb::unborn());
+    let env = [
+        ("SHARED_DATABASE_URL", legacy.url.as_str()),
+        ("AUTH_DATABASE_URL", platform.auth_db.url.as_str()),
+        ("PAYMENTS_DATABASE_URL", payments_db.url.as_str()),
+        ("ADMIN_DATABASE_URL", admin_db.url.as_str()),
+        ("PROFILE_DATABASE_URL", profile_db.url.as_str()),
+    ];
+    mfe(&["legacy", "seed", "--url", &legacy.url, "--scale", "0.01", "--seed", "5"], &env);
+    mfe(&["migrate", "prepare"], &env);
+    mfe(&["migrate", "copy"], &env);
+
+    let mut auth_env = platform.auth_env();
+    auth_env.push((
+        "AUTH_SERVICE_CLIENTS".into(),
+        format!("payments-service={CLIENT_SECRET}"),
+    ));
+    let auth = ServiceProcess::start("auth-service", &auth_env);
+    let mut payments_env = platform.broker.env("payments-service");
+    payments_env.extend([
+        ("PAYMENTS_DATABASE_URL".to_string(), payments_db.url.clone()),
+        ("AUTH_SERVICE_URL".into(), auth.base.clone()),
+        ("PAYMENTS_AUTH_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
+        ("PSP_WEBHOOK_SECRET".into(), "e2e-webhook-secret-0123456".into()),
+    ]);
+    let payments = ServiceProcess::start("payments-service", &payments_env);
+    auth.wait_ready(Duration::from_secs(10)).await;
+
+    let login = Api::new(auth.base.clone())
+        .post(
+            "/auth/login",
+            None,
+            &json!({"email": "alice@legacy.test", "password": "alice-legacy-2024"}),
+        )
+        .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let token = login.body["accessToken"].as_str().unwrap();
+    let alice = login.body["user"]["id"].as_str().unwrap();
+
+    let api = Api::new(payments.base.clone());
+    let listed = api.get("/payments?limit=100", Some(token)).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let items = listed.body["items"].as_array().unwrap();
+    assert!(!items.is_empty(), "alice has legacy payments: {}", listed.body);
+    for payment in items {
+        let sent = payment["senderId"] == alice;
+        assert!(sent || payment["recipientId"] == alice, "{payment}");
+        let own_name = if sent { &payment["senderName"] } else { &payment["recipientName"] };
+        assert_eq!(own_name, "Alice Customer", "{payment}");
+        assert!(payment["amount"].as_str().unwrap().contains('.'), "{payment}");
+    }
+    let counterpart_named = items.iter().any(|p| {
+        p["recipientName"] == "Bob Vendor" || p["senderName"] == "Bob Vendor"
+    });
+    assert!(counterpart_named, "bob's name comes from auth: {}", listed.body);
+
+    let first = items[0]["id"].as_str().unwrap();
+    let history = api.get(&format!("/payments/{first}/transactions"), Some(token)).await;
+    assert_eq!(history.status, 200, "{}", history.body);
+}
