@@ -14,7 +14,7 @@ AUTH="${AUTH:-http://localhost:3001}"
 PROFILE="${PROFILE:-http://localhost:3004}"
 PAYMENTS="${PAYMENTS:-http://localhost:3002}"
 
-step() { printf '  %-58s' "$1"; }
+step() { printf '  %-66s' "$1"; }
 ok() { printf 'ok  %s\n' "${1:-}"; }
 fail() { printf 'FAILED\n    %s\n' "$1" >&2; exit 1; }
 
