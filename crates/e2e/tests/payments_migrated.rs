@@ -37,7 +37,19 @@ async fn a_migrated_users_legacy_payments_are_listed_with_names() {
         ("ADMIN_DATABASE_URL", admin_db.url.as_str()),
         ("PROFILE_DATABASE_URL", profile_db.url.as_str()),
     ];
-    mfe(&["legacy", "seed", "--url", &legacy.url, "--scale", "0.01", "--seed", "5"], &env);
+    mfe(
+        &[
+            "legacy",
+            "seed",
+            "--url",
+            &legacy.url,
+            "--scale",
+            "0.01",
+            "--seed",
+            "5",
+        ],
+        &env,
+    );
     mfe(&["migrate", "prepare"], &env);
     mfe(&["migrate", "copy"], &env);
 
@@ -52,7 +64,10 @@ async fn a_migrated_users_legacy_payments_are_listed_with_names() {
         ("PAYMENTS_DATABASE_URL".to_string(), payments_db.url.clone()),
         ("AUTH_SERVICE_URL".into(), auth.base.clone()),
         ("PAYMENTS_AUTH_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
-        ("PSP_WEBHOOK_SECRET".into(), "e2e-webhook-secret-0123456".into()),
+        (
+            "PSP_WEBHOOK_SECRET".into(),
+            "e2e-webhook-secret-0123456".into(),
+        ),
     ]);
     let payments = ServiceProcess::start("payments-service", &payments_env);
     auth.wait_ready(Duration::from_secs(10)).await;
@@ -72,20 +87,37 @@ async fn a_migrated_users_legacy_payments_are_listed_with_names() {
     let listed = api.get("/payments?limit=100", Some(token)).await;
     assert_eq!(listed.status, 200, "{}", listed.body);
     let items = listed.body["items"].as_array().unwrap();
-    assert!(!items.is_empty(), "alice has legacy payments: {}", listed.body);
+    assert!(
+        !items.is_empty(),
+        "alice has legacy payments: {}",
+        listed.body
+    );
     for payment in items {
         let sent = payment["senderId"] == alice;
         assert!(sent || payment["recipientId"] == alice, "{payment}");
-        let own_name = if sent { &payment["senderName"] } else { &payment["recipientName"] };
+        let own_name = if sent {
+            &payment["senderName"]
+        } else {
+            &payment["recipientName"]
+        };
         assert_eq!(own_name, "Alice Customer", "{payment}");
-        assert!(payment["amount"].as_str().unwrap().contains('.'), "{payment}");
+        assert!(
+            payment["amount"].as_str().unwrap().contains('.'),
+            "{payment}"
+        );
     }
-    let counterpart_named = items.iter().any(|p| {
-        p["recipientName"] == "Bob Vendor" || p["senderName"] == "Bob Vendor"
-    });
-    assert!(counterpart_named, "bob's name comes from auth: {}", listed.body);
+    let counterpart_named = items
+        .iter()
+        .any(|p| p["recipientName"] == "Bob Vendor" || p["senderName"] == "Bob Vendor");
+    assert!(
+        counterpart_named,
+        "bob's name comes from auth: {}",
+        listed.body
+    );
 
     let first = items[0]["id"].as_str().unwrap();
-    let history = api.get(&format!("/payments/{first}/transactions"), Some(token)).await;
+    let history = api
+        .get(&format!("/payments/{first}/transactions"), Some(token))
+        .await;
     assert_eq!(history.status, 200, "{}", history.body);
 }

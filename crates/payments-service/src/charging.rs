@@ -105,7 +105,7 @@ async fn begin_charge(
     id: &str,
 ) -> Result<Option<ChargeRequest>> {
     let change = Change {
-        message: "Sent to the provider",
+        message: jobs::SENT_TO_PROVIDER,
         psp_status: Some("submitted"),
         ..Change::default()
     };
@@ -212,6 +212,7 @@ async fn finish(
     to: Status,
     change: Change<'_>,
 ) -> Result<Settled> {
+    jobs::lock(tx, id).await?;
     match lifecycle::transition(tx, id, to, change).await {
         Ok(_) => {
             jobs::delete(tx, id).await?;
@@ -256,6 +257,8 @@ pub async fn reconcile(state: &AppState, id: &str) -> Result<()> {
         }
         Err(e) => {
             tracing::warn!(payment_id = %id, error = %e, "could not reconcile yet");
+            let mut conn = state.pool.acquire().await?;
+            jobs::note_error(&mut conn, id, &e.to_string()).await?;
         }
     }
     Ok(())

@@ -6,10 +6,12 @@
 //! A request first claims its key (committed at once, so a concurrent retry sees it), does what
 //! needs no transaction (asking auth), then holds the key in the transaction that writes the
 //! payment and its event, and stores its response there: the payment and the stored response
-//! commit together or not at all. A request that fails lets go of its key, so a failure is never
-//! replayed; one that dies holding it loses it when its lease runs out, and a retry takes it over.
-//! If the first request is only slow, the takeover makes its transaction find the key gone, and
-//! it writes nothing.
+//! commit together or not at all. An instant payment keeps holding its key while it is charged
+//! and then stores the answer it sends. A request that fails lets go of its key, so a failure is
+//! never replayed; one that dies before storing a response loses the key when its lease runs out,
+//! and a retry takes it over (if the first request was only slow, its transaction then finds the
+//! key gone and writes nothing); one that dies after storing it leaves that response, replayed
+//! once the lease ran out.
 
 use std::time::Duration;
 
@@ -39,7 +41,8 @@ pub enum Claimed {
     Replay(Stored),
 }
 
-/// A claimed key. Dropped without [`Lease::finish`], it is released in the background.
+/// A claimed key. Dropped before [`Lease::committed`] (a cancelled request), it is released in
+/// the background.
 pub struct Lease {
     pool: PgPool,
     caller: String,
@@ -135,14 +138,18 @@ pub async fn claim(
         if row.fingerprint != fingerprint {
             return Err(PaymentError::IdempotencyKeyReused);
         }
-        if let (Some(status), Some(body)) = (row.response_status, row.response_body) {
-            return Ok(Claimed::Replay(Stored {
-                status: status as u16,
-                body,
-            }));
-        }
-        if !row.lease_expired {
-            return Err(PaymentError::IdempotencyKeyInUse);
+        match (row.response_status, row.response_body) {
+            // Finished, or its request stored an answer and died before finishing: the stored
+            // answer stands (its payment exists).
+            (Some(status), Some(body)) if row.completed || row.lease_expired => {
+                return Ok(Claimed::Replay(Stored {
+                    status: status as u16,
+                    body,
+                }));
+            }
+            _ if !row.lease_expired => return Err(PaymentError::IdempotencyKeyInUse),
+            // A dead request's key, free to take over: claim again.
+            _ => {}
         }
     }
     Err(PaymentError::IdempotencyKeyInUse)
@@ -150,47 +157,75 @@ pub async fn claim(
 
 impl Lease {
     /// Stores `response` in `tx` (the transaction of the change it answers), if this request
-    /// still holds the key; otherwise the request must write nothing: 409.
-    pub async fn finish(&mut self, tx: &mut PgConnection, response: &Stored) -> Result<()> {
+    /// still holds the key; otherwise the request must write nothing: 409. With `done` false the
+    /// request keeps the key until [`Held::finish`] stores its final answer: a retry meanwhile
+    /// is told to wait rather than replayed an answer the first caller never got.
+    pub async fn store(
+        &mut self,
+        tx: &mut PgConnection,
+        response: &Stored,
+        done: bool,
+    ) -> Result<()> {
         if !idempotency_keys::hold(tx, &self.caller, &self.key, self.owner).await? {
             return Err(PaymentError::IdempotencyKeyInUse);
         }
-        idempotency_keys::complete(tx, &self.caller, &self.key, response.status, &response.body)
-            .await?;
+        idempotency_keys::complete(
+            tx,
+            &self.caller,
+            &self.key,
+            response.status,
+            &response.body,
+            done,
+        )
+        .await?;
         Ok(())
     }
 
-    /// Marks the key done once `finish`'s transaction committed: it stays.
-    pub fn committed(mut self) -> Committed {
+    /// The key once `store`'s transaction committed: it is no longer released on drop.
+    pub fn committed(mut self) -> Held {
         self.completed = true;
-        Committed {
+        Held {
             pool: self.pool.clone(),
             caller: std::mem::take(&mut self.caller),
             key: std::mem::take(&mut self.key),
+            owner: self.owner,
+        }
+    }
+
+    /// Lets go of the key of a request that failed, before its error is answered, so that a
+    /// retry finds the key free (a failure is never replayed).
+    pub async fn release(mut self) {
+        self.completed = true;
+        let result =
+            idempotency_keys::release(&self.pool, &self.caller, &self.key, self.owner).await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not release an idempotency key; it frees when its lease runs out");
         }
     }
 }
 
 /// A key whose response is stored.
-pub struct Committed {
+pub struct Held {
     pool: PgPool,
     caller: String,
     key: String,
+    owner: Uuid,
 }
 
-impl Committed {
-    /// Replaces the stored response with the one finally sent (an instant payment, once charged).
-    pub async fn replace(&self, response: &Stored) {
-        let result = idempotency_keys::replace_response(
+impl Held {
+    /// Stores the answer finally sent (an instant payment's, once charged) and finishes the key.
+    pub async fn finish(&self, response: &Stored) {
+        let result = idempotency_keys::finalize(
             &self.pool,
             &self.caller,
             &self.key,
+            self.owner,
             response.status,
             &response.body,
         )
         .await;
         if let Err(e) = result {
-            tracing::warn!(error = %e, "could not update a stored idempotent response");
+            tracing::warn!(error = %e, "could not store the final idempotent response; the first one stands");
         }
     }
 }

@@ -12,12 +12,12 @@ use serde_json::Value;
 use sqlx::PgConnection;
 
 use crate::error::{PaymentError, Result};
-use crate::idempotency::{self, Claimed, Stored};
+use crate::idempotency::{self, Claimed, Lease, Stored};
 use crate::lifecycle::{self, Change, Status};
 use crate::store::jobs::{self, Kind};
 use crate::store::payments::{self as store, Direction, ListFilter, PaymentRow};
 use crate::store::{schedules, transactions};
-use crate::validate::{self, NewPayment, PaymentType};
+use crate::validate::{self, NewPayment, PaymentType, ValidPayment};
 use crate::views::{PaymentView, TransactionView};
 use crate::{AppState, charging, money, outbox, users};
 
@@ -88,7 +88,23 @@ pub async fn create(
         }
         _ => None,
     };
+    let result = create_claimed(state, user_id, valid, &mut lease).await;
+    if result.is_err()
+        && let Some(lease) = lease
+    {
+        lease.release().await;
+    }
+    result
+}
 
+/// `create` once the Idempotency-Key (if any) is claimed; `lease` is taken once the payment
+/// is committed, and left for the caller to release if this fails before.
+async fn create_claimed(
+    state: &AppState,
+    user_id: &str,
+    valid: ValidPayment,
+    lease: &mut Option<Lease>,
+) -> Result<Answer> {
     // Asked before the transaction: no transaction stays open across a call to auth.
     let sender = users::sender(state, user_id).await?;
     let recipient = users::recipient(state, &valid.recipient_email).await?;
@@ -100,6 +116,7 @@ pub async fn create(
         .into());
     }
     let names = users::known(&[&sender, &recipient]);
+    let instant = valid.payment_type == PaymentType::Instant;
 
     let id = uuid::Uuid::new_v4().to_string();
     let mut tx = state.pool.begin().await?;
@@ -134,13 +151,14 @@ pub async fn create(
         .ok_or(PaymentError::PaymentNotFound)?;
     let stored = answer_for(&PaymentView::new(row, &names))?;
     if let Some(lease) = lease.as_mut() {
-        lease.finish(&mut tx, &stored).await?;
+        // An instant payment's key stays held while it is charged: see `Held::finish` below.
+        lease.store(&mut tx, &stored, !instant).await?;
     }
     tx.commit().await?;
-    let committed = lease.map(idempotency::Lease::committed);
+    let held = lease.take().map(Lease::committed);
     metrics::counter!("payments_created_total", "type" => valid.payment_type.as_str()).increment(1);
 
-    if valid.payment_type != PaymentType::Instant {
+    if !instant {
         return Ok(Answer::fresh(stored));
     }
     charging::charge_now(state, &id).await;
@@ -149,8 +167,8 @@ pub async fn create(
         .await?
         .ok_or(PaymentError::PaymentNotFound)?;
     let charged = answer_for(&PaymentView::new(row, &names))?;
-    if let Some(committed) = committed {
-        committed.replace(&charged).await;
+    if let Some(held) = held {
+        held.finish(&charged).await;
     }
     Ok(Answer::fresh(charged))
 }
@@ -223,8 +241,8 @@ pub async fn cancel(
     let mut lease = match key {
         Some(key) => {
             idempotency::check_key(key)?;
-            let fingerprint =
-                idempotency::fingerprint("POST", &format!("/payments/{id}/cancel"), &Value::Null);
+            let path = format!("/payments/{id}/cancel");
+            let fingerprint = idempotency::fingerprint("POST", &path, &Value::Null);
             let lease_time = state.settings.idempotency_lease;
             match idempotency::claim(&state.pool, user_id, key, &fingerprint, lease_time).await? {
                 Claimed::Replay(stored) => return Ok(Answer::replay(stored)),
@@ -233,6 +251,22 @@ pub async fn cancel(
         }
         None => None,
     };
+    let result = cancel_claimed(state, caller, user_id, id, &mut lease).await;
+    if result.is_err()
+        && let Some(lease) = lease
+    {
+        lease.release().await;
+    }
+    result
+}
+
+async fn cancel_claimed(
+    state: &AppState,
+    caller: &Caller,
+    user_id: &str,
+    id: &str,
+    lease: &mut Option<Lease>,
+) -> Result<Answer> {
     let row = visible(state, caller, id).await?;
     if row.sender_id != user_id {
         return Err(PaymentError::Forbidden(
@@ -241,6 +275,7 @@ pub async fn cancel(
     }
     let names = users::names(state, participants(&row)).await?;
     let mut tx = state.pool.begin().await?;
+    jobs::lock(&mut tx, id).await?;
     let change = Change {
         message: "Cancelled by the sender",
         actor: Some(user_id),
@@ -251,10 +286,10 @@ pub async fn cancel(
     let body = serde_json::to_value(PaymentView::new(row, &names)).map_err(ApiError::internal)?;
     let stored = Stored { status: 200, body };
     if let Some(lease) = lease.as_mut() {
-        lease.finish(&mut tx, &stored).await?;
+        lease.store(&mut tx, &stored, true).await?;
     }
     tx.commit().await?;
-    if let Some(lease) = lease {
+    if let Some(lease) = lease.take() {
         lease.committed();
     }
     Ok(Answer::fresh(stored))

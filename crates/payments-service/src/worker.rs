@@ -62,6 +62,18 @@ async fn housekeeping(state: AppState) {
     let mut every = tokio::time::interval(HOUSEKEEPING_EVERY);
     loop {
         every.tick().await;
+        if let Ok(mut conn) = state.pool.acquire().await {
+            match jobs::adopt_orphans(&mut conn).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    adopted = n,
+                    "processing payments without a job will be reconciled"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look for processing payments without a job")
+                }
+            }
+        }
         match idempotency_keys::purge_expired(&state.pool).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "expired idempotency keys deleted"),

@@ -13,6 +13,9 @@ use sha2::Sha256;
 
 use super::{Charge, ChargeRequest, ChargeStatus, PaymentProvider, PspError, WebhookError};
 
+/// The most `v1` signatures of one header that are checked.
+const MAX_SIGNATURES: usize = 5;
+
 /// The header a webhook's signature comes in.
 pub const SIGNATURE_HEADER: &str = "psp-signature";
 
@@ -101,6 +104,17 @@ impl WireCharge {
     }
 }
 
+/// Answers after which a charge may exist: 5xx, 429, 408 (timed out), and 409 (a charge under
+/// this reference exists, or the same request is still being processed). The reconciler looks
+/// the charge up instead of the payment being failed.
+fn is_unknown(status: StatusCode) -> bool {
+    status.is_server_error()
+        || matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT | StatusCode::CONFLICT
+        )
+}
+
 fn observe(call: &'static str, started: Instant, outcome: &'static str) {
     metrics::histogram!("psp_request_duration_seconds", "call" => call, "outcome" => outcome)
         .record(started.elapsed().as_secs_f64());
@@ -150,7 +164,7 @@ impl PaymentProvider for SandboxProvider {
                     if charge.is_ok() { "ok" } else { "unknown" },
                 );
                 charge
-            } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            } else if is_unknown(status) {
                 observe("charge", started, "unknown");
                 Err(PspError::Unknown(format!("the provider answered {status}")))
             } else {
@@ -179,7 +193,7 @@ impl PaymentProvider for SandboxProvider {
                 Ok(None)
             } else if status.is_success() {
                 read_charge(response).await.map(Some)
-            } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            } else if is_unknown(status) {
                 Err(PspError::Unknown(format!("the provider answered {status}")))
             } else {
                 Err(refused(response).await)
@@ -230,7 +244,10 @@ pub fn verify_signature(
     for part in header.split(',') {
         match part.trim().split_once('=') {
             Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
-            Some(("v1", v)) => signatures.extend(hex::decode(v).ok()),
+            // A handful covers a secret rotation; more would only cost HMACs.
+            Some(("v1", v)) if signatures.len() < MAX_SIGNATURES => {
+                signatures.extend(hex::decode(v).ok())
+            }
             _ => {}
         }
     }

@@ -14,12 +14,14 @@ pub struct KeyRow {
     pub owner: Option<Uuid>,
     pub response_status: Option<i16>,
     pub response_body: Option<serde_json::Value>,
+    pub completed: bool,
     /// Whether the owner's lease has run out.
     pub lease_expired: bool,
 }
 
 /// Takes the key for `owner`: a new key, a key older than the retention, or a key whose
-/// request died (its lease ran out) with the same fingerprint. False when someone else has it.
+/// request died (its lease ran out) before storing a response, with the same fingerprint. False
+/// when someone else has it.
 pub async fn claim(
     pool: &PgPool,
     caller: &str,
@@ -35,7 +37,8 @@ pub async fn claim(
            owner = EXCLUDED.owner, locked_until = EXCLUDED.locked_until, created_at = now(), \
            response_status = NULL, response_body = NULL, completed_at = NULL \
          WHERE k.created_at < now() - make_interval(hours => $6) \
-            OR (k.completed_at IS NULL AND k.locked_until < now() AND k.fingerprint = EXCLUDED.fingerprint)",
+            OR (k.response_body IS NULL AND k.locked_until < now() \
+                AND k.fingerprint = EXCLUDED.fingerprint)",
     )
     .bind(caller)
     .bind(key)
@@ -51,6 +54,7 @@ pub async fn claim(
 pub async fn find(pool: &PgPool, caller: &str, key: &str) -> sqlx::Result<Option<KeyRow>> {
     sqlx::query_as(
         "SELECT fingerprint, owner, response_status, response_body, \
+           completed_at IS NOT NULL AS completed, \
            coalesce(locked_until < now(), false) AS lease_expired \
          FROM payments.idempotency_keys WHERE caller = $1 AND key = $2",
     )
@@ -79,42 +83,52 @@ pub async fn hold(
     Ok(held.is_some())
 }
 
-/// Stores the response and ends the lease.
+/// Stores the response in the transaction of the change it answers. With `done` the key is
+/// finished; without, the owner keeps it (a retry is told to wait) until [`finalize`] or until
+/// the lease runs out, after which the stored response is replayed.
 pub async fn complete(
     conn: &mut PgConnection,
     caller: &str,
     key: &str,
     status: u16,
     body: &serde_json::Value,
+    done: bool,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE payments.idempotency_keys SET response_status = $3, response_body = $4, \
-           completed_at = now(), owner = NULL, locked_until = NULL \
+           completed_at = CASE WHEN $5 THEN now() END, \
+           owner = CASE WHEN $5 THEN NULL ELSE owner END, \
+           locked_until = CASE WHEN $5 THEN NULL ELSE locked_until END \
          WHERE caller = $1 AND key = $2",
     )
     .bind(caller)
     .bind(key)
     .bind(status as i16)
     .bind(body)
+    .bind(done)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Replaces a completed key's stored response (an instant payment's, once charged).
-pub async fn replace_response(
+/// Replaces the stored response with the one finally sent and finishes the key, if `owner`
+/// still holds it.
+pub async fn finalize(
     pool: &PgPool,
     caller: &str,
     key: &str,
+    owner: Uuid,
     status: u16,
     body: &serde_json::Value,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE payments.idempotency_keys SET response_status = $3, response_body = $4 \
-         WHERE caller = $1 AND key = $2 AND completed_at IS NOT NULL",
+        "UPDATE payments.idempotency_keys SET response_status = $4, response_body = $5, \
+           completed_at = now(), owner = NULL, locked_until = NULL \
+         WHERE caller = $1 AND key = $2 AND owner = $3",
     )
     .bind(caller)
     .bind(key)
+    .bind(owner)
     .bind(status as i16)
     .bind(body)
     .execute(pool)

@@ -114,6 +114,18 @@ pub async fn take(
     Ok(row.and_then(JobRow::into_job))
 }
 
+/// Locks the job of `payment_id`, if it has one, waiting for a worker that holds it.
+///
+/// Every transaction that changes a payment and its job takes the job row first and the payment
+/// row second (the worker's order), so that two of them never wait on each other.
+pub async fn lock(conn: &mut PgConnection, payment_id: &str) -> sqlx::Result<()> {
+    sqlx::query("SELECT 1 FROM payments.jobs WHERE payment_id = $1 FOR UPDATE")
+        .bind(payment_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Puts a job off until `due_at`, counting the attempt and why it did not finish.
 pub async fn postpone(
     conn: &mut PgConnection,
@@ -133,6 +145,20 @@ pub async fn postpone(
     Ok(())
 }
 
+/// Records why a job's last attempt did not finish (for operators: `last_error`).
+pub async fn note_error(
+    conn: &mut PgConnection,
+    payment_id: &str,
+    error: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE payments.jobs SET last_error = $2 WHERE payment_id = $1")
+        .bind(payment_id)
+        .bind(error.chars().take(500).collect::<String>())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn delete(conn: &mut PgConnection, payment_id: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM payments.jobs WHERE payment_id = $1")
         .bind(payment_id)
@@ -141,9 +167,36 @@ pub async fn delete(conn: &mut PgConnection, payment_id: &str) -> sqlx::Result<(
     Ok(())
 }
 
-/// How many jobs of each kind wait, for `/metrics`.
+/// Gives a reconcile job to every `processing` payment this service sent to the provider that
+/// has no job (a safety net: the charge path never leaves one without). Payments the legacy
+/// platform left `processing` were never sent by this service, so their provider reference is
+/// unknown here: they are left as they are. Returns how many were adopted.
+pub async fn adopt_orphans(conn: &mut PgConnection) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "INSERT INTO payments.jobs (payment_id, kind, due_at) \
+         SELECT p.id, 'reconcile', now() FROM payments p \
+         WHERE p.status = 'processing' \
+           AND NOT EXISTS (SELECT 1 FROM payments.jobs j WHERE j.payment_id = p.id) \
+           AND EXISTS (SELECT 1 FROM payment_transactions t WHERE t.payment_id = p.id \
+                       AND t.status = 'processing' AND t.status_message = $1) \
+         ON CONFLICT (payment_id) DO NOTHING",
+    )
+    .bind(SENT_TO_PROVIDER)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The history message of a payment's move to `processing` by this service.
+pub const SENT_TO_PROVIDER: &str = "Sent to the provider";
+
+/// How many jobs of each kind wait (zero included), for `/metrics`.
 pub async fn backlog(conn: &mut PgConnection) -> sqlx::Result<Vec<(String, i64)>> {
-    sqlx::query_as("SELECT kind, count(*) FROM payments.jobs GROUP BY kind")
-        .fetch_all(conn)
-        .await
+    sqlx::query_as(
+        "SELECT k.kind, count(j.payment_id) \
+         FROM unnest(ARRAY['charge', 'occurrence', 'reconcile']) AS k(kind) \
+         LEFT JOIN payments.jobs j ON j.kind = k.kind GROUP BY k.kind",
+    )
+    .fetch_all(conn)
+    .await
 }

@@ -212,9 +212,13 @@ pub async fn list(conn: &mut PgConnection, f: &ListFilter<'_>) -> sqlx::Result<V
     q.build_query_as().fetch_all(conn).await
 }
 
-/// How many payments are in each status, for `/metrics`.
+/// How many payments are in each status (zero included), for `/metrics`.
 pub async fn count_by_status(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
-    sqlx::query_as("SELECT status::text, count(*) FROM payments GROUP BY status")
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(
+        "SELECT s.status::text, count(p.id) \
+         FROM unnest(enum_range(NULL::\"PaymentStatus\")) AS s(status) \
+         LEFT JOIN payments p ON p.status = s.status GROUP BY s.status",
+    )
+    .fetch_all(pool)
+    .await
 }

@@ -21,7 +21,10 @@ pub struct TestPayments {
     pub pool: PgPool,
     pub broker: TestBroker,
     /// What another replica needs to start: the same database and settings.
-    replica: (platform::ServiceConfig, payments_service::settings::PaymentsSettings),
+    replica: (
+        platform::ServiceConfig,
+        payments_service::settings::PaymentsSettings,
+    ),
     _db: TestDb,
 }
 

@@ -142,21 +142,18 @@ async fn a_failed_request_is_not_stored_so_its_key_can_be_retried() {
 }
 
 #[tokio::test]
-async fn a_key_still_being_processed_is_in_use_until_its_lease_runs_out() {
-    let t = spawn_paced(Pace {
-        idempotency_lease_secs: 1,
-        ..Pace::default()
-    })
-    .await;
+async fn a_key_left_by_a_request_that_died_is_taken_over_once_its_lease_ran_out() {
+    let t = spawn().await;
     let alice = t.user("alice").await;
     let bob = t.user("bob").await;
     let key = key();
     let body = instant(&bob.email, "3.00");
-    // A request that claimed the key and died: the row it left, as the service writes it.
+    // A request that claimed the key and died before writing anything: the row it left, as the
+    // service writes it.
     let print = fingerprint("POST", "/payments", &request_value(&body));
     sqlx::query(
         "INSERT INTO payments.idempotency_keys (caller, key, fingerprint, owner, locked_until) \
-         VALUES ($1, $2, $3, gen_random_uuid(), now() + interval '1 second')",
+         VALUES ($1, $2, $3, gen_random_uuid(), now() + interval '1 hour')",
     )
     .bind(&alice.id)
     .bind(&key)
@@ -169,12 +166,12 @@ async fn a_key_still_being_processed_is_in_use_until_its_lease_runs_out() {
     assert_eq!(busy.status, 409, "{}", busy.body);
     assert_eq!(busy.error_code(), "idempotency_key_in_use");
 
-    let taken_over = test_support::eventually(std::time::Duration::from_secs(5), || async {
-        let reply = t.post_keyed(&alice.token, &key, &body).await;
-        (reply.status == 201).then_some(reply)
-    })
-    .await
-    .expect("the key is taken over once the lease ran out");
+    sqlx::query("UPDATE payments.idempotency_keys SET locked_until = now() - interval '1 second'")
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    let taken_over = t.post_keyed(&alice.token, &key, &body).await;
+    assert_eq!(taken_over.status, 201, "{}", taken_over.body);
     assert_eq!(taken_over.body["status"], "completed");
     assert_eq!(
         t.count(
@@ -183,6 +180,78 @@ async fn a_key_still_being_processed_is_in_use_until_its_lease_runs_out() {
         )
         .await,
         1
+    );
+}
+
+#[tokio::test]
+async fn a_retry_while_an_instant_payment_is_charged_waits_then_gets_the_final_answer() {
+    let t = spawn_paced(Pace {
+        psp_timeout_ms: 1500,
+        webhooks: false,
+        ..Pace::default()
+    })
+    .await;
+    let alice = t.user("alice").await;
+    let bob = t.user("bob").await;
+    let key = key();
+    // 4000.00: the provider holds its answer past the timeout, so the charge takes 1.5 s.
+    let body = instant(&bob.email, "4000.00");
+    let first = {
+        let (t, token, key, body) = (&t, alice.token.clone(), key.clone(), body.clone());
+        async move { t.post_keyed(&token, &key, &body).await }
+    };
+    let retry = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        t.post_keyed(&alice.token, &key, &body).await
+    };
+    let (first, retry) = tokio::join!(first, retry);
+
+    assert_eq!(first.status, 202, "{}", first.body);
+    assert_eq!(
+        retry.status, 409,
+        "not the provisional answer: {}",
+        retry.body
+    );
+    assert_eq!(retry.error_code(), "idempotency_key_in_use");
+    let replay = t.post_keyed(&alice.token, &key, &body).await;
+    assert_eq!(replay.status, 202);
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+    assert_eq!(replay.body, first.body, "the answer the first caller got");
+}
+
+#[tokio::test]
+async fn a_stored_answer_of_a_request_that_died_is_replayed_once_its_lease_ran_out() {
+    let t = spawn().await;
+    let alice = t.user("alice").await;
+    let bob = t.user("bob").await;
+    let key = key();
+    let body = instant(&bob.email, "6.00");
+    let print = fingerprint("POST", "/payments", &request_value(&body));
+    let stored = json!({"id": "stored-payment", "status": "pending"});
+    sqlx::query(
+        "INSERT INTO payments.idempotency_keys \
+           (caller, key, fingerprint, owner, locked_until, response_status, response_body) \
+         VALUES ($1, $2, $3, gen_random_uuid(), now() - interval '1 second', 201, $4)",
+    )
+    .bind(&alice.id)
+    .bind(&key)
+    .bind(&print)
+    .bind(&stored)
+    .execute(&t.pool)
+    .await
+    .unwrap();
+
+    let replay = t.post_keyed(&alice.token, &key, &body).await;
+
+    assert_eq!(replay.status, 201, "{}", replay.body);
+    assert_eq!(replay.body, stored, "its payment exists: no second one");
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM payments WHERE sender_id = $1",
+            &alice.id
+        )
+        .await,
+        0
     );
 }
 

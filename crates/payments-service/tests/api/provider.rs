@@ -280,3 +280,41 @@ async fn a_webhook_for_an_unknown_payment_is_acknowledged_and_ignored() {
     .await;
     assert_eq!(reply.status, 422);
 }
+
+#[tokio::test]
+async fn a_processing_payment_that_lost_its_job_is_adopted_at_start_and_a_legacy_one_is_not() {
+    let t = without_webhooks().await;
+    let (id, status, _, token) = paid(&t, "4000.00").await;
+    assert_eq!(status, 202);
+    // The job gone (a safety net for what should never happen), and a legacy payment left
+    // `processing` by the old platform, never sent by this service.
+    sqlx::query("DELETE FROM payments.jobs")
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO payments (id, sender_id, amount, currency, status, type, updated_at) \
+         VALUES ('legacy-processing', 'legacy-user', 1.00, 'USD', 'processing', 'instant', now())",
+    )
+    .execute(&t.pool)
+    .await
+    .unwrap();
+
+    // A start (here: another replica's) looks for them.
+    let _replica = t.spawn_replica().await;
+
+    t.wait_for_status(&token, &id, "completed").await;
+    let legacy: (String, i64) = sqlx::query_as(
+        "SELECT status::text, (SELECT count(*) FROM payments.jobs WHERE payment_id = p.id) \
+         FROM payments p WHERE id = 'legacy-processing'",
+    )
+    .fetch_one(&t.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        legacy,
+        ("processing".to_string(), 0),
+        "never sent to our provider"
+    );
+    assert!(t.charge("legacy-processing").await.is_none());
+}
