@@ -280,14 +280,52 @@ async fn a_recurring_payment_makes_linked_occurrences_until_cancelled() {
     assert_eq!(child["metadata"]["occurrence"], 1);
     assert_eq!(child["metadata"]["plan"], "gold");
     assert_eq!(child["amount"], "7.00");
-    let next_due: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
-        "SELECT due_at FROM payments.jobs WHERE payment_id = $1 AND kind = 'occurrence'",
-    )
-    .bind(&parent)
-    .fetch_one(&t.pool)
+    let pool = t.pool.clone();
+    let next_due = |parent: String| {
+        let pool = pool.clone();
+        async move {
+            let due: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+                "SELECT due_at FROM payments.jobs WHERE payment_id = $1 AND kind = 'occurrence'",
+            )
+            .bind(parent)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            due
+        }
+    };
+    let started: chrono::DateTime<chrono::Utc> =
+        reply.body["scheduledAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        next_due(parent.clone()).await,
+        started + chrono::Duration::days(1)
+    );
+
+    // A day passes (the job is made due now): the second occurrence, then the third is a day
+    // after the second.
+    sqlx::query("UPDATE payments.jobs SET due_at = now() WHERE payment_id = $1")
+        .bind(&parent)
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    let second = test_support::eventually(Duration::from_secs(10), || async {
+        let list = t
+            .get("/payments?direction=sent&status=completed", &alice.token)
+            .await;
+        list.body["items"].as_array().and_then(|items| {
+            items
+                .iter()
+                .find(|p| p["metadata"]["occurrence"] == 2)
+                .cloned()
+        })
+    })
     .await
-    .unwrap();
-    assert!(next_due > chrono::Utc::now() + chrono::Duration::hours(23));
+    .expect("the second occurrence is made and charged");
+    assert_eq!(second["metadata"]["recurringParentId"], parent.as_str());
+    assert_eq!(
+        next_due(parent.clone()).await,
+        started + chrono::Duration::days(2)
+    );
 
     let cancel = t
         .post(
