@@ -108,7 +108,7 @@ pub struct AuthClient {
     timeout: Duration,
     credentials: Option<ServiceCredentials>,
     users: Cache<String, Option<User>>,
-    /// Lookups by lower-cased email, with the same lifetimes as `users`.
+    /// Lookups by email as written, with the same lifetimes as `users`.
     emails: Cache<String, Option<User>>,
     /// Also serialises renewals, so that concurrent lookups obtain one token, not one each.
     token: tokio::sync::Mutex<Option<ServiceToken>>,
@@ -238,10 +238,13 @@ impl AuthClient {
         Ok(entry.into_value())
     }
 
-    /// The user with this email (`GET /users?email=` with a service credential; auth matches it
-    /// regardless of case), cached like [`AuthClient::user`]; `None` when auth has no such user.
+    /// The user with this email (`GET /users?email=` with a service credential; auth prefers an
+    /// exact match, then one regardless of case), cached like [`AuthClient::user`]; `None` when
+    /// auth has no such user.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, ClientError> {
-        let key = email.trim().to_lowercase();
+        // Keyed as written, not lower-cased: auth prefers an exact match, and legacy emails may
+        // differ only by case (`Case@x` and `case@x` are two users).
+        let key = email.trim().to_string();
         if key.is_empty() {
             return Ok(None);
         }

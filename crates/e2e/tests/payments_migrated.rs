@@ -59,6 +59,19 @@ async fn a_migrated_users_legacy_payments_are_listed_with_names() {
         format!("payments-service={CLIENT_SECRET}"),
     ));
     let auth = ServiceProcess::start("auth-service", &auth_env);
+    let psp_port = e2e::free_port();
+    let _sandbox = ServiceProcess::start(
+        "psp-sandbox",
+        &[
+            ("PSP_SANDBOX_PORT".into(), psp_port.to_string()),
+            ("PSP_SANDBOX_HOST".into(), "127.0.0.1".into()),
+            (
+                "PSP_WEBHOOK_SECRET".into(),
+                "e2e-webhook-secret-0123456".into(),
+            ),
+            ("PSP_SANDBOX_LATENCY_MS".into(), "0".into()),
+        ],
+    );
     let mut payments_env = platform.broker.env("payments-service");
     payments_env.extend([
         ("PAYMENTS_DATABASE_URL".to_string(), payments_db.url.clone()),
@@ -68,6 +81,7 @@ async fn a_migrated_users_legacy_payments_are_listed_with_names() {
             "PSP_WEBHOOK_SECRET".into(),
             "e2e-webhook-secret-0123456".into(),
         ),
+        ("PSP_URL".into(), format!("http://127.0.0.1:{psp_port}")),
     ]);
     let payments = ServiceProcess::start("payments-service", &payments_env);
     auth.wait_ready(Duration::from_secs(10)).await;
@@ -114,6 +128,22 @@ async fn a_migrated_users_legacy_payments_are_listed_with_names() {
         "bob's name comes from auth: {}",
         listed.body
     );
+
+    // Legacy emails that differ only by case are two users: each is paid as written.
+    for (email, name) in [
+        ("Case@legacy.test", "Casey Upper"),
+        ("case@legacy.test", "casey lower"),
+    ] {
+        let paid = api
+            .post(
+                "/payments",
+                Some(token),
+                &json!({"recipientEmail": email, "amount": "1.00", "type": "instant"}),
+            )
+            .await;
+        assert_eq!(paid.status, 201, "{}", paid.body);
+        assert_eq!(paid.body["recipientName"], name, "{}", paid.body);
+    }
 
     let first = items[0]["id"].as_str().unwrap();
     let history = api
