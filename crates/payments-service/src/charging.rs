@@ -121,12 +121,17 @@ async fn begin_charge(
     let in_flight = chrono::Duration::from_std(state.settings.psp.timeout).unwrap_or_default();
     let reconcile_at = Utc::now() + in_flight + reconcile_delay(state, 0);
     jobs::put(tx, id, Kind::Reconcile, reconcile_at).await?;
-    Ok(Some(ChargeRequest {
+    Ok(Some(charge_of(row)))
+}
+
+/// The charge of a payment: always under its id, so that asking again never charges twice.
+fn charge_of(row: store::PaymentRow) -> ChargeRequest {
+    ChargeRequest {
         reference: row.id,
         amount: row.amount,
         currency: row.currency,
         description: row.description,
-    }))
+    }
 }
 
 /// Sends a charge and applies a definite answer; an unknown one waits for the reconciler.
@@ -247,13 +252,7 @@ pub async fn reconcile(state: &AppState, id: &str) -> Result<()> {
             // The provider never received it (the process died before the call, or the call
             // failed before it arrived): send it again, under the same reference.
             tracing::info!(payment_id = %id, "the provider has no such charge; sending it again");
-            let request = ChargeRequest {
-                reference: row.id,
-                amount: row.amount,
-                currency: row.currency,
-                description: row.description,
-            };
-            send(state, &request).await;
+            send(state, &charge_of(row)).await;
         }
         Err(e) => {
             tracing::warn!(payment_id = %id, error = %e, "could not reconcile yet");

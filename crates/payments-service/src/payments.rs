@@ -78,17 +78,37 @@ pub async fn create(
         None => None,
     };
     let valid = validate::new_payment(request, Utc::now())?;
-    let mut lease = match (key, fingerprint) {
-        (Some(key), Some(fingerprint)) => {
-            let lease_time = state.settings.idempotency_lease;
-            match idempotency::claim(&state.pool, user_id, key, &fingerprint, lease_time).await? {
-                Claimed::Replay(stored) => return Ok(Answer::replay(stored)),
-                Claimed::Fresh(lease) => Some(lease),
-            }
-        }
-        _ => None,
+    let claimed = key.zip(fingerprint);
+    let mut lease = match claim(state, user_id, claimed).await? {
+        Start::Replay(answer) => return Ok(answer),
+        Start::Go(lease) => lease,
     };
     let result = create_claimed(state, user_id, valid, &mut lease).await;
+    released_on_error(result, lease).await
+}
+
+/// Whether a POST goes ahead (holding its key, if it sent one) or replays a stored answer.
+enum Start {
+    Go(Option<Lease>),
+    Replay(Answer),
+}
+
+/// Claims `key` (with the request's fingerprint) for `user_id`, if the request sent one.
+async fn claim(state: &AppState, user_id: &str, key: Option<(&str, String)>) -> Result<Start> {
+    let Some((key, fingerprint)) = key else {
+        return Ok(Start::Go(None));
+    };
+    let lease_time = state.settings.idempotency_lease;
+    Ok(
+        match idempotency::claim(&state.pool, user_id, key, &fingerprint, lease_time).await? {
+            Claimed::Replay(stored) => Start::Replay(Answer::replay(stored)),
+            Claimed::Fresh(lease) => Start::Go(Some(lease)),
+        },
+    )
+}
+
+/// Lets go of a key still held when its request failed, before the error is answered.
+async fn released_on_error(result: Result<Answer>, lease: Option<Lease>) -> Result<Answer> {
     if result.is_err()
         && let Some(lease) = lease
     {
@@ -238,26 +258,20 @@ pub async fn cancel(
     id: &str,
 ) -> Result<Answer> {
     let user_id = caller.user_id().ok_or(PaymentError::NoUser)?;
-    let mut lease = match key {
+    let claimed = match key {
         Some(key) => {
             idempotency::check_key(key)?;
             let path = format!("/payments/{id}/cancel");
-            let fingerprint = idempotency::fingerprint("POST", &path, &Value::Null);
-            let lease_time = state.settings.idempotency_lease;
-            match idempotency::claim(&state.pool, user_id, key, &fingerprint, lease_time).await? {
-                Claimed::Replay(stored) => return Ok(Answer::replay(stored)),
-                Claimed::Fresh(lease) => Some(lease),
-            }
+            Some((key, idempotency::fingerprint("POST", &path, &Value::Null)))
         }
         None => None,
     };
+    let mut lease = match claim(state, user_id, claimed).await? {
+        Start::Replay(answer) => return Ok(answer),
+        Start::Go(lease) => lease,
+    };
     let result = cancel_claimed(state, caller, user_id, id, &mut lease).await;
-    if result.is_err()
-        && let Some(lease) = lease
-    {
-        lease.release().await;
-    }
-    result
+    released_on_error(result, lease).await
 }
 
 async fn cancel_claimed(
