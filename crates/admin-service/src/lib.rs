@@ -1,39 +1,191 @@
-//! The admin service: Audit logs and system configuration.
+//! The admin service: the audit log and the system configuration (seed section 3.3).
 //!
-//! Owns `admin_db` and nothing else; it reaches users only through auth's HTTP API or events.
+//! Owns `admin_db` and nothing else. It consumes every event on the hub (`#`) into `audit_logs`,
+//! one row per event, chained for tamper evidence ([`audit::chain`]); users' names and details
+//! come only from auth's HTTP API, cached. Configuration changes publish `config.updated` and
+//! refused requests `admin.access_denied` through its own outbox, so they are audited like
+//! everything else.
 
+pub mod access;
+pub mod audit;
+pub mod configuration;
+pub mod error;
+pub mod outbox;
+pub mod routes;
+pub mod settings;
+pub mod store;
+pub mod views;
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use access::DenialLimiter;
+use audit::names::Names;
+use auth_client::{AuthClient, Verifier};
 use axum::Router;
+use axum::extract::FromRef;
+use events::{BrokerHealth, Consumer, EventsSettings, HubTable, Relay, with_hub_tables};
 use platform::app::{Application, open_database};
-use platform::http::SystemState;
-use platform::{Service, ServiceConfig};
+use platform::http::{BearerAuth, SystemState};
+use platform::{Env, Service, ServiceConfig};
+use settings::AdminSettings;
 use sqlx::PgPool;
+use sqlx::migrate::Migrator;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// This service's schema migrations; the migration tool applies the same ones.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+/// This service's schema migrations, then the event hub's tables it uses; the migration tool
+/// applies the same ones.
+pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
+    with_hub_tables(
+        sqlx::migrate!(),
+        SERVICE.schema(),
+        &[HubTable::Outbox, HubTable::Inbox],
+    )
+});
 
 pub const SERVICE: Service = Service::Admin;
 
+/// Shared by every request and by the audit consumer.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub verifier: Arc<Verifier>,
+    pub auth: Arc<AuthClient>,
+    pub names: Arc<Names>,
+    pub denials: Arc<DenialLimiter>,
+    pub settings: Arc<AdminSettings>,
+    /// The relay's and the consumer's broker connections, for `/ready`.
+    pub broker: Arc<BrokerHealth>,
+}
+
+impl FromRef<AppState> for Arc<Verifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, settings: AdminSettings) -> anyhow::Result<Self> {
+        let auth = Arc::new(
+            settings
+                .auth
+                .client()?
+                .with_credentials(settings.credentials.clone()),
+        );
+        let names = Names::new(
+            auth.clone(),
+            settings.name_lookup_timeout,
+            settings.name_lookup_pause,
+        );
+        Ok(Self {
+            pool,
+            verifier: Arc::new(settings.auth.verifier()?),
+            auth,
+            names: Arc::new(names),
+            denials: Arc::new(DenialLimiter::new(settings.denied_audit_per_minute)),
+            settings: Arc::new(settings),
+            broker: BrokerHealth::new(),
+        })
+    }
+}
+
 #[derive(OpenApi)]
-#[openapi(info(
-    title = "admin-service",
-    description = "Audit logs and system configuration."
-))]
+#[openapi(
+    info(title = "admin-service", description = "Audit logs and system configuration. Every route is for ADMIN users."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "audit", description = "The audit log of every event on the platform"),
+        (name = "config", description = "The system configuration")
+    )
+)]
 struct ApiDoc;
 
 /// The service's HTTP API with the platform's system routes and middleware.
-pub fn router(pool: PgPool, config: &ServiceConfig) -> Router {
-    platform::http::assemble(
-        OpenApiRouter::new(),
-        ApiDoc::openapi(),
-        SystemState::new(SERVICE.name(), pool),
-        config.request_timeout,
-    )
+pub fn router(state: AppState, config: &ServiceConfig) -> Router {
+    use routes::{audit, config as cfg};
+    let api = OpenApiRouter::new()
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::export))
+        .routes(routes!(audit::verify))
+        .routes(routes!(audit::get))
+        .routes(routes!(cfg::list))
+        .routes(routes!(cfg::get, cfg::put, cfg::delete))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::require_admin,
+        ))
+        .with_state(state.clone());
+    // Admin serves without auth (names are then null), so auth is not part of readiness.
+    let system =
+        SystemState::new(SERVICE.name(), state.pool.clone()).with_check(state.broker.clone());
+    platform::http::assemble(api, ApiDoc::openapi(), system, config.request_timeout)
 }
 
-/// Opens the database (creating and migrating it as needed) and binds the configured port.
-pub async fn build(config: ServiceConfig) -> anyhow::Result<Application> {
+/// The chain's length, for `/metrics`, every 15 seconds.
+fn spawn_gauges(pool: PgPool) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(15));
+        loop {
+            tick.tick().await;
+            let head: sqlx::Result<Option<i64>> =
+                sqlx::query_scalar("SELECT seq FROM admin.audit_chain_head")
+                    .fetch_optional(&pool)
+                    .await;
+            if let Ok(Some(seq)) = head {
+                metrics::gauge!("admin_audit_chain_entries").set(seq as f64);
+            }
+            if let Ok(backlog) = outbox::OUTBOX.backlog(&pool).await {
+                metrics::gauge!("admin_outbox_backlog").set(backlog as f64);
+            }
+        }
+    });
+}
+
+/// Opens the database (creating and migrating it as needed), anchors the rows already in the
+/// audit log (once, at the first start), starts the outbox relay and the audit consumer, and
+/// binds the configured port.
+pub async fn build_with(
+    config: ServiceConfig,
+    settings: AdminSettings,
+    events: EventsSettings,
+) -> anyhow::Result<Application> {
     let pool = open_database(&config, &MIGRATOR).await?;
-    Application::bind(&config, router(pool, &config)).await
+    if let Some(rows) = audit::chain::anchor_existing(&pool).await? {
+        tracing::info!(
+            rows,
+            "audit log anchored: the rows already there are now covered by the chain"
+        );
+    }
+    let state = AppState::new(pool, settings)?;
+    let events = Arc::new(events);
+    Relay::new(
+        state.pool.clone(),
+        outbox::OUTBOX.clone(),
+        events.clone(),
+        state.broker.link("outbox relay"),
+    )
+    .spawn();
+    Consumer::new(
+        state.pool.clone(),
+        SERVICE.schema(),
+        events,
+        contracts::events::subscriptions::ADMIN,
+        Arc::new(audit::writer::AuditWriter {
+            names: state.names.clone(),
+        }),
+        state.broker.link("event consumer"),
+    )
+    .spawn();
+    spawn_gauges(state.pool.clone());
+    Application::bind(&config, router(state, &config)).await
+}
+
+/// `main`'s entry: settings from the process environment.
+pub async fn build(config: ServiceConfig) -> anyhow::Result<Application> {
+    let env = Env::from_process();
+    let settings = AdminSettings::from_env(&config, &env)?;
+    let events = EventsSettings::from_env(&config, &env)?;
+    build_with(config, settings, events).await
 }

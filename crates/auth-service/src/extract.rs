@@ -1,8 +1,6 @@
 //! Who is calling: the verified bearer token, and the client's address and user agent.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use contracts::auth::AccessClaims;
@@ -58,13 +56,10 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The client's IP (the peer, or `X-Forwarded-For`'s first hop when configured) and user agent.
-#[derive(Debug, Clone, Default)]
-pub struct ClientInfo {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
+/// The client's IP and user agent (`platform`'s, with auth's `AUTH_TRUST_FORWARDED_FOR`).
+pub use platform::extract::ClientInfo;
 
+/// Newtype-free extraction: auth's routes take [`ClientInfo`] directly.
 impl FromRequestParts<AppState> for ClientInfo {
     type Rejection = std::convert::Infallible;
 
@@ -72,31 +67,6 @@ impl FromRequestParts<AppState> for ClientInfo {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let forwarded = state
-            .settings
-            .trust_forwarded_for
-            .then(|| {
-                parts
-                    .headers
-                    .get("x-forwarded-for")
-                    .and_then(|v| v.to_str().ok())
-            })
-            .flatten()
-            .and_then(|v| v.split(',').next())
-            .map(|ip| ip.trim().to_string())
-            .filter(|ip| !ip.is_empty());
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(512).collect());
-        Ok(ClientInfo {
-            ip: forwarded.or(peer),
-            user_agent,
-        })
+        Ok(ClientInfo::of(parts, state.settings.trust_forwarded_for))
     }
 }

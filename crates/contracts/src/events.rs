@@ -19,10 +19,15 @@ pub mod subscriptions {
     pub const PROFILE: &[&str] = &[USER_REGISTERED, USER_DELETED];
     /// Payments caches users (seed 4.3) and drops one from its cache when it changes.
     pub const PAYMENTS: &[&str] = &[USER_UPDATED, USER_DELETED];
+    /// Admin audits every event, its own included (a topic exchange's `#` matches every key).
+    pub const ADMIN: &[&str] = &["#"];
 
     /// Every consuming service (by name) with its bindings.
-    pub const ALL: &[(&str, &[&str])] =
-        &[("profile-service", PROFILE), ("payments-service", PAYMENTS)];
+    pub const ALL: &[(&str, &[&str])] = &[
+        ("profile-service", PROFILE),
+        ("payments-service", PAYMENTS),
+        ("admin-service", ADMIN),
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,4 +118,56 @@ pub struct PaymentStatusChanged {
     /// The user who caused it (a cancellation); absent when the provider did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor_id: Option<String>,
+}
+
+pub const CONFIG_UPDATED: &str = "config.updated";
+
+/// A system configuration entry was created, changed or deleted (`newValue` absent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigUpdated {
+    pub key: String,
+    /// `created`, `updated` or `deleted`.
+    pub change: String,
+    /// Absent when the key was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_value: Option<serde_json::Value>,
+    /// Absent when the key was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_value: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The ADMIN who made the change.
+    pub updated_by: String,
+}
+
+pub const ADMIN_ACCESS_DENIED: &str = "admin.access_denied";
+
+/// A request to an admin route was refused: no valid token (401) or not an ADMIN (403).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessDenied {
+    /// The caller's user id, when its token was valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The caller's role (`CUSTOMER`, `VENDOR`) or `service:<client>` for a service credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    pub method: String,
+    /// The route as declared (`/admin/config/{key}`), and the path asked for.
+    pub route: String,
+    pub path: String,
+    /// 401 or 403.
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Refusals from the same address not written one by one since the last one that was.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub suppressed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -342,7 +342,7 @@ pub async fn list(
 ) -> Result<(Vec<PaymentView>, Option<String>)> {
     let user_id = caller.user_id().ok_or(PaymentError::NoUser)?;
     let after = match query.page.after.as_deref() {
-        Some(cursor) => Some(decode_cursor(cursor)?),
+        Some(cursor) => Some(platform::pagination::parse_time_key(cursor)?),
         None => None,
     };
     let filter = ListFilter {
@@ -390,21 +390,7 @@ async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<PaymentR
     }
 }
 
-const CURSOR_TIME: &str = "%Y-%m-%dT%H:%M:%S%.f";
-
 /// A list's keyset position: the row's creation time and id.
 fn cursor_key(row: &PaymentRow) -> String {
-    format!("{}|{}", row.created_at.format(CURSOR_TIME), row.id)
-}
-
-fn decode_cursor(key: &str) -> Result<(NaiveDateTime, String)> {
-    let bad = || {
-        PaymentError::Api(ApiError::validation(vec![FieldError::new(
-            "cursor",
-            "is not a cursor this API returned",
-        )]))
-    };
-    let (at, id) = key.split_once('|').ok_or_else(bad)?;
-    let at = NaiveDateTime::parse_from_str(at, CURSOR_TIME).map_err(|_| bad())?;
-    Ok((at, id.to_string()))
+    platform::pagination::time_key(&row.created_at, &row.id)
 }

@@ -57,7 +57,7 @@ pub struct WorkerSettings {
 
 impl PaymentsSettings {
     pub fn from_env(config: &ServiceConfig, env: &Env) -> Result<Self, ConfigError> {
-        let secret = required_secret(env, "PAYMENTS_AUTH_CLIENT_SECRET")?;
+        let secret = env.required_secret("PAYMENTS_AUTH_CLIENT_SECRET", MIN_SECRET_LEN)?;
         let credentials = ServiceCredentials {
             client_id: env.string_or("PAYMENTS_AUTH_CLIENT_ID", DEFAULT_AUTH_CLIENT_ID),
             client_secret: secret,
@@ -67,43 +67,24 @@ impl PaymentsSettings {
             credentials,
             psp: PspSettings {
                 url: env.http_url_or("PSP_URL", DEFAULT_PSP_URL)?,
-                webhook_secret: required_secret(env, "PSP_WEBHOOK_SECRET")?,
+                webhook_secret: env.required_secret("PSP_WEBHOOK_SECRET", MIN_SECRET_LEN)?,
                 webhook_tolerance: env
                     .seconds_or("PSP_WEBHOOK_TOLERANCE_SECS", Duration::from_secs(300))?,
-                timeout: millis_or(env, "PSP_TIMEOUT_MS", 5000)?,
+                timeout: env.millis_or("PSP_TIMEOUT_MS", 5000)?,
             },
             worker: WorkerSettings {
-                poll: millis_or(env, "PAYMENTS_WORKER_POLL_MS", 500)?,
+                poll: env.millis_or("PAYMENTS_WORKER_POLL_MS", 500)?,
                 concurrency: env
                     .parse_or("PAYMENTS_WORKER_CONCURRENCY", 4usize)?
                     .clamp(1, 64),
-                charge_grace: millis_or(env, "PAYMENTS_CHARGE_GRACE_MS", 10_000)?,
-                reconcile_after: millis_or(env, "PAYMENTS_RECONCILE_AFTER_MS", 5000)?,
-                reconcile_max: millis_or(env, "PAYMENTS_RECONCILE_MAX_MS", 300_000)?,
+                charge_grace: env.millis_or("PAYMENTS_CHARGE_GRACE_MS", 10_000)?,
+                reconcile_after: env.millis_or("PAYMENTS_RECONCILE_AFTER_MS", 5000)?,
+                reconcile_max: env.millis_or("PAYMENTS_RECONCILE_MAX_MS", 300_000)?,
             },
             idempotency_lease: env
                 .seconds_or("PAYMENTS_IDEMPOTENCY_LEASE_SECS", Duration::from_secs(30))?,
         })
     }
-}
-
-fn required_secret(env: &Env, var: &str) -> Result<SecretString, ConfigError> {
-    match env.get(var) {
-        None => Err(ConfigError::new(var, "is required")),
-        Some(value) if value.len() < MIN_SECRET_LEN => Err(ConfigError::new(
-            var,
-            format!("must be at least {MIN_SECRET_LEN} characters"),
-        )),
-        Some(value) => Ok(value.to_string().into()),
-    }
-}
-
-fn millis_or(env: &Env, var: &str, default: u64) -> Result<Duration, ConfigError> {
-    let ms: u64 = env.parse_or(var, default)?;
-    if ms == 0 {
-        return Err(ConfigError::new(var, "must be at least 1 ms"));
-    }
-    Ok(Duration::from_millis(ms))
 }
 
 #[cfg(test)]

@@ -198,6 +198,28 @@ impl Env {
         }
     }
 
+    /// A secret that must be set and at least `min_len` characters long (shorter ones are
+    /// guessable); the error names the variable, never the value.
+    pub fn required_secret(&self, var: &str, min_len: usize) -> Result<SecretString, ConfigError> {
+        match self.get(var) {
+            None => Err(ConfigError::new(var, "is required")),
+            Some(value) if value.len() < min_len => Err(ConfigError::new(
+                var,
+                format!("must be at least {min_len} characters"),
+            )),
+            Some(value) => Ok(value.to_string().into()),
+        }
+    }
+
+    /// A duration written in milliseconds, at least 1.
+    pub fn millis_or(&self, var: &str, default: u64) -> Result<Duration, ConfigError> {
+        let ms: u64 = self.parse_or(var, default)?;
+        if ms == 0 {
+            return Err(ConfigError::new(var, "must be at least 1 ms"));
+        }
+        Ok(Duration::from_millis(ms))
+    }
+
     /// A duration written in whole seconds.
     pub fn seconds_or(&self, var: &str, default: Duration) -> Result<Duration, ConfigError> {
         let secs: u64 = self.parse_or(var, default.as_secs())?;

@@ -164,3 +164,42 @@ mod tests {
         );
     }
 }
+
+/// The client's address and user agent, for audit trails.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl ClientInfo {
+    /// The peer's address, or `X-Forwarded-For`'s first hop when `trust_forwarded_for` (only
+    /// behind a proxy that sets it: otherwise any client could claim any address); the user agent
+    /// cut to 512 characters.
+    pub fn of(parts: &axum::http::request::Parts, trust_forwarded_for: bool) -> Self {
+        let forwarded = trust_forwarded_for
+            .then(|| {
+                parts
+                    .headers
+                    .get("x-forwarded-for")
+                    .and_then(|v| v.to_str().ok())
+            })
+            .flatten()
+            .and_then(|v| v.split(',').next())
+            .map(|ip| ip.trim().to_string())
+            .filter(|ip| !ip.is_empty());
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|axum::extract::ConnectInfo(addr)| addr.ip().to_string());
+        let user_agent = parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(512).collect());
+        ClientInfo {
+            ip: forwarded.or(peer),
+            user_agent,
+        }
+    }
+}

@@ -1,2 +1,9 @@
+mod access;
+mod audit;
+mod chain;
+mod config;
+mod export;
+mod helpers;
+mod listing;
 mod schema;
 mod system;

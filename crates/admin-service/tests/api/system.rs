@@ -1,13 +1,7 @@
-use test_support::TestDb;
-use test_support::spawn::{config, serve};
+use crate::helpers::spawn;
 
 #[tokio::test]
 async fn system_routes_answer() {
-    let db = TestDb::new().await;
-    let config = config(admin_service::SERVICE, &db.url);
-    let pool = platform::app::open_database(&config, &admin_service::MIGRATOR)
-        .await
-        .unwrap();
-    let base = serve(admin_service::router(pool, &config)).await;
-    test_support::probe::assert_system_routes(&base, "admin-service").await;
+    let admin = spawn().await;
+    test_support::probe::assert_system_routes(&admin.api.base, "admin-service").await;
 }
