@@ -1,5 +1,6 @@
 //! `mfe`: the platform's command line: the migration tool, the legacy seeder, operations.
 
+mod admin;
 mod hub;
 mod legacy;
 mod migrate;
@@ -38,6 +39,14 @@ enum Command {
         #[command(subcommand)]
         command: hub::EventsCommand,
     },
+    /// The admin service's data: the audit log's hash chain.
+    #[command(
+        after_help = "Exit codes: 0 the chain holds, 1 tampered, 2 usage or connection error."
+    )]
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
     /// The legacy (POC-2) shared database: a realistic fixture to rehearse the migration on.
     Legacy {
         #[command(subcommand)]
@@ -64,6 +73,14 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("mfe events: {e:#}");
+                    ExitCode::from(2)
+                }
+            },
+            Command::Admin { command } => match admin::run(command, cli.json).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("mfe admin: {e:#}");
                     ExitCode::from(2)
                 }
             },

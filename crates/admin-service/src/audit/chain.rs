@@ -169,6 +169,17 @@ pub async fn append(tx: &mut PgConnection, audit_id: &str) -> Result<i64, ChainE
     Ok(seq)
 }
 
+/// The hash (hex) of chain entry `seq`, if there is one: `--expect-head` checks that a head
+/// recorded earlier is still in the chain.
+pub async fn hash_at(pool: &PgPool, seq: i64) -> Result<Option<String>, ChainError> {
+    let hash: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT hash FROM admin.audit_chain WHERE seq = $1")
+            .bind(seq)
+            .fetch_optional(pool)
+            .await?;
+    Ok(hash.map(hex::encode))
+}
+
 /// What a verification found.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
