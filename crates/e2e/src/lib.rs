@@ -233,3 +233,17 @@ impl Drop for Platform {
         let _ = std::fs::remove_dir_all(&self.auth_data);
     }
 }
+
+/// Runs the real `mfe` with `args` and `env`, and checks it succeeded.
+pub fn mfe(args: &[&str], env: &[(&str, &str)]) {
+    let out = std::process::Command::new(binary("mfe"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("mfe runs");
+    assert!(
+        out.status.success(),
+        "mfe {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

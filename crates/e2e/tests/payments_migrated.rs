@@ -2,27 +2,13 @@
 //! legacy database seeded and migrated by the real `mfe`, auth and payments running on the
 //! migrated databases, a legacy user signed in with their POC-2 password.
 
-use std::process::Command;
 use std::time::Duration;
 
-use e2e::{Platform, ServiceProcess, binary};
+use e2e::{Platform, ServiceProcess, mfe};
 use serde_json::json;
 use test_support::{Api, TestDb};
 
 const CLIENT_SECRET: &str = "e2e-payments-secret-0123";
-
-fn mfe(args: &[&str], env: &[(&str, &str)]) {
-    let out = Command::new(binary("mfe"))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("mfe runs");
-    assert!(
-        out.status.success(),
-        "mfe {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[tokio::test]
 async fn a_migrated_users_legacy_payments_are_listed_with_names() {
