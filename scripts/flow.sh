@@ -3,16 +3,20 @@
 # POC-2 password and reads their migrated profile; a new user registers and gets a profile through
 # the event hub; the new user edits it. Migrated alice pays migrated bob through the payment
 # provider; both see it with names; a declined payment fails with its reason; a retried POST with
-# the same Idempotency-Key gets the same payment. Exits non-zero at the first step that does not
-# hold.
+# the same Idempotency-Key gets the same payment. The bootstrap ADMIN then reads the payment's audit
+# trail (created, processing, completed) from admin, sees a customer's refused attempt audited,
+# and verifies the audit chain. Exits non-zero at the first step that does not hold.
 #
 #   AUTH=http://localhost:3001 PROFILE=http://localhost:3004 PAYMENTS=http://localhost:3002 \
-#     bash scripts/flow.sh
+#     ADMIN=http://localhost:3003 bash scripts/flow.sh
 set -euo pipefail
 
 AUTH="${AUTH:-http://localhost:3001}"
 PROFILE="${PROFILE:-http://localhost:3004}"
 PAYMENTS="${PAYMENTS:-http://localhost:3002}"
+ADMIN="${ADMIN:-http://localhost:3003}"
+ADMIN_EMAIL="${AUTH_BOOTSTRAP_ADMIN_EMAIL:-admin@mfe.local}"
+ADMIN_PASSWORD="${AUTH_BOOTSTRAP_ADMIN_PASSWORD:-change-me-admin}"
 
 step() { printf '  %-66s' "$1"; }
 ok() { printf 'ok  %s\n' "${1:-}"; }
@@ -31,7 +35,7 @@ call() {
 }
 status() { cat "$STATUS_FILE"; }
 
-echo "== flow: auth $AUTH, profile $PROFILE, payments $PAYMENTS"
+echo "== flow: auth $AUTH, profile $PROFILE, payments $PAYMENTS, admin $ADMIN"
 
 step "migrated user alice@legacy.test logs in (legacy bcrypt)"
 login=$(call POST "$AUTH/auth/login" "" '{"email":"alice@legacy.test","password":"alice-legacy-2024"}')
@@ -137,5 +141,40 @@ declined=$(call POST "$PAYMENTS/payments" "$alice_token" \
     '{"recipientEmail":"bob@legacy.test","amount":"2001.00","type":"instant"}')
 [[ "$(jq -r .status <<<"$declined")" == failed ]] || fail "HTTP $(status): $declined"
 ok "$(jq -r .failureReason <<<"$declined")"
+
+step "the bootstrap ADMIN logs in"
+login=$(call POST "$AUTH/auth/login" "" "{\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\"}")
+[[ "$(status)" == 200 ]] || fail "login: HTTP $(status): $login"
+admin_token=$(jq -r .accessToken <<<"$login")
+ok "$ADMIN_EMAIL"
+
+step "the payment's audit trail: created, processing, completed"
+trail_steps=""
+for _ in $(seq 1 100); do
+    trail=$(call GET "$ADMIN/admin/audit-logs?resourceType=payment&resourceId=$payment_id" "$admin_token")
+    [[ "$(status)" == 200 ]] || fail "audit: HTTP $(status): $trail"
+    trail_steps=$(jq -r '[.items | reverse | .[] | if .action == "payment.created" then "created" else .details.to end] | join(",")' <<<"$trail")
+    [[ "$trail_steps" == "created,processing,completed" ]] && break
+    sleep 0.1
+done
+[[ "$trail_steps" == "created,processing,completed" ]] || fail "trail: $trail_steps: $trail"
+ok "by $(jq -r '.items[0].details.userName' <<<"$trail")"
+
+step "alice may not read the audit log (403), and that is audited"
+call GET "$ADMIN/admin/audit-logs" "$alice_token" >/dev/null
+[[ "$(status)" == 403 ]] || fail "HTTP $(status)"
+denied=""
+for _ in $(seq 1 100); do
+    denied=$(call GET "$ADMIN/admin/audit-logs?action=admin.access_denied&userId=$alice_id&limit=1" "$admin_token")
+    [[ "$(jq '.items | length' <<<"$denied")" -gt 0 ]] && break
+    sleep 0.1
+done
+[[ "$(jq '.items | length' <<<"$denied")" -gt 0 ]] || fail "not audited: $denied"
+ok "$(jq -r '.items[0] | "\(.details.method) \(.resourceId) from \(.ipAddress)"' <<<"$denied")"
+
+step "the audit chain verifies (every row as it was written)"
+verified=$(call GET "$ADMIN/admin/audit-logs/verify" "$admin_token")
+[[ "$(jq -r .valid <<<"$verified")" == true ]] || fail "HTTP $(status): $verified"
+ok "$(jq -r '"\(.chainedRows) chained, \(.anchoredRows) legacy rows anchored"' <<<"$verified")"
 
 echo "== flow: all steps passed"

@@ -2,7 +2,8 @@
 # The main job: bring the local stack up, seed a legacy shared database (`mfe_poc2`, scale
 # $SCALE, default 1: ~380k rows) if it is not there yet, then migrate it to the four service
 # databases with `mfe migrate plan / prepare / copy / verify` (verify's summary table), start the
-# services on the migrated databases and run a flow through them (scripts/flow.sh).
+# services on the migrated databases and run a flow through them (scripts/flow.sh), ending with
+# the audit trail of the flow's payment and the audit chain verified.
 #
 # Each run rehearses the migration from scratch: the four service databases are dropped first (the
 # legacy database is kept), because the flow writes to them and a second verify would rightly
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 SCALE="${SCALE:-1}"
 bash scripts/stack.sh up
-cargo build --release --bin mfe --bin auth-service --bin profile-service --bin payments-service --bin psp-sandbox
+cargo build --release --bin mfe --bin auth-service --bin profile-service --bin payments-service --bin admin-service --bin psp-sandbox
 MFE=target/release/mfe
 
 export SHARED_DATABASE_URL="${SHARED_DATABASE_URL:-postgresql://postgres:postgres@localhost:5432/mfe_poc2}"
@@ -47,7 +48,9 @@ export AUTH_BOOTSTRAP_ADMIN_PASSWORD="${AUTH_BOOTSTRAP_ADMIN_PASSWORD:-change-me
 export AUTH_SERVICE_CLIENTS="${AUTH_SERVICE_CLIENTS:-payments-service=dev-payments-secret-123,admin-service=dev-admin-secret-12345,profile-service=dev-profile-secret-1234}"
 export AUTH_SERVICE_PORT="${AUTH_SERVICE_PORT:-3001}" PROFILE_SERVICE_PORT="${PROFILE_SERVICE_PORT:-3004}"
 export PAYMENTS_SERVICE_PORT="${PAYMENTS_SERVICE_PORT:-3002}" PSP_SANDBOX_PORT="${PSP_SANDBOX_PORT:-3010}"
+export ADMIN_SERVICE_PORT="${ADMIN_SERVICE_PORT:-3003}"
 export PAYMENTS_AUTH_CLIENT_SECRET="${PAYMENTS_AUTH_CLIENT_SECRET:-dev-payments-secret-123}"
+export ADMIN_AUTH_CLIENT_SECRET="${ADMIN_AUTH_CLIENT_SECRET:-dev-admin-secret-12345}"
 export PSP_WEBHOOK_SECRET="${PSP_WEBHOOK_SECRET:-dev-psp-webhook-secret-123}"
 export PSP_URL="${PSP_URL:-http://localhost:$PSP_SANDBOX_PORT}"
 export PSP_WEBHOOK_URL="${PSP_WEBHOOK_URL:-http://localhost:$PAYMENTS_SERVICE_PORT/psp/webhooks}"
@@ -61,13 +64,14 @@ echo "== event hub: exchange and consumer queues (before any publisher runs)"
 $MFE events declare
 
 echo "== services (logs in data/logs/)"
-for svc in psp-sandbox auth-service profile-service payments-service; do
+for svc in psp-sandbox auth-service admin-service profile-service payments-service; do
     target/release/$svc >"data/logs/$svc.log" 2>&1 &
     pids+=("$!")
 done
 # The sandbox has no dependencies to be ready for: its health is its readiness.
 for url in "$PSP_URL/health" "http://localhost:$AUTH_SERVICE_PORT/ready" \
-    "http://localhost:$PROFILE_SERVICE_PORT/ready" "http://localhost:$PAYMENTS_SERVICE_PORT/ready"; do
+    "http://localhost:$ADMIN_SERVICE_PORT/ready" "http://localhost:$PROFILE_SERVICE_PORT/ready" \
+    "http://localhost:$PAYMENTS_SERVICE_PORT/ready"; do
     for _ in $(seq 1 200); do
         curl -fsS "$url" >/dev/null 2>&1 && break
         sleep 0.1
@@ -77,9 +81,13 @@ for url in "$PSP_URL/health" "http://localhost:$AUTH_SERVICE_PORT/ready" \
 done
 
 AUTH="http://localhost:$AUTH_SERVICE_PORT" PROFILE="http://localhost:$PROFILE_SERVICE_PORT" \
-    PAYMENTS="http://localhost:$PAYMENTS_SERVICE_PORT" bash scripts/flow.sh
+    PAYMENTS="http://localhost:$PAYMENTS_SERVICE_PORT" ADMIN="http://localhost:$ADMIN_SERVICE_PORT" \
+    bash scripts/flow.sh
+
+echo "== the audit chain, checked straight in admin_db"
+$MFE admin verify-audit
 
 if [ "${1:-}" = "--serve" ]; then
-    echo "== serving: auth :$AUTH_SERVICE_PORT, payments :$PAYMENTS_SERVICE_PORT, profile :$PROFILE_SERVICE_PORT, psp-sandbox :$PSP_SANDBOX_PORT (Ctrl-C stops; migrated users log in with their legacy passwords)"
+    echo "== serving: auth :$AUTH_SERVICE_PORT, payments :$PAYMENTS_SERVICE_PORT, admin :$ADMIN_SERVICE_PORT, profile :$PROFILE_SERVICE_PORT, psp-sandbox :$PSP_SANDBOX_PORT (Ctrl-C stops; migrated users log in with their legacy passwords)"
     wait
 fi

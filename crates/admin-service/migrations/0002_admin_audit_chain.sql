@@ -2,26 +2,30 @@
 -- exactly the legacy contract).
 
 -- The audit log's hash chain: one entry per audit row admin writes, in the order it wrote them.
--- hash = sha256(previous entry's hash || the row's canonical form). The first entry is the anchor
--- of the rows that were there before admin first started (migrated legacy rows): its hash covers
--- every row of `admin.audit_anchor`, in position order.
+-- hash = sha256(previous entry's hash || the row's canonical form). An anchor entry covers a block
+-- of rows admin did not write itself: the first one, the rows that were there before admin first
+-- started (migrated legacy rows); later ones, rows an operator anchored with `mfe admin
+-- anchor-audit` (rows the migration brought in after that start). Its hash covers the digest of
+-- every row of its block in `admin.audit_anchor`, in position order.
 CREATE TABLE admin.audit_chain (
     seq BIGINT PRIMARY KEY,
     kind TEXT NOT NULL CHECK (kind IN ('anchor', 'row')),
     -- The audited row (kind 'row'); NULL for the anchor.
     audit_id TEXT UNIQUE,
-    -- How many rows the anchor covers (kind 'anchor').
+    -- How many rows an anchor covers (kind 'anchor').
     anchored_rows BIGINT,
     hash BYTEA NOT NULL,
     chained_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     CHECK ((kind = 'row') = (audit_id IS NOT NULL))
 );
 
--- The rows the anchor covers, each with the sha256 of its canonical form when it was anchored.
+-- The rows each anchor covers, each with the sha256 of its canonical form when it was anchored.
 CREATE TABLE admin.audit_anchor (
     audit_id TEXT PRIMARY KEY,
-    position BIGINT NOT NULL UNIQUE,
-    digest BYTEA NOT NULL
+    anchor_seq BIGINT NOT NULL,
+    position BIGINT NOT NULL,
+    digest BYTEA NOT NULL,
+    UNIQUE (anchor_seq, position)
 );
 
 -- The chain's newest entry. Appending locks this one row, so appends are serialised across

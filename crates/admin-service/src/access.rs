@@ -119,7 +119,9 @@ struct Window {
 }
 
 const WINDOW: Duration = Duration::from_secs(60);
-/// Addresses remembered at most; past it, windows that ended are forgotten.
+/// Addresses remembered at most; past it, windows that ended are forgotten, and while none has
+/// ended, new addresses share one window (key ""), so memory stays bounded under a flood from many
+/// addresses and the log gets `per_minute` rows for all of them together.
 const MAX_ADDRESSES: usize = 10_000;
 
 impl DenialLimiter {
@@ -134,10 +136,14 @@ impl DenialLimiter {
     pub fn admit(&self, address: &str) -> Option<u64> {
         let now = Instant::now();
         let mut windows = self.windows.lock().expect("denial limiter lock");
+        let mut key = address;
         if windows.len() >= MAX_ADDRESSES && !windows.contains_key(address) {
-            windows.retain(|_, w| now.duration_since(w.started) < WINDOW);
+            windows.retain(|k, w| k.is_empty() || now.duration_since(w.started) < WINDOW);
+            if windows.len() >= MAX_ADDRESSES {
+                key = "";
+            }
         }
-        let window = windows.entry(address.to_string()).or_insert(Window {
+        let window = windows.entry(key.to_string()).or_insert(Window {
             started: now,
             audited: 0,
             suppressed: 0,

@@ -6,6 +6,7 @@ use contracts::events::{CONFIG_UPDATED, ConfigUpdated};
 use platform::ApiError;
 use platform::error::Validator;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
@@ -39,12 +40,13 @@ pub fn check_key(key: &str) -> Result<(), ApiError> {
 /// The body of `PUT /admin/config/{key}`, checked.
 #[derive(Debug, Clone)]
 pub struct NewEntry {
-    pub value: Value,
+    /// The JSON text as sent: stored by PostgreSQL with every digit of its numbers.
+    pub value: String,
     pub description: Option<String>,
 }
 
 pub fn check_entry(
-    value: Option<Value>,
+    value: Option<Box<RawValue>>,
     description: Option<String>,
 ) -> Result<NewEntry, ApiError> {
     let mut v = Validator::new();
@@ -53,11 +55,8 @@ pub fn check_entry(
             v.push("value", "is required (any JSON value)");
         }
         Some(value) => {
-            let size = serde_json::to_vec(value)
-                .map(|b| b.len())
-                .unwrap_or(usize::MAX);
             v.check(
-                size <= MAX_VALUE_BYTES,
+                value.get().len() <= MAX_VALUE_BYTES,
                 "value",
                 "must be at most 64 KiB of JSON",
             );
@@ -72,7 +71,7 @@ pub fn check_entry(
     }
     v.finish()?;
     Ok(NewEntry {
-        value: value.unwrap_or(Value::Null),
+        value: value.map_or_else(|| "null".to_string(), |v| v.get().to_string()),
         description,
     })
 }
@@ -83,7 +82,7 @@ pub fn etag(row: &ConfigRow) -> String {
     let mut h = Sha256::new();
     for part in [
         row.key.as_str(),
-        &row.value.to_string(),
+        &row.value,
         row.description.as_deref().unwrap_or("\u{0}"),
         &row.updated_at.and_utc().timestamp_micros().to_string(),
         row.updated_by.as_deref().unwrap_or("\u{0}"),
@@ -128,6 +127,19 @@ impl Condition {
             }
         }
     }
+
+    /// If-None-Match compares weakly (RFC 9110 13.1.2): `W/"x"` matches `"x"`.
+    fn matches_weakly(&self, current: Option<&ConfigRow>) -> bool {
+        match (self, current) {
+            (_, None) => false,
+            (Condition::Any, Some(_)) => true,
+            (Condition::Tags(tags), Some(row)) => {
+                let tag = etag(row);
+                tags.iter()
+                    .any(|t| t.strip_prefix("W/").unwrap_or(t) == tag)
+            }
+        }
+    }
 }
 
 /// What a `PUT` did.
@@ -157,24 +169,25 @@ pub async fn put(
             "the entry changed since it was read (If-Match does not match its ETag)",
         ));
     }
-    if let Some(condition) = &if_none_match {
-        let exists_and_matches = match condition {
-            Condition::Any => current.is_some(),
-            tags => tags.matches(current.as_ref()),
-        };
-        if exists_and_matches {
-            return Err(AdminError::PreconditionFailed(
-                "the entry exists (If-None-Match)",
-            ));
-        }
+    if let Some(condition) = &if_none_match
+        && condition.matches_weakly(current.as_ref())
+    {
+        return Err(AdminError::PreconditionFailed(
+            "the entry exists (If-None-Match)",
+        ));
     }
     let description = entry.description.as_deref();
     let (written, row, old) = match current {
         None => {
             let row = store::create(&mut tx, key, &entry.value, description, admin_id)
                 .await?
-                // Created by someone else since the read above: this write never saw it.
-                .ok_or(AdminError::PreconditionRequired)?;
+                // Created by someone else since the read above: this write never saw it. A
+                // conditional request fails its condition; a plain one needs one now.
+                .ok_or(if if_match.is_some() || if_none_match.is_some() {
+                    AdminError::PreconditionFailed("the entry was created meanwhile")
+                } else {
+                    AdminError::PreconditionRequired
+                })?;
             (Written::Created, row, None)
         }
         Some(_) if if_match.is_none() => return Err(AdminError::PreconditionRequired),
@@ -190,14 +203,19 @@ pub async fn put(
             Written::Updated => "updated",
         }
         .into(),
-        old_value: old,
-        new_value: Some(row.value.clone()),
+        old_value: old.as_deref().and_then(event_value),
+        new_value: event_value(&row.value),
         description: row.description.clone(),
         updated_by: admin_id.to_string(),
     };
     OUTBOX.record(&mut tx, CONFIG_UPDATED, &change).await?;
     tx.commit().await?;
     Ok((written, row))
+}
+
+/// A stored value for an event's payload (events carry parsed JSON).
+fn event_value(text: &str) -> Option<Value> {
+    serde_json::from_str(text).ok()
 }
 
 /// Deletes `key`; with `If-Match`, only the entry the caller read.
@@ -226,7 +244,7 @@ pub async fn delete(
     let change = ConfigUpdated {
         key: key.to_string(),
         change: "deleted".into(),
-        old_value: Some(old.value),
+        old_value: event_value(&old.value),
         new_value: None,
         description: old.description,
         updated_by: admin_id.to_string(),
@@ -243,7 +261,7 @@ mod tests {
     fn row() -> ConfigRow {
         ConfigRow {
             key: "payments.max_amount".into(),
-            value: serde_json::json!({"EUR": "10000.00"}),
+            value: r#"{"EUR": "10000.00"}"#.into(),
             description: None,
             updated_at: chrono::DateTime::from_timestamp(1_700_000_000, 0)
                 .unwrap()
@@ -271,10 +289,14 @@ mod tests {
 
     #[test]
     fn a_value_over_64_kib_is_refused_and_null_is_a_value() {
-        let big = Value::String("x".repeat(MAX_VALUE_BYTES));
+        let raw = |s: String| RawValue::from_string(s).unwrap();
+        let big = raw(format!("\"{}\"", "x".repeat(MAX_VALUE_BYTES)));
         assert!(check_entry(Some(big), None).is_err());
         assert!(check_entry(None, None).is_err());
-        assert!(check_entry(Some(Value::Null), None).is_ok());
+        assert_eq!(
+            check_entry(Some(raw("null".into())), None).unwrap().value,
+            "null"
+        );
     }
 
     #[test]

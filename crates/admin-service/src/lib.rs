@@ -26,7 +26,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use events::{BrokerHealth, Consumer, EventsSettings, HubTable, Relay, with_hub_tables};
 use platform::app::{Application, open_database};
-use platform::http::{BearerAuth, SystemState};
+use platform::http::{BearerAuth, ReadinessCheck, SystemState};
 use platform::{Env, Service, ServiceConfig};
 use settings::AdminSettings;
 use sqlx::PgPool;
@@ -91,6 +91,26 @@ impl AppState {
     }
 }
 
+/// `/ready` fails while the audit chain has no head: no event can be audited then.
+struct ChainReady(PgPool);
+
+impl ReadinessCheck for ChainReady {
+    fn name(&self) -> &'static str {
+        "audit chain"
+    }
+
+    fn check(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            let head: Option<i64> = sqlx::query_scalar("SELECT seq FROM admin.audit_chain_head")
+                .fetch_optional(&self.0)
+                .await
+                .map_err(|e| e.to_string())?;
+            head.map(|_| ())
+                .ok_or_else(|| audit::chain::ChainError::NoHead.to_string())
+        })
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "admin-service", description = "Audit logs and system configuration. Every route is for ADMIN users."),
@@ -118,8 +138,9 @@ pub fn router(state: AppState, config: &ServiceConfig) -> Router {
         ))
         .with_state(state.clone());
     // Admin serves without auth (names are then null), so auth is not part of readiness.
-    let system =
-        SystemState::new(SERVICE.name(), state.pool.clone()).with_check(state.broker.clone());
+    let system = SystemState::new(SERVICE.name(), state.pool.clone())
+        .with_check(state.broker.clone())
+        .with_check(Arc::new(ChainReady(state.pool.clone())));
     platform::http::assemble(api, ApiDoc::openapi(), system, config.request_timeout)
 }
 
@@ -152,11 +173,16 @@ pub async fn build_with(
     events: EventsSettings,
 ) -> anyhow::Result<Application> {
     let pool = open_database(&config, &MIGRATOR).await?;
-    if let Some(rows) = audit::chain::anchor_existing(&pool).await? {
-        tracing::info!(
+    match audit::chain::anchor(&pool, audit::chain::Anchoring::FirstStart).await {
+        Ok(Some(rows)) => tracing::info!(
             rows,
             "audit log anchored: the rows already there are now covered by the chain"
-        );
+        ),
+        Ok(None) => {}
+        // Served anyway (reading, verifying, configuration); events wait in the queue and
+        // `/ready` says why until an operator anchors the log again.
+        Err(e @ audit::chain::ChainError::Wiped(_)) => tracing::error!(error = %e, "audit chain"),
+        Err(e) => return Err(e.into()),
     }
     let state = AppState::new(pool, settings)?;
     let events = Arc::new(events);

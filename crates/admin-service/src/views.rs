@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::store::audit_logs::AuditRow;
@@ -20,7 +20,9 @@ pub struct AuditLogView {
     pub resource_type: Option<String>,
     pub resource_id: Option<String>,
     /// The event's data, with `userName`: the acting user's name when the row was written.
-    pub details: Option<Value>,
+    /// Served as stored, every digit of every number kept.
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<Box<RawValue>>,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -34,7 +36,7 @@ impl From<AuditRow> for AuditLogView {
             action: row.action,
             resource_type: row.resource_type,
             resource_id: row.resource_id,
-            details: row.details,
+            details: row.details.map(raw_json),
             ip_address: row.ip_address,
             user_agent: row.user_agent,
             created_at: row.created_at.and_utc(),
@@ -90,8 +92,9 @@ pub struct AuditLogDetail {
 #[serde(rename_all = "camelCase")]
 pub struct ConfigEntryView {
     pub key: String,
-    /// Any JSON value.
-    pub value: Value,
+    /// Any JSON value, as stored.
+    #[schema(value_type = Object)]
+    pub value: Box<RawValue>,
     pub description: Option<String>,
     pub updated_at: DateTime<Utc>,
     /// The ADMIN who last changed it.
@@ -105,7 +108,7 @@ impl From<ConfigRow> for ConfigEntryView {
         let etag = crate::configuration::etag(&row);
         Self {
             key: row.key,
-            value: row.value,
+            value: raw_json(row.value),
             description: row.description,
             updated_at: row.updated_at.and_utc(),
             updated_by: row.updated_by,
@@ -122,4 +125,17 @@ pub struct ConfigPage {
     pub items: Vec<ConfigEntryView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+}
+
+/// JSON text from PostgreSQL as a raw value. PostgreSQL always prints valid JSON, but a number of
+/// hundreds of digits is beyond what serde_json accepts: that value is served as its text.
+fn raw_json(text: String) -> Box<RawValue> {
+    if serde_json::from_str::<&RawValue>(&text).is_ok() {
+        return RawValue::from_string(text).unwrap_or_else(|_| RawValue::NULL.to_owned());
+    }
+    tracing::warn!("a stored JSON value has a number serde_json cannot read; served as its text");
+    serde_json::to_string(&text)
+        .ok()
+        .and_then(|quoted| RawValue::from_string(quoted).ok())
+        .unwrap_or_else(|| RawValue::NULL.to_owned())
 }

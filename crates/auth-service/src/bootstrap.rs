@@ -1,5 +1,7 @@
-//! The first ADMIN: with `AUTH_BOOTSTRAP_ADMIN_EMAIL`/`_PASSWORD` set and no admin in the database,
-//! the service creates that admin at start. Never promotes an existing account.
+//! The operator's ADMIN: with `AUTH_BOOTSTRAP_ADMIN_EMAIL`/`_PASSWORD` set and no account with that
+//! email, the service creates that admin at start, also on a migrated database that already has
+//! legacy admins (the operator's own account must not depend on knowing theirs). Never promotes or
+//! changes an existing account.
 
 use contracts::users::Role;
 use platform::Validator;
@@ -13,7 +15,15 @@ use crate::store::users::{self, NewUser};
 use crate::validate;
 
 pub async fn ensure_admin(state: &AppState, admin: &BootstrapAdmin) -> anyhow::Result<()> {
-    if users::admin_exists(&state.pool).await? {
+    let mut conn = state.pool.acquire().await?;
+    let existing = users::find_by_email(&mut conn, &admin.email).await?;
+    drop(conn);
+    if let Some(user) = existing.first() {
+        if user.role != Role::Admin.as_str() {
+            tracing::warn!(
+                "the bootstrap admin's email belongs to an existing non-admin user; not promoting it"
+            );
+        }
         return Ok(());
     }
     let mut v = Validator::new();

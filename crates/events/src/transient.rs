@@ -27,11 +27,20 @@ fn transient_sqlstate(code: &str) -> bool {
         || code == "40P01"
 }
 
-/// [`is_transient`] for a handler's boxed error, which may wrap a database error.
+/// A handler's way to say "not now": the event goes back to the queue (after a pause) instead of
+/// using up its retries towards the dead-letter queue, for a condition an operator must fix
+/// rather than a bad event.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RetryLater(pub String);
+
+/// [`is_transient`] for a handler's boxed error, which may wrap a database error, or a
+/// [`RetryLater`].
 pub fn is_transient_boxed(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
-    error
-        .downcast_ref::<sqlx::Error>()
-        .is_some_and(is_transient)
+    error.is::<RetryLater>()
+        || error
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(is_transient)
 }
 
 #[cfg(test)]

@@ -20,24 +20,60 @@ pub enum AdminCommand {
         #[arg(long)]
         expect_head: Option<String>,
     },
+    /// Cover the rows the chain does not (those verify-audit lists as inserted out of band) with
+    /// a new anchor at the chain's end: rows the migration brought into audit_logs after admin
+    /// first started, or a whole log whose chain was deleted. Run it only once verify-audit lists
+    /// exactly the rows you expect: from then on they verify as if admin had written them.
+    AnchorAudit {
+        /// The admin service's database.
+        #[arg(long, env = "ADMIN_DATABASE_URL", default_value = Service::Admin.default_database_url(), hide_env_values = true)]
+        url: String,
+    },
 }
 
-/// Exit codes: 0 the chain holds, 1 it does not, 2 usage or connection error.
+/// Exit codes: 0 the chain holds (or was anchored), 1 it does not, 2 usage or connection error.
 pub async fn run(cmd: AdminCommand, json: bool) -> anyhow::Result<bool> {
-    let AdminCommand::VerifyAudit { url, expect_head } = cmd;
-    let expected = expect_head.as_deref().map(parse_head).transpose()?;
-    let masked = platform::config::mask_url(&url);
+    match cmd {
+        AdminCommand::VerifyAudit { url, expect_head } => verify(&url, expect_head, json).await,
+        AdminCommand::AnchorAudit { url } => anchor(&url, json).await,
+    }
+}
+
+async fn connect(url: &str) -> anyhow::Result<sqlx::PgPool> {
+    let masked = platform::config::mask_url(url);
     // One attempt first: the pool would retry a refused connection until its timeout.
-    sqlx::PgConnection::connect(&url)
+    sqlx::PgConnection::connect(url)
         .await
         .with_context(|| format!("cannot connect to {masked}"))?
         .close()
         .await?;
-    let pool = PgPoolOptions::new()
+    PgPoolOptions::new()
         .max_connections(2)
-        .connect(&url)
+        .connect(url)
         .await
-        .with_context(|| format!("cannot connect to {masked}"))?;
+        .with_context(|| format!("cannot connect to {masked}"))
+}
+
+async fn anchor(url: &str, json: bool) -> anyhow::Result<bool> {
+    let pool = connect(url).await?;
+    let anchored = chain::anchor(&pool, chain::Anchoring::Unchained)
+        .await
+        .context("cannot anchor the audit log")?
+        .unwrap_or(0);
+    if json {
+        println!("{}", serde_json::json!({"anchoredRows": anchored}));
+    } else if anchored == 0 {
+        println!("nothing to anchor: every row is covered by the chain");
+    } else {
+        println!("anchored {anchored} row(s) as a new block at the end of the audit chain");
+    }
+    Ok(true)
+}
+
+async fn verify(url: &str, expect_head: Option<String>, json: bool) -> anyhow::Result<bool> {
+    let expected = expect_head.as_deref().map(parse_head).transpose()?;
+    let masked = platform::config::mask_url(url);
+    let pool = connect(url).await?;
     let verification = chain::verify(&pool)
         .await
         .with_context(|| format!("cannot read the audit chain in {masked}"))?;

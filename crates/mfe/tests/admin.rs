@@ -39,7 +39,12 @@ async fn audited() -> TestDb {
     .execute(&pool)
     .await
     .unwrap();
-    assert_eq!(chain::anchor_existing(&pool).await.unwrap(), Some(2));
+    assert_eq!(
+        chain::anchor(&pool, chain::Anchoring::FirstStart)
+            .await
+            .unwrap(),
+        Some(2)
+    );
     for id in ["new-1", "new-2"] {
         let mut tx = pool.begin().await.unwrap();
         sqlx::query(
@@ -127,6 +132,63 @@ async fn a_rewritten_chain_is_caught_by_the_head_recorded_before() {
     let (code, report, _) = verify(&db.url, &["--expect-head", &recorded]);
     assert_eq!(code, Some(1), "{report}");
     assert_eq!(report["expectedHeadFound"], false);
+}
+
+fn anchor(url: &str) -> Value {
+    let out = Command::new(BIN)
+        .args(["--json", "admin", "anchor-audit", "--url", url])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn rows_brought_in_after_the_first_start_are_anchored_only_when_asked() {
+    let db = audited().await;
+    let pool = db.pool().await;
+    // As the migration's sync would write them, after admin's first start.
+    sqlx::query(
+        "INSERT INTO audit_logs (id, action, created_at) VALUES ('synced-1', 'user.login', '2023-06-01')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (code, report, _) = verify(&db.url, &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(report["verification"]["problems"][0]["kind"], "inserted");
+    assert_eq!(
+        report["verification"]["problems"][0]["auditLogId"],
+        "synced-1"
+    );
+
+    assert_eq!(anchor(&db.url)["anchoredRows"], 1);
+    assert_eq!(
+        anchor(&db.url)["anchoredRows"],
+        0,
+        "a second run has nothing to do"
+    );
+    let (code, report, _) = verify(&db.url, &[]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["verification"]["anchoredRows"], 3);
+
+    // From now on it is covered like any other row.
+    sqlx::query("UPDATE audit_logs SET user_id = 'someone' WHERE id = 'synced-1'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (code, report, _) = verify(&db.url, &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        report["verification"]["problems"][0]["auditLogId"],
+        "synced-1"
+    );
+    assert_eq!(report["verification"]["problems"][0]["kind"], "changed");
 }
 
 #[test]

@@ -141,6 +141,9 @@ async fn bad_targets_are_refused_with_a_clear_message() {
 async fn declare_creates_the_consumer_queues_so_early_events_wait_for_their_service() {
     let broker = TestBroker::new();
     let queue = broker.queue_for("profile-service");
+    // Registered so the test's broker deletes them too.
+    let audit_queue = broker.queue_for("admin-service");
+    broker.queue_for("payments-service");
     let out = mfe(
         &broker,
         &[
@@ -165,6 +168,11 @@ async fn declare_creates_the_consumer_queues_so_early_events_wait_for_their_serv
         broker.depth(&queue).await,
         1,
         "the event waits in the queue"
+    );
+    assert_eq!(
+        broker.depth(&audit_queue).await,
+        1,
+        "admin's queue is bound to every event"
     );
     let again = mfe(
         &broker,

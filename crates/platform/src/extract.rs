@@ -163,6 +163,24 @@ mod tests {
             "body"
         );
     }
+
+    #[test]
+    fn the_client_address_is_the_hop_the_trusted_proxy_appended() {
+        let request = axum::http::Request::builder()
+            .header("x-forwarded-for", "6.6.6.6, 203.0.113.9")
+            .header("user-agent", "curl/8")
+            .body(())
+            .unwrap();
+        let (parts, _) = request.into_parts();
+        let trusted = super::ClientInfo::of(&parts, true);
+        assert_eq!(trusted.ip.as_deref(), Some("203.0.113.9"));
+        assert_eq!(trusted.user_agent.as_deref(), Some("curl/8"));
+        assert_eq!(
+            super::ClientInfo::of(&parts, false).ip,
+            None,
+            "no peer, header ignored"
+        );
+    }
 }
 
 /// The client's address and user agent, for audit trails.
@@ -173,9 +191,10 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
-    /// The peer's address, or `X-Forwarded-For`'s first hop when `trust_forwarded_for` (only
-    /// behind a proxy that sets it: otherwise any client could claim any address); the user agent
-    /// cut to 512 characters.
+    /// The peer's address, or the last hop of `X-Forwarded-For` when `trust_forwarded_for`: the
+    /// address the trusted proxy in front saw and appended (earlier hops are whatever the client
+    /// sent, so they prove nothing). Only behind such a proxy. The user agent is cut to 512
+    /// characters.
     pub fn of(parts: &axum::http::request::Parts, trust_forwarded_for: bool) -> Self {
         let forwarded = trust_forwarded_for
             .then(|| {
@@ -185,7 +204,7 @@ impl ClientInfo {
                     .and_then(|v| v.to_str().ok())
             })
             .flatten()
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.rsplit(',').next())
             .map(|ip| ip.trim().to_string())
             .filter(|ip| !ip.is_empty());
         let peer = parts

@@ -10,6 +10,8 @@
 //! that `verify` reports is what to keep elsewhere to detect that (`mfe admin verify-audit
 //! --expect-head`).
 
+use std::collections::HashMap;
+
 use futures_util::TryStreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -20,7 +22,8 @@ macro_rules! canonical {
     () => {
         "jsonb_build_array(a.id, a.user_id, a.action, a.resource_type, a.resource_id, \
          CASE WHEN a.details IS NULL THEN NULL ELSE jsonb_build_array(a.details) END, \
-         a.ip_address, a.user_agent, to_char(a.created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS BC'))::text"
+         a.ip_address, a.user_agent, CASE WHEN isfinite(a.created_at) \
+         THEN to_char(a.created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS BC') ELSE a.created_at::text END)::text"
     };
 }
 /// The canonical form of the `audit_logs` row aliased `a`: a JSON array of its columns in
@@ -51,9 +54,9 @@ fn entry_hash(previous: &[u8], canonical: &str) -> Hash {
     h.finalize().into()
 }
 
-fn anchor_hash(block: &Hash) -> Hash {
+fn anchor_hash(previous: &[u8], block: &Hash) -> Hash {
     let mut h = Sha256::new();
-    h.update(GENESIS);
+    h.update(previous);
     h.update(b"anchor");
     h.update(block);
     h.finalize().into()
@@ -81,58 +84,101 @@ impl Block {
 pub enum ChainError {
     #[error("the audit chain has no head: admin has not anchored the log, or the head was deleted")]
     NoHead,
+    #[error(
+        "the audit chain is empty although admin has audited {0} events: it was deleted. \
+         Check the log (mfe admin verify-audit), then anchor it again explicitly (mfe admin anchor-audit)"
+    )]
+    Wiped(i64),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
-/// Anchors the rows already in `audit_logs` (migrated legacy rows) as one block, unless the chain
-/// was started before. Returns how many rows were anchored, `None` when already anchored.
-pub async fn anchor_existing(pool: &PgPool) -> Result<Option<u64>, ChainError> {
+/// Which rows to anchor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchoring {
+    /// At admin's start: every row already there, once, before admin audited anything.
+    FirstStart,
+    /// An operator's explicit choice (`mfe admin anchor-audit`): the rows neither chained nor
+    /// anchored, as a new block at the end of the chain.
+    Unchained,
+}
+
+/// Anchors rows as one block (see [`Anchoring`]); returns how many, `None` when there was
+/// nothing to do (already anchored at a first start, or no unchained row).
+pub async fn anchor(pool: &PgPool, how: Anchoring) -> Result<Option<u64>, ChainError> {
     let mut tx = pool.begin().await?;
     // Replicas starting together: one anchors, the others wait here and find the head.
     sqlx::query("LOCK TABLE admin.audit_chain_head IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
-    let started: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM admin.audit_chain_head) \
-             OR EXISTS (SELECT 1 FROM admin.audit_chain)",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    if started {
-        return Ok(None);
-    }
+    let head: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM admin.audit_chain_head")
+            .fetch_optional(&mut *tx)
+            .await?;
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM admin.audit_chain")
+        .fetch_one(&mut *tx)
+        .await?;
+    let (seq, previous) = match (how, head) {
+        (Anchoring::FirstStart, Some(_)) => return Ok(None),
+        (Anchoring::FirstStart, None) if entries > 0 => return Ok(None),
+        (Anchoring::FirstStart, None) => {
+            // An empty chain beside an inbox that holds events means the chain was deleted:
+            // anchoring now would bless whatever was changed meanwhile.
+            let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM admin.processed_events")
+                .fetch_one(&mut *tx)
+                .await?;
+            if audited > 0 {
+                return Err(ChainError::Wiped(audited));
+            }
+            (1, GENESIS.to_vec())
+        }
+        (Anchoring::Unchained, Some((seq, hash))) => (seq + 1, hash),
+        (Anchoring::Unchained, None) if entries > 0 => return Err(ChainError::NoHead),
+        (Anchoring::Unchained, None) => (1, GENESIS.to_vec()),
+    };
     let anchored = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO admin.audit_anchor (audit_id, position, digest) \
-         SELECT a.id, row_number() OVER (ORDER BY a.created_at, a.id), \
+        "INSERT INTO admin.audit_anchor (audit_id, anchor_seq, position, digest) \
+         SELECT a.id, $1, row_number() OVER (ORDER BY a.created_at, a.id), \
                 sha256(convert_to({CANONICAL}, 'UTF8')) \
-         FROM audit_logs a"
+         FROM audit_logs a \
+         WHERE NOT EXISTS (SELECT 1 FROM admin.audit_chain c WHERE c.audit_id = a.id) \
+           AND NOT EXISTS (SELECT 1 FROM admin.audit_anchor x WHERE x.audit_id = a.id)"
     )))
+    .bind(seq)
     .execute(&mut *tx)
     .await?
     .rows_affected();
+    if how == Anchoring::Unchained && anchored == 0 {
+        return Ok(None);
+    }
     let mut block = Block::default();
     {
         let mut digests = sqlx::query_scalar::<_, Vec<u8>>(
-            "SELECT digest FROM admin.audit_anchor ORDER BY position",
+            "SELECT digest FROM admin.audit_anchor WHERE anchor_seq = $1 ORDER BY position",
         )
+        .bind(seq)
         .fetch(&mut *tx);
         while let Some(digest) = digests.try_next().await? {
             block.add(&digest);
         }
     }
-    let hash = anchor_hash(&block.finish());
+    let hash = anchor_hash(&previous, &block.finish());
     sqlx::query(
-        "INSERT INTO admin.audit_chain (seq, kind, anchored_rows, hash) VALUES (1, 'anchor', $1, $2)",
+        "INSERT INTO admin.audit_chain (seq, kind, anchored_rows, hash) VALUES ($1, 'anchor', $2, $3)",
     )
+    .bind(seq)
     .bind(anchored as i64)
     .bind(hash.as_slice())
     .execute(&mut *tx)
     .await?;
-    sqlx::query("INSERT INTO admin.audit_chain_head (seq, hash) VALUES (1, $1)")
-        .bind(hash.as_slice())
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO admin.audit_chain_head (seq, hash) VALUES ($1, $2) \
+         ON CONFLICT (singleton) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash",
+    )
+    .bind(seq)
+    .bind(hash.as_slice())
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(Some(anchored))
 }
@@ -188,7 +234,7 @@ pub struct Verification {
     pub valid: bool,
     /// Rows chained one by one since admin's first start.
     pub chained_rows: u64,
-    /// Rows anchored as one block at the first start (migrated legacy rows).
+    /// Rows anchored in blocks: at the first start (migrated legacy rows), and by operators.
     pub anchored_rows: u64,
     /// The chain's newest entry: keep it elsewhere to detect a rewrite of the whole chain.
     pub head: Option<Head>,
@@ -269,7 +315,7 @@ pub async fn verify(pool: &PgPool) -> Result<Verification, ChainError> {
             .fetch_optional(&mut *tx)
             .await?;
     let mut found = Findings::default();
-    let (anchored_rows, block) = verify_anchor(&mut tx, &mut found).await?;
+    let (anchored_rows, blocks) = verify_anchors(&mut tx, &mut found).await?;
 
     let mut chained_rows = 0u64;
     let mut previous: Option<(i64, Vec<u8>)> = None;
@@ -291,21 +337,26 @@ pub async fn verify(pool: &PgPool) -> Result<Verification, ChainError> {
                     format!("chain entries {expected_seq} to {} are missing", seq - 1),
                 );
             }
+            let prev_hash = previous
+                .as_ref()
+                .map_or(GENESIS.to_vec(), |(_, h)| h.clone());
             if kind == "anchor" {
-                let recomputed = anchor_hash(&block);
-                if seq != 1 || recomputed.as_slice() != stored.as_slice() {
+                let block = blocks
+                    .get(&seq)
+                    .copied()
+                    .unwrap_or_else(|| Block::default().finish());
+                if anchor_hash(&prev_hash, &block).as_slice() != stored.as_slice() {
                     found.add(
                         ProblemKind::ChainBroken,
                         None,
                         Some(seq),
-                        "the anchor of the legacy rows does not match the anchored rows".into(),
+                        "an anchor does not match the rows it anchored (rows added to or removed \
+                         from its block)"
+                            .into(),
                     );
                 }
             } else {
                 chained_rows += 1;
-                let prev_hash = previous
-                    .as_ref()
-                    .map_or(GENESIS.to_vec(), |(_, h)| h.clone());
                 match canonical {
                     None => found.add(
                         ProblemKind::Deleted,
@@ -370,41 +421,53 @@ pub async fn verify(pool: &PgPool) -> Result<Verification, ChainError> {
     })
 }
 
-/// Checks each anchored row against its digest; returns how many there are and the block digest
-/// of the stored digests (which the anchor entry's hash must cover).
-async fn verify_anchor(
+/// Checks each anchored row against its digest; returns how many there are and, per anchor
+/// entry, the digest of its block of stored digests (which the entry's hash must cover).
+async fn verify_anchors(
     tx: &mut PgConnection,
     found: &mut Findings,
-) -> Result<(u64, Hash), ChainError> {
-    let mut block = Block::default();
+) -> Result<(u64, HashMap<i64, Hash>), ChainError> {
+    let mut blocks: HashMap<i64, Hash> = HashMap::new();
+    let mut current: Option<(i64, Block)> = None;
     let mut count = 0u64;
     let mut rows =
-        sqlx::query_as::<_, (String, Vec<u8>, Option<String>)>(sqlx::AssertSqlSafe(format!(
-            "SELECT x.audit_id, x.digest, {JOINED} \
+        sqlx::query_as::<_, (String, i64, Vec<u8>, Option<String>)>(sqlx::AssertSqlSafe(format!(
+            "SELECT x.audit_id, x.anchor_seq, x.digest, {JOINED} \
              FROM admin.audit_anchor x LEFT JOIN audit_logs a ON a.id = x.audit_id \
-             ORDER BY x.position"
+             ORDER BY x.anchor_seq, x.position"
         )))
         .fetch(&mut *tx);
-    while let Some((audit_id, digest, canonical)) = rows.try_next().await? {
+    while let Some((audit_id, anchor_seq, digest, canonical)) = rows.try_next().await? {
         count += 1;
-        block.add(&digest);
+        if current.as_ref().is_none_or(|(seq, _)| *seq != anchor_seq) {
+            if let Some((seq, block)) = current.take() {
+                blocks.insert(seq, block.finish());
+            }
+            current = Some((anchor_seq, Block::default()));
+        }
+        if let Some((_, block)) = current.as_mut() {
+            block.add(&digest);
+        }
         match canonical {
             None => found.add(
                 ProblemKind::Deleted,
                 Some(audit_id),
-                Some(1),
-                "the anchored legacy row was deleted".into(),
+                Some(anchor_seq),
+                "the anchored row was deleted".into(),
             ),
             Some(canonical) if row_digest(&canonical).as_slice() != digest.as_slice() => found.add(
                 ProblemKind::Changed,
                 Some(audit_id),
-                Some(1),
-                "the anchored legacy row was changed".into(),
+                Some(anchor_seq),
+                "the anchored row was changed".into(),
             ),
             Some(_) => {}
         }
     }
-    Ok((count, block.finish()))
+    if let Some((seq, block)) = current {
+        blocks.insert(seq, block.finish());
+    }
+    Ok((count, blocks))
 }
 
 /// Rows neither anchored nor chained: written into `audit_logs` by someone other than admin.
@@ -460,8 +523,8 @@ mod tests {
         backward.add(&d2);
         backward.add(&d1);
         assert_ne!(
-            anchor_hash(&forward.finish()),
-            anchor_hash(&backward.finish())
+            anchor_hash(&GENESIS, &forward.finish()),
+            anchor_hash(&GENESIS, &backward.finish())
         );
     }
 }

@@ -70,7 +70,6 @@ fn csv_row(out: &mut String, row: &AuditRow) {
         .created_at
         .and_utc()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let details = row.details.as_ref().map(|d| d.to_string());
     let fields = [
         Some(row.id.as_str()),
         Some(created_at.as_str()),
@@ -80,7 +79,7 @@ fn csv_row(out: &mut String, row: &AuditRow) {
         row.resource_id.as_deref(),
         row.ip_address.as_deref(),
         row.user_agent.as_deref(),
-        details.as_deref(),
+        row.details.as_deref(),
     ];
     for (i, field) in fields.into_iter().enumerate() {
         if i > 0 {

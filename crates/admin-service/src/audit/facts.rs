@@ -92,6 +92,29 @@ pub fn of(event: &Envelope) -> Facts {
     facts
 }
 
+/// The event types this version knows, the only ones that get a metric label of their own: any
+/// publisher may invent types, and each label value is a time series.
+const KNOWN: &[&str] = &[
+    ev::USER_REGISTERED,
+    ev::USER_UPDATED,
+    ev::USER_DELETED,
+    ev::USER_LOGGED_IN,
+    ev::USER_LOGIN_FAILED,
+    ev::PROFILE_UPDATED,
+    ev::PAYMENT_CREATED,
+    ev::PAYMENT_STATUS_CHANGED,
+    ev::CONFIG_UPDATED,
+    ev::ADMIN_ACCESS_DENIED,
+];
+
+pub fn metric_label(action: &str) -> &'static str {
+    KNOWN
+        .iter()
+        .find(|k| **k == action)
+        .copied()
+        .unwrap_or("other")
+}
+
 /// The row's `details`: the event's data plus the acting user's name as it was when the event
 /// was audited (seed 3.3: "Audit logs may cache user name at creation time").
 pub fn details(event: &Envelope, user_name: Option<&str>) -> Value {

@@ -128,11 +128,12 @@ pub async fn detail(state: &AppState, id: &str) -> Result<AuditLogDetail> {
                 UserLookup::Found,
             ),
             Ok(None) => (None, UserLookup::NotFound),
-            Err(e) if e.is_unavailable() => {
-                tracing::warn!(error = %e, "auth unavailable: an audit entry served without its user");
+            // Whatever went wrong with auth (down, a rotated credential, an odd answer), the
+            // entry itself is still served.
+            Err(e) => {
+                tracing::warn!(error = %e, "auth cannot give an audit entry's user; served without");
                 (None, UserLookup::Unavailable)
             }
-            Err(e) => return Err(e.into()),
         },
     };
     Ok(AuditLogDetail {

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use events::transient::RetryLater;
 use events::{Envelope, Handler, HandlerError, HandlerFuture};
 use sqlx::PgConnection;
 
@@ -31,7 +32,7 @@ impl Handler for AuditWriter {
                 action: facts.action,
                 resource_type: facts.resource_type,
                 resource_id: facts.resource_id,
-                details: Some(facts::details(event, name.as_deref())),
+                details: Some(facts::details(event, name.as_deref()).to_string()),
                 ip_address: facts.ip_address,
                 user_agent: facts.user_agent,
                 // When it happened, not when it was audited: the log reads as a history.
@@ -48,7 +49,8 @@ impl Handler for AuditWriter {
                     // a broken chain.
                     match e {
                         ChainError::Database(e) => Box::new(e),
-                        other => Box::new(other),
+                        // Waits in the queue, not in the dead letters, until an operator fixes it.
+                        other => Box::new(RetryLater(other.to_string())),
                     }
                 })?;
             let lag = (chrono::Utc::now() - event.occurred_at)

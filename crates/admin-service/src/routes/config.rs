@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use platform::pagination::PageRequest;
 use platform::{ErrorBody, Json, Query};
 use serde::{Deserialize, Deserializer};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::PageParams;
@@ -24,14 +24,14 @@ pub struct ConfigWrite {
     /// Any JSON value (`null` included), at most 64 KiB.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Object)]
-    pub value: Option<Value>,
+    pub value: Option<Box<RawValue>>,
     /// At most 1000 characters.
     pub description: Option<String>,
 }
 
 /// A field that is present is `Some`, even when it is `null`.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
 }
 
 fn condition(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<Condition>> {

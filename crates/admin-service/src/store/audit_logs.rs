@@ -2,7 +2,6 @@
 //! as a keyset scan on (created_at, id), with the list's filters.
 
 use chrono::NaiveDateTime;
-use serde_json::Value;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -12,21 +11,23 @@ pub struct AuditRow {
     pub action: String,
     pub resource_type: Option<String>,
     pub resource_id: Option<String>,
-    pub details: Option<Value>,
+    /// The JSON text, as PostgreSQL prints it: numbers keep every digit (a legacy row may hold
+    /// more than a float can).
+    pub details: Option<String>,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
     pub created_at: NaiveDateTime,
 }
 
-const COLUMNS: &str = "a.id, a.user_id, a.action, a.resource_type, a.resource_id, a.details, \
-                       a.ip_address, a.user_agent, a.created_at";
+const COLUMNS: &str = "a.id, a.user_id, a.action, a.resource_type, a.resource_id, \
+                       a.details::text AS details, a.ip_address, a.user_agent, a.created_at";
 
 /// Writes `row` unless a row with its id exists; true when written.
 pub async fn insert(conn: &mut PgConnection, row: &AuditRow) -> sqlx::Result<bool> {
     let written = sqlx::query(
         "INSERT INTO audit_logs (id, user_id, action, resource_type, resource_id, details, \
                                  ip_address, user_agent, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
     )
     .bind(&row.id)
     .bind(&row.user_id)

@@ -1,19 +1,19 @@
 //! `system_config`, the seed's table as it is: one row per key.
 
 use chrono::NaiveDateTime;
-use serde_json::Value;
 use sqlx::PgConnection;
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ConfigRow {
     pub key: String,
-    pub value: Value,
+    /// The JSON text, as PostgreSQL prints it.
+    pub value: String,
     pub description: Option<String>,
     pub updated_at: NaiveDateTime,
     pub updated_by: Option<String>,
 }
 
-const COLUMNS: &str = "key, value, description, updated_at, updated_by";
+const COLUMNS: &str = "key, value::text AS value, description, updated_at, updated_by";
 
 /// Keys in order, after `after`.
 pub async fn list(
@@ -50,13 +50,13 @@ pub async fn get(
 pub async fn create(
     conn: &mut PgConnection,
     key: &str,
-    value: &Value,
+    value: &str,
     description: Option<&str>,
     updated_by: &str,
 ) -> sqlx::Result<Option<ConfigRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO system_config (key, value, description, updated_at, updated_by) \
-         VALUES ($1, $2, $3, clock_timestamp() AT TIME ZONE 'UTC', $4) \
+         VALUES ($1, $2::jsonb, $3, clock_timestamp() AT TIME ZONE 'UTC', $4) \
          ON CONFLICT (key) DO NOTHING RETURNING {COLUMNS}"
     )))
     .bind(key)
@@ -70,12 +70,12 @@ pub async fn create(
 pub async fn update(
     conn: &mut PgConnection,
     key: &str,
-    value: &Value,
+    value: &str,
     description: Option<&str>,
     updated_by: &str,
 ) -> sqlx::Result<ConfigRow> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE system_config SET value = $2, description = $3, \
+        "UPDATE system_config SET value = $2::jsonb, description = $3, \
                 updated_at = clock_timestamp() AT TIME ZONE 'UTC', updated_by = $4 \
          WHERE key = $1 RETURNING {COLUMNS}"
     )))

@@ -164,6 +164,11 @@ async fn legacy_rows_are_anchored_once_at_the_first_start() {
         served.body["details"]["changes"]["name"]["to"], "Zoë 😀",
         "served as it is"
     );
+    let raw = &served.text;
+    assert!(
+        raw.contains("12345678901234567890.123456789"),
+        "every digit of a legacy number is kept: {raw}"
+    );
 
     // A second start (a restart, another replica) anchors nothing more.
     let mut config = admin.config.clone();
@@ -197,5 +202,73 @@ async fn legacy_rows_are_anchored_once_at_the_first_start() {
         named,
         [("changed", "legacy-4"), ("deleted", "legacy-2")],
         "{report}"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_chain_is_not_anchored_again_and_verify_says_so() {
+    let admin = spawn().await;
+    let token = admin.admin_token().await;
+    let e = event("test.row", "test", json!({"n": 1}));
+    admin.broker.publish(&e).await;
+    admin.wait_for_event(&token, &e).await;
+    // Someone edits a row and deletes the chain, hoping the next start anchors the edit.
+    sql(
+        &admin,
+        &format!(
+            "UPDATE audit_logs SET action = 'nothing.happened' WHERE id = '{}'",
+            e.id
+        ),
+    )
+    .await;
+    sql(&admin, "DELETE FROM admin.audit_anchor; DELETE FROM admin.audit_chain; DELETE FROM admin.audit_chain_head").await;
+    let mut config = admin.config.clone();
+    config.port = 0;
+    let app = admin_service::build_with(
+        config.clone(),
+        settings(&config),
+        admin.broker.settings(&config),
+    )
+    .await
+    .expect("admin still starts, to serve the log and its verification");
+    let replica = test_support::Api::new(format!("http://127.0.0.1:{}", app.port()));
+    tokio::spawn(app.run_until(std::future::pending()));
+    let ready = replica.get("/ready", None).await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(
+        ready.body.to_string().contains("audit chain"),
+        "{}",
+        ready.body
+    );
+    let report = replica.get("/admin/audit-logs/verify", Some(&token)).await;
+    assert_eq!(report.body["valid"], false, "{}", report.body);
+    assert_eq!(report.body["problems"][0]["kind"], "inserted");
+}
+
+#[tokio::test]
+async fn two_replicas_auditing_side_by_side_keep_one_chain() {
+    let admin = spawn().await;
+    let token = admin.admin_token().await;
+    let mut config = admin.config.clone();
+    config.port = 0;
+    let _replica = start(&config, &settings(&config), &admin.broker).await;
+    for i in 0..60 {
+        admin
+            .broker
+            .publish(&event("test.row", "test", json!({"n": i})))
+            .await;
+    }
+    admin.wait_for_rows(&token, "action=test.row", 60).await;
+    let report = verify(&admin, &token).await;
+    assert_eq!(report["valid"], true, "{report}");
+    assert!(report["chainedRows"].as_u64().unwrap() >= 60);
+    let text = admin.api.get("/metrics", None).await.text;
+    assert!(
+        text.contains("admin_audit_rows_total"),
+        "events audited are counted"
+    );
+    assert!(
+        text.contains("admin_audit_lag_seconds"),
+        "and their lag measured"
     );
 }

@@ -184,6 +184,27 @@ async fn config_entries_are_written_under_etags_and_each_change_is_audited() {
     assert_eq!(gone.error_code(), "not_found");
     let (again, _) = call(&admin, Method::DELETE, key, token, &[], None).await;
     assert_eq!(again.status, 404);
+    // A condition on an entry that is not there fails (RFC 9110): it is not the one read.
+    let (missing, _) = call(
+        &admin,
+        Method::DELETE,
+        key,
+        token,
+        &[("if-match", &etag2)],
+        None,
+    )
+    .await;
+    assert_eq!(missing.status, 412);
+    let (missing, _) = call(
+        &admin,
+        Method::PUT,
+        key,
+        token,
+        &[("if-match", &etag2)],
+        Some(json!({"value": 1})),
+    )
+    .await;
+    assert_eq!(missing.status, 412);
 
     // Every change is a config.updated event in the audit log, with old and new values.
     let rows = admin
@@ -258,4 +279,23 @@ async fn bad_keys_and_values_are_refused_and_nothing_is_written() {
         .await
         .unwrap();
     assert_eq!(count, 0);
+}
+
+#[tokio::test]
+async fn a_value_keeps_every_digit_it_was_given() {
+    let admin = spawn().await;
+    let token = admin.admin_token().await;
+    let response = admin
+        .api
+        .http
+        .put(admin.api.url("/admin/config/limits.big"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(r#"{"value": {"max": 12345678901234567890.123456789}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let read = admin.get("/admin/config/limits.big", &token).await.text;
+    assert!(read.contains("12345678901234567890.123456789"), "{read}");
 }

@@ -166,9 +166,3 @@ pub async fn list(
     .fetch_all(pool)
     .await
 }
-
-pub async fn admin_exists(pool: &PgPool) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'ADMIN')")
-        .fetch_one(pool)
-        .await
-}

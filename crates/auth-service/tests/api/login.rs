@@ -169,7 +169,7 @@ async fn logins_are_recorded_for_the_audit_log_without_the_password() {
 }
 
 #[tokio::test]
-async fn the_bootstrap_admin_is_created_once() {
+async fn the_bootstrap_admin_is_created_once_even_beside_existing_admins() {
     let app = spawn_app().await;
     assert_eq!(
         app.login(crate::helpers::ADMIN_EMAIL, crate::helpers::ADMIN_PASSWORD)
@@ -188,4 +188,24 @@ async fn the_bootstrap_admin_is_created_once() {
         .await
         .unwrap();
     assert_eq!(admins, 1);
+
+    // A database that has an admin already (a migrated one) still gets the operator's own.
+    let mut settings = crate::helpers::settings(&app.key_pem);
+    settings.bootstrap_admin = Some(auth_service::settings::BootstrapAdmin {
+        email: "operator@example.com".into(),
+        password: "operator-password-1".to_string().into(),
+    });
+    let config = test_support::spawn::config(platform::Service::Auth, &app.db.url);
+    let events = app.broker.settings(&config);
+    drop(
+        auth_service::build_with(config, settings, events)
+            .await
+            .unwrap(),
+    );
+    let operator: Option<String> =
+        sqlx::query_scalar("SELECT role::text FROM users WHERE email = 'operator@example.com'")
+            .fetch_optional(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(operator.as_deref(), Some("ADMIN"));
 }
