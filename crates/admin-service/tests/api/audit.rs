@@ -109,6 +109,9 @@ async fn events_of_auth_profile_and_payments_become_audit_rows_with_their_fields
         })
         .unwrap(),
     );
+    // Rows are ordered by when it happened (milliseconds): a second apart, the order is certain.
+    let mut completed = completed;
+    completed.occurred_at = created.occurred_at + chrono::Duration::seconds(1);
     admin.broker.publish(&created).await;
     admin.broker.publish(&completed).await;
     // The same event again, as a relay that crashed before marking it sent publishes it.

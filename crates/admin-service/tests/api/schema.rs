@@ -7,10 +7,7 @@ const EXPECTED: Expected<'static> = Expected {
     tables: &["audit_logs", "system_config"],
     enums: &[],
     dropped_foreign_keys: &[("audit_logs", "audit_logs_user_id_fkey")],
-    added_indexes: &[
-        ("audit_logs", "audit_logs_resource_idx"),
-        ("audit_logs", "audit_logs_details_trgm_idx"),
-    ],
+    added_indexes: &[("audit_logs", "audit_logs_resource_idx")],
 };
 
 #[tokio::test]
