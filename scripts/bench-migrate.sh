@@ -70,6 +70,8 @@ t0=$(now)
 t1=$(now)
 verify_s=$(secs "$t0" "$t1")
 verify_rss_mb=$(( $(cat /tmp/bench-verify-rss) / 1024 ))
+# copy made a capture slot; nothing syncs it here, and it would keep WAL.
+$MFE migrate abort >/dev/null
 
 # (b) pg_dump -Fd -j 2 + pg_restore -j 2 --data-only
 fresh_targets

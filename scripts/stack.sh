@@ -37,7 +37,9 @@ max_connections = 200
 shared_buffers = 256MB
 max_wal_size = 4GB
 checkpoint_timeout = 15min
-maintenance_work_mem = 256MB"
+maintenance_work_mem = 256MB
+wal_level = logical
+max_replication_slots = 64"
 readonly EXTRA_HBA="# Managed by scripts/stack.sh - dev/test only: trust every loopback connection.
 # TYPE  DATABASE        USER            ADDRESS                 METHOD
 local   all             all                                     trust
@@ -51,6 +53,9 @@ readonly MAIN_HBA_END="# END scripts/stack.sh"
 
 # Expected pg_settings.setting values (base units: MB, kB, 8kB pages, s).
 readonly WANT_MAX_CONN=200 WANT_MAX_WAL_MB=4096 WANT_MWM_KB=262144 WANT_SB_PAGES=32768 WANT_CKPT_S=900
+# Logical decoding for the migration's change capture: a slot per migrated database (tests run
+# many side by side).
+readonly WANT_SLOTS=64
 
 # Never let libpq pick up a caller's environment (we test the exact URLs the services use).
 unset PGHOST PGHOSTADDR PGPORT PGUSER PGPASSWORD PGDATABASE PGSERVICE PGSERVICEFILE PGPASSFILE \
@@ -131,20 +136,23 @@ admin_sql() {
     runuser -u postgres -- psql -XAtqw -v ON_ERROR_STOP=1 -h /var/run/postgresql -p "$port" -d postgres "$@"
 }
 
-# "cluster_name|max_connections|max_wal_size|maintenance_work_mem|shared_buffers|checkpoint_timeout|has_password"
+# "cluster_name|max_connections|max_wal_size|maintenance_work_mem|shared_buffers|checkpoint_timeout|has_password|wal_level|max_replication_slots"
 readonly STATE_SQL="select current_setting('cluster_name'),
   (select setting from pg_settings where name = 'max_connections'),
   (select setting from pg_settings where name = 'max_wal_size'),
   (select setting from pg_settings where name = 'maintenance_work_mem'),
   (select setting from pg_settings where name = 'shared_buffers'),
   (select setting from pg_settings where name = 'checkpoint_timeout'),
-  (select rolpassword is not null from pg_authid where rolname = 'postgres')"
+  (select rolpassword is not null from pg_authid where rolname = 'postgres'),
+  current_setting('wal_level'),
+  current_setting('max_replication_slots')"
 
 # Do the current settings ($2 = state line) satisfy what cluster $1 should have?
 state_ok() {
-    local name="$1" cname maxc walmb mwm sb ckpt haspw
-    IFS='|' read -r cname maxc walmb mwm sb ckpt haspw <<<"$2"
-    [[ "$cname" == "$PGV/$name" && "$haspw" == t ]] || return 1
+    local name="$1" cname maxc walmb mwm sb ckpt haspw wal slots
+    IFS='|' read -r cname maxc walmb mwm sb ckpt haspw wal slots <<<"$2"
+    [[ "$cname" == "$PGV/$name" && "$haspw" == t && "$wal" == logical ]] || return 1
+    ((slots >= WANT_SLOTS)) || return 1
     [[ "$walmb" == "$WANT_MAX_WAL_MB" && "$mwm" == "$WANT_MWM_KB" ]] || return 1
     if [[ "$name" == main ]]; then
         ((maxc >= WANT_MAX_CONN))
@@ -238,7 +246,7 @@ create_cluster() {
 
 # Slow path: create/configure/start cluster $1 and make sure it is usable.
 pg_ensure() {
-    local name="$1" port="${PORT[$1]}" dir changed=0 started=0 state cname maxc walmb mwm sb ckpt haspw
+    local name="$1" port="${PORT[$1]}" dir changed=0 started=0 state cname maxc walmb mwm sb ckpt haspw wal slots
     dir="$(cluster_dir "$name")"
     ACTED=0
 
@@ -288,7 +296,7 @@ pg_ensure() {
     fi
 
     state="$(admin_sql "$port" -F'|' -c "$STATE_SQL")" || die "cannot query cluster $PGV/$name"
-    IFS='|' read -r cname maxc walmb mwm sb ckpt haspw <<<"$state"
+    IFS='|' read -r cname maxc walmb mwm sb ckpt haspw wal slots <<<"$state"
     [[ "$cname" == "$PGV/$name" ]] ||
         die "port $port is served by cluster '$cname', expected $PGV/$name"
 
@@ -305,6 +313,14 @@ pg_ensure() {
             pg_ctl_do restart main
             wait_pg "$port" || die "cluster $PGV/main did not come back after restart"
             act "raised max_connections on $PGV/main from $maxc to $WANT_MAX_CONN (restarted)"
+        fi
+        if [[ "$wal" != logical ]] || ((slots < WANT_SLOTS)); then
+            # The migration captures the legacy database's changes by logical decoding.
+            admin_sql "$port" -c "alter system set wal_level = logical" >/dev/null
+            admin_sql "$port" -c "alter system set max_replication_slots = $WANT_SLOTS" >/dev/null
+            pg_ctl_do restart main
+            wait_pg "$port" || die "cluster $PGV/main did not come back after restart"
+            act "set wal_level=logical, max_replication_slots=$WANT_SLOTS on $PGV/main for the migration's change capture (restarted)"
         fi
         if [[ "$walmb" != "$WANT_MAX_WAL_MB" ]]; then
             admin_sql "$port" -c "alter system set max_wal_size = '4GB'" >/dev/null
@@ -343,7 +359,8 @@ pg_ensure() {
             fi
         fi
     elif [[ "$maxc" != "$WANT_MAX_CONN" || "$sb" != "$WANT_SB_PAGES" || "$ckpt" != "$WANT_CKPT_S" ||
-        "$walmb" != "$WANT_MAX_WAL_MB" || "$mwm" != "$WANT_MWM_KB" ]]; then
+        "$walmb" != "$WANT_MAX_WAL_MB" || "$mwm" != "$WANT_MWM_KB" || "$wal" != logical ||
+        "$slots" != "$WANT_SLOTS" ]]; then
         # Something (ALTER SYSTEM in postgresql.auto.conf) overrides conf.d/90-stack.conf.
         admin_sql "$port" -c 'alter system reset all' >/dev/null
         admin_sql "$port" -c 'select pg_reload_conf()' >/dev/null

@@ -31,6 +31,7 @@ use crate::hashes::password_hashes;
 use crate::writer::{Writer, count_rows, install_functions};
 
 mod hashes;
+pub mod live;
 mod statements;
 mod writer;
 

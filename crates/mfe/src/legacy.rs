@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::Context;
+use legacy_seed::live::{LoadOptions, LoadReport};
 use legacy_seed::{self as seed, DEMO_USERS, SeedOptions, SeedReport};
 
 #[derive(clap::Subcommand)]
@@ -32,6 +33,33 @@ pub enum LegacyCommand {
         /// Drop and recreate the legacy tables if they already hold rows (refused otherwise).
         #[arg(long)]
         replace: bool,
+    },
+    /// Play a live POC-2 against a seeded legacy database: registrations (user, profile and token
+    /// in one transaction), logins and logouts, payments moving through their states with their
+    /// history, profile edits that change a big TOASTed bio and edits that leave it, audit rows,
+    /// config changes and deletes. Prints what committed, per kind and per table. Ctrl-C stops it
+    /// early (with the report).
+    WriteLoad {
+        /// The legacy database.
+        #[arg(
+            long,
+            env = "SHARED_DATABASE_URL",
+            default_value = "postgresql://postgres:postgres@localhost:5432/mfe_poc2",
+            hide_env_values = true
+        )]
+        url: String,
+        /// Operations (transactions) per second.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 60.0)]
+        duration: f64,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Seed of the choices and generated values.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
     },
 }
 
@@ -66,6 +94,78 @@ pub async fn run(cmd: LegacyCommand, json: bool) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        LegacyCommand::WriteLoad {
+            url,
+            rate,
+            duration,
+            workers,
+            seed,
+        } => {
+            anyhow::ensure!(rate > 0, "--rate must be at least 1 operation per second");
+            anyhow::ensure!(
+                duration.is_finite() && duration > 0.0,
+                "--duration must be a positive number of seconds, got {duration}"
+            );
+            anyhow::ensure!(workers > 0, "--workers must be at least 1");
+            let opts = LoadOptions {
+                url,
+                rate,
+                duration: std::time::Duration::from_secs_f64(duration),
+                workers,
+                seed,
+            };
+            let ctrl_c = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            let report = seed::live::write_load(&opts, ctrl_c)
+                .await
+                .context("playing the write load")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_load(&report);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_load(report: &LoadReport) {
+    println!(
+        "{} operations committed in {:.1} s ({:.0}/s), {} failed",
+        report.committed(),
+        report.seconds,
+        report.committed() as f64 / report.seconds.max(0.001),
+        report.failed()
+    );
+    println!("\n{:<16} {:>9} {:>9}", "operation", "committed", "failed");
+    let mut kinds: Vec<&str> = report.operations.keys().copied().collect();
+    kinds.extend(
+        report
+            .failures
+            .keys()
+            .filter(|k| !report.operations.contains_key(*k)),
+    );
+    kinds.sort();
+    for kind in kinds {
+        println!(
+            "{kind:<16} {:>9} {:>9}",
+            report.operations.get(kind).copied().unwrap_or(0),
+            report.failures.get(kind).copied().unwrap_or(0)
+        );
+    }
+    println!(
+        "\n{:<22} {:>9} {:>9} {:>9}",
+        "table", "inserted", "updated", "deleted"
+    );
+    for (table, c) in &report.tables {
+        println!(
+            "{table:<22} {:>9} {:>9} {:>9}",
+            c.inserted, c.updated, c.deleted
+        );
+    }
+    if let Some(error) = &report.last_error {
+        println!("\nlast failure: {error}");
     }
 }
 

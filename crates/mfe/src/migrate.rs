@@ -56,8 +56,27 @@ pub enum Phase {
         #[arg(long, default_value_t = 4)]
         jobs: usize,
     },
+    /// Apply to the service databases what the legacy database committed since the copy's
+    /// snapshot, from the capture slot `copy` made: in commit order, one legacy transaction at a
+    /// time, resumable. Runs until caught up; with --follow, until stopped (Ctrl-C), showing the
+    /// lag and the changes per second.
+    Sync {
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Drop the capture slot and its publication from the legacy database (an abandoned slot
+    /// makes the server keep WAL without bound). Says whether there was one.
+    Abort,
     /// Where each phase and table stands, from the journal in the service databases.
     Status,
+}
+
+/// What `abort` did.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AbortReport {
+    pub slot: String,
+    pub slot_dropped: bool,
 }
 
 /// Where to read and write; flags override the services' environment variables.
@@ -161,6 +180,42 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             })
             .await?;
             show(&report, json)
+        }
+        Phase::Sync { follow } => {
+            let opts = migrator::cdc::sync::SyncOptions {
+                follow,
+                until_marker: None,
+            };
+            let quiet = json;
+            let on_lag = move |lag: migrator::cdc::sync::Lag| {
+                if !quiet && follow {
+                    eprintln!(
+                        "sync: lag {} bytes, {:.1} s; {:.0} changes/s",
+                        crate::ui::thousands(lag.bytes),
+                        lag.seconds,
+                        lag.changes_per_second
+                    );
+                }
+            };
+            let stop = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            let report =
+                migrator::cdc::sync::sync(&endpoints, &opts, &migrator::Silent, &on_lag, stop)
+                    .await?;
+            show(&report, json)
+        }
+        Phase::Abort => {
+            let mut legacy = migrator::connect::connection("legacy", endpoints.legacy()).await?;
+            let slot = migrator::cdc::slot::slot_of(&mut legacy).await?;
+            let dropped = migrator::cdc::slot::drop(&mut legacy).await?;
+            show(
+                &AbortReport {
+                    slot_dropped: dropped,
+                    slot,
+                },
+                json,
+            )
         }
         Phase::Status => show(&migrator::status::status(&endpoints).await?, json),
     })

@@ -2,6 +2,7 @@
 //! code it means. One [`Report`] impl per report type keeps both renderings side by side.
 
 use migrator::archive::{ExportReport, ImportReport};
+use migrator::cdc::sync::SyncReport;
 use migrator::copy::CopyReport;
 use migrator::error::exit;
 use migrator::load::TableLoad;
@@ -250,4 +251,30 @@ fn print_loads(tables: &[TableLoad]) {
         &["table", "service", "rows", "chunks", "resumed", "state"],
         &rows,
     );
+}
+
+impl Report for SyncReport {
+    fn print(&self) {
+        println!(
+            "applied {} legacy transactions ({} rows) in {:.1} s; position {}; lag {} bytes",
+            thousands(self.transactions as i64),
+            thousands(self.rows as i64),
+            self.seconds,
+            self.position.as_deref().unwrap_or("-"),
+            thousands(self.lag_bytes)
+        );
+    }
+}
+
+impl Report for crate::migrate::AbortReport {
+    fn print(&self) {
+        if self.slot_dropped {
+            println!(
+                "dropped the capture slot {} and its publication: the legacy server no longer keeps WAL for it",
+                self.slot
+            );
+        } else {
+            println!("there was no capture slot {} to drop", self.slot);
+        }
+    }
 }

@@ -84,6 +84,15 @@ impl Progress for Bars {
         bar.inc(rows);
     }
 
+    fn note(&self, message: &str) {
+        if !self.quiet {
+            let _ = self.multi.println(format!("note: {message}"));
+            if !self.terminal {
+                eprintln!("note: {message}");
+            }
+        }
+    }
+
     fn table_step(&self, table: &str, step: &str) {
         if self.quiet {
             return;

@@ -451,12 +451,31 @@ async fn plan_copy_export_and_verify_need_only_read_access_to_the_legacy_databas
             .env("SHARED_DATABASE_URL", &read_only_url)
             .output()
             .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             out.status.success(),
-            "{args:?} as a read-only role: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "{args:?} as a read-only role: {stderr}"
         );
+        if args == ["copy"] {
+            assert_eq!(
+                stderr.matches("live sync unavailable").count(),
+                1,
+                "copy says once why it cannot capture changes: {stderr}"
+            );
+            assert!(stderr.contains("REPLICATION"), "{stderr}");
+        }
     }
+    let sync = f
+        .command(&["sync"])
+        .env("SHARED_DATABASE_URL", &read_only_url)
+        .output()
+        .unwrap();
+    assert_eq!(sync.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&sync.stderr).contains("--method diff"),
+        "{}",
+        String::from_utf8_lossy(&sync.stderr)
+    );
     let writes: i64 =
         sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'mfe_migration'")
             .fetch_one(&legacy)

@@ -11,6 +11,9 @@ use std::time::Instant;
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
+use crate::cdc::apply;
+use crate::cdc::pgoutput::Lsn;
+use crate::cdc::slot::{self, Capability};
 use crate::contract::{TABLES, Table};
 use crate::endpoints::Endpoints;
 use crate::error::{MigrateError, Result};
@@ -60,12 +63,45 @@ pub async fn copy(
     let pools = &targets.pools;
     let entries = load::preflight(pools).await?;
 
+    // The capture slot first, the snapshot after: see `cdc::slot`. A copy that starts afresh
+    // starts a fresh stream too (a slot left by an earlier attempt would replay all it kept);
+    // a resumed copy keeps its slot.
+    let fresh = entries.values().all(Option::is_none);
+    let consistent = match slot::capability(&mut coordinator).await? {
+        Capability::Available => Some((
+            {
+                if fresh && slot::drop(&mut coordinator).await? {
+                    progress
+                        .note("dropped the capture slot of an earlier copy: starting a new one");
+                }
+                slot::create(&mut coordinator).await?
+            },
+            slot::slot_of(&mut coordinator).await?,
+        )),
+        Capability::Unavailable(why) => {
+            progress.note(&format!(
+                "live sync unavailable: {why}. Writes made during the copy are not captured; \
+                 stop them, or run `mfe migrate sync --method diff` afterwards"
+            ));
+            None
+        }
+    };
     sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut coordinator)
         .await?;
     let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
         .fetch_one(&mut coordinator)
         .await?;
+    if let Some((consistent, slot_name)) = &consistent {
+        // Every commit the snapshot sees is at or before this position.
+        let horizon: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+            .fetch_one(&mut coordinator)
+            .await?;
+        for pool in pools.values() {
+            let mut conn = pool.acquire().await?;
+            record_capture(&mut conn, slot_name, *consistent, &horizon).await?;
+        }
+    }
     // Low 32 bits: the width of `xmin`, which `changed_since` compares with it.
     let xmax: i64 = sqlx::query_scalar(
         "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint % 4294967296",
@@ -133,6 +169,31 @@ pub async fn copy(
         .await?;
     }
     Ok(report)
+}
+
+/// Records in a target where the capture starts and up to where the copy's snapshot may already
+/// hold its changes (the latest snapshot's, when a copy is resumed).
+async fn record_capture(
+    conn: &mut PgConnection,
+    slot_name: &str,
+    consistent: Lsn,
+    horizon: &str,
+) -> Result<()> {
+    sqlx::raw_sql(apply::POSITION_SQL)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO mfe_migration.capture (slot, consistent_lsn, horizon_lsn) \
+         VALUES ($1, $2::text::pg_lsn, $3::text::pg_lsn) \
+         ON CONFLICT (slot) DO UPDATE SET consistent_lsn = EXCLUDED.consistent_lsn, \
+             horizon_lsn = GREATEST(mfe_migration.capture.horizon_lsn, EXCLUDED.horizon_lsn)",
+    )
+    .bind(slot_name)
+    .bind(consistent.to_string())
+    .bind(horizon)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 async fn estimate_rows(source: &mut PgConnection, table: &Table) -> Result<i64> {

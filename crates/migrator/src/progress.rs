@@ -8,6 +8,8 @@ pub trait Progress: Send + Sync {
     fn rows(&self, _table: &str, _rows: u64) {}
     /// A table moved to another step (`loading`, `indexing`, `done`, `verifying`, ...).
     fn table_step(&self, _table: &str, _step: &str) {}
+    /// Something the operator should know once (e.g. why live sync is unavailable).
+    fn note(&self, _message: &str) {}
 }
 
 /// Reports nothing.

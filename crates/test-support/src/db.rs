@@ -88,6 +88,15 @@ impl Drop for TestDb {
                 .expect("runtime");
             rt.block_on(async move {
                 if let Ok(mut conn) = server.connect().await {
+                    // A logical replication slot (the migration's change capture) keeps its
+                    // database from being dropped, and the server's WAL from being recycled.
+                    let _ = sqlx::query(
+                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                         WHERE database = $1 AND NOT active",
+                    )
+                    .bind(&name)
+                    .execute(&mut conn)
+                    .await;
                     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                         "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
                     )))

@@ -1,0 +1,155 @@
+//! `mfe migrate sync`: what the legacy database commits during and after the copy reaches the
+//! service databases exactly, through the capture slot `copy` makes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Fixture;
+use legacy_seed::live::{LoadOptions, write_load};
+
+async fn legacy_sql(f: &Fixture, sql: &str) {
+    let pool = f.legacy.pool().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    pool.close().await;
+}
+
+/// `mfe migrate <args>` off the async runtime (other tasks keep running meanwhile).
+async fn run(f: &Fixture, args: &[&str]) -> std::process::Output {
+    let mut cmd = f.command(args);
+    tokio::task::spawn_blocking(move || cmd.output().expect("mfe runs"))
+        .await
+        .unwrap()
+}
+
+async fn run_ok(f: &Fixture, args: &[&str]) -> String {
+    let out = run(f, args).await;
+    assert!(
+        out.status.success(),
+        "mfe migrate {args:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn assert_exact(f: &Fixture, when: &str) {
+    let (code, report) = f.verify_json();
+    assert_eq!(code, 0, "{when}: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_under_a_write_load_then_sync_is_exact() {
+    let f = Fixture::seeded(0.01).await;
+    run_ok(&f, &["prepare"]).await;
+    let opts = LoadOptions {
+        url: f.legacy.url.clone(),
+        rate: 150,
+        duration: Duration::from_secs(6),
+        workers: 3,
+        seed: 11,
+    };
+    let load = tokio::spawn(async move { write_load(&opts, std::future::pending()).await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    run_ok(&f, &["copy"]).await;
+    // Writes go on after the copy too.
+    let report = load.await.unwrap().expect("the load runs");
+    assert!(report.committed() > 300, "{report:?}");
+    assert_eq!(report.failed(), 0, "{report:?}");
+    let synced = run_ok(&f, &["sync", "--json"]).await;
+    let synced: serde_json::Value = serde_json::from_str(&synced).unwrap();
+    assert!(synced["transactions"].as_u64().unwrap() > 0, "{synced}");
+    assert_exact(&f, "after the load");
+    // Caught up, a second sync has nothing to do.
+    let again: serde_json::Value =
+        serde_json::from_str(&run_ok(&f, &["sync", "--json"]).await).unwrap();
+    assert_eq!(again["transactions"], 0, "{again}");
+    run_ok(&f, &["abort"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decoding_traps_are_applied_exactly() {
+    let f = Fixture::seeded(0.01).await;
+    run_ok(&f, &["prepare"]).await;
+    run_ok(&f, &["copy"]).await;
+
+    // An update that leaves a TOASTed column unchanged must neither null nor overwrite it.
+    legacy_sql(
+        &f,
+        "UPDATE user_profiles SET bio = (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 300) i) \
+         WHERE id = (SELECT min(id) FROM user_profiles)",
+    )
+    .await;
+    run_ok(&f, &["sync"]).await;
+    legacy_sql(
+        &f,
+        "UPDATE user_profiles SET phone = '+4915100000001' WHERE id = (SELECT min(id) FROM user_profiles)",
+    )
+    .await;
+    run_ok(&f, &["sync"]).await;
+    assert_exact(&f, "TOAST unchanged");
+
+    // One transaction across three services' tables.
+    legacy_sql(
+        &f,
+        "BEGIN;
+         INSERT INTO users (id, email, password_hash, name, role, updated_at)
+           VALUES ('cross-1', 'cross@sync.test', 'x', 'Cross', 'CUSTOMER', now());
+         INSERT INTO user_profiles (id, user_id, updated_at) VALUES ('cross-p', 'cross-1', now());
+         INSERT INTO payments (id, sender_id, amount, status, type, updated_at)
+           VALUES ('cross-pay', 'cross-1', 1.50, 'pending', 'instant', now());
+         INSERT INTO audit_logs (id, user_id, action) VALUES ('cross-a', 'cross-1', 'user.register');
+         COMMIT;",
+    )
+    .await;
+    // A primary key changed: found by its old key.
+    legacy_sql(
+        &f,
+        "UPDATE system_config SET key = key || '.renamed' WHERE key = (SELECT min(key) FROM system_config)",
+    )
+    .await;
+    // Deletes, and a payment moved with its history.
+    legacy_sql(
+        &f,
+        "DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens ORDER BY id LIMIT 3);
+         UPDATE payments SET status = 'processing' WHERE id = 'cross-pay';
+         INSERT INTO payment_transactions (id, payment_id, status) VALUES ('cross-t', 'cross-pay', 'processing');",
+    )
+    .await;
+    run_ok(&f, &["sync"]).await;
+    assert_exact(&f, "cross-service transaction, key update, deletes");
+
+    // TRUNCATE.
+    legacy_sql(&f, "TRUNCATE audit_logs").await;
+    run_ok(&f, &["sync"]).await;
+    assert_exact(&f, "truncate");
+
+    // A large transaction, applied in bounded batches.
+    legacy_sql(
+        &f,
+        "INSERT INTO audit_logs (id, user_id, action, details, created_at)
+         SELECT 'bulk-' || i, NULL, 'bulk.row', jsonb_build_object('i', i), now()
+         FROM generate_series(1, 200000) i",
+    )
+    .await;
+    run_ok(&f, &["sync"]).await;
+    assert_exact(&f, "a large transaction");
+
+    // A schema change stops the sync with a clear error, applying nothing of it.
+    legacy_sql(
+        &f,
+        "ALTER TABLE audit_logs ADD COLUMN extra TEXT;
+         INSERT INTO audit_logs (id, action, extra) VALUES ('after-ddl', 'x', 'y');",
+    )
+    .await;
+    let out = run(&f, &["sync"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("audit_logs changed while syncing"),
+        "{stderr}"
+    );
+    run_ok(&f, &["abort"]).await;
+}

@@ -1,0 +1,211 @@
+//! Change capture on the legacy database: a publication of the seven contract tables and a
+//! logical replication slot decoding them with `pgoutput`, PostgreSQL's built-in plugin (no
+//! package to install on a production server, and the format logical replication itself uses).
+//!
+//! The slot is made before the copy takes its snapshot, never after: a snapshot taken first
+//! loses the rows committed before the slot exists (pgcopydb issue 263). Changes committed
+//! between the slot and the snapshot are then both in the copy and in the stream; applying a
+//! change is idempotent by primary key, so applying them again converges to the same rows (see
+//! [`crate::cdc::apply`]).
+
+use sqlx::PgConnection;
+
+use crate::cdc::pgoutput::Lsn;
+use crate::contract::TABLES;
+use crate::sql::ident;
+
+/// The publication the tool owns in the legacy database.
+pub const PUBLICATION: &str = "mfe_migration";
+
+/// The slot's name for the legacy database `database`: slots are per server, so two legacy
+/// databases on one server (rehearsals, tests) each get their own. `[a-z0-9_]`, at most 63.
+pub fn slot_name(database: &str) -> String {
+    let clean: String = database
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut name = format!("mfe_migration_{clean}");
+    if name.len() > 63 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        database.hash(&mut h);
+        name.truncate(46);
+        name.push_str(&format!("_{:016x}", h.finish()));
+    }
+    name
+}
+
+/// The slot of the database `conn` is connected to.
+pub async fn slot_of(conn: &mut PgConnection) -> sqlx::Result<String> {
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(conn)
+        .await?;
+    Ok(slot_name(&database))
+}
+
+/// Whether the legacy server can capture changes for this role, and if not, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Capability {
+    Available,
+    Unavailable(String),
+}
+
+pub async fn capability(conn: &mut PgConnection) -> sqlx::Result<Capability> {
+    let slot = slot_of(&mut *conn).await?;
+    let (wal_level, replication, owner, slots_free): (String, bool, bool, i64) = sqlx::query_as(
+        "SELECT current_setting('wal_level'), \
+                (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user), \
+                (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) \
+                  OR (SELECT coalesce(bool_and(pg_has_role(current_user, c.relowner, 'USAGE')), false) \
+                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                      WHERE n.nspname = 'public' AND c.relname = ANY($2)), \
+                current_setting('max_replication_slots')::bigint \
+                  - (SELECT count(*) FROM pg_replication_slots WHERE slot_name <> $1)",
+    )
+    .bind(&slot)
+    .bind(TABLES.iter().map(|t| t.name).collect::<Vec<_>>())
+    .fetch_one(conn)
+    .await?;
+    Ok(if wal_level != "logical" {
+        Capability::Unavailable(format!(
+            "the legacy server has wal_level={wal_level}; logical decoding needs wal_level=logical \
+             (a restart; scripts/stack.sh configures it locally)"
+        ))
+    } else if !replication {
+        Capability::Unavailable(
+            "the tool's role has neither REPLICATION nor SUPERUSER (ALTER ROLE ... REPLICATION)"
+                .into(),
+        )
+    } else if !owner {
+        Capability::Unavailable(
+            "the tool's role does not own the legacy tables (a publication of them needs it)"
+                .into(),
+        )
+    } else if slots_free < 1 {
+        Capability::Unavailable("max_replication_slots is used up on the legacy server".into())
+    } else {
+        Capability::Available
+    })
+}
+
+/// The slot as the server sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotInfo {
+    /// Changes before this were applied everywhere.
+    pub confirmed: Lsn,
+    /// The WAL the server keeps for the slot: from here to the current position.
+    pub retained_bytes: i64,
+    /// From the slot's confirmed position to the server's current one.
+    pub lag_bytes: i64,
+    pub active: bool,
+}
+
+pub async fn info(conn: &mut PgConnection) -> sqlx::Result<Option<SlotInfo>> {
+    let slot = slot_of(&mut *conn).await?;
+    let row: Option<(String, i64, i64, bool)> = sqlx::query_as(
+        "SELECT confirmed_flush_lsn::text, \
+                pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, \
+                pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, active \
+         FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(&slot)
+    .fetch_optional(conn)
+    .await?;
+    Ok(
+        row.map(|(confirmed, retained_bytes, lag_bytes, active)| SlotInfo {
+            confirmed: confirmed.parse().unwrap_or_default(),
+            retained_bytes,
+            lag_bytes,
+            active,
+        }),
+    )
+}
+
+/// Creates the publication (if missing) and the slot (if missing); returns the slot's
+/// consistent point: every change committed after it is in the stream.
+pub async fn create(conn: &mut PgConnection) -> sqlx::Result<Lsn> {
+    let published: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
+            .bind(PUBLICATION)
+            .fetch_one(&mut *conn)
+            .await?;
+    if !published {
+        let tables: Vec<String> = TABLES
+            .iter()
+            .map(|t| format!("public.{}", ident(t.name)))
+            .collect();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE PUBLICATION {} FOR TABLE {}",
+            ident(PUBLICATION),
+            tables.join(", ")
+        )))
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some(existing) = info(conn).await? {
+        return Ok(existing.confirmed);
+    }
+    let slot = slot_of(&mut *conn).await?;
+    let lsn: String = sqlx::query_scalar(
+        "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+    )
+    .bind(&slot)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(lsn.parse().unwrap_or_default())
+}
+
+/// Drops the slot and the publication; true when there was a slot.
+pub async fn drop(conn: &mut PgConnection) -> sqlx::Result<bool> {
+    let slot = slot_of(&mut *conn).await?;
+    let had: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+    )
+    .bind(&slot)
+    .fetch_one(&mut *conn)
+    .await?;
+    if had {
+        sqlx::query("SELECT pg_drop_replication_slot($1)")
+            .bind(&slot)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP PUBLICATION IF EXISTS {}",
+        ident(PUBLICATION)
+    )))
+    .execute(&mut *conn)
+    .await?;
+    Ok(had)
+}
+
+/// Moves the slot's confirmed position to `lsn`: the server may then recycle the WAL before it.
+/// Only ever to a position every target has applied (or that holds no change for them).
+pub async fn advance(conn: &mut PgConnection, slot: &str, lsn: Lsn) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)")
+        .bind(slot)
+        .bind(lsn.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_legacy_database_has_a_slot_of_its_own_within_postgresql_limits() {
+        assert_eq!(slot_name("mfe_poc2"), "mfe_migration_mfe_poc2");
+        assert_eq!(slot_name("Test-DB"), "mfe_migration_test_db");
+        let long = "x".repeat(80);
+        assert!(slot_name(&long).len() <= 63);
+        assert_ne!(slot_name(&long), slot_name(&"x".repeat(81)));
+    }
+}
