@@ -131,7 +131,7 @@ async fn the_decoding_traps_are_applied_exactly() {
         &f,
         "INSERT INTO audit_logs (id, user_id, action, details, created_at)
          SELECT 'bulk-' || i, NULL, 'bulk.row', jsonb_build_object('i', i), now()
-         FROM generate_series(1, 200000) i",
+         FROM generate_series(1, 1000000) i",
     )
     .await;
     run_ok(&f, &["sync"]).await;
@@ -151,5 +151,55 @@ async fn the_decoding_traps_are_applied_exactly() {
         stderr.contains("audit_logs changed while syncing"),
         "{stderr}"
     );
+    run_ok(&f, &["abort"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_killed_at_several_points_resumes_without_losing_or_repeating_a_change() {
+    let f = Fixture::seeded(0.01).await;
+    run_ok(&f, &["prepare"]).await;
+    run_ok(&f, &["copy"]).await;
+    // Many transactions across services, and big ones, so kills land mid-transaction and
+    // between the commits of one legacy transaction's targets.
+    legacy_sql(
+        &f,
+        "INSERT INTO audit_logs (id, action, details, created_at)
+         SELECT 'big-' || i, 'bulk.row', jsonb_build_object('i', i), now() FROM generate_series(1, 150000) i;",
+    )
+    .await;
+    for round in 0..40 {
+        legacy_sql(
+            &f,
+            &format!(
+                "BEGIN;
+                 INSERT INTO users (id, email, password_hash, name, role, updated_at)
+                   VALUES ('k-{round}', 'k{round}@sync.test', 'x', 'K', 'VENDOR', now());
+                 INSERT INTO user_profiles (id, user_id, updated_at) VALUES ('kp-{round}', 'k-{round}', now());
+                 INSERT INTO audit_logs (id, action) VALUES ('ka-{round}', 'user.register');
+                 UPDATE system_config SET value = '{{\"round\": {round}}}' WHERE key = (SELECT min(key) FROM system_config);
+                 COMMIT;"
+            ),
+        )
+        .await;
+    }
+    legacy_sql(
+        &f,
+        "UPDATE audit_logs SET action = 'bulk.updated' WHERE id LIKE 'big-%' AND right(id, 1) = '7';
+         DELETE FROM audit_logs WHERE id LIKE 'big-%' AND right(id, 1) = '3';",
+    )
+    .await;
+    for delay_ms in [150u64, 400, 900, 1500, 2500] {
+        let mut cmd = f.command(&["sync"]);
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    run_ok(&f, &["sync"]).await;
+    assert_exact(&f, "after five kills");
     run_ok(&f, &["abort"]).await;
 }
