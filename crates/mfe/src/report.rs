@@ -61,6 +61,8 @@ impl Report for Plan {
             .map(|f| vec![f.name.into(), f.reference.clone(), f.fate.into()])
             .collect();
         print_table(&["foreign key", "reference", "after the split"], &rows);
+        println!();
+        print_capture(&self.capture);
     }
 }
 
@@ -228,6 +230,50 @@ impl Report for Status {
             })
             .collect();
         print_table(&["service", "phase", "last outcome", "at"], &rows);
+        if let Some(capture) = &self.capture {
+            println!();
+            print_capture(capture);
+        }
+        if !self.sync.is_empty() {
+            println!();
+            let rows: Vec<Vec<String>> = self
+                .sync
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.service.into(),
+                        p.position.clone(),
+                        thousands(p.transactions),
+                        p.commit_time.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["service", "applied up to", "transactions", "committed at"],
+                &rows,
+            );
+        }
+    }
+}
+
+/// The capture slot, as `plan` and `status` show it.
+fn print_capture(c: &migrator::cdc::slot::CaptureState) {
+    match (&c.unavailable_because, c.exists) {
+        (Some(why), _) => println!("live sync: unavailable: {why}"),
+        (None, false) => println!(
+            "live sync: available; copy will make the capture slot {}",
+            c.slot
+        ),
+        (None, true) => println!(
+            "live sync: slot {} at {}, {} bytes behind, keeping {} bytes of WAL",
+            c.slot,
+            c.confirmed.as_deref().unwrap_or("-"),
+            thousands(c.lag_bytes.unwrap_or(0)),
+            thousands(c.retained_bytes.unwrap_or(0))
+        ),
+    }
+    if let Some(warning) = &c.warning {
+        println!("WARNING: {warning}");
     }
 }
 

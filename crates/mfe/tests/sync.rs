@@ -203,3 +203,44 @@ async fn a_sync_killed_at_several_points_resumes_without_losing_or_repeating_a_c
     assert_exact(&f, "after five kills");
     run_ok(&f, &["abort"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_the_slot_its_lag_and_each_targets_position_and_abort_drops_it() {
+    let f = Fixture::seeded(0.01).await;
+    run_ok(&f, &["prepare"]).await;
+    let plan: serde_json::Value =
+        serde_json::from_str(&run_ok(&f, &["plan", "--json"]).await).unwrap();
+    assert_eq!(plan["capture"]["available"], true, "{plan}");
+    assert_eq!(plan["capture"]["exists"], false);
+    run_ok(&f, &["copy"]).await;
+    legacy_sql(
+        &f,
+        "UPDATE users SET name = name || ' (moved)' WHERE id = (SELECT min(id) FROM users)",
+    )
+    .await;
+    run_ok(&f, &["sync"]).await;
+    let status: serde_json::Value =
+        serde_json::from_str(&run_ok(&f, &["status", "--json"]).await).unwrap();
+    assert_eq!(status["capture"]["exists"], true, "{status}");
+    assert!(status["capture"]["lagBytes"].is_i64(), "{status}");
+    let auth = status["sync"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["service"] == "auth-service")
+        .expect("auth's position");
+    assert!(auth["transactions"].as_i64().unwrap() >= 1, "{status}");
+
+    // A slot holding more WAL than allowed is called out.
+    let mut cmd = f.command(&["status"]);
+    let out = cmd.env("MFE_SLOT_WARN_GB", "0").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("WARNING: the capture slot"));
+
+    let aborted = run_ok(&f, &["abort"]).await;
+    assert!(aborted.contains("dropped the capture slot"), "{aborted}");
+    let again = run_ok(&f, &["abort"]).await;
+    assert!(again.contains("no capture slot"), "{again}");
+    let status: serde_json::Value =
+        serde_json::from_str(&run_ok(&f, &["status", "--json"]).await).unwrap();
+    assert_eq!(status["capture"]["exists"], false);
+}

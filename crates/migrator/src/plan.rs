@@ -34,6 +34,8 @@ pub struct Plan {
     pub legacy: String,
     pub tables: Vec<TablePlan>,
     pub foreign_keys: Vec<ForeignKeyPlan>,
+    /// Whether `copy` can capture changes for live sync, and any slot already there.
+    pub capture: crate::cdc::slot::CaptureState,
 }
 
 /// Checks the legacy database against the contract and describes the migration.
@@ -70,10 +72,12 @@ pub async fn plan(endpoints: &Endpoints) -> Result<Plan> {
             fate: if fk.kept { "kept" } else { "dropped" },
         })
         .collect();
+    let capture = crate::cdc::slot::state(&mut legacy).await?;
     Ok(Plan {
         legacy: platform::config::mask_url(endpoints.legacy()),
         tables,
         foreign_keys,
+        capture,
     })
 }
 

@@ -35,6 +35,21 @@ pub struct Status {
     pub tables: Vec<TableStatus>,
     /// The latest run of each phase in each service database.
     pub phases: Vec<PhaseRun>,
+    /// The capture slot on the legacy database (`None` when the legacy database is unreachable).
+    pub capture: Option<crate::cdc::slot::CaptureState>,
+    /// Where each service database's sync stands.
+    pub sync: Vec<SyncPosition>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncPosition {
+    pub service: &'static str,
+    /// The commit position of the last legacy transaction applied there.
+    pub position: String,
+    pub transactions: i64,
+    /// When that transaction committed in the legacy database.
+    pub commit_time: Option<String>,
 }
 
 /// Writes nothing but a journal upgrade: a service database without a journal is reported as not
@@ -42,6 +57,14 @@ pub struct Status {
 pub async fn status(endpoints: &Endpoints) -> Result<Status> {
     let mut tables = Vec::new();
     let mut phases = Vec::new();
+    let mut sync = Vec::new();
+    let capture = match connect::connection("legacy", endpoints.legacy()).await {
+        Ok(mut legacy) => Some(crate::cdc::slot::state(&mut legacy).await?),
+        Err(e) => {
+            tracing::warn!("{e}");
+            None
+        }
+    };
     for service in Service::ALL {
         let conn = connect::connection(service.name(), endpoints.target(service)).await;
         let mut conn = match conn {
@@ -101,7 +124,31 @@ pub async fn status(endpoints: &Endpoints) -> Result<Status> {
                 outcome,
                 at,
             }));
+            let positions: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+                "SELECT commit_lsn::text, transactions, \
+                        to_char(commit_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+                 FROM mfe_migration.sync_position \
+                 WHERE to_regclass('mfe_migration.sync_position') IS NOT NULL",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+            sync.extend(
+                positions
+                    .into_iter()
+                    .map(|(position, transactions, commit_time)| SyncPosition {
+                        service: service.name(),
+                        position,
+                        transactions,
+                        commit_time,
+                    }),
+            );
         }
     }
-    Ok(Status { tables, phases })
+    Ok(Status {
+        tables,
+        phases,
+        capture,
+        sync,
+    })
 }

@@ -127,6 +127,62 @@ pub async fn info(conn: &mut PgConnection) -> sqlx::Result<Option<SlotInfo>> {
     )
 }
 
+/// How much WAL a slot may hold before `plan` and `status` warn: `MFE_SLOT_WARN_GB` (default 1).
+pub fn warn_bytes() -> i64 {
+    let gb = std::env::var("MFE_SLOT_WARN_GB")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|gb| gb.is_finite() && *gb >= 0.0)
+        .unwrap_or(1.0);
+    (gb * 1024.0 * 1024.0 * 1024.0) as i64
+}
+
+/// A warning when the slot keeps more WAL than [`warn_bytes`].
+pub fn behind_warning(slot: &str, info: &SlotInfo) -> Option<String> {
+    (info.retained_bytes > warn_bytes()).then(|| {
+        format!(
+            "the capture slot {slot} makes the legacy server keep {:.2} GB of WAL: sync it \
+             (mfe migrate sync) or drop it (mfe migrate abort); an abandoned slot keeps WAL \
+             without bound",
+            info.retained_bytes as f64 / (1024.0 * 1024.0 * 1024.0)
+        )
+    })
+}
+
+/// What `plan` and `status` say of the capture.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaptureState {
+    pub slot: String,
+    /// Whether this server and role allow logical decoding; why not, when not.
+    pub available: bool,
+    pub unavailable_because: Option<String>,
+    pub exists: bool,
+    pub confirmed: Option<String>,
+    pub lag_bytes: Option<i64>,
+    pub retained_bytes: Option<i64>,
+    pub warning: Option<String>,
+}
+
+pub async fn state(conn: &mut PgConnection) -> sqlx::Result<CaptureState> {
+    let slot = slot_of(&mut *conn).await?;
+    let capability = capability(&mut *conn).await?;
+    let info = info(&mut *conn).await?;
+    Ok(CaptureState {
+        warning: info.as_ref().and_then(|i| behind_warning(&slot, i)),
+        available: capability == Capability::Available,
+        unavailable_because: match capability {
+            Capability::Available => None,
+            Capability::Unavailable(why) => Some(why),
+        },
+        exists: info.is_some(),
+        confirmed: info.as_ref().map(|i| i.confirmed.to_string()),
+        lag_bytes: info.as_ref().map(|i| i.lag_bytes),
+        retained_bytes: info.as_ref().map(|i| i.retained_bytes),
+        slot,
+    })
+}
+
 /// Creates the publication (if missing) and the slot (if missing); returns the slot's
 /// consistent point: every change committed after it is in the stream.
 pub async fn create(conn: &mut PgConnection) -> sqlx::Result<Lsn> {
