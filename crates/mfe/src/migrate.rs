@@ -64,6 +64,22 @@ pub enum Phase {
         #[arg(long)]
         follow: bool,
     },
+    /// Move the platform to the service databases: catch up, freeze writes to the legacy database
+    /// (every role, superusers included; sessions ended), sync to a marker written after the
+    /// freeze, verify every row changed since the last clean verify, and switch the topology file.
+    /// Prints how long writes were frozen. Any failure makes the legacy database writable again
+    /// and switches nothing.
+    Cutover {
+        /// Refuse when sync is still this many MB behind after catching up.
+        #[arg(long, default_value_t = 64)]
+        max_lag_mb: u64,
+        /// The topology file the services and `mfe dev` read.
+        #[arg(long, env = "MFE_TOPOLOGY_FILE", default_value = "data/topology.env")]
+        topology_file: std::path::PathBuf,
+        /// How long the freeze waits for writes in flight, in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        lock_timeout_ms: u64,
+    },
     /// Drop the capture slot and its publication from the legacy database (an abandoned slot
     /// makes the server keep WAL without bound). Says whether there was one.
     Abort,
@@ -203,6 +219,22 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             let report =
                 migrator::cdc::sync::sync(&endpoints, &opts, &migrator::Silent, &on_lag, stop)
                     .await?;
+            show(&report, json)
+        }
+        Phase::Cutover {
+            max_lag_mb,
+            topology_file,
+            lock_timeout_ms,
+        } => {
+            let opts = migrator::cutover::CutoverOptions {
+                max_lag_bytes: (max_lag_mb as i64).saturating_mul(1024 * 1024),
+                topology_file,
+                lock_timeout: std::time::Duration::from_millis(lock_timeout_ms.max(1)),
+            };
+            let report = with_bars(json, |bars| async move {
+                migrator::cutover::cutover(&endpoints, &opts, bars.as_ref()).await
+            })
+            .await?;
             show(&report, json)
         }
         Phase::Abort => {

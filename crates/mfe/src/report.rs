@@ -324,3 +324,26 @@ impl Report for crate::migrate::AbortReport {
         }
     }
 }
+
+impl Report for migrator::cutover::CutoverReport {
+    fn print(&self) {
+        println!(
+            "cut over: writes to the legacy database were frozen for {:.3} s; the stream ended at {}",
+            self.freeze_seconds, self.marker_lsn
+        );
+        println!(
+            "  {} legacy transactions applied and {} changed rows verified inside the freeze",
+            self.transactions_in_freeze, self.verified_rows
+        );
+        let rows: Vec<Vec<String>> = self
+            .steps
+            .iter()
+            .map(|(step, secs)| vec![step.clone(), format!("{secs:.3}")])
+            .collect();
+        print_table(&["step", "seconds"], &rows);
+        println!(
+            "  the topology file {} now says DATABASE_TOPOLOGY=split; the legacy database refuses writes",
+            self.topology_file
+        );
+    }
+}

@@ -8,6 +8,7 @@ pub mod check;
 pub mod connect;
 pub mod contract;
 pub mod copy;
+pub mod cutover;
 pub mod ddl;
 pub mod endpoints;
 pub mod error;

@@ -120,3 +120,14 @@ pub async fn content(pool: &PgPool, table: &migrator::contract::Table) -> String
     .await
     .unwrap()
 }
+
+/// The legacy contract's tables, by name.
+pub const TABLE_NAMES: &[&str] = &[
+    "users",
+    "refresh_tokens",
+    "payments",
+    "payment_transactions",
+    "audit_logs",
+    "system_config",
+    "user_profiles",
+];

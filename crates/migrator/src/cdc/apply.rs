@@ -42,6 +42,14 @@ CREATE TABLE IF NOT EXISTS mfe_migration.sync_position (
     transactions BIGINT NOT NULL DEFAULT 0,
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+-- Rows the sync changed since the last clean full verify ('*': the whole table, truncated),
+-- with the commit that changed them: cutover verifies exactly these inside its freeze.
+CREATE TABLE IF NOT EXISTS mfe_migration.sync_touched (
+    table_name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    commit_lsn PG_LSN NOT NULL,
+    PRIMARY KEY (table_name, key)
+);
 CREATE TABLE IF NOT EXISTS mfe_migration.capture (
     slot TEXT PRIMARY KEY,
     -- Every change committed after this is in the slot's stream.
@@ -62,6 +70,32 @@ pub async fn position(conn: &mut PgConnection, slot: &str) -> Result<Option<Lsn>
     Ok(lsn.and_then(|l| l.parse().ok()))
 }
 
+/// The position the sync applied in this target, if it ever synced (any slot).
+pub async fn synced_position(conn: &mut PgConnection) -> Result<Option<Lsn>> {
+    let lsn: Option<String> = sqlx::query_scalar(
+        "SELECT max(commit_lsn)::text FROM mfe_migration.sync_position \
+         WHERE to_regclass('mfe_migration.sync_position') IS NOT NULL",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .or_else(|e| match &e {
+        // No journal of the sync here: never synced.
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("42P01") => Ok(None),
+        _ => Err(e),
+    })?
+    .flatten();
+    Ok(lsn.and_then(|l| l.parse().ok()))
+}
+
+/// A clean verify covered every row changed up to `lsn`.
+pub async fn forget_touched(conn: &mut PgConnection, lsn: Lsn) -> Result<()> {
+    sqlx::query("DELETE FROM mfe_migration.sync_touched WHERE commit_lsn <= $1::text::pg_lsn")
+        .bind(lsn.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The kind of change a batch holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
@@ -80,6 +114,8 @@ struct Batch {
     columns: Vec<Vec<Option<String>>>,
     bytes: usize,
     seen: HashSet<String>,
+    /// Every key the batch changes (an update of a key changes the old and the new one).
+    touched: Vec<String>,
 }
 
 /// A change of one row, ready to apply.
@@ -332,13 +368,21 @@ impl Applier {
             .iter()
             .position(|c| c.name == table.key)
             .expect("the key is a column");
+        let mut touched = Vec::with_capacity(2);
         let (kind, key, values): (Kind, String, Vec<Option<String>>) = match change {
             RowChange::Insert { values } => {
                 let key = text_of(&values, key_index, table)?;
+                touched.push(key.clone());
                 (Kind::Upsert, key, values.into_iter().map(plain).collect())
             }
             RowChange::Update { old_key, values } => {
                 let new_key = text_of(&values, key_index, table)?;
+                touched.push(new_key.clone());
+                if let Some(old) = &old_key
+                    && *old != new_key
+                {
+                    touched.push(old.clone());
+                }
                 let set: Vec<usize> = values
                     .iter()
                     .enumerate()
@@ -353,7 +397,10 @@ impl Applier {
                     .collect();
                 (Kind::Update(set), old_key.unwrap_or(new_key), row)
             }
-            RowChange::Delete { key } => (Kind::Delete, key, Vec::new()),
+            RowChange::Delete { key } => {
+                touched.push(key.clone());
+                (Kind::Delete, key, Vec::new())
+            }
         };
         let width = values.len();
         let size: usize = key.len() + values.iter().flatten().map(String::len).sum::<usize>();
@@ -366,7 +413,7 @@ impl Applier {
                 && b.bytes + size <= BATCH_BYTES
         });
         if !fits {
-            flush(target, self.tolerant).await?;
+            flush(target, self.tolerant, self.current.unwrap_or_default()).await?;
             target.batch = Some(Batch {
                 table,
                 kind,
@@ -374,6 +421,7 @@ impl Applier {
                 columns: vec![Vec::new(); width],
                 bytes: 0,
                 seen: HashSet::new(),
+                touched: Vec::new(),
             });
         }
         let batch = target.batch.as_mut().expect("a batch");
@@ -383,6 +431,7 @@ impl Applier {
             column.push(value);
         }
         batch.bytes += size;
+        batch.touched.extend(touched);
         Ok(())
     }
 
@@ -397,7 +446,7 @@ impl Applier {
         }
         for (i, tables) in by_target {
             let target = &mut self.targets[i];
-            flush(target, self.tolerant).await?;
+            flush(target, self.tolerant, self.current.unwrap_or_default()).await?;
             let names: Vec<String> = tables
                 .iter()
                 .map(|t| format!("public.{}", ident(t.name)))
@@ -426,7 +475,7 @@ impl Applier {
             if !target.in_transaction {
                 continue;
             }
-            flush(target, self.tolerant).await?;
+            flush(target, self.tolerant, commit).await?;
             sqlx::query(
                 "INSERT INTO mfe_migration.sync_position (slot, commit_lsn, commit_time, transactions, updated_at) \
                  VALUES ($1, $2::text::pg_lsn, $3, 1, now()) \
@@ -482,11 +531,12 @@ pub fn old_key(old: &OldRow, table_key_index: usize) -> Option<String> {
 }
 
 /// Runs the target's pending batch.
-async fn flush(target: &mut Target, tolerant: bool) -> Result<()> {
+async fn flush(target: &mut Target, tolerant: bool, commit: Lsn) -> Result<()> {
     let Some(batch) = target.batch.take() else {
         return Ok(());
     };
     let table = batch.table;
+    record_touched(&mut target.conn, table.name, &batch.touched, commit).await?;
     let t = format!("public.{}", ident(table.name));
     let key = ident(table.key);
     let n = batch.keys.len();
@@ -577,6 +627,25 @@ async fn flush(target: &mut Target, tolerant: bool) -> Result<()> {
                 .join(", ")
         )));
     }
+    Ok(())
+}
+
+async fn record_touched(
+    conn: &mut PgConnection,
+    table: &str,
+    keys: &[String],
+    commit: Lsn,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO mfe_migration.sync_touched (table_name, key, commit_lsn) \
+         SELECT $1, k, $3::text::pg_lsn FROM unnest($2::text[]) AS k \
+         ON CONFLICT (table_name, key) DO UPDATE SET commit_lsn = EXCLUDED.commit_lsn",
+    )
+    .bind(table)
+    .bind(keys)
+    .bind(commit.to_string())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

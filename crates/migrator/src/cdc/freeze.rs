@@ -1,0 +1,102 @@
+//! The write freeze of cutover: the legacy database refuses every write, from every role,
+//! superusers included (POC-2 connects as `postgres`).
+//!
+//! `default_transaction_read_only` is only a default a session may set back, and revoking
+//! privileges does not stop a superuser. What stops everyone is a statement trigger on each
+//! contract table that raises: triggers fire for superusers too, and `ENABLE ALWAYS` makes them
+//! fire even in a session that sets `session_replication_role = replica`. Creating them takes a
+//! lock that waits for the writers in flight, so once the freeze commits, no write to those
+//! tables can commit after it. The sessions connected before are ended, so none of them keeps a
+//! transaction open across the freeze.
+
+use std::time::Duration;
+
+use sqlx::PgConnection;
+
+use crate::contract::TABLES;
+use crate::sql::ident;
+
+const SCHEMA: &str = "mfe_cutover";
+const TRIGGER: &str = "mfe_cutover_frozen";
+
+/// Ends every other session of this database; returns how many.
+pub async fn end_sessions(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Freezes the contract tables. Waits at most `lock_timeout` for the writers in flight.
+pub async fn freeze(conn: &mut PgConnection, lock_timeout: Duration) -> sqlx::Result<()> {
+    end_sessions(&mut *conn).await?;
+    let mut sql = format!(
+        "BEGIN;
+         SET LOCAL lock_timeout = {ms};
+         CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE OR REPLACE FUNCTION {schema}.refuse() RETURNS trigger LANGUAGE plpgsql AS $f$
+         BEGIN
+             RAISE EXCEPTION 'the legacy database is frozen: the platform was cut over to its service databases (mfe migrate cutover)'
+                 USING ERRCODE = 'read_only_sql_transaction';
+         END
+         $f$;",
+        ms = lock_timeout.as_millis().max(1),
+        schema = ident(SCHEMA)
+    );
+    for table in TABLES {
+        let t = format!("public.{}", ident(table.name));
+        sql.push_str(&format!(
+            "DROP TRIGGER IF EXISTS {trigger} ON {t};
+             CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {t}
+                 FOR EACH STATEMENT EXECUTE FUNCTION {schema}.refuse();
+             ALTER TABLE {t} ENABLE ALWAYS TRIGGER {trigger};",
+            trigger = ident(TRIGGER),
+            schema = ident(SCHEMA)
+        ));
+    }
+    sql.push_str("COMMIT;");
+    if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut *conn)
+        .await
+    {
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+        return Err(e);
+    }
+    // Sessions that connected while the triggers were made.
+    end_sessions(conn).await?;
+    Ok(())
+}
+
+/// Makes the legacy database writable again.
+pub async fn thaw(conn: &mut PgConnection) -> sqlx::Result<()> {
+    let mut sql = String::from("BEGIN;");
+    for table in TABLES {
+        sql.push_str(&format!(
+            "DROP TRIGGER IF EXISTS {} ON public.{};",
+            ident(TRIGGER),
+            ident(table.name)
+        ));
+    }
+    sql.push_str(&format!(
+        "DROP SCHEMA IF EXISTS {} CASCADE; COMMIT;",
+        ident(SCHEMA)
+    ));
+    if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut *conn)
+        .await
+    {
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Whether the legacy database is frozen.
+pub async fn is_frozen(conn: &mut PgConnection) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = $1)")
+        .bind(TRIGGER)
+        .fetch_one(conn)
+        .await
+}

@@ -1,0 +1,318 @@
+//! `cutover`: from the live legacy database to the service databases, with writes frozen only for
+//! the last sync and a verify of what it changed.
+//!
+//! 1. Refused unless the capture slot exists, the last verify was clean, and, after a catch-up
+//!    sync, the slot is less than `max_lag_bytes` behind.
+//! 2. Freeze ([`crate::cdc::freeze`]): every write to the legacy tables refused, sessions ended.
+//! 3. A marker of its own, written after the freeze (`pg_logical_emit_message`), ends the stream;
+//!    sync applies exactly up to it. A change after the marker means a writer got past the freeze.
+//! 4. Verify what the sync changed since the last clean verify (`mfe_migration.sync_touched`),
+//!    row by row on both sides: it fits inside the freeze.
+//! 5. Switch: the topology file the services and `mfe dev` read says `split`; the journal records
+//!    the cutover with its freeze and position.
+//!
+//! A failure at any step after the freeze makes the legacy database writable again and switches
+//! nothing; the error names the step.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use platform::Service;
+use serde::Serialize;
+use sqlx::PgConnection;
+
+use crate::cdc::freeze;
+use crate::cdc::slot;
+use crate::cdc::sync::{self, Lag, MARKER_PREFIX, SyncOptions};
+use crate::contract::{TABLES, Table};
+use crate::endpoints::Endpoints;
+use crate::error::{MigrateError, Result};
+use crate::progress::Progress;
+use crate::sql::ident;
+use crate::{connect, journal};
+
+#[derive(Debug, Clone)]
+pub struct CutoverOptions {
+    /// The slot may be at most this far behind once caught up, or cutover is refused.
+    pub max_lag_bytes: i64,
+    /// The file the services read their topology from.
+    pub topology_file: PathBuf,
+    /// How long the freeze waits for writers in flight.
+    pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CutoverReport {
+    /// From the freeze to the switch: how long writes were refused.
+    pub freeze_seconds: f64,
+    /// The marker's position: the end of the legacy stream.
+    pub marker_lsn: String,
+    /// Legacy transactions applied inside the freeze.
+    pub transactions_in_freeze: u64,
+    /// Rows verified inside the freeze.
+    pub verified_rows: u64,
+    pub topology_file: String,
+    /// Each step and how long it took.
+    pub steps: Vec<(String, f64)>,
+}
+
+/// The last verify of every target was clean.
+async fn last_verify_clean(endpoints: &Endpoints) -> Result<()> {
+    for service in Service::ALL {
+        let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
+        journal::ensure(&mut conn).await?;
+        let outcome: Option<String> = sqlx::query_scalar(
+            "SELECT outcome FROM mfe_migration.runs WHERE phase = 'verify' ORDER BY at DESC, id DESC LIMIT 1",
+        )
+        .fetch_optional(&mut conn)
+        .await?;
+        if outcome.as_deref() != Some("ok") {
+            return Err(MigrateError::Usage(format!(
+                "the last verify of the {} database was {}: cutover needs a clean one \
+                 (mfe migrate verify)",
+                service.name(),
+                outcome.as_deref().map_or("never run", |_| "not clean")
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub async fn cutover(
+    endpoints: &Endpoints,
+    opts: &CutoverOptions,
+    progress: &dyn Progress,
+) -> Result<CutoverReport> {
+    let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
+    if slot::info(&mut legacy).await?.is_none() {
+        return Err(MigrateError::Usage(
+            "there is no capture slot on the legacy database: cutover follows copy (with logical \
+             decoding) and sync"
+                .into(),
+        ));
+    }
+    if freeze::is_frozen(&mut legacy).await? {
+        return Err(MigrateError::Usage(
+            "the legacy database is already frozen: a cutover was made (see status)".into(),
+        ));
+    }
+    last_verify_clean(endpoints).await?;
+    let mut steps = Vec::new();
+    let t = Instant::now();
+    progress.table_step("cutover", "catching up");
+    let quiet = |_: Lag| {};
+    sync::sync(
+        endpoints,
+        &SyncOptions::default(),
+        progress,
+        &quiet,
+        std::future::pending(),
+    )
+    .await?;
+    steps.push((
+        "catch up (writes running)".to_string(),
+        t.elapsed().as_secs_f64(),
+    ));
+    let lag = slot::info(&mut legacy).await?.map_or(0, |i| i.lag_bytes);
+    if lag > opts.max_lag_bytes {
+        return Err(MigrateError::Usage(format!(
+            "sync is {lag} bytes behind after catching up (the bound is {}): the legacy database \
+             writes faster than sync applies; retry when it is quieter",
+            opts.max_lag_bytes
+        )));
+    }
+
+    progress.table_step("cutover", "freezing writes");
+    let frozen_at = Instant::now();
+    if let Err(e) = freeze::freeze(&mut legacy, opts.lock_timeout).await {
+        let _ = freeze::thaw(&mut legacy).await;
+        return Err(MigrateError::Other(format!(
+            "cutover failed at step freeze: {e}; the legacy database is writable and nothing was switched"
+        )));
+    }
+    steps.push(("freeze".to_string(), frozen_at.elapsed().as_secs_f64()));
+    let frozen = async {
+        let t = Instant::now();
+        let marker = uuid_like();
+        let lsn: String = sqlx::query_scalar("SELECT pg_logical_emit_message(true, $1, $2)::text")
+            .bind(MARKER_PREFIX)
+            .bind(&marker)
+            .fetch_one(&mut legacy)
+            .await
+            .map_err(|e| ("marker", MigrateError::from(e)))?;
+        steps.push(("marker".to_string(), t.elapsed().as_secs_f64()));
+
+        let t = Instant::now();
+        progress.table_step("cutover", "syncing to the marker");
+        let synced = sync::sync(
+            endpoints,
+            &SyncOptions {
+                follow: false,
+                until_marker: Some(marker),
+            },
+            progress,
+            &quiet,
+            std::future::pending(),
+        )
+        .await
+        .map_err(|e| ("sync to the marker", e))?;
+        if !synced.marker_seen {
+            return Err((
+                "sync to the marker",
+                MigrateError::Other("the marker never arrived in the stream".into()),
+            ));
+        }
+        steps.push(("sync to the marker".to_string(), t.elapsed().as_secs_f64()));
+
+        let t = Instant::now();
+        progress.table_step("cutover", "verifying what changed");
+        let verified = verify_touched(endpoints).await.map_err(|e| ("verify", e))?;
+        steps.push((
+            "verify the changed rows".to_string(),
+            t.elapsed().as_secs_f64(),
+        ));
+
+        let t = Instant::now();
+        write_topology(&opts.topology_file).map_err(|e| ("switch", MigrateError::from(e)))?;
+        steps.push(("switch".to_string(), t.elapsed().as_secs_f64()));
+        Ok::<_, (&str, MigrateError)>((lsn, synced.transactions, verified))
+    }
+    .await;
+    let freeze_seconds = frozen_at.elapsed().as_secs_f64();
+    let (marker_lsn, transactions_in_freeze, verified_rows) = match frozen {
+        Ok(done) => done,
+        Err((step, e)) => {
+            let thawed = match freeze::thaw(&mut legacy).await {
+                Ok(()) => "the legacy database is writable again".to_string(),
+                Err(t) => format!("making the legacy database writable again failed too ({t})"),
+            };
+            return Err(MigrateError::Other(format!(
+                "cutover failed at step {step}: {e}; {thawed} and the topology was not switched"
+            )));
+        }
+    };
+    let report = CutoverReport {
+        freeze_seconds,
+        marker_lsn,
+        transactions_in_freeze,
+        verified_rows,
+        topology_file: opts.topology_file.display().to_string(),
+        steps,
+    };
+    for service in Service::ALL {
+        let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
+        journal::record_run(
+            &mut conn,
+            "cutover",
+            "ok",
+            &serde_json::to_value(&report).unwrap_or_default(),
+        )
+        .await?;
+    }
+    Ok(report)
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("cutover-{nanos:x}-{}", std::process::id())
+}
+
+/// The topology file: written whole, then renamed over the old one, so a reader never sees half.
+fn write_topology(path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        "# Written by `mfe migrate cutover`: the platform runs on its service databases.\n\
+         # The services and `mfe dev` read it; `mfe migrate rollback` writes `shared` back.\n\
+         DATABASE_TOPOLOGY=split\n",
+    )?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Compares, row by row on both sides, every row the sync changed since the last clean verify;
+/// returns how many rows were compared.
+async fn verify_touched(endpoints: &Endpoints) -> Result<u64> {
+    let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
+    let mut compared = 0u64;
+    let mut differences = Vec::new();
+    for service in Service::ALL {
+        let mut target = connect::connection(service.name(), endpoints.target(service)).await?;
+        for table in TABLES.iter().filter(|t| t.service == service) {
+            let keys: Vec<String> = sqlx::query_scalar(
+                "SELECT key FROM mfe_migration.sync_touched WHERE table_name = $1",
+            )
+            .bind(table.name)
+            .fetch_all(&mut target)
+            .await
+            .unwrap_or_default();
+            if keys.iter().any(|k| k == "*") {
+                let (l, t) = (
+                    table_digest(&mut legacy, table).await?,
+                    table_digest(&mut target, table).await?,
+                );
+                compared += 1;
+                if l != t {
+                    differences.push(format!("{} (whole table, truncated since)", table.name));
+                }
+                continue;
+            }
+            for chunk in keys.chunks(5000) {
+                let l = row_digests(&mut legacy, table, chunk).await?;
+                let t = row_digests(&mut target, table, chunk).await?;
+                compared += chunk.len() as u64;
+                for key in chunk {
+                    if l.get(key) != t.get(key) {
+                        differences.push(format!("{} {key}", table.name));
+                    }
+                }
+            }
+        }
+    }
+    if differences.is_empty() {
+        Ok(compared)
+    } else {
+        let n = differences.len();
+        differences.truncate(10);
+        Err(MigrateError::Other(format!(
+            "{n} changed rows differ between the legacy and the service databases (first: {})",
+            differences.join(", ")
+        )))
+    }
+}
+
+async fn row_digests(
+    conn: &mut PgConnection,
+    table: &Table,
+    keys: &[String],
+) -> Result<HashMap<String, String>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {key}, md5(ROW({cols})::text) FROM public.{t} WHERE {key} = ANY($1)",
+        key = ident(table.key),
+        cols = table.column_list(),
+        t = ident(table.name)
+    )))
+    .bind(keys)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+async fn table_digest(conn: &mut PgConnection, table: &Table) -> Result<String> {
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT coalesce(md5(string_agg(md5(ROW({cols})::text), '' ORDER BY {key} COLLATE \"C\")), '') FROM public.{t}",
+        key = ident(table.key),
+        cols = table.column_list(),
+        t = ident(table.name)
+    )))
+    .fetch_one(conn)
+    .await?)
+}
