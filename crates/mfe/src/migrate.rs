@@ -63,6 +63,13 @@ pub enum Phase {
     Sync {
         #[arg(long)]
         follow: bool,
+        /// `slot` (the capture slot copy made) or `diff` (no slot: compare by checksums and
+        /// rewrite the rows that differ; read access to the legacy database is enough).
+        #[arg(long, value_enum, default_value_t = SyncMethod::Slot)]
+        method: SyncMethod,
+        /// With --method diff and no --follow: passes at most.
+        #[arg(long, default_value_t = 10)]
+        max_passes: u64,
     },
     /// Move the platform to the service databases: catch up, freeze writes to the legacy database
     /// (every role, superusers included; sessions ended), sync to a marker written after the
@@ -85,6 +92,12 @@ pub enum Phase {
     Abort,
     /// Where each phase and table stands, from the journal in the service databases.
     Status,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncMethod {
+    Slot,
+    Diff,
 }
 
 /// What `abort` did.
@@ -197,7 +210,29 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             .await?;
             show(&report, json)
         }
-        Phase::Sync { follow } => {
+        Phase::Sync {
+            follow,
+            method: SyncMethod::Diff,
+            max_passes,
+        } => {
+            let opts = migrator::resync::DiffSyncOptions {
+                max_passes: max_passes.max(1),
+                follow: follow.then_some(std::time::Duration::from_secs(1)),
+            };
+            let stop = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            let report = with_bars(json, |bars| async move {
+                migrator::resync::diff_sync(&endpoints, &opts, bars.as_ref(), stop).await
+            })
+            .await?;
+            show(&report, json)
+        }
+        Phase::Sync {
+            follow,
+            method: SyncMethod::Slot,
+            ..
+        } => {
             let opts = migrator::cdc::sync::SyncOptions {
                 follow,
                 until_marker: None,

@@ -347,3 +347,28 @@ impl Report for migrator::cutover::CutoverReport {
         );
     }
 }
+
+impl Report for migrator::resync::DiffSyncReport {
+    fn print(&self) {
+        println!(
+            "{} pass(es) in {:.1} s: {} rows rewritten from the legacy database, {} deleted; {}",
+            self.passes,
+            self.seconds,
+            thousands(self.rows_written as i64),
+            thousands(self.rows_deleted as i64),
+            if self.converged {
+                "both sides are equal"
+            } else {
+                "still differing (writes going on?): run it again, or with --follow"
+            }
+        );
+    }
+
+    fn exit_code(&self) -> u8 {
+        if self.converged {
+            migrator::error::exit::OK
+        } else {
+            migrator::error::exit::DIFFERENCES
+        }
+    }
+}

@@ -244,3 +244,81 @@ async fn status_shows_the_slot_its_lag_and_each_targets_position_and_abort_drops
         serde_json::from_str(&run_ok(&f, &["status", "--json"]).await).unwrap();
     assert_eq!(status["capture"]["exists"], false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_diff_fallback_with_a_read_only_role_converges_to_exact_while_and_after_writes() {
+    let f = Fixture::seeded(0.01).await;
+    let role = format!("mfe_diff_reader_{}", std::process::id());
+    legacy_sql(
+        &f,
+        &format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN;
+             GRANT CONNECT ON DATABASE \"{db}\" TO {role}; GRANT USAGE ON SCHEMA public TO {role};
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};",
+            db = f.legacy.name
+        ),
+    )
+    .await;
+    let read_only = f.legacy.url.replacen(
+        "postgresql://postgres@",
+        &format!("postgresql://{role}@"),
+        1,
+    );
+    let as_reader = |args: &'static [&'static str]| {
+        let mut cmd = f.command(args);
+        cmd.env("SHARED_DATABASE_URL", &read_only);
+        async move {
+            tokio::task::spawn_blocking(move || cmd.output().expect("mfe runs"))
+                .await
+                .unwrap()
+        }
+    };
+    run_ok(&f, &["prepare"]).await;
+    let opts = LoadOptions {
+        url: f.legacy.url.clone(),
+        rate: 100,
+        duration: Duration::from_secs(8),
+        workers: 2,
+        seed: 21,
+    };
+    let load = tokio::spawn(async move { write_load(&opts, std::future::pending()).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let copy = as_reader(&["copy"]).await;
+    assert!(
+        copy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    // While the writer runs: each pass rewrites what changed.
+    let during = as_reader(&["sync", "--method", "diff", "--max-passes", "2", "--json"]).await;
+    assert!(
+        matches!(during.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&during.stderr)
+    );
+    let during: serde_json::Value = serde_json::from_slice(&during.stdout).unwrap();
+    assert!(during["rowsWritten"].as_u64().unwrap() > 0, "{during}");
+    let report = load.await.unwrap().expect("the load ran");
+    assert!(report.committed() > 200);
+    // After it stops: converged, and exact.
+    let after = as_reader(&["sync", "--method", "diff", "--json"]).await;
+    assert_eq!(
+        after.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&after.stdout)
+    );
+    assert_exact(&f, "diff sync after the writes stopped");
+    let again = as_reader(&["sync", "--method", "diff", "--json"]).await;
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["rowsWritten"], 0, "{again}");
+    assert_eq!(again["passes"], 1);
+    let server = sqlx::PgPool::connect(&test_support::db::server_url())
+        .await
+        .unwrap();
+    drop(f);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {role}")))
+        .execute(&server)
+        .await
+        .ok();
+}

@@ -18,6 +18,7 @@ pub mod load;
 pub mod plan;
 pub mod prepare;
 pub mod progress;
+pub mod resync;
 pub mod sql;
 pub mod status;
 pub mod verify;

@@ -87,7 +87,7 @@ pub struct VerifyReport {
 
 /// How rows are hashed. Both are order-independent sums of 64-bit row hashes per bucket of keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hashing {
+pub(crate) enum Hashing {
     /// PostgreSQL's own hash functions over the typed values (`hash_record_extended`, `hashtext`):
     /// several times faster, and equal on two servers of one major version (hash functions may
     /// change between majors). Enum values are hashed as their labels, since their OIDs differ
@@ -136,7 +136,7 @@ fn row_hash_expr(table: &Table, hashing: Hashing) -> String {
 }
 
 /// Native hashing when both servers run the same major version (14 or later), portable otherwise.
-async fn choose_hashing(a: &mut PgConnection, b: &mut PgConnection) -> Result<Hashing> {
+pub(crate) async fn choose_hashing(a: &mut PgConnection, b: &mut PgConnection) -> Result<Hashing> {
     let major = "SELECT current_setting('server_version_num')::int / 10000";
     let va: i32 = sqlx::query_scalar(major).fetch_one(a).await?;
     let vb: i32 = sqlx::query_scalar(major).fetch_one(b).await?;
@@ -296,7 +296,7 @@ pub async fn table_checksum(conn: &mut PgConnection, table: &Table) -> Result<(i
 }
 
 /// Bucket -> (rows, checksum) computed by the server.
-async fn bucket_sums(
+pub(crate) async fn bucket_sums(
     conn: &mut PgConnection,
     table: &Table,
     hashing: Hashing,
@@ -335,7 +335,7 @@ fn key_hashes<'c>(
 
 /// Merges both sides' (key, row hash) in byte order of the key (Rust's `String` order is the
 /// "C" collation's), naming what differs.
-async fn diff_rows(
+pub(crate) async fn diff_rows(
     legacy: &mut PgConnection,
     target: &mut PgConnection,
     table: &Table,

@@ -541,26 +541,7 @@ async fn flush(target: &mut Target, tolerant: bool, commit: Lsn) -> Result<()> {
     let key = ident(table.key);
     let n = batch.keys.len();
     let (sql, set_columns): (String, Vec<usize>) = match &batch.kind {
-        Kind::Upsert => {
-            let all: Vec<usize> = (0..table.columns.len()).collect();
-            let names = table.column_list();
-            let casts = casts(table, &all, 2);
-            let updates: Vec<String> = table
-                .columns
-                .iter()
-                .filter(|c| c.name != table.key)
-                .map(|c| format!("{0} = EXCLUDED.{0}", ident(c.name)))
-                .collect();
-            (
-                format!(
-                    "INSERT INTO {t} ({names}) SELECT {casts} FROM {} \
-                     ON CONFLICT ({key}) DO UPDATE SET {}",
-                    unnest(all.len() + 1),
-                    updates.join(", ")
-                ),
-                all,
-            )
-        }
+        Kind::Upsert => (upsert_sql(table), (0..table.columns.len()).collect()),
         Kind::Update(set) => {
             let sets: Vec<String> = set
                 .iter()
@@ -628,6 +609,28 @@ async fn flush(target: &mut Target, tolerant: bool, commit: Lsn) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// `INSERT ... SELECT CAST(u.c2 AS type), ... FROM unnest(keys, col1, ...) ON CONFLICT (key) DO
+/// UPDATE` of whole rows given as text: $1 the keys, $2.. each column in contract order.
+pub fn upsert_sql(table: &Table) -> String {
+    let t = format!("public.{}", ident(table.name));
+    let all: Vec<usize> = (0..table.columns.len()).collect();
+    let updates: Vec<String> = table
+        .columns
+        .iter()
+        .filter(|c| c.name != table.key)
+        .map(|c| format!("{0} = EXCLUDED.{0}", ident(c.name)))
+        .collect();
+    format!(
+        "INSERT INTO {t} ({names}) SELECT {casts} FROM {from} \
+         ON CONFLICT ({key}) DO UPDATE SET {updates}",
+        names = table.column_list(),
+        casts = casts(table, &all, 2),
+        from = unnest(all.len() + 1),
+        key = ident(table.key),
+        updates = updates.join(", ")
+    )
 }
 
 async fn record_touched(
