@@ -46,23 +46,26 @@ async fn counts(pool: &sqlx::PgPool) -> Vec<i64> {
 async fn a_cutover_under_a_write_load_freezes_briefly_and_leaves_nothing_behind() {
     let f = Fixture::seeded(0.01).await;
     run_ok(&f, &["prepare"]).await;
-    run_ok(&f, &["copy"]).await;
-    run_ok(&f, &["sync"]).await;
-    run_ok(&f, &["verify"]).await;
     let legacy = f.legacy.pool().await;
     let before = counts(&legacy).await;
     // A session of the live platform, opened before the cutover.
     let mut old_session = sqlx::PgConnection::connect(&f.legacy.url).await.unwrap();
 
+    // The platform writes all along: during the copy, the sync, the verify and the cutover.
     let opts = LoadOptions {
         url: f.legacy.url.clone(),
         rate: 120,
-        duration: Duration::from_secs(7),
+        duration: Duration::from_secs(12),
         workers: 2,
         seed: 5,
     };
     let load = tokio::spawn(async move { write_load(&opts, std::future::pending()).await });
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    run_ok(&f, &["copy"]).await;
+    run_ok(&f, &["sync"]).await;
+    let verified: serde_json::Value =
+        serde_json::from_str(&run_ok(&f, &["verify", "--json"]).await).unwrap();
+    assert_eq!(verified["live"], true, "{verified}");
     let topology = std::env::temp_dir().join(format!("mfe-topology-{}.env", std::process::id()));
     let out = run(
         &f,

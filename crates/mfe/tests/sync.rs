@@ -322,3 +322,43 @@ async fn the_diff_fallback_with_a_read_only_role_converges_to_exact_while_and_af
         .await
         .ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_during_writes_checks_rows_in_flight_again_and_still_names_a_real_difference() {
+    let f = Fixture::seeded(0.01).await;
+    run_ok(&f, &["prepare"]).await;
+    run_ok(&f, &["copy"]).await;
+    let opts = LoadOptions {
+        url: f.legacy.url.clone(),
+        rate: 150,
+        duration: Duration::from_secs(6),
+        workers: 2,
+        seed: 8,
+    };
+    let load = tokio::spawn(async move { write_load(&opts, std::future::pending()).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // No sync has run: everything written so far is "in flight" for verify.
+    let (code, report) = f.verify_json();
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["live"], true);
+    assert!(report["rechecked"].as_u64().unwrap() > 0, "{report}");
+
+    // A row the writer never touches, changed in the service database: a real difference.
+    let admin = f.target(2).await;
+    let tampered: String = sqlx::query_scalar(
+        "UPDATE audit_logs SET action = 'tampered' WHERE id = (SELECT min(id) FROM audit_logs) RETURNING id",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    let (code, report) = f.verify_json();
+    assert_eq!(code, 1, "{report}");
+    let audit = common::table(&report, "audit_logs");
+    assert_eq!(
+        audit["differences"]["changed"][0],
+        tampered.as_str(),
+        "{report}"
+    );
+    load.await.unwrap().expect("the load ran");
+    run_ok(&f, &["abort"]).await;
+}

@@ -14,7 +14,6 @@
 //! A failure at any step after the freeze makes the legacy database writable again and switches
 //! nothing; the error names the step.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -266,8 +265,8 @@ async fn verify_touched(endpoints: &Endpoints) -> Result<u64> {
                 continue;
             }
             for chunk in keys.chunks(5000) {
-                let l = row_digests(&mut legacy, table, chunk).await?;
-                let t = row_digests(&mut target, table, chunk).await?;
+                let l = crate::verify::row_digests(&mut legacy, table, chunk).await?;
+                let t = crate::verify::row_digests(&mut target, table, chunk).await?;
                 compared += chunk.len() as u64;
                 for key in chunk {
                     if l.get(key) != t.get(key) {
@@ -287,23 +286,6 @@ async fn verify_touched(endpoints: &Endpoints) -> Result<u64> {
             differences.join(", ")
         )))
     }
-}
-
-async fn row_digests(
-    conn: &mut PgConnection,
-    table: &Table,
-    keys: &[String],
-) -> Result<HashMap<String, String>> {
-    let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {key}, md5(ROW({cols})::text) FROM public.{t} WHERE {key} = ANY($1)",
-        key = ident(table.key),
-        cols = table.column_list(),
-        t = ident(table.name)
-    )))
-    .bind(keys)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows.into_iter().collect())
 }
 
 async fn table_digest(conn: &mut PgConnection, table: &Table) -> Result<String> {

@@ -16,7 +16,7 @@ use sqlx::PgConnection;
 
 use crate::cdc::apply::upsert_sql;
 use crate::connect;
-use crate::contract::{TABLES, Table};
+use crate::contract::{FOREIGN_KEYS, TABLES, Table};
 use crate::endpoints::Endpoints;
 use crate::error::Result;
 use crate::progress::Progress;
@@ -58,17 +58,17 @@ pub async fn diff_sync(
     tokio::pin!(stop);
     loop {
         report.passes += 1;
-        let mut changed = 0u64;
+        let mut found = 0u64;
         for table in TABLES {
-            let (written, deleted) = pass(endpoints, table).await?;
+            let (differing, written, deleted) = pass(endpoints, table).await?;
             report.rows_written += written;
             report.rows_deleted += deleted;
-            changed += written + deleted;
+            found += differing;
             if written + deleted > 0 {
                 progress.table_step(table.name, &format!("rewrote {written}, deleted {deleted}"));
             }
         }
-        report.converged = changed == 0;
+        report.converged = found == 0;
         match opts.follow {
             None if report.converged || report.passes >= opts.max_passes => break,
             None => {}
@@ -84,8 +84,8 @@ pub async fn diff_sync(
     Ok(report)
 }
 
-/// One table: (rows written, rows deleted).
-async fn pass(endpoints: &Endpoints, table: &'static Table) -> Result<(u64, u64)> {
+/// One table: (rows found differing, rows written, rows deleted).
+async fn pass(endpoints: &Endpoints, table: &'static Table) -> Result<(u64, u64, u64)> {
     let (mut legacy, mut target) = tokio::try_join!(
         connect::connection("legacy", endpoints.legacy()),
         connect::connection(table.service.name(), endpoints.target(table.service))
@@ -104,7 +104,7 @@ async fn pass(endpoints: &Endpoints, table: &'static Table) -> Result<(u64, u64)
     differing.sort_unstable();
     differing.dedup();
     if differing.is_empty() {
-        return Ok((0, 0));
+        return Ok((0, 0, 0));
     }
     let d = diff_rows(
         &mut legacy,
@@ -115,6 +115,7 @@ async fn pass(endpoints: &Endpoints, table: &'static Table) -> Result<(u64, u64)
         usize::MAX,
     )
     .await?;
+    let found = d.changed_count + d.missing_count + d.extra_count;
     let mut rewrite: Vec<String> = d.changed;
     rewrite.extend(d.missing);
     let mut written = 0;
@@ -133,7 +134,7 @@ async fn pass(endpoints: &Endpoints, table: &'static Table) -> Result<(u64, u64)
         .await?
         .rows_affected();
     }
-    Ok((written, deleted))
+    Ok((found, written, deleted))
 }
 
 /// Reads the rows `keys` from the legacy database as text and upserts them into the target (a
@@ -176,7 +177,31 @@ async fn copy_rows(
         }
         row_keys.push(row.try_get::<String, _>(key_index)?);
     }
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(upsert_sql(table))).bind(row_keys);
+    // A row whose parent (a foreign key kept inside this database) is not there yet waits for the
+    // next pass: the diff sees rows, not the order they were written in.
+    let mut sql = upsert_sql(table);
+    let parents: Vec<String> = FOREIGN_KEYS
+        .iter()
+        .filter(|fk| fk.kept && fk.table == table.name)
+        .map(|fk| {
+            let n = table
+                .columns
+                .iter()
+                .position(|c| c.name == fk.column)
+                .expect("a contract column")
+                + 2;
+            format!(
+                "(u.c{n} IS NULL OR EXISTS (SELECT 1 FROM public.{} p WHERE p.{} = u.c{n}))",
+                ident(fk.references),
+                ident(fk.referenced_column)
+            )
+        })
+        .collect();
+    if !parents.is_empty() {
+        let at = sql.find(" ON CONFLICT").expect("an upsert");
+        sql.insert_str(at, &format!(" WHERE {}", parents.join(" AND ")));
+    }
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(row_keys);
     for column in &by_column {
         query = query.bind(column);
     }

@@ -83,7 +83,15 @@ pub struct VerifyReport {
     pub orphans: Vec<OrphanCheck>,
     pub ok: bool,
     pub seconds: f64,
+    /// A capture slot exists: the legacy database may be taking writes, so rows that differed
+    /// were checked again once sync had caught up, and only those that still differ count.
+    pub live: bool,
+    /// Rows checked again that way (in flight when first compared).
+    pub rechecked: u64,
 }
+
+/// Differing keys a live verify checks again, at most, per table (more is not rows in flight).
+const LIVE_RECHECK_MAX: usize = 100_000;
 
 /// How rows are hashed. Both are order-independent sums of 64-bit row hashes per bucket of keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +166,7 @@ pub async fn verify(
     if !differences.is_empty() {
         return Err(MigrateError::ContractMismatch(differences));
     }
+    let live = crate::cdc::slot::info(&mut legacy).await?.is_some();
     drop(legacy);
     // Where each target's sync stood before comparing: a clean verify vouches for the rows the
     // sync changed up to there, so cutover need not verify them again.
@@ -169,7 +178,10 @@ pub async fn verify(
     let mut tasks = Vec::new();
     for table in TABLES {
         let endpoints = endpoints.clone();
-        let opts = opts.clone();
+        let mut opts = opts.clone();
+        if live {
+            opts.max_listed = opts.max_listed.max(LIVE_RECHECK_MAX);
+        }
         let progress = progress.clone();
         tasks.push(tokio::spawn(async move {
             verify_table(&endpoints, table, &opts, progress.as_ref()).await
@@ -187,17 +199,39 @@ pub async fn verify(
                 .map_err(|e| MigrateError::Other(format!("verify task: {e}")))??,
         );
     }
-    let orphans = orphan_task
+    let mut orphans = orphan_task
         .await
         .map_err(|e| MigrateError::Other(format!("orphan check: {e}")))??;
+    let mut rechecked = 0;
+    if live && tables.iter().any(|t| !t.differences.is_empty()) {
+        let since: std::collections::HashMap<&'static str, Option<crate::cdc::pgoutput::Lsn>> =
+            Service::ALL
+                .into_iter()
+                .map(|s| s.name())
+                .zip(synced_before.iter().copied())
+                .collect();
+        rechecked = recheck_live(endpoints, &mut tables, &since).await?;
+    }
+    if live && orphans.iter().any(|o| o.orphans > 0) {
+        // A legacy transaction across services lands in their databases one after the other.
+        crate::cdc::sync::catch_up(endpoints).await?;
+        orphans = count_all_orphans(endpoints, opts.max_listed).await?;
+    }
+    for t in &mut tables {
+        t.differences.changed.truncate(opts.max_listed);
+        t.differences.missing.truncate(opts.max_listed);
+        t.differences.extra.truncate(opts.max_listed);
+    }
     let ok = tables.iter().all(|t| t.ok) && orphans.iter().all(|o| o.orphans == 0);
     let report = VerifyReport {
         tables,
         orphans,
         ok,
         seconds: started.elapsed().as_secs_f64(),
+        live,
+        rechecked,
     };
-    for (service, synced) in Service::ALL.into_iter().zip(synced_before) {
+    for (service, synced) in Service::ALL.into_iter().zip(synced_before.iter().copied()) {
         let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
         journal::ensure(&mut conn).await?;
         if report.ok
@@ -280,6 +314,119 @@ async fn verify_table(
         ok: differences.is_empty() && legacy_rows == target_rows,
         differences,
     })
+}
+
+/// Rows that differed while the legacy database took writes: checked again, key by key, after
+/// sync caught up (a few rounds, as writes go on); those that match were in flight. Returns how
+/// many rows were checked again.
+async fn recheck_live(
+    endpoints: &Endpoints,
+    tables: &mut [TableVerify],
+    since: &std::collections::HashMap<&'static str, Option<crate::cdc::pgoutput::Lsn>>,
+) -> Result<u64> {
+    let mut rechecked = 0u64;
+    for _round in 0..3 {
+        crate::cdc::sync::catch_up(endpoints).await?;
+        let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
+        let mut still = false;
+        for t in tables.iter_mut().filter(|t| !t.differences.is_empty()) {
+            let table = crate::contract::table(t.table).expect("contract table");
+            let mut target =
+                connect::connection(table.service.name(), endpoints.target(table.service)).await?;
+            let d = &mut t.differences;
+            let mut keys: Vec<String> = d.changed.drain(..).collect();
+            keys.extend(d.missing.drain(..));
+            keys.extend(d.extra.drain(..));
+            let mut fresh = Differences::default();
+            for chunk in keys.chunks(5000) {
+                let l = row_digests(&mut legacy, table, chunk).await?;
+                let r = row_digests(&mut target, table, chunk).await?;
+                rechecked += chunk.len() as u64;
+                for key in chunk {
+                    match (l.get(key), r.get(key)) {
+                        (Some(a), Some(b)) if a != b => {
+                            fresh.changed.push(key.clone());
+                            fresh.changed_count += 1;
+                        }
+                        (Some(_), None) => {
+                            fresh.missing.push(key.clone());
+                            fresh.missing_count += 1;
+                        }
+                        (None, Some(_)) => {
+                            fresh.extra.push(key.clone());
+                            fresh.extra_count += 1;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // Counts first taken at different moments on a moving database are not compared.
+            t.ok = fresh.is_empty();
+            still |= !t.ok;
+            t.differences = fresh;
+        }
+        if !still {
+            return Ok(rechecked);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    // Rows the writers keep changing may differ at every look. Those the sync changed since this
+    // verify began are not vouched for here: cutover verifies them inside its freeze (they stay
+    // in `sync_touched`). A row that differs and was not changed is a real difference.
+    crate::cdc::sync::catch_up(endpoints).await?;
+    for t in tables.iter_mut().filter(|t| !t.differences.is_empty()) {
+        let table = crate::contract::table(t.table).expect("contract table");
+        let mut target =
+            connect::connection(table.service.name(), endpoints.target(table.service)).await?;
+        let after = since
+            .get(table.service.name())
+            .copied()
+            .flatten()
+            .unwrap_or_default();
+        let touched: std::collections::HashSet<String> = sqlx::query_scalar(
+            "SELECT key FROM mfe_migration.sync_touched \
+             WHERE table_name = $1 AND commit_lsn > $2::text::pg_lsn",
+        )
+        .bind(table.name)
+        .bind(after.to_string())
+        .fetch_all(&mut target)
+        .await?
+        .into_iter()
+        .collect();
+        let d = &mut t.differences;
+        let before = d.changed.len() + d.missing.len() + d.extra.len();
+        d.changed.retain(|k| !touched.contains(k));
+        d.missing.retain(|k| !touched.contains(k));
+        d.extra.retain(|k| !touched.contains(k));
+        d.changed_count = d.changed.len() as u64;
+        d.missing_count = d.missing.len() as u64;
+        d.extra_count = d.extra.len() as u64;
+        tracing::debug!(
+            table = t.table,
+            in_flight = before - (d.changed.len() + d.missing.len() + d.extra.len()),
+            "rows still changing, left to cutover's verify"
+        );
+        t.ok = d.is_empty();
+    }
+    Ok(rechecked)
+}
+
+/// md5 of each row's text, by key.
+pub(crate) async fn row_digests(
+    conn: &mut PgConnection,
+    table: &Table,
+    keys: &[String],
+) -> Result<std::collections::HashMap<String, String>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {key}, md5(ROW({cols})::text) FROM public.{t} WHERE {key} = ANY($1)",
+        key = ident(table.key),
+        cols = table.column_list(),
+        t = ident(table.name)
+    )))
+    .bind(keys)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// A table's row count and whole-content checksum (the sum of its rows' portable hashes), as the

@@ -250,6 +250,41 @@ pub async fn sync(
     Ok(report)
 }
 
+/// Brings the service databases up to the legacy database's current position: by syncing here
+/// when no one reads the slot, or, while a `sync --follow` reads it, by waiting (at most 30 s)
+/// until every database has applied what was committed before this call.
+pub async fn catch_up(endpoints: &Endpoints) -> Result<()> {
+    let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
+    let Some(info) = slot::info(&mut legacy).await? else {
+        return Ok(());
+    };
+    if !info.active {
+        let quiet = |_: Lag| {};
+        sync(
+            endpoints,
+            &SyncOptions::default(),
+            &crate::Silent,
+            &quiet,
+            std::future::pending(),
+        )
+        .await?;
+        return Ok(());
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let goal: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(&mut legacy)
+        .await?;
+    let goal: Lsn = goal.parse().map_err(MigrateError::Other)?;
+    while Instant::now() < deadline {
+        let confirmed = slot::info(&mut legacy).await?.map(|i| i.confirmed);
+        if confirmed.is_some_and(|c| c >= goal) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 fn past_marker() -> MigrateError {
     MigrateError::Other(
         "a change was committed after the cutover marker: a writer got past the freeze".into(),
