@@ -334,9 +334,9 @@ async fn recheck_live(
             let mut target =
                 connect::connection(table.service.name(), endpoints.target(table.service)).await?;
             let d = &mut t.differences;
-            let mut keys: Vec<String> = d.changed.drain(..).collect();
-            keys.extend(d.missing.drain(..));
-            keys.extend(d.extra.drain(..));
+            let mut keys: Vec<String> = std::mem::take(&mut d.changed);
+            keys.append(&mut d.missing);
+            keys.append(&mut d.extra);
             let mut fresh = Differences::default();
             for chunk in keys.chunks(5000) {
                 let l = row_digests(&mut legacy, table, chunk).await?;
