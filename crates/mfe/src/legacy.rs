@@ -114,8 +114,19 @@ pub async fn run(cmd: LegacyCommand, json: bool) -> anyhow::Result<()> {
                 workers,
                 seed,
             };
+            // Ctrl-C or SIGTERM (a script stopping it) ends the load with its report.
             let ctrl_c = async {
-                let _ = tokio::signal::ctrl_c().await;
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut term) => {
+                        tokio::select! {
+                            _ = tokio::signal::ctrl_c() => {}
+                            _ = term.recv() => {}
+                        }
+                    }
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
             };
             let report = seed::live::write_load(&opts, ctrl_c)
                 .await
