@@ -238,7 +238,14 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
                 until_marker: None,
             };
             let quiet = json;
+            // A line a second at most: a round may take a few milliseconds.
+            let last = std::sync::Mutex::new(None::<std::time::Instant>);
             let on_lag = move |lag: migrator::cdc::sync::Lag| {
+                let mut last = last.lock().expect("lag clock");
+                if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+                    return;
+                }
+                *last = Some(std::time::Instant::now());
                 if !quiet && follow {
                     eprintln!(
                         "sync: lag {} bytes, {:.1} s; {:.0} changes/s",

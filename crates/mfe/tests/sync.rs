@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::Fixture;
 use legacy_seed::live::{LoadOptions, write_load};
+use sqlx::Connection;
 
 async fn legacy_sql(f: &Fixture, sql: &str) {
     let pool = f.legacy.pool().await;
@@ -126,7 +127,7 @@ async fn the_decoding_traps_are_applied_exactly() {
     run_ok(&f, &["sync"]).await;
     assert_exact(&f, "truncate");
 
-    // A large transaction, applied in bounded batches.
+    // A large transaction, applied in bounded batches: the sync's memory stays flat.
     legacy_sql(
         &f,
         "INSERT INTO audit_logs (id, user_id, action, details, created_at)
@@ -134,7 +135,35 @@ async fn the_decoding_traps_are_applied_exactly() {
          FROM generate_series(1, 1000000) i",
     )
     .await;
-    run_ok(&f, &["sync"]).await;
+    let mut child = f
+        .command(&["sync"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut peak_kib = 0u64;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let rss = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            peak_kib = peak_kib.max(rss);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success());
+    println!("sync of a 1M-row transaction: peak RSS {peak_kib} KiB");
+    assert!(
+        peak_kib < 64 * 1024,
+        "a million-row transaction took {peak_kib} KiB: it was held in memory"
+    );
     assert_exact(&f, "a large transaction");
 
     // A schema change stops the sync with a clear error, applying nothing of it.
@@ -360,5 +389,46 @@ async fn verify_during_writes_checks_rows_in_flight_again_and_still_names_a_real
         "{report}"
     );
     load.await.unwrap().expect("the load ran");
+    run_ok(&f, &["abort"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_open_when_the_copy_starts_arrives_exactly_once() {
+    let f = Fixture::seeded(0.01).await;
+    run_ok(&f, &["prepare"]).await;
+    // Begun (with a write) before the slot exists, committed after the copy started.
+    let mut open = sqlx::PgConnection::connect(&f.legacy.url).await.unwrap();
+    sqlx::raw_sql(
+        "BEGIN; INSERT INTO audit_logs (id, action) VALUES ('straddling', 'before.the.slot');",
+    )
+    .execute(&mut open)
+    .await
+    .unwrap();
+    let copy = {
+        let mut cmd = f.command(&["copy"]);
+        tokio::task::spawn_blocking(move || cmd.output().expect("mfe runs"))
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sqlx::raw_sql(
+        "UPDATE audit_logs SET action = 'committed.after' WHERE id = 'straddling'; COMMIT;",
+    )
+    .execute(&mut open)
+    .await
+    .unwrap();
+    let copy = copy.await.unwrap();
+    assert!(
+        copy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    run_ok(&f, &["sync"]).await;
+    assert_exact(&f, "a transaction straddling the slot");
+    let admin = f.target(2).await;
+    let action: String =
+        sqlx::query_scalar("SELECT action FROM audit_logs WHERE id = 'straddling'")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert_eq!(action, "committed.after");
     run_ok(&f, &["abort"]).await;
 }
