@@ -184,3 +184,109 @@ async fn a_failed_cutover_leaves_the_legacy_database_writable_and_switches_nothi
         .await
         .expect("the legacy database takes writes again");
 }
+
+/// A TCP proxy to the test server, for a service database that the test can make unreachable
+/// at a chosen moment (every connection through it cut, new ones refused).
+struct Proxy {
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, mut is_cut) = tokio::sync::watch::channel(false);
+        let watch = cut.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = is_cut.wait_for(|c| *c) => return,
+                    accepted = listener.accept() => {
+                        let Ok((mut client, _)) = accepted else { return };
+                        let mut watch = watch.clone();
+                        tokio::spawn(async move {
+                            let Ok(mut server) =
+                                tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                            else {
+                                return;
+                            };
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                                _ = watch.wait_for(|c| *c) => {}
+                            }
+                        });
+                    }
+                }
+            }
+        });
+        Self { port, cut }
+    }
+
+    fn cut(&self) {
+        let _ = self.cut.send(true);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_unreachable_mid_cutover_leaves_the_legacy_database_writable() {
+    let f = Fixture::seeded(0.01).await;
+    run_ok(&f, &["prepare"]).await;
+    run_ok(&f, &["copy"]).await;
+    run_ok(&f, &["sync"]).await;
+    run_ok(&f, &["verify"]).await;
+    let legacy = f.legacy.pool().await;
+    sqlx::query("UPDATE user_profiles SET bio = 'changed before the cutover' WHERE id = (SELECT min(id) FROM user_profiles)")
+        .execute(&legacy)
+        .await
+        .unwrap();
+    // The profile database, reached through a proxy the test cuts the moment the freeze is in.
+    let proxy = Proxy::start(5432).await;
+    let profile_url = f.targets[3]
+        .url
+        .replacen(":5432/", &format!(":{}/", proxy.port), 1);
+    assert_ne!(profile_url, f.targets[3].url);
+    let topology =
+        std::env::temp_dir().join(format!("mfe-topology-cut-{}.env", std::process::id()));
+    let cutover = {
+        let mut cmd = f.command(&["cutover"]);
+        cmd.env("PROFILE_DATABASE_URL", &profile_url)
+            .env("MFE_TOPOLOGY_FILE", &topology);
+        tokio::task::spawn_blocking(move || cmd.output().expect("mfe runs"))
+    };
+    // The freeze starts by ending every legacy session, this one included: that is the moment.
+    let mut watcher = sqlx::PgConnection::connect(&f.legacy.url).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let frozen: Result<i64, _> = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'mfe_cutover_frozen'",
+        )
+        .fetch_one(&mut watcher)
+        .await;
+        if !matches!(frozen, Ok(0)) || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    proxy.cut();
+    let out = cutover.await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cutover failed at step"), "{stderr}");
+    assert!(
+        !stderr.contains("step freeze"),
+        "it failed after the freeze, where it must thaw: {stderr}"
+    );
+    assert!(stderr.contains("writable again"), "{stderr}");
+    assert!(!topology.exists(), "the topology was not switched");
+    println!("{stderr}");
+    sqlx::query("UPDATE system_config SET description = 'writable' WHERE key = (SELECT min(key) FROM system_config)")
+        .execute(&legacy)
+        .await
+        .expect("the legacy database takes writes again");
+}

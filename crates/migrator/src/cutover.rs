@@ -173,9 +173,24 @@ pub async fn cutover(
             t.elapsed().as_secs_f64(),
         ));
 
+        // Recorded before the switch: a journal that cannot be written thaws like any step.
         let t = Instant::now();
+        let detail = serde_json::json!({
+            "markerLsn": lsn,
+            "freezeSeconds": frozen_at.elapsed().as_secs_f64(),
+            "transactionsInFreeze": synced.transactions,
+            "verifiedRows": verified,
+        });
+        for service in Service::ALL {
+            let mut conn = connect::connection(service.name(), endpoints.target(service))
+                .await
+                .map_err(|e| ("record", e))?;
+            journal::record_run(&mut conn, "cutover", "ok", &detail)
+                .await
+                .map_err(|e| ("record", MigrateError::from(e)))?;
+        }
         write_topology(&opts.topology_file).map_err(|e| ("switch", MigrateError::from(e)))?;
-        steps.push(("switch".to_string(), t.elapsed().as_secs_f64()));
+        steps.push(("record and switch".to_string(), t.elapsed().as_secs_f64()));
         Ok::<_, (&str, MigrateError)>((lsn, synced.transactions, verified))
     }
     .await;
@@ -200,16 +215,6 @@ pub async fn cutover(
         topology_file: opts.topology_file.display().to_string(),
         steps,
     };
-    for service in Service::ALL {
-        let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
-        journal::record_run(
-            &mut conn,
-            "cutover",
-            "ok",
-            &serde_json::to_value(&report).unwrap_or_default(),
-        )
-        .await?;
-    }
     Ok(report)
 }
 
