@@ -81,7 +81,7 @@ pub enum Phase {
         #[arg(long, default_value_t = 64)]
         max_lag_mb: u64,
         /// The topology file the services and `mfe dev` read.
-        #[arg(long, env = "MFE_TOPOLOGY_FILE", default_value = "data/topology.env")]
+        #[arg(long, env = "MFE_TOPOLOGY_FILE", default_value = platform::config::DEFAULT_TOPOLOGY_FILE)]
         topology_file: std::path::PathBuf,
         /// How long the freeze waits for writes in flight, in milliseconds.
         #[arg(long, default_value_t = 5000)]

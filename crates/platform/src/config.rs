@@ -149,11 +149,34 @@ pub struct Env {
 }
 
 impl Env {
-    /// The process environment, as it is now.
+    /// The process environment, as it is now, with the topology file's `DATABASE_TOPOLOGY` where
+    /// the environment does not set it (see [`Env::with_topology_file`]).
     pub fn from_process() -> Self {
-        Self {
+        let env = Self {
             vars: std::env::vars().collect(),
+        };
+        let file = env.string_or("MFE_TOPOLOGY_FILE", DEFAULT_TOPOLOGY_FILE);
+        env.with_topology_file(std::path::Path::new(&file))
+    }
+
+    /// `mfe migrate cutover` and `rollback` switch the platform's topology by writing a file of
+    /// `KEY=VALUE` lines (`MFE_TOPOLOGY_FILE`, default `data/topology.env`); every service and
+    /// `mfe dev` read its `DATABASE_TOPOLOGY` at start. A variable set in the environment wins.
+    pub fn with_topology_file(mut self, path: &std::path::Path) -> Self {
+        if self.get("DATABASE_TOPOLOGY").is_some() {
+            return self;
         }
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return self;
+        };
+        for line in text.lines() {
+            let line = line.trim();
+            if let Some(value) = line.strip_prefix("DATABASE_TOPOLOGY=") {
+                self.vars
+                    .insert("DATABASE_TOPOLOGY".into(), value.trim().to_string());
+            }
+        }
+        self
     }
 
     pub fn from_pairs<K: Into<String>, V: Into<String>>(
@@ -250,6 +273,9 @@ impl Env {
     }
 }
 
+/// Where `mfe migrate cutover` writes the platform's topology (`MFE_TOPOLOGY_FILE`).
+pub const DEFAULT_TOPOLOGY_FILE: &str = "data/topology.env";
+
 /// What every service needs to start, resolved from the environment.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -328,6 +354,30 @@ pub fn mask_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_topology_file_applies_unless_the_environment_says_otherwise() {
+        let path = std::env::temp_dir().join(format!("topology-{}.env", std::process::id()));
+        std::fs::write(&path, "# written by cutover\nDATABASE_TOPOLOGY=shared\n").unwrap();
+        let env = Env::default().with_topology_file(&path);
+        let config = ServiceConfig::from_env(Service::Auth, &env).unwrap();
+        assert_eq!(config.topology, Topology::Shared);
+        let env = Env::from_pairs([("DATABASE_TOPOLOGY", "split")]).with_topology_file(&path);
+        assert_eq!(
+            ServiceConfig::from_env(Service::Auth, &env)
+                .unwrap()
+                .topology,
+            Topology::Split
+        );
+        let missing = Env::default().with_topology_file(std::path::Path::new("/nonexistent/t.env"));
+        assert_eq!(
+            ServiceConfig::from_env(Service::Auth, &missing)
+                .unwrap()
+                .topology,
+            Topology::Split
+        );
+        std::fs::remove_file(path).ok();
+    }
 
     #[test]
     fn defaults_follow_the_seed() {
