@@ -79,7 +79,13 @@ async fn metrics_show_the_hub_at_work() {
         .await
         .is_some()
     );
-    let auth_metrics = Api::new(auth.base.clone()).get("/metrics", None).await.text;
+    // The backlog gauge is set by the relay's next pass: wait for it rather than race it.
+    let auth_metrics = eventually(Duration::from_secs(10), || async {
+        let text = Api::new(auth.base.clone()).get("/metrics", None).await.text;
+        text.contains("events_outbox_backlog").then_some(text)
+    })
+    .await
+    .unwrap_or_default();
     assert!(
         auth_metrics
             .contains("events_published_total{source=\"auth-service\",type=\"user.registered\"}"),

@@ -236,6 +236,7 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             let opts = migrator::cdc::sync::SyncOptions {
                 follow,
                 until_marker: None,
+                wait_for_other: std::time::Duration::from_secs(15),
             };
             let quiet = json;
             // A line a second at most: a round may take a few milliseconds.

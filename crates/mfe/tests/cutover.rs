@@ -114,6 +114,17 @@ async fn a_cutover_under_a_write_load_freezes_briefly_and_leaves_nothing_behind(
         .unwrap_err();
     assert!(refused.to_string().contains("frozen"), "{refused}");
     let mut sneaky = sqlx::PgConnection::connect(&f.legacy.url).await.unwrap();
+    sqlx::raw_sql("SET default_transaction_read_only = off; SET transaction_read_only = off")
+        .execute(&mut sneaky)
+        .await
+        .unwrap();
+    assert!(
+        sqlx::raw_sql("UPDATE users SET name = 'x'")
+            .execute(&mut sneaky)
+            .await
+            .is_err(),
+        "setting read-only back off does not lift the freeze"
+    );
     sqlx::raw_sql("SET session_replication_role = replica")
         .execute(&mut sneaky)
         .await

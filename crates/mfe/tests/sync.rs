@@ -432,3 +432,74 @@ async fn a_transaction_open_when_the_copy_starts_arrives_exactly_once() {
     assert_eq!(action, "committed.after");
     run_ok(&f, &["abort"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_open_while_sync_advances_the_slot_still_arrives_once() {
+    let f = Fixture::seeded(0.01).await;
+    run_ok(&f, &["prepare"]).await;
+    run_ok(&f, &["copy"]).await;
+    // Written before a sync round, committed after it: the round advances the slot past the
+    // position of its change, never past its commit.
+    let mut open = sqlx::PgConnection::connect(&f.legacy.url).await.unwrap();
+    sqlx::raw_sql("BEGIN; INSERT INTO audit_logs (id, action) VALUES ('late-commit', 'x');")
+        .execute(&mut open)
+        .await
+        .unwrap();
+    legacy_sql(
+        &f,
+        "INSERT INTO audit_logs (id, action) VALUES ('meanwhile', 'y')",
+    )
+    .await;
+    run_ok(&f, &["sync"]).await;
+    sqlx::raw_sql("COMMIT").execute(&mut open).await.unwrap();
+    run_ok(&f, &["sync"]).await;
+    assert_exact(&f, "a commit after the slot moved past its change");
+    run_ok(&f, &["abort"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_follow_keeps_applying_shows_its_lag_and_stops_on_ctrl_c() {
+    let f = Fixture::seeded(0.01).await;
+    run_ok(&f, &["prepare"]).await;
+    run_ok(&f, &["copy"]).await;
+    let follow = f
+        .command(&["sync", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let opts = LoadOptions {
+        url: f.legacy.url.clone(),
+        rate: 100,
+        duration: Duration::from_secs(3),
+        workers: 2,
+        seed: 4,
+    };
+    write_load(&opts, std::future::pending()).await.unwrap();
+    // Verify while follow reads the slot: it waits for follow to catch up.
+    let verify = run(&f, &["verify", "--json"]).await;
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &follow.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = tokio::task::spawn_blocking(move || follow.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(
+        stderr.contains("sync: lag") && stderr.contains("changes/s"),
+        "follow shows its lag: {stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("applied"), "{stdout}");
+    run_ok(&f, &["abort"]).await;
+}

@@ -102,14 +102,8 @@ pub async fn cutover(
     let t = Instant::now();
     progress.table_step("cutover", "catching up");
     let quiet = |_: Lag| {};
-    sync::sync(
-        endpoints,
-        &SyncOptions::default(),
-        progress,
-        &quiet,
-        std::future::pending(),
-    )
-    .await?;
+    // A `sync --follow` may be running: catch_up waits for it; the freeze then ends its session.
+    sync::catch_up(endpoints).await?;
     steps.push((
         "catch up (writes running)".to_string(),
         t.elapsed().as_secs_f64(),
@@ -150,6 +144,8 @@ pub async fn cutover(
             &SyncOptions {
                 follow: false,
                 until_marker: Some(marker),
+                // The freeze ended any other sync's session; its lock goes with it.
+                wait_for_other: Duration::from_secs(5),
             },
             progress,
             &quiet,

@@ -33,6 +33,11 @@ pub enum MigrateError {
         "another copy or import is running against the {which} database ({holder}); wait for it, or stop it"
     )]
     Busy { which: String, holder: String },
+    #[error(
+        "another `mfe migrate sync` is applying this legacy database's changes; stop it first \
+         (verify and cutover wait for it instead)"
+    )]
+    SyncBusy,
     #[error("{0}")]
     Usage(String),
     #[error("database error: {0}")]

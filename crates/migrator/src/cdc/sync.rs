@@ -30,6 +30,9 @@ use crate::progress::Progress;
 /// Changes decoded per round (the round ends at the end of the transaction that reaches it).
 const ROUND_CHANGES: i32 = 20_000;
 
+/// The advisory lock (in the legacy database) a running sync holds.
+const SYNC_LOCK: i64 = 0x6d66_655f_7379_6e63; // "mfe_sync"
+
 /// The message prefix of cutover's end-of-stream marker.
 pub const MARKER_PREFIX: &str = "mfe-cutover";
 
@@ -40,6 +43,9 @@ pub struct SyncOptions {
     /// Stop once this marker (`pg_logical_emit_message` content) has been applied; a change
     /// after it is an error (a writer got past the freeze).
     pub until_marker: Option<String>,
+    /// How long to wait for another sync to end (a killed one's session may linger a moment)
+    /// before giving up with [`MigrateError::SyncBusy`].
+    pub wait_for_other: Duration,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -106,6 +112,26 @@ pub async fn sync(
              allows logical decoding (else use `sync --method diff`)"
                 .into(),
         ));
+    }
+    // One sync at a time: two would read the same changes and apply them side by side. The lock
+    // is this connection's, so it goes with the process, however it ends.
+    // A killed sync's backend ends soon after it next fails to reach its client.
+    let _ = sqlx::raw_sql("SET client_connection_check_interval = 1000")
+        .execute(&mut legacy)
+        .await;
+    let give_up = Instant::now() + opts.wait_for_other;
+    loop {
+        let mine: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(SYNC_LOCK)
+            .fetch_one(&mut legacy)
+            .await?;
+        if mine {
+            break;
+        }
+        if Instant::now() >= give_up {
+            return Err(MigrateError::SyncBusy);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let slot_name = slot::slot_of(&mut legacy).await?;
     let catalog = legacy_catalog(&mut legacy).await?;
@@ -250,26 +276,29 @@ pub async fn sync(
     Ok(report)
 }
 
-/// Brings the service databases up to the legacy database's current position: by syncing here
-/// when no one reads the slot, or, while a `sync --follow` reads it, by waiting (at most 30 s)
-/// until every database has applied what was committed before this call.
+/// Brings the service databases up to the legacy database's current position: by syncing here,
+/// or, while another sync (`--follow`) runs, by waiting (at most 30 s) until it has applied what
+/// was committed before this call.
 pub async fn catch_up(endpoints: &Endpoints) -> Result<()> {
     let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
-    let Some(info) = slot::info(&mut legacy).await? else {
-        return Ok(());
-    };
-    if !info.active {
-        let quiet = |_: Lag| {};
-        sync(
-            endpoints,
-            &SyncOptions::default(),
-            &crate::Silent,
-            &quiet,
-            std::future::pending(),
-        )
-        .await?;
+    if slot::info(&mut legacy).await?.is_none() {
         return Ok(());
     }
+    let quiet = |_: Lag| {};
+    match sync(
+        endpoints,
+        &SyncOptions::default(),
+        &crate::Silent,
+        &quiet,
+        std::future::pending(),
+    )
+    .await
+    {
+        Ok(_) => return Ok(()),
+        Err(MigrateError::SyncBusy) => {}
+        Err(e) => return Err(e),
+    }
+    // Another sync (`--follow`) is at it: wait until it has applied what is committed now.
     let deadline = Instant::now() + Duration::from_secs(30);
     let goal: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
         .fetch_one(&mut legacy)
