@@ -301,3 +301,52 @@ async fn a_target_unreachable_mid_cutover_leaves_the_legacy_database_writable() 
         .await
         .expect("the legacy database takes writes again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cutover_is_refused_while_sync_stays_further_behind_than_the_bound() {
+    let f = Fixture::seeded(0.01).await;
+    run_ok(&f, &["prepare"]).await;
+    run_ok(&f, &["copy"]).await;
+    run_ok(&f, &["sync"]).await;
+    run_ok(&f, &["verify"]).await;
+    // The server keeps writing WAL (here in a table of its own), so the slot is never at zero
+    // bytes behind: a bound of 0 MB cannot be met.
+    let legacy = f.legacy.pool().await;
+    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS wal_noise (n int)")
+        .execute(&legacy)
+        .await
+        .unwrap();
+    let noise = {
+        let legacy = legacy.clone();
+        tokio::spawn(async move {
+            loop {
+                let _ = sqlx::query("INSERT INTO wal_noise VALUES (1)")
+                    .execute(&legacy)
+                    .await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let topology =
+        std::env::temp_dir().join(format!("mfe-topology-lag-{}.env", std::process::id()));
+    let out = run(
+        &f,
+        &["cutover", "--max-lag-mb", "0"],
+        &[("MFE_TOPOLOGY_FILE", topology.display().to_string())],
+    )
+    .await;
+    noise.abort();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bytes behind after catching up"),
+        "{stderr}"
+    );
+    assert!(!topology.exists());
+    let frozen: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_trigger WHERE tgname = 'mfe_cutover_frozen'")
+            .fetch_one(&legacy)
+            .await
+            .unwrap();
+    assert_eq!(frozen, 0, "refused before any freeze");
+}
