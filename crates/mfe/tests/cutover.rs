@@ -5,47 +5,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Fixture, TABLE_NAMES};
+use common::{Fixture, TABLE_NAMES, counts};
 use legacy_seed::live::{LoadOptions, write_load};
 use sqlx::Connection;
-
-async fn run(f: &Fixture, args: &[&str], extra_env: &[(&str, String)]) -> std::process::Output {
-    let mut cmd = f.command(args);
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    tokio::task::spawn_blocking(move || cmd.output().expect("mfe runs"))
-        .await
-        .unwrap()
-}
-
-async fn run_ok(f: &Fixture, args: &[&str]) -> String {
-    let out = run(f, args, &[]).await;
-    assert!(
-        out.status.success(),
-        "mfe migrate {args:?}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-async fn counts(pool: &sqlx::PgPool) -> Vec<i64> {
-    let mut out = Vec::new();
-    for table in TABLE_NAMES {
-        out.push(
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-                .fetch_one(pool)
-                .await
-                .unwrap(),
-        );
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cutover_under_a_write_load_freezes_briefly_and_leaves_nothing_behind() {
     let f = Fixture::seeded(0.01).await;
-    run_ok(&f, &["prepare"]).await;
+    f.run_ok_async(&["prepare"]).await;
     let legacy = f.legacy.pool().await;
     let before = counts(&legacy).await;
     // A session of the live platform, opened before the cutover.
@@ -61,18 +28,18 @@ async fn a_cutover_under_a_write_load_freezes_briefly_and_leaves_nothing_behind(
     };
     let load = tokio::spawn(async move { write_load(&opts, std::future::pending()).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    run_ok(&f, &["copy"]).await;
-    run_ok(&f, &["sync"]).await;
+    f.run_ok_async(&["copy"]).await;
+    f.run_ok_async(&["sync"]).await;
     let verified: serde_json::Value =
-        serde_json::from_str(&run_ok(&f, &["verify", "--json"]).await).unwrap();
+        serde_json::from_str(&f.run_ok_async(&["verify", "--json"]).await).unwrap();
     assert_eq!(verified["live"], true, "{verified}");
     let topology = std::env::temp_dir().join(format!("mfe-topology-{}.env", std::process::id()));
-    let out = run(
-        &f,
-        &["cutover", "--json"],
-        &[("MFE_TOPOLOGY_FILE", topology.display().to_string())],
-    )
-    .await;
+    let out = f
+        .run_async(
+            &["cutover", "--json"],
+            &[("MFE_TOPOLOGY_FILE", topology.display().to_string())],
+        )
+        .await;
     assert!(
         out.status.success(),
         "{}",
@@ -149,28 +116,28 @@ async fn a_cutover_under_a_write_load_freezes_briefly_and_leaves_nothing_behind(
             .is_err(),
         "a session opened before the freeze cannot write after it"
     );
-    let again = run(&f, &["cutover"], &[]).await;
+    let again = f.run_async(&["cutover"], &[]).await;
     assert_eq!(again.status.code(), Some(2), "a second cutover is refused");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_cutover_leaves_the_legacy_database_writable_and_switches_nothing() {
     let f = Fixture::seeded(0.01).await;
-    run_ok(&f, &["prepare"]).await;
+    f.run_ok_async(&["prepare"]).await;
     // Refused before anything: no verify has run yet.
-    run_ok(&f, &["copy"]).await;
-    let refused = run(&f, &["cutover"], &[]).await;
+    f.run_ok_async(&["copy"]).await;
+    let refused = f.run_async(&["cutover"], &[]).await;
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("verify"));
-    run_ok(&f, &["sync"]).await;
-    run_ok(&f, &["verify"]).await;
+    f.run_ok_async(&["sync"]).await;
+    f.run_ok_async(&["verify"]).await;
 
     let legacy = f.legacy.pool().await;
     sqlx::query("UPDATE users SET name = 'Changed' WHERE id = (SELECT min(id) FROM users)")
         .execute(&legacy)
         .await
         .unwrap();
-    run_ok(&f, &["sync"]).await;
+    f.run_ok_async(&["sync"]).await;
     // The service database drifts from what the sync wrote: the verify inside the freeze sees it.
     let auth = f.target(0).await;
     sqlx::query("UPDATE users SET name = 'Drifted' WHERE name = 'Changed'")
@@ -179,12 +146,12 @@ async fn a_failed_cutover_leaves_the_legacy_database_writable_and_switches_nothi
         .unwrap();
     let topology =
         std::env::temp_dir().join(format!("mfe-topology-failed-{}.env", std::process::id()));
-    let out = run(
-        &f,
-        &["cutover"],
-        &[("MFE_TOPOLOGY_FILE", topology.display().to_string())],
-    )
-    .await;
+    let out = f
+        .run_async(
+            &["cutover"],
+            &[("MFE_TOPOLOGY_FILE", topology.display().to_string())],
+        )
+        .await;
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("failed at step verify"), "{stderr}");
@@ -241,11 +208,7 @@ impl Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_unreachable_mid_cutover_leaves_the_legacy_database_writable() {
-    let f = Fixture::seeded(0.01).await;
-    run_ok(&f, &["prepare"]).await;
-    run_ok(&f, &["copy"]).await;
-    run_ok(&f, &["sync"]).await;
-    run_ok(&f, &["verify"]).await;
+    let f = Fixture::ready_for_cutover(0.01).await;
     let legacy = f.legacy.pool().await;
     sqlx::query("UPDATE user_profiles SET bio = 'changed before the cutover' WHERE id = (SELECT min(id) FROM user_profiles)")
         .execute(&legacy)
@@ -304,11 +267,7 @@ async fn a_target_unreachable_mid_cutover_leaves_the_legacy_database_writable() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cutover_is_refused_while_sync_stays_further_behind_than_the_bound() {
-    let f = Fixture::seeded(0.01).await;
-    run_ok(&f, &["prepare"]).await;
-    run_ok(&f, &["copy"]).await;
-    run_ok(&f, &["sync"]).await;
-    run_ok(&f, &["verify"]).await;
+    let f = Fixture::ready_for_cutover(0.01).await;
     // The server keeps writing WAL (here in a table of its own), so the slot is never at zero
     // bytes behind: a bound of 0 MB cannot be met.
     let legacy = f.legacy.pool().await;
@@ -329,12 +288,12 @@ async fn a_cutover_is_refused_while_sync_stays_further_behind_than_the_bound() {
     };
     let topology =
         std::env::temp_dir().join(format!("mfe-topology-lag-{}.env", std::process::id()));
-    let out = run(
-        &f,
-        &["cutover", "--max-lag-mb", "0"],
-        &[("MFE_TOPOLOGY_FILE", topology.display().to_string())],
-    )
-    .await;
+    let out = f
+        .run_async(
+            &["cutover", "--max-lag-mb", "0"],
+            &[("MFE_TOPOLOGY_FILE", topology.display().to_string())],
+        )
+        .await;
     noise.abort();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);

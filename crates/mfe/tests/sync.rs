@@ -9,33 +9,6 @@ use common::Fixture;
 use legacy_seed::live::{LoadOptions, write_load};
 use sqlx::Connection;
 
-async fn legacy_sql(f: &Fixture, sql: &str) {
-    let pool = f.legacy.pool().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(&pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    pool.close().await;
-}
-
-/// `mfe migrate <args>` off the async runtime (other tasks keep running meanwhile).
-async fn run(f: &Fixture, args: &[&str]) -> std::process::Output {
-    let mut cmd = f.command(args);
-    tokio::task::spawn_blocking(move || cmd.output().expect("mfe runs"))
-        .await
-        .unwrap()
-}
-
-async fn run_ok(f: &Fixture, args: &[&str]) -> String {
-    let out = run(f, args).await;
-    assert!(
-        out.status.success(),
-        "mfe migrate {args:?}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
 fn assert_exact(f: &Fixture, when: &str) {
     let (code, report) = f.verify_json();
     assert_eq!(code, 0, "{when}: {report}");
@@ -44,7 +17,7 @@ fn assert_exact(f: &Fixture, when: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_under_a_write_load_then_sync_is_exact() {
     let f = Fixture::seeded(0.01).await;
-    run_ok(&f, &["prepare"]).await;
+    f.run_ok_async(&["prepare"]).await;
     let opts = LoadOptions {
         url: f.legacy.url.clone(),
         rate: 150,
@@ -54,47 +27,44 @@ async fn a_copy_under_a_write_load_then_sync_is_exact() {
     };
     let load = tokio::spawn(async move { write_load(&opts, std::future::pending()).await });
     tokio::time::sleep(Duration::from_millis(700)).await;
-    run_ok(&f, &["copy"]).await;
+    f.run_ok_async(&["copy"]).await;
     // Writes go on after the copy too.
     let report = load.await.unwrap().expect("the load runs");
     assert!(report.committed() > 300, "{report:?}");
     assert_eq!(report.failed(), 0, "{report:?}");
-    let synced = run_ok(&f, &["sync", "--json"]).await;
+    let synced = f.run_ok_async(&["sync", "--json"]).await;
     let synced: serde_json::Value = serde_json::from_str(&synced).unwrap();
     assert!(synced["transactions"].as_u64().unwrap() > 0, "{synced}");
     assert_exact(&f, "after the load");
     // Caught up, a second sync has nothing to do.
     let again: serde_json::Value =
-        serde_json::from_str(&run_ok(&f, &["sync", "--json"]).await).unwrap();
+        serde_json::from_str(&f.run_ok_async(&["sync", "--json"]).await).unwrap();
     assert_eq!(again["transactions"], 0, "{again}");
-    run_ok(&f, &["abort"]).await;
+    f.run_ok_async(&["abort"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_decoding_traps_are_applied_exactly() {
     let f = Fixture::seeded(0.01).await;
-    run_ok(&f, &["prepare"]).await;
-    run_ok(&f, &["copy"]).await;
+    f.run_ok_async(&["prepare"]).await;
+    f.run_ok_async(&["copy"]).await;
 
     // An update that leaves a TOASTed column unchanged must neither null nor overwrite it.
-    legacy_sql(
-        &f,
+    f.legacy_sql(
         "UPDATE user_profiles SET bio = (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 300) i) \
          WHERE id = (SELECT min(id) FROM user_profiles)",
     )
     .await;
-    run_ok(&f, &["sync"]).await;
-    legacy_sql(
-        &f,
+    f.run_ok_async(&["sync"]).await;
+    f.legacy_sql(
         "UPDATE user_profiles SET phone = '+4915100000001' WHERE id = (SELECT min(id) FROM user_profiles)",
     )
     .await;
-    run_ok(&f, &["sync"]).await;
+    f.run_ok_async(&["sync"]).await;
     assert_exact(&f, "TOAST unchanged");
 
     // One transaction across three services' tables.
-    legacy_sql(
-        &f,
+    f.legacy_sql(
         "BEGIN;
          INSERT INTO users (id, email, password_hash, name, role, updated_at)
            VALUES ('cross-1', 'cross@sync.test', 'x', 'Cross', 'CUSTOMER', now());
@@ -106,30 +76,27 @@ async fn the_decoding_traps_are_applied_exactly() {
     )
     .await;
     // A primary key changed: found by its old key.
-    legacy_sql(
-        &f,
+    f.legacy_sql(
         "UPDATE system_config SET key = key || '.renamed' WHERE key = (SELECT min(key) FROM system_config)",
     )
     .await;
     // Deletes, and a payment moved with its history.
-    legacy_sql(
-        &f,
+    f.legacy_sql(
         "DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens ORDER BY id LIMIT 3);
          UPDATE payments SET status = 'processing' WHERE id = 'cross-pay';
          INSERT INTO payment_transactions (id, payment_id, status) VALUES ('cross-t', 'cross-pay', 'processing');",
     )
     .await;
-    run_ok(&f, &["sync"]).await;
+    f.run_ok_async(&["sync"]).await;
     assert_exact(&f, "cross-service transaction, key update, deletes");
 
     // TRUNCATE.
-    legacy_sql(&f, "TRUNCATE audit_logs").await;
-    run_ok(&f, &["sync"]).await;
+    f.legacy_sql("TRUNCATE audit_logs").await;
+    f.run_ok_async(&["sync"]).await;
     assert_exact(&f, "truncate");
 
     // A large transaction, applied in bounded batches: the sync's memory stays flat.
-    legacy_sql(
-        &f,
+    f.legacy_sql(
         "INSERT INTO audit_logs (id, user_id, action, details, created_at)
          SELECT 'bulk-' || i, NULL, 'bulk.row', jsonb_build_object('i', i), now()
          FROM generate_series(1, 1000000) i",
@@ -167,39 +134,35 @@ async fn the_decoding_traps_are_applied_exactly() {
     assert_exact(&f, "a large transaction");
 
     // A schema change stops the sync with a clear error, applying nothing of it.
-    legacy_sql(
-        &f,
+    f.legacy_sql(
         "ALTER TABLE audit_logs ADD COLUMN extra TEXT;
          INSERT INTO audit_logs (id, action, extra) VALUES ('after-ddl', 'x', 'y');",
     )
     .await;
-    let out = run(&f, &["sync"]).await;
+    let out = f.run_async(&["sync"], &[]).await;
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("audit_logs changed while syncing"),
         "{stderr}"
     );
-    run_ok(&f, &["abort"]).await;
+    f.run_ok_async(&["abort"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_killed_at_several_points_resumes_without_losing_or_repeating_a_change() {
     let f = Fixture::seeded(0.01).await;
-    run_ok(&f, &["prepare"]).await;
-    run_ok(&f, &["copy"]).await;
+    f.run_ok_async(&["prepare"]).await;
+    f.run_ok_async(&["copy"]).await;
     // Many transactions across services, and big ones, so kills land mid-transaction and
     // between the commits of one legacy transaction's targets.
-    legacy_sql(
-        &f,
+    f.legacy_sql(
         "INSERT INTO audit_logs (id, action, details, created_at)
          SELECT 'big-' || i, 'bulk.row', jsonb_build_object('i', i), now() FROM generate_series(1, 150000) i;",
     )
     .await;
     for round in 0..40 {
-        legacy_sql(
-            &f,
-            &format!(
+        f.legacy_sql(&format!(
                 "BEGIN;
                  INSERT INTO users (id, email, password_hash, name, role, updated_at)
                    VALUES ('k-{round}', 'k{round}@sync.test', 'x', 'K', 'VENDOR', now());
@@ -211,8 +174,7 @@ async fn a_sync_killed_at_several_points_resumes_without_losing_or_repeating_a_c
         )
         .await;
     }
-    legacy_sql(
-        &f,
+    f.legacy_sql(
         "UPDATE audit_logs SET action = 'bulk.updated' WHERE id LIKE 'big-%' AND right(id, 1) = '7';
          DELETE FROM audit_logs WHERE id LIKE 'big-%' AND right(id, 1) = '3';",
     )
@@ -228,28 +190,27 @@ async fn a_sync_killed_at_several_points_resumes_without_losing_or_repeating_a_c
         let _ = child.kill();
         let _ = child.wait();
     }
-    run_ok(&f, &["sync"]).await;
+    f.run_ok_async(&["sync"]).await;
     assert_exact(&f, "after five kills");
-    run_ok(&f, &["abort"]).await;
+    f.run_ok_async(&["abort"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_the_slot_its_lag_and_each_targets_position_and_abort_drops_it() {
     let f = Fixture::seeded(0.01).await;
-    run_ok(&f, &["prepare"]).await;
+    f.run_ok_async(&["prepare"]).await;
     let plan: serde_json::Value =
-        serde_json::from_str(&run_ok(&f, &["plan", "--json"]).await).unwrap();
+        serde_json::from_str(&f.run_ok_async(&["plan", "--json"]).await).unwrap();
     assert_eq!(plan["capture"]["available"], true, "{plan}");
     assert_eq!(plan["capture"]["exists"], false);
-    run_ok(&f, &["copy"]).await;
-    legacy_sql(
-        &f,
+    f.run_ok_async(&["copy"]).await;
+    f.legacy_sql(
         "UPDATE users SET name = name || ' (moved)' WHERE id = (SELECT min(id) FROM users)",
     )
     .await;
-    run_ok(&f, &["sync"]).await;
+    f.run_ok_async(&["sync"]).await;
     let status: serde_json::Value =
-        serde_json::from_str(&run_ok(&f, &["status", "--json"]).await).unwrap();
+        serde_json::from_str(&f.run_ok_async(&["status", "--json"]).await).unwrap();
     assert_eq!(status["capture"]["exists"], true, "{status}");
     assert!(status["capture"]["lagBytes"].is_i64(), "{status}");
     let auth = status["sync"]
@@ -265,12 +226,12 @@ async fn status_shows_the_slot_its_lag_and_each_targets_position_and_abort_drops
     let out = cmd.env("MFE_SLOT_WARN_GB", "0").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("WARNING: the capture slot"));
 
-    let aborted = run_ok(&f, &["abort"]).await;
+    let aborted = f.run_ok_async(&["abort"]).await;
     assert!(aborted.contains("dropped the capture slot"), "{aborted}");
-    let again = run_ok(&f, &["abort"]).await;
+    let again = f.run_ok_async(&["abort"]).await;
     assert!(again.contains("no capture slot"), "{again}");
     let status: serde_json::Value =
-        serde_json::from_str(&run_ok(&f, &["status", "--json"]).await).unwrap();
+        serde_json::from_str(&f.run_ok_async(&["status", "--json"]).await).unwrap();
     assert_eq!(status["capture"]["exists"], false);
 }
 
@@ -278,15 +239,12 @@ async fn status_shows_the_slot_its_lag_and_each_targets_position_and_abort_drops
 async fn the_diff_fallback_with_a_read_only_role_converges_to_exact_while_and_after_writes() {
     let f = Fixture::seeded(0.01).await;
     let role = format!("mfe_diff_reader_{}", std::process::id());
-    legacy_sql(
-        &f,
-        &format!(
-            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN;
+    f.legacy_sql(&format!(
+        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN;
              GRANT CONNECT ON DATABASE \"{db}\" TO {role}; GRANT USAGE ON SCHEMA public TO {role};
              GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};",
-            db = f.legacy.name
-        ),
-    )
+        db = f.legacy.name
+    ))
     .await;
     let read_only = f.legacy.url.replacen(
         "postgresql://postgres@",
@@ -302,7 +260,7 @@ async fn the_diff_fallback_with_a_read_only_role_converges_to_exact_while_and_af
                 .unwrap()
         }
     };
-    run_ok(&f, &["prepare"]).await;
+    f.run_ok_async(&["prepare"]).await;
     let opts = LoadOptions {
         url: f.legacy.url.clone(),
         rate: 100,
@@ -355,8 +313,8 @@ async fn the_diff_fallback_with_a_read_only_role_converges_to_exact_while_and_af
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_during_writes_checks_rows_in_flight_again_and_still_names_a_real_difference() {
     let f = Fixture::seeded(0.01).await;
-    run_ok(&f, &["prepare"]).await;
-    run_ok(&f, &["copy"]).await;
+    f.run_ok_async(&["prepare"]).await;
+    f.run_ok_async(&["copy"]).await;
     let opts = LoadOptions {
         url: f.legacy.url.clone(),
         rate: 150,
@@ -389,13 +347,13 @@ async fn verify_during_writes_checks_rows_in_flight_again_and_still_names_a_real
         "{report}"
     );
     load.await.unwrap().expect("the load ran");
-    run_ok(&f, &["abort"]).await;
+    f.run_ok_async(&["abort"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_open_when_the_copy_starts_arrives_exactly_once() {
     let f = Fixture::seeded(0.01).await;
-    run_ok(&f, &["prepare"]).await;
+    f.run_ok_async(&["prepare"]).await;
     // Begun (with a write) before the slot exists, committed after the copy started.
     let mut open = sqlx::PgConnection::connect(&f.legacy.url).await.unwrap();
     sqlx::raw_sql(
@@ -421,7 +379,7 @@ async fn a_transaction_open_when_the_copy_starts_arrives_exactly_once() {
         "{}",
         String::from_utf8_lossy(&copy.stderr)
     );
-    run_ok(&f, &["sync"]).await;
+    f.run_ok_async(&["sync"]).await;
     assert_exact(&f, "a transaction straddling the slot");
     let admin = f.target(2).await;
     let action: String =
@@ -430,14 +388,14 @@ async fn a_transaction_open_when_the_copy_starts_arrives_exactly_once() {
             .await
             .unwrap();
     assert_eq!(action, "committed.after");
-    run_ok(&f, &["abort"]).await;
+    f.run_ok_async(&["abort"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_open_while_sync_advances_the_slot_still_arrives_once() {
     let f = Fixture::seeded(0.01).await;
-    run_ok(&f, &["prepare"]).await;
-    run_ok(&f, &["copy"]).await;
+    f.run_ok_async(&["prepare"]).await;
+    f.run_ok_async(&["copy"]).await;
     // Written before a sync round, committed after it: the round advances the slot past the
     // position of its change, never past its commit.
     let mut open = sqlx::PgConnection::connect(&f.legacy.url).await.unwrap();
@@ -445,23 +403,20 @@ async fn a_transaction_open_while_sync_advances_the_slot_still_arrives_once() {
         .execute(&mut open)
         .await
         .unwrap();
-    legacy_sql(
-        &f,
-        "INSERT INTO audit_logs (id, action) VALUES ('meanwhile', 'y')",
-    )
-    .await;
-    run_ok(&f, &["sync"]).await;
+    f.legacy_sql("INSERT INTO audit_logs (id, action) VALUES ('meanwhile', 'y')")
+        .await;
+    f.run_ok_async(&["sync"]).await;
     sqlx::raw_sql("COMMIT").execute(&mut open).await.unwrap();
-    run_ok(&f, &["sync"]).await;
+    f.run_ok_async(&["sync"]).await;
     assert_exact(&f, "a commit after the slot moved past its change");
-    run_ok(&f, &["abort"]).await;
+    f.run_ok_async(&["abort"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_follow_keeps_applying_shows_its_lag_and_stops_on_ctrl_c() {
     let f = Fixture::seeded(0.01).await;
-    run_ok(&f, &["prepare"]).await;
-    run_ok(&f, &["copy"]).await;
+    f.run_ok_async(&["prepare"]).await;
+    f.run_ok_async(&["copy"]).await;
     let follow = f
         .command(&["sync", "--follow"])
         .stdout(std::process::Stdio::piped())
@@ -477,7 +432,7 @@ async fn sync_follow_keeps_applying_shows_its_lag_and_stops_on_ctrl_c() {
     };
     write_load(&opts, std::future::pending()).await.unwrap();
     // Verify while follow reads the slot: it waits for follow to catch up.
-    let verify = run(&f, &["verify", "--json"]).await;
+    let verify = f.run_async(&["verify", "--json"], &[]).await;
     assert_eq!(
         verify.status.code(),
         Some(0),
@@ -501,5 +456,5 @@ async fn sync_follow_keeps_applying_shows_its_lag_and_stops_on_ctrl_c() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("applied"), "{stdout}");
-    run_ok(&f, &["abort"]).await;
+    f.run_ok_async(&["abort"]).await;
 }

@@ -4,31 +4,8 @@ mod common;
 
 use std::process::Command;
 
-use common::{BIN, Fixture};
+use common::{BIN, Fixture, TABLE_NAMES as TABLES, counts};
 use serde_json::Value;
-
-const TABLES: &[&str] = &[
-    "users",
-    "refresh_tokens",
-    "payments",
-    "payment_transactions",
-    "audit_logs",
-    "system_config",
-    "user_profiles",
-];
-
-async fn counts(pool: &sqlx::PgPool) -> Vec<i64> {
-    let mut out = Vec::new();
-    for table in TABLES {
-        let n: i64 =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-                .fetch_one(pool)
-                .await
-                .unwrap();
-        out.push(n);
-    }
-    out
-}
 
 #[tokio::test]
 async fn the_write_load_reports_exactly_what_it_wrote() {

@@ -131,3 +131,62 @@ pub const TABLE_NAMES: &[&str] = &[
     "system_config",
     "user_profiles",
 ];
+
+impl Fixture {
+    /// `mfe migrate <args>` (with `extra_env`) off the async runtime, so other tasks of the test
+    /// (a write load) keep running meanwhile.
+    pub async fn run_async(&self, args: &[&str], extra_env: &[(&str, String)]) -> Output {
+        let mut cmd = self.command(args);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        tokio::task::spawn_blocking(move || cmd.output().expect("mfe runs"))
+            .await
+            .unwrap()
+    }
+
+    /// [`Fixture::run_async`] that must succeed; its stdout.
+    pub async fn run_ok_async(&self, args: &[&str]) -> String {
+        let out = self.run_async(args, &[]).await;
+        assert!(
+            out.status.success(),
+            "mfe migrate {args:?}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// A legacy database at `scale`, copied with a capture slot, synced and verified clean: ready
+    /// for a cutover.
+    pub async fn ready_for_cutover(scale: f64) -> Self {
+        let f = Self::seeded(scale).await;
+        for phase in ["prepare", "copy", "sync", "verify"] {
+            f.run_ok_async(&[phase]).await;
+        }
+        f
+    }
+
+    /// Runs `sql` in the legacy database.
+    pub async fn legacy_sql(&self, sql: &str) {
+        let pool = self.legacy.pool().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        pool.close().await;
+    }
+}
+
+/// Rows per contract table, in [`TABLE_NAMES`] order.
+pub async fn counts(pool: &PgPool) -> Vec<i64> {
+    let mut out = Vec::new();
+    for table in TABLE_NAMES {
+        out.push(
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
