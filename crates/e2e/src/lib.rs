@@ -247,3 +247,46 @@ pub fn mfe(args: &[&str], env: &[(&str, &str)]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A legacy database seeded and migrated by the real `mfe` into the platform's auth and profile
+/// databases and two more (payments, admin).
+pub struct Migrated {
+    pub legacy: TestDb,
+    pub payments_db: TestDb,
+    pub admin_db: TestDb,
+}
+
+impl Platform {
+    /// Seeds a legacy database (scale 0.01, `seed`) and runs `mfe migrate prepare` and `copy`.
+    pub fn migrate_legacy(&self, seed: u64) -> Migrated {
+        let m = Migrated {
+            legacy: TestDb::unborn(),
+            payments_db: TestDb::unborn(),
+            admin_db: TestDb::unborn(),
+        };
+        let env = [
+            ("SHARED_DATABASE_URL", m.legacy.url.as_str()),
+            ("AUTH_DATABASE_URL", self.auth_db.url.as_str()),
+            ("PAYMENTS_DATABASE_URL", m.payments_db.url.as_str()),
+            ("ADMIN_DATABASE_URL", m.admin_db.url.as_str()),
+            ("PROFILE_DATABASE_URL", self.profile_db.url.as_str()),
+        ];
+        let seed = seed.to_string();
+        mfe(
+            &[
+                "legacy",
+                "seed",
+                "--url",
+                &m.legacy.url,
+                "--scale",
+                "0.01",
+                "--seed",
+                &seed,
+            ],
+            &env,
+        );
+        mfe(&["migrate", "prepare"], &env);
+        mfe(&["migrate", "copy"], &env);
+        m
+    }
+}

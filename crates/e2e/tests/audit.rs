@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use e2e::{Platform, ServiceProcess, mfe};
+use e2e::{Platform, ServiceProcess};
 use serde_json::{Value, json};
-use test_support::{Api, TestDb, eventually};
+use test_support::{Api, eventually};
 
 const PAYMENTS_SECRET: &str = "e2e-payments-secret-0123";
 const ADMIN_SECRET: &str = "e2e-admin-secret-0123456";
@@ -44,30 +44,9 @@ async fn rows(admin: &Api, token: &str, filter: &str, n: usize) -> Vec<Value> {
 #[tokio::test]
 async fn what_users_do_on_the_platform_lands_once_in_the_audit_log() {
     let platform = Platform::new();
-    let legacy = TestDb::unborn();
-    let (payments_db, admin_db) = (TestDb::unborn(), TestDb::unborn());
-    let env = [
-        ("SHARED_DATABASE_URL", legacy.url.as_str()),
-        ("AUTH_DATABASE_URL", platform.auth_db.url.as_str()),
-        ("PAYMENTS_DATABASE_URL", payments_db.url.as_str()),
-        ("ADMIN_DATABASE_URL", admin_db.url.as_str()),
-        ("PROFILE_DATABASE_URL", platform.profile_db.url.as_str()),
-    ];
-    mfe(
-        &[
-            "legacy",
-            "seed",
-            "--url",
-            &legacy.url,
-            "--scale",
-            "0.01",
-            "--seed",
-            "9",
-        ],
-        &env,
-    );
-    mfe(&["migrate", "prepare"], &env);
-    mfe(&["migrate", "copy"], &env);
+    let migrated = platform.migrate_legacy(9);
+    let (legacy, payments_db, admin_db) =
+        (&migrated.legacy, &migrated.payments_db, &migrated.admin_db);
     let legacy_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_logs")
         .fetch_one(&legacy.pool().await)
         .await

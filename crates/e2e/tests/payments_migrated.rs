@@ -4,40 +4,17 @@
 
 use std::time::Duration;
 
-use e2e::{Platform, ServiceProcess, mfe};
+use e2e::{Platform, ServiceProcess};
 use serde_json::json;
-use test_support::{Api, TestDb};
+use test_support::Api;
 
 const CLIENT_SECRET: &str = "e2e-payments-secret-0123";
 
 #[tokio::test]
 async fn a_migrated_users_legacy_payments_are_listed_with_names() {
     let platform = Platform::new();
-    let legacy = TestDb::unborn();
-    let payments_db = TestDb::unborn();
-    let (admin_db, profile_db) = (TestDb::unborn(), TestDb::unborn());
-    let env = [
-        ("SHARED_DATABASE_URL", legacy.url.as_str()),
-        ("AUTH_DATABASE_URL", platform.auth_db.url.as_str()),
-        ("PAYMENTS_DATABASE_URL", payments_db.url.as_str()),
-        ("ADMIN_DATABASE_URL", admin_db.url.as_str()),
-        ("PROFILE_DATABASE_URL", profile_db.url.as_str()),
-    ];
-    mfe(
-        &[
-            "legacy",
-            "seed",
-            "--url",
-            &legacy.url,
-            "--scale",
-            "0.01",
-            "--seed",
-            "5",
-        ],
-        &env,
-    );
-    mfe(&["migrate", "prepare"], &env);
-    mfe(&["migrate", "copy"], &env);
+    let migrated = platform.migrate_legacy(5);
+    let payments_db = &migrated.payments_db;
 
     let mut auth_env = platform.auth_env();
     auth_env.push((
