@@ -309,3 +309,39 @@ async fn a_cutover_is_refused_while_sync_stays_further_behind_than_the_bound() {
             .unwrap();
     assert_eq!(frozen, 0, "refused before any freeze");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cutover_killed_inside_its_freeze_is_started_again_by_the_next_one() {
+    let f = Fixture::ready_for_cutover(0.01).await;
+    // What a cutover killed after freezing leaves: the triggers, and no cutover in the journal.
+    let mut legacy = sqlx::PgConnection::connect(&f.legacy.url).await.unwrap();
+    migrator::cdc::freeze::freeze(&mut legacy, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let topology =
+        std::env::temp_dir().join(format!("mfe-topology-again-{}.env", std::process::id()));
+    let out = f
+        .run_async(
+            &["cutover"],
+            &[("MFE_TOPOLOGY_FILE", topology.display().to_string())],
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stopped inside its freeze"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read_to_string(&topology)
+            .unwrap()
+            .contains("split")
+    );
+    std::fs::remove_file(&topology).ok();
+    let (code, report) = f.verify_json();
+    assert_eq!(code, 0, "{report}");
+}

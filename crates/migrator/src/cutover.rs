@@ -57,6 +57,18 @@ pub struct CutoverReport {
     pub steps: Vec<(String, f64)>,
 }
 
+/// Whether a cutover was recorded (it is recorded just before the switch).
+async fn cut_over(endpoints: &Endpoints) -> Result<bool> {
+    let mut conn =
+        connect::connection(Service::Auth.name(), endpoints.target(Service::Auth)).await?;
+    journal::ensure(&mut conn).await?;
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM mfe_migration.runs WHERE phase = 'cutover' AND outcome = 'ok')",
+    )
+    .fetch_one(&mut conn)
+    .await?)
+}
+
 /// The last verify of every target was clean.
 async fn last_verify_clean(endpoints: &Endpoints) -> Result<()> {
     for service in Service::ALL {
@@ -93,9 +105,16 @@ pub async fn cutover(
         ));
     }
     if freeze::is_frozen(&mut legacy).await? {
-        return Err(MigrateError::Usage(
-            "the legacy database is already frozen: a cutover was made (see status)".into(),
-        ));
+        if cut_over(endpoints).await? {
+            return Err(MigrateError::Usage(
+                "the platform was already cut over: the legacy database is frozen (see status)"
+                    .into(),
+            ));
+        }
+        // A cutover killed inside its freeze: nothing was switched, so start again from a
+        // writable legacy database.
+        progress.note("a previous cutover stopped inside its freeze: thawing and starting again");
+        freeze::thaw(&mut legacy).await?;
     }
     last_verify_clean(endpoints).await?;
     let mut steps = Vec::new();
