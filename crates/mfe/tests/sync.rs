@@ -90,6 +90,22 @@ async fn the_decoding_traps_are_applied_exactly() {
     f.run_ok_async(&["sync"]).await;
     assert_exact(&f, "cross-service transaction, key update, deletes");
 
+    // A user deleted with the legacy cascades (tokens, profile deleted; audit rows and received
+    // payments set to NULL); a key renamed and then changed again in one transaction.
+    f.legacy_sql(
+        "DELETE FROM users WHERE id = (SELECT u.id FROM users u
+             WHERE EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.user_id = u.id)
+               AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.sender_id = u.id)
+             ORDER BY u.id LIMIT 1);
+         BEGIN;
+         UPDATE system_config SET key = 'renamed.twice' WHERE key = (SELECT min(key) FROM system_config);
+         UPDATE system_config SET description = 'after the rename' WHERE key = 'renamed.twice';
+         COMMIT;",
+    )
+    .await;
+    f.run_ok_async(&["sync"]).await;
+    assert_exact(&f, "cascaded delete, key renamed then updated");
+
     // TRUNCATE.
     f.legacy_sql("TRUNCATE audit_logs").await;
     f.run_ok_async(&["sync"]).await;

@@ -67,7 +67,17 @@ pub async fn copy(
     // starts a fresh stream too (a slot left by an earlier attempt would replay all it kept);
     // a resumed copy keeps its slot.
     let fresh = entries.values().all(Option::is_none);
+    let has_slot = slot::info(&mut coordinator).await?.is_some();
     let consistent = match slot::capability(&mut coordinator).await? {
+        // A resumed copy whose first run had no slot: a slot made now would miss what changed
+        // since that run's snapshot in the chunks already copied.
+        Capability::Available if !fresh && !has_slot => {
+            progress.note(
+                "live sync unavailable for this copy: its first run made no capture slot; \
+                 copy again into empty databases to sync live, or use `sync --method diff`",
+            );
+            None
+        }
         Capability::Available => Some((
             {
                 if fresh && slot::drop(&mut coordinator).await? {
@@ -94,7 +104,9 @@ pub async fn copy(
         .await?;
     if let Some((consistent, slot_name)) = &consistent {
         // Every commit the snapshot sees is at or before this position.
-        let horizon: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        // The insert position: with asynchronous commit a transaction the snapshot sees may
+        // not be written yet.
+        let horizon: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
             .fetch_one(&mut coordinator)
             .await?;
         for pool in pools.values() {

@@ -106,6 +106,14 @@ pub async fn cutover(
     }
     if freeze::is_frozen(&mut legacy).await? {
         if cut_over(endpoints).await? {
+            // Recorded, then killed before the switch: finish it.
+            if !std::fs::read_to_string(&opts.topology_file)
+                .is_ok_and(|t| t.contains("DATABASE_TOPOLOGY=split"))
+            {
+                write_topology(&opts.topology_file)?;
+                progress
+                    .note("the recorded cutover had not switched the topology file: written now");
+            }
             return Err(MigrateError::Usage(
                 "the platform was already cut over: the legacy database is frozen (see status)"
                     .into(),
@@ -251,7 +259,7 @@ fn write_topology(path: &Path) -> std::io::Result<()> {
     std::fs::write(
         &tmp,
         "# Written by `mfe migrate cutover`: the platform runs on its service databases.\n\
-         # The services and `mfe dev` read it; `mfe migrate rollback` writes `shared` back.\n\
+         # The services and `mfe dev` read it; a rollback writes `shared` back.\n\
          DATABASE_TOPOLOGY=split\n",
     )?;
     std::fs::rename(&tmp, path)
@@ -271,8 +279,20 @@ async fn verify_touched(endpoints: &Endpoints) -> Result<u64> {
             )
             .bind(table.name)
             .fetch_all(&mut target)
-            .await
-            .unwrap_or_default();
+            .await?;
+            // A change the stream lost would not be among the touched rows: the counts catch it.
+            let count = format!("SELECT count(*) FROM public.{}", ident(table.name));
+            let (l, t): (i64, i64) = (
+                sqlx::query_scalar(sqlx::AssertSqlSafe(count.clone()))
+                    .fetch_one(&mut legacy)
+                    .await?,
+                sqlx::query_scalar(sqlx::AssertSqlSafe(count))
+                    .fetch_one(&mut target)
+                    .await?,
+            );
+            if l != t {
+                differences.push(format!("{} ({l} rows in legacy, {t} here)", table.name));
+            }
             if keys.iter().any(|k| k == "*") {
                 let (l, t) = (
                     table_digest(&mut legacy, table).await?,

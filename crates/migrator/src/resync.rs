@@ -116,12 +116,7 @@ async fn pass(endpoints: &Endpoints, table: &'static Table) -> Result<(u64, u64,
     )
     .await?;
     let found = d.changed_count + d.missing_count + d.extra_count;
-    let mut rewrite: Vec<String> = d.changed;
-    rewrite.extend(d.missing);
-    let mut written = 0;
-    for keys in rewrite.chunks(CHUNK) {
-        written += copy_rows(&mut legacy, &mut target, table, keys).await?;
-    }
+    // Deletes first: a key or unique value freed by a deleted row may be taken by a new one.
     let mut deleted = 0;
     for keys in d.extra.chunks(CHUNK) {
         deleted += sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -133,6 +128,12 @@ async fn pass(endpoints: &Endpoints, table: &'static Table) -> Result<(u64, u64,
         .execute(&mut target)
         .await?
         .rows_affected();
+    }
+    let mut rewrite: Vec<String> = d.changed;
+    rewrite.extend(d.missing);
+    let mut written = 0;
+    for keys in rewrite.chunks(CHUNK) {
+        written += copy_rows(&mut legacy, &mut target, table, keys).await?;
     }
     Ok((found, written, deleted))
 }

@@ -342,6 +342,21 @@ impl Applier {
         }
         if !target.in_transaction {
             sqlx::raw_sql("BEGIN").execute(&mut target.conn).await?;
+            // Another applier (a sync whose session a cutover ended, still applying what it had
+            // read) may have moved this database on: the position row, locked, is the truth.
+            let now: Option<String> = sqlx::query_scalar(
+                "SELECT commit_lsn::text FROM mfe_migration.sync_position WHERE slot = $1 FOR UPDATE",
+            )
+            .bind(&self.slot)
+            .fetch_optional(&mut target.conn)
+            .await?;
+            if let Some(now) = now.and_then(|l| l.parse::<Lsn>().ok())
+                && commit <= now
+            {
+                sqlx::raw_sql("ROLLBACK").execute(&mut target.conn).await?;
+                target.applied = now;
+                return Ok(None);
+            }
             target.in_transaction = true;
         }
         Ok(Some(i))
@@ -405,13 +420,16 @@ impl Applier {
         let width = values.len();
         let size: usize = key.len() + values.iter().flatten().map(String::len).sum::<usize>();
         let target = &mut self.targets[i];
-        let fits = target.batch.as_ref().is_some_and(|b| {
-            b.table.name == table.name
-                && b.kind == kind
-                && !b.seen.contains(&key)
-                && b.keys.len() < BATCH_ROWS
-                && b.bytes + size <= BATCH_BYTES
-        });
+        // An update that changes a key goes alone: within a batch rows are joined in no order.
+        let rekey = touched.len() > 1;
+        let fits = !rekey
+            && target.batch.as_ref().is_some_and(|b| {
+                b.table.name == table.name
+                    && b.kind == kind
+                    && !touched.iter().any(|k| b.seen.contains(k))
+                    && b.keys.len() < BATCH_ROWS
+                    && b.bytes + size <= BATCH_BYTES
+            });
         if !fits {
             flush(target, self.tolerant, self.current.unwrap_or_default()).await?;
             target.batch = Some(Batch {
@@ -425,6 +443,7 @@ impl Applier {
             });
         }
         let batch = target.batch.as_mut().expect("a batch");
+        batch.seen.extend(touched.iter().cloned());
         batch.seen.insert(key.clone());
         batch.keys.push(key);
         for (column, value) in batch.columns.iter_mut().zip(values) {
@@ -432,6 +451,9 @@ impl Applier {
         }
         batch.bytes += size;
         batch.touched.extend(touched);
+        if rekey {
+            flush(target, self.tolerant, self.current.unwrap_or_default()).await?;
+        }
         Ok(())
     }
 
@@ -457,6 +479,10 @@ impl Applier {
             )))
             .execute(&mut target.conn)
             .await?;
+            let commit = self.current.unwrap_or_default();
+            for table in tables {
+                record_touched(&mut target.conn, table.name, &["*".to_string()], commit).await?;
+            }
         }
         Ok(())
     }
@@ -481,7 +507,8 @@ impl Applier {
                  VALUES ($1, $2::text::pg_lsn, $3, 1, now()) \
                  ON CONFLICT (slot) DO UPDATE SET commit_lsn = EXCLUDED.commit_lsn, \
                      commit_time = EXCLUDED.commit_time, \
-                     transactions = mfe_migration.sync_position.transactions + 1, updated_at = now()",
+                     transactions = mfe_migration.sync_position.transactions + 1, updated_at = now() \
+                 WHERE mfe_migration.sync_position.commit_lsn < EXCLUDED.commit_lsn",
             )
             .bind(&self.slot)
             .bind(commit.to_string())
@@ -583,7 +610,9 @@ async fn flush(target: &mut Target, tolerant: bool, commit: Lsn) -> Result<()> {
         _ => query.fetch_all(&mut target.conn).await?,
     };
     target.rows += touched.len() as u64;
-    if touched.len() < n && !tolerant {
+    // A delete whose row is gone is done (a cascade in the service database may have got there
+    // first); only an update that finds no row means the databases diverged.
+    if touched.len() < n && !tolerant && !matches!(batch.kind, Kind::Delete) {
         let found: HashSet<&String> = touched.iter().collect();
         let absent: Vec<&String> = batch
             .keys
@@ -645,7 +674,12 @@ async fn record_touched(
          ON CONFLICT (table_name, key) DO UPDATE SET commit_lsn = EXCLUDED.commit_lsn",
     )
     .bind(table)
-    .bind(keys)
+    .bind({
+        let mut unique = keys.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        unique
+    })
     .bind(commit.to_string())
     .execute(conn)
     .await?;

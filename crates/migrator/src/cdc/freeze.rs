@@ -48,8 +48,7 @@ pub async fn freeze(conn: &mut PgConnection, lock_timeout: Duration) -> sqlx::Re
     for table in TABLES {
         let t = format!("public.{}", ident(table.name));
         sql.push_str(&format!(
-            "DROP TRIGGER IF EXISTS {trigger} ON {t};
-             CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {t}
+            "CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {t}
                  FOR EACH STATEMENT EXECUTE FUNCTION {schema}.refuse();
              ALTER TABLE {t} ENABLE ALWAYS TRIGGER {trigger};",
             trigger = ident(TRIGGER),
@@ -71,7 +70,9 @@ pub async fn freeze(conn: &mut PgConnection, lock_timeout: Duration) -> sqlx::Re
 
 /// Makes the legacy database writable again.
 pub async fn thaw(conn: &mut PgConnection) -> sqlx::Result<()> {
-    let mut sql = String::from("BEGIN;");
+    // Bounded: dropping a trigger locks its table, and waiting behind a long reader would block
+    // everyone else behind this thaw.
+    let mut sql = String::from("BEGIN; SET LOCAL lock_timeout = '10s';");
     for table in TABLES {
         sql.push_str(&format!(
             "DROP TRIGGER IF EXISTS {} ON public.{};",

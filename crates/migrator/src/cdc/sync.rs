@@ -147,10 +147,15 @@ pub async fn sync(
     let mut report = SyncReport::default();
     tokio::pin!(stop);
     let mut last_commit_time: Option<chrono::DateTime<chrono::Utc>> = None;
+    // Set once the marker was applied, across rounds: any change after it is a writer that got
+    // past the freeze.
+    let mut after_marker = false;
     let outcome: Result<()> = async {
         loop {
             let round_started = Instant::now();
-            let upto: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+            // The flushed position: decoding reads no further, and advancing the slot to a
+            // position it has not decoded would skip a commit.
+            let upto: String = sqlx::query_scalar("SELECT pg_current_wal_flush_lsn()::text")
                 .fetch_one(&mut legacy)
                 .await?;
             let upto: Lsn = upto.parse().map_err(MigrateError::Other)?;
@@ -158,7 +163,6 @@ pub async fn sync(
             let mut changes_in_round = 0u64;
             let mut last_end: Option<Lsn> = None;
             let mut begin_time = None;
-            let mut after_marker = false;
             {
                 let mut rows = sqlx::query_as::<_, (Vec<u8>,)>(
                     "SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3, \
