@@ -474,3 +474,57 @@ async fn sync_follow_keeps_applying_shows_its_lag_and_stops_on_ctrl_c() {
     assert!(stdout.contains("applied"), "{stdout}");
     f.run_ok_async(&["abort"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_changes_the_snapshot_already_holds_converges_even_when_an_email_changed_hands() {
+    let f = Fixture::seeded(0.01).await;
+    f.run_ok_async(&["prepare"]).await;
+    f.run_ok_async(&["copy"]).await;
+    // Between the slot and the snapshot: a user made and deleted, and another user taking the
+    // same email. The snapshot (simulated: the copy ran before, so the new user is written into
+    // the service database here, and the horizon moved past these changes) holds only the second.
+    f.legacy_sql(
+        "INSERT INTO users (id, email, password_hash, name, role, updated_at)
+           VALUES ('first-owner', 'taken@sync.test', 'x', 'First', 'CUSTOMER', now());
+         DELETE FROM users WHERE id = 'first-owner';
+         INSERT INTO users (id, email, password_hash, name, role, updated_at)
+           VALUES ('second-owner', 'taken@sync.test', 'x', 'Second', 'CUSTOMER', now());",
+    )
+    .await;
+    let legacy = f.legacy.pool().await;
+    let horizon: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+        .fetch_one(&legacy)
+        .await
+        .unwrap();
+    let auth = f.target(0).await;
+    sqlx::query("UPDATE mfe_migration.capture SET horizon_lsn = $1::text::pg_lsn")
+        .bind(&horizon)
+        .execute(&auth)
+        .await
+        .unwrap();
+    let row: (String, String, String, String, String) = sqlx::query_as(
+        "SELECT id, email, password_hash, name, role::text FROM users WHERE id = 'second-owner'",
+    )
+    .fetch_one(&legacy)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO users (id, email, password_hash, name, role, created_at, updated_at)
+         SELECT $1, $2, $3, $4, $5::text::\"UserRole\", created_at, updated_at
+         FROM (SELECT now()::timestamp(3) AS created_at, now()::timestamp(3) AS updated_at) t",
+    )
+    .bind(&row.0)
+    .bind(&row.1)
+    .bind(&row.2)
+    .bind(&row.3)
+    .bind(&row.4)
+    .execute(&auth)
+    .await
+    .unwrap();
+    f.run_ok_async(&["sync"]).await;
+    // The replayed insert of the first owner was superseded; the second owner's row is the
+    // legacy one.
+    let (code, report) = f.verify_json();
+    assert_eq!(code, 0, "{report}");
+    f.run_ok_async(&["abort"]).await;
+}

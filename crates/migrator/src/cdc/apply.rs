@@ -602,6 +602,51 @@ async fn flush(target: &mut Target, tolerant: bool, commit: Lsn) -> Result<()> {
     debug_assert_eq!(batch.columns.len(), set_columns.len());
     let touched: Vec<String> = match batch.kind {
         // An upsert touches every row; it returns nothing.
+        // Up to the horizon an insert may replay a row whose unique values (an email) or parent
+        // have changed hands since: skipped, a later change in the stream supersedes it.
+        Kind::Upsert if tolerant => {
+            drop(query);
+            let conn = &mut target.conn;
+            sqlx::raw_sql("SAVEPOINT mfe_batch")
+                .execute(&mut *conn)
+                .await?;
+            match upsert_rows(&mut *conn, table, &batch.keys, &batch.columns).await {
+                Ok(()) => {
+                    sqlx::raw_sql("RELEASE SAVEPOINT mfe_batch")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Err(e) if superseded(&e) => {
+                    sqlx::raw_sql("ROLLBACK TO SAVEPOINT mfe_batch")
+                        .execute(&mut *conn)
+                        .await?;
+                    for r in 0..n {
+                        let one: Vec<Vec<Option<String>>> =
+                            batch.columns.iter().map(|c| vec![c[r].clone()]).collect();
+                        sqlx::raw_sql("SAVEPOINT mfe_row")
+                            .execute(&mut *conn)
+                            .await?;
+                        match upsert_rows(&mut *conn, table, &batch.keys[r..=r], &one).await {
+                            Ok(()) => {}
+                            Err(e) if superseded(&e) => {
+                                tracing::debug!(table = table.name, key = %batch.keys[r], "a replayed row was superseded");
+                                sqlx::raw_sql("ROLLBACK TO SAVEPOINT mfe_row")
+                                    .execute(&mut *conn)
+                                    .await?;
+                                continue;
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                        sqlx::raw_sql("RELEASE SAVEPOINT mfe_row")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+            target.rows += n as u64;
+            return Ok(());
+        }
         Kind::Upsert => {
             query.fetch_all(&mut target.conn).await?;
             target.rows += n as u64;
@@ -660,6 +705,26 @@ pub fn upsert_sql(table: &Table) -> String {
         key = ident(table.key),
         updates = updates.join(", ")
     )
+}
+
+async fn upsert_rows(
+    conn: &mut PgConnection,
+    table: &Table,
+    keys: &[String],
+    columns: &[Vec<Option<String>>],
+) -> sqlx::Result<()> {
+    let sql = upsert_sql(table);
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(keys);
+    for column in columns {
+        query = query.bind(column);
+    }
+    query.execute(conn).await?;
+    Ok(())
+}
+
+/// A unique or foreign key violation: the row conflicts with a state the stream moves past.
+fn superseded(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("23505" | "23503")))
 }
 
 async fn record_touched(
