@@ -81,34 +81,29 @@ async fn a_cutover_under_a_write_load_freezes_briefly_and_leaves_nothing_behind(
         .unwrap_err();
     assert!(refused.to_string().contains("frozen"), "{refused}");
     let mut sneaky = sqlx::PgConnection::connect(&f.legacy.url).await.unwrap();
-    sqlx::raw_sql("SET default_transaction_read_only = off; SET transaction_read_only = off")
-        .execute(&mut sneaky)
-        .await
-        .unwrap();
-    assert!(
-        sqlx::raw_sql("UPDATE users SET name = 'x'")
-            .execute(&mut sneaky)
-            .await
-            .is_err(),
-        "setting read-only back off does not lift the freeze"
-    );
-    sqlx::raw_sql("SET session_replication_role = replica")
-        .execute(&mut sneaky)
-        .await
-        .unwrap();
-    assert!(
-        sqlx::raw_sql("DELETE FROM audit_logs")
-            .execute(&mut sneaky)
-            .await
-            .is_err(),
-        "session_replication_role does not lift the freeze"
-    );
-    assert!(
-        sqlx::raw_sql("TRUNCATE refresh_tokens CASCADE")
-            .execute(&mut sneaky)
-            .await
-            .is_err()
-    );
+    for (setup, write, why) in [
+        (
+            "SET default_transaction_read_only = off; SET transaction_read_only = off",
+            "UPDATE users SET name = 'x'",
+            "setting read-only back off does not lift the freeze",
+        ),
+        (
+            "SET session_replication_role = replica",
+            "DELETE FROM audit_logs",
+            "session_replication_role does not lift the freeze",
+        ),
+        (
+            "SELECT 1",
+            "TRUNCATE refresh_tokens CASCADE",
+            "TRUNCATE is refused too",
+        ),
+    ] {
+        sqlx::raw_sql(setup).execute(&mut sneaky).await.unwrap();
+        assert!(
+            sqlx::raw_sql(write).execute(&mut sneaky).await.is_err(),
+            "{why}"
+        );
+    }
     assert!(
         sqlx::raw_sql("INSERT INTO audit_logs (id, action) VALUES ('old', 'x')")
             .execute(&mut old_session)

@@ -93,6 +93,15 @@ pub enum ChainError {
     Database(#[from] sqlx::Error),
 }
 
+/// The chain's newest entry: (seq, hash).
+async fn read_head(conn: &mut PgConnection) -> Result<Option<(i64, Vec<u8>)>, ChainError> {
+    Ok(
+        sqlx::query_as("SELECT seq, hash FROM admin.audit_chain_head")
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
 /// Which rows to anchor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Anchoring {
@@ -111,10 +120,7 @@ pub async fn anchor(pool: &PgPool, how: Anchoring) -> Result<Option<u64>, ChainE
     sqlx::query("LOCK TABLE admin.audit_chain_head IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
-    let head: Option<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT seq, hash FROM admin.audit_chain_head")
-            .fetch_optional(&mut *tx)
-            .await?;
+    let head = read_head(&mut tx).await?;
     let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM admin.audit_chain")
         .fetch_one(&mut *tx)
         .await?;
@@ -310,10 +316,7 @@ pub async fn verify(pool: &PgPool) -> Result<Verification, ChainError> {
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let head: Option<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT seq, hash FROM admin.audit_chain_head")
-            .fetch_optional(&mut *tx)
-            .await?;
+    let head = read_head(&mut tx).await?;
     let mut found = Findings::default();
     let (anchored_rows, blocks) = verify_anchors(&mut tx, &mut found).await?;
 

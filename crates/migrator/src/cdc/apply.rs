@@ -147,8 +147,6 @@ struct Target {
 #[derive(Debug, Clone, Default)]
 pub struct Applied {
     pub rows: u64,
-    /// Targets that took part.
-    pub targets: usize,
 }
 
 /// The four targets, their positions, and the legacy relations seen in the stream.
@@ -204,15 +202,6 @@ impl Applier {
             current: None,
             tolerant: false,
         })
-    }
-
-    /// The lowest position any target has applied: the slot may not be advanced past a commit
-    /// after it unless that commit touched no target.
-    pub fn applied(&self, service: Service) -> Lsn {
-        self.targets
-            .iter()
-            .find(|t| t.service == service)
-            .map_or(Lsn(0), |t| t.applied)
     }
 
     /// A relation message: which contract table it is, and whether the legacy table still has
@@ -519,7 +508,6 @@ impl Applier {
             target.in_transaction = false;
             target.applied = commit;
             applied.rows += std::mem::take(&mut target.rows);
-            applied.targets += 1;
         }
         Ok(applied)
     }

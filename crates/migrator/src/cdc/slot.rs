@@ -103,28 +103,24 @@ pub struct SlotInfo {
     pub retained_bytes: i64,
     /// From the slot's confirmed position to the server's current one.
     pub lag_bytes: i64,
-    pub active: bool,
 }
 
 pub async fn info(conn: &mut PgConnection) -> sqlx::Result<Option<SlotInfo>> {
     let slot = slot_of(&mut *conn).await?;
-    let row: Option<(String, i64, i64, bool)> = sqlx::query_as(
+    let row: Option<(String, i64, i64)> = sqlx::query_as(
         "SELECT confirmed_flush_lsn::text, \
                 pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, \
-                pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, active \
+                pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint \
          FROM pg_replication_slots WHERE slot_name = $1",
     )
     .bind(&slot)
     .fetch_optional(conn)
     .await?;
-    Ok(
-        row.map(|(confirmed, retained_bytes, lag_bytes, active)| SlotInfo {
-            confirmed: confirmed.parse().unwrap_or_default(),
-            retained_bytes,
-            lag_bytes,
-            active,
-        }),
-    )
+    Ok(row.map(|(confirmed, retained_bytes, lag_bytes)| SlotInfo {
+        confirmed: confirmed.parse().unwrap_or_default(),
+        retained_bytes,
+        lag_bytes,
+    }))
 }
 
 /// How much WAL a slot may hold before `plan` and `status` warn: `MFE_SLOT_WARN_GB` (default 1).
