@@ -35,7 +35,7 @@ cargo build --release --bin mfe >/dev/null 2>&1 || cargo build --release --bin m
 # benchmark puts its legacy database back as it was (rollback proper is `mfe migrate rollback`).
 thaw_legacy() {
     psql -X -q -h 127.0.0.1 -U postgres -d bench_legacy -c "DROP SCHEMA IF EXISTS mfe_cutover CASCADE" 2>/dev/null || true
-    $MFE migrate abort >/dev/null 2>&1 || true
+    $MFE migrate abort --forget-way-back >/dev/null 2>&1 || true
 }
 MFE=target/release/mfe
 export SHARED_DATABASE_URL="$LEGACY"
@@ -130,7 +130,7 @@ t1=$(now)
 verify_s=$(secs "$t0" "$t1")
 verify_rss_mb=$(( $(cat /tmp/bench-verify-rss) / 1024 ))
 # copy made a capture slot; nothing syncs it here, and it would keep WAL.
-$MFE migrate abort >/dev/null
+$MFE migrate abort --forget-way-back >/dev/null
 
 # (b) pg_dump -Fd -j 2 + pg_restore -j 2 --data-only
 fresh_targets

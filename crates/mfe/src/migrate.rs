@@ -87,9 +87,28 @@ pub enum Phase {
         #[arg(long, default_value_t = 5000)]
         lock_timeout_ms: u64,
     },
+    /// Move the platform back to the legacy database after a cutover, with every write the
+    /// services made since: stop the services (through `mfe dev`), freeze the service databases,
+    /// write each changed row back in the legacy foreign keys' order (conflicts kept and listed),
+    /// verify, make legacy writable, switch the topology file to `shared`, restart the services.
+    /// Prints the freeze and the rows written back per table. Resumes after a crash; a second run
+    /// writes nothing.
+    Rollback {
+        /// The topology file the services and `mfe dev` read.
+        #[arg(long, env = "MFE_TOPOLOGY_FILE", default_value = platform::config::DEFAULT_TOPOLOGY_FILE)]
+        topology_file: std::path::PathBuf,
+        /// How long freezing a service database waits for writes in flight, in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        lock_timeout_ms: u64,
+    },
     /// Drop the capture slot and its publication from the legacy database (an abandoned slot
-    /// makes the server keep WAL without bound). Says whether there was one.
-    Abort,
+    /// makes the server keep WAL without bound). Says whether there was one. After a cutover it
+    /// also drops the way back (the service databases' slots), which ends any rollback: refused
+    /// then unless --forget-way-back.
+    Abort {
+        #[arg(long)]
+        forget_way_back: bool,
+    },
     /// Where each phase and table stands, from the journal in the service databases.
     Status,
 }
@@ -106,6 +125,7 @@ pub enum SyncMethod {
 pub struct AbortReport {
     pub slot: String,
     pub slot_dropped: bool,
+    pub way_back_dropped: bool,
 }
 
 /// Where to read and write; flags override the services' environment variables.
@@ -280,7 +300,37 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             .await?;
             show(&report, json)
         }
-        Phase::Abort => {
+        Phase::Rollback {
+            topology_file,
+            lock_timeout_ms,
+        } => {
+            let opts = migrator::rollback::RollbackOptions {
+                topology_file,
+                lock_timeout: std::time::Duration::from_millis(lock_timeout_ms.max(1)),
+            };
+            let report = with_bars(json, |bars| async move {
+                migrator::rollback::rollback(&endpoints, &opts, bars.as_ref()).await
+            })
+            .await?;
+            show(&report, json)
+        }
+        Phase::Abort { forget_way_back } => {
+            let mut way_back = false;
+            for service in Service::ALL {
+                let mut conn =
+                    migrator::connect::connection(service.name(), endpoints.target(service))
+                        .await?;
+                way_back |= migrator::cdc::back::info(&mut conn).await?.is_some();
+            }
+            if way_back && !forget_way_back {
+                return Err(MigrateError::Usage(
+                    "the platform was cut over and its way back is captured: abort would drop it,                      and with it any rollback; add --forget-way-back once the service databases                      are trusted"
+                        .into(),
+                ));
+            }
+            if way_back {
+                migrator::cutover::drop_way_back(&endpoints).await?;
+            }
             let mut legacy = migrator::connect::connection("legacy", endpoints.legacy()).await?;
             let slot = migrator::cdc::slot::slot_of(&mut legacy).await?;
             let dropped = migrator::cdc::slot::drop(&mut legacy).await?;
@@ -288,6 +338,7 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
                 &AbortReport {
                     slot_dropped: dropped,
                     slot,
+                    way_back_dropped: way_back,
                 },
                 json,
             )

@@ -253,6 +253,26 @@ impl Report for Status {
                 &rows,
             );
         }
+        if !self.way_back.is_empty() {
+            println!();
+            println!("the way back (changes since cutover, for `mfe migrate rollback`):");
+            let rows: Vec<Vec<String>> = self
+                .way_back
+                .iter()
+                .map(|w| {
+                    vec![
+                        w.service.into(),
+                        w.slot.slot.clone(),
+                        thousands(w.slot.behind_bytes),
+                        thousands(w.slot.retained_bytes),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["service", "slot", "behind (bytes)", "WAL kept (bytes)"],
+                &rows,
+            );
+        }
     }
 }
 
@@ -322,6 +342,11 @@ impl Report for crate::migrate::AbortReport {
         } else {
             println!("there was no capture slot {} to drop", self.slot);
         }
+        if self.way_back_dropped {
+            println!(
+                "dropped the way back (the service databases' slots): a rollback is no longer possible"
+            );
+        }
     }
 }
 
@@ -369,6 +394,76 @@ impl Report for migrator::resync::DiffSyncReport {
             migrator::error::exit::OK
         } else {
             migrator::error::exit::DIFFERENCES
+        }
+    }
+}
+
+impl Report for migrator::rollback::RollbackReport {
+    fn print(&self) {
+        if self.already_done {
+            println!(
+                "already rolled back: nothing written now; the topology file {} says DATABASE_TOPOLOGY=shared",
+                self.topology_file
+            );
+        } else {
+            println!(
+                "rolled back: writes were frozen for {:.3} s; {} rows the services changed since cutover, {} written back, {} verified",
+                self.freeze_seconds,
+                thousands(self.changed_rows as i64),
+                thousands(self.rows_written() as i64),
+                thousands(self.verified_rows as i64)
+            );
+            let rows: Vec<Vec<String>> = self
+                .tables
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.table.clone(),
+                        thousands(t.inserted as i64),
+                        thousands(t.updated as i64),
+                        thousands(t.deleted as i64),
+                    ]
+                })
+                .collect();
+            print_table(&["table", "inserted", "updated", "deleted"], &rows);
+            let rows: Vec<Vec<String>> = self
+                .steps
+                .iter()
+                .map(|(step, secs)| vec![step.clone(), format!("{secs:.3}")])
+                .collect();
+            print_table(&["step", "seconds"], &rows);
+            println!(
+                "  the topology file {} now says DATABASE_TOPOLOGY=shared; the service databases refuse writes",
+                self.topology_file
+            );
+        }
+        if !self.conflicts.is_empty() {
+            println!(
+                "\n{} changes the legacy database could not take as they are (kept in mfe_rollback.conflicts):",
+                self.conflicts.len()
+            );
+            let rows: Vec<Vec<String>> = self
+                .conflicts
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.table.clone(),
+                        c.key.clone(),
+                        c.outcome.clone(),
+                        c.reason.clone(),
+                    ]
+                })
+                .collect();
+            print_table(&["table", "id", "outcome", "why"], &rows);
+        }
+    }
+
+    /// Conflicts need an operator's decision: exit 1, like differences found by verify.
+    fn exit_code(&self) -> u8 {
+        if self.conflicts.is_empty() {
+            exit::OK
+        } else {
+            exit::DIFFERENCES
         }
     }
 }

@@ -8,7 +8,9 @@
 //!    sync applies exactly up to it. A change after the marker means a writer got past the freeze.
 //! 4. Verify what the sync changed since the last clean verify (`mfe_migration.sync_touched`),
 //!    row by row on both sides: it fits inside the freeze.
-//! 5. Switch: the topology file the services and `mfe dev` read says `split`; the journal records
+//! 5. The way back ([`crate::cdc::back`]): a slot on each service database, made before any
+//!    service writes there, captures what the services change from now on for a rollback.
+//! 6. Switch: the topology file the services and `mfe dev` read says `split`; the journal records
 //!    the cutover with its freeze and position.
 //!
 //! A failure at any step after the freeze makes the legacy database writable again and switches
@@ -21,6 +23,7 @@ use platform::Service;
 use serde::Serialize;
 use sqlx::PgConnection;
 
+use crate::cdc::back;
 use crate::cdc::freeze;
 use crate::cdc::slot;
 use crate::cdc::sync::{self, Lag, MARKER_PREFIX, SyncOptions};
@@ -125,6 +128,9 @@ pub async fn cutover(
         freeze::thaw(&mut legacy).await?;
     }
     last_verify_clean(endpoints).await?;
+    // A way back left by a cutover that did not finish starts too early: made again inside the
+    // freeze.
+    drop_way_back(endpoints).await?;
     let mut steps = Vec::new();
     let t = Instant::now();
     progress.table_step("cutover", "catching up");
@@ -196,6 +202,21 @@ pub async fn cutover(
             t.elapsed().as_secs_f64(),
         ));
 
+        let t = Instant::now();
+        progress.table_step("cutover", "capturing the way back");
+        for service in Service::ALL {
+            let mut conn = connect::connection(service.name(), endpoints.target(service))
+                .await
+                .map_err(|e| ("way back", e))?;
+            back::create(&mut conn, service)
+                .await
+                .map_err(|e| ("way back", e))?;
+        }
+        steps.push((
+            "capture the way back".to_string(),
+            t.elapsed().as_secs_f64(),
+        ));
+
         // Recorded before the switch: a journal that cannot be written thaws like any step.
         let t = Instant::now();
         let detail = serde_json::json!({
@@ -221,6 +242,7 @@ pub async fn cutover(
     let (marker_lsn, transactions_in_freeze, verified_rows) = match frozen {
         Ok(done) => done,
         Err((step, e)) => {
+            let _ = drop_way_back(endpoints).await;
             let thawed = match freeze::thaw(&mut legacy).await {
                 Ok(()) => "the legacy database is writable again".to_string(),
                 Err(t) => format!("making the legacy database writable again failed too ({t})"),
@@ -241,6 +263,15 @@ pub async fn cutover(
     Ok(report)
 }
 
+/// Drops the way-back slots of the service databases.
+pub async fn drop_way_back(endpoints: &Endpoints) -> Result<()> {
+    for service in Service::ALL {
+        let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
+        back::drop(&mut conn).await?;
+    }
+    Ok(())
+}
+
 fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
     let nanos = SystemTime::now()
@@ -252,16 +283,20 @@ fn uuid_like() -> String {
 
 /// The topology file: written whole, then renamed over the old one, so a reader never sees half.
 fn write_topology(path: &Path) -> std::io::Result<()> {
+    write_topology_file(
+        path,
+        "# Written by `mfe migrate cutover`: the platform runs on its service databases.\n\
+         # The services and `mfe dev` read it; a rollback writes `shared` back.\n\
+         DATABASE_TOPOLOGY=split\n",
+    )
+}
+
+pub(crate) fn write_topology_file(path: &Path, text: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension("tmp");
-    std::fs::write(
-        &tmp,
-        "# Written by `mfe migrate cutover`: the platform runs on its service databases.\n\
-         # The services and `mfe dev` read it; a rollback writes `shared` back.\n\
-         DATABASE_TOPOLOGY=split\n",
-    )?;
+    std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
 }
 

@@ -19,6 +19,7 @@ pub mod plan;
 pub mod prepare;
 pub mod progress;
 pub mod resync;
+pub mod rollback;
 pub mod sql;
 pub mod status;
 pub mod verify;

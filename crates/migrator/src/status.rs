@@ -39,6 +39,16 @@ pub struct Status {
     pub capture: Option<crate::cdc::slot::CaptureState>,
     /// Where each service database's sync stands.
     pub sync: Vec<SyncPosition>,
+    /// After cutover: how far behind the way back is, per service database.
+    pub way_back: Vec<WayBackState>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WayBackState {
+    pub service: &'static str,
+    #[serde(flatten)]
+    pub slot: crate::cdc::back::WayBack,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,6 +68,7 @@ pub async fn status(endpoints: &Endpoints) -> Result<Status> {
     let mut tables = Vec::new();
     let mut phases = Vec::new();
     let mut sync = Vec::new();
+    let mut way_back = Vec::new();
     let capture = match connect::connection("legacy", endpoints.legacy()).await {
         Ok(mut legacy) => Some(crate::cdc::slot::state(&mut legacy).await?),
         Err(e) => {
@@ -84,6 +95,12 @@ pub async fn status(endpoints: &Endpoints) -> Result<Status> {
                 continue;
             }
         };
+        if let Some(slot) = crate::cdc::back::info(&mut conn).await? {
+            way_back.push(WayBackState {
+                service: service.name(),
+                slot,
+            });
+        }
         let has_journal = journal::exists(&mut conn).await?;
         if has_journal {
             // Brings a journal written by an older version of the tool up to date (adds columns).
@@ -150,5 +167,6 @@ pub async fn status(endpoints: &Endpoints) -> Result<Status> {
         phases,
         capture,
         sync,
+        way_back,
     })
 }

@@ -740,14 +740,14 @@ async fn record_touched(
 }
 
 /// `unnest($1::text[], ..., $n::text[]) AS u(c1, ..., cn)`.
-fn unnest(n: usize) -> String {
+pub(crate) fn unnest(n: usize) -> String {
     let args: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
     let names: Vec<String> = (1..=n).map(|i| format!("c{i}")).collect();
     format!("unnest({}) AS u({})", args.join(", "), names.join(", "))
 }
 
 /// `CAST(u.c2 AS type), ...` for the contract columns `columns`, numbered from `first`.
-fn casts(table: &Table, columns: &[usize], first: usize) -> String {
+pub(crate) fn casts(table: &Table, columns: &[usize], first: usize) -> String {
     columns
         .iter()
         .enumerate()

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use sqlx::PgConnection;
 
-use crate::contract::TABLES;
-use crate::sql::ident;
+use crate::contract::{TABLES, Table};
+use crate::sql::{ident, literal};
 
 const SCHEMA: &str = "mfe_cutover";
 const TRIGGER: &str = "mfe_cutover_frozen";
@@ -29,8 +29,25 @@ pub async fn end_sessions(conn: &mut PgConnection) -> sqlx::Result<i64> {
     .await
 }
 
-/// Freezes the contract tables. Waits at most `lock_timeout` for the writers in flight.
+/// Why the legacy database refuses writes after a cutover.
+const LEGACY_FROZEN: &str = "the legacy database is frozen: the platform was cut over to its service databases (mfe migrate cutover)";
+
+/// Why a service database refuses writes during and after a rollback.
+pub const SERVICE_FROZEN: &str = "this service database is frozen: the platform was rolled back to the legacy database (mfe migrate rollback)";
+
+/// Freezes the legacy contract tables. Waits at most `lock_timeout` for the writers in flight.
 pub async fn freeze(conn: &mut PgConnection, lock_timeout: Duration) -> sqlx::Result<()> {
+    let tables: Vec<&Table> = TABLES.iter().collect();
+    freeze_tables(conn, &tables, LEGACY_FROZEN, lock_timeout).await
+}
+
+/// Freezes `tables` (in `public`) of the database `conn` is connected to; writers get `why`.
+pub async fn freeze_tables(
+    conn: &mut PgConnection,
+    tables: &[&Table],
+    why: &str,
+    lock_timeout: Duration,
+) -> sqlx::Result<()> {
     end_sessions(&mut *conn).await?;
     let mut sql = format!(
         "BEGIN;
@@ -38,17 +55,19 @@ pub async fn freeze(conn: &mut PgConnection, lock_timeout: Duration) -> sqlx::Re
          CREATE SCHEMA IF NOT EXISTS {schema};
          CREATE OR REPLACE FUNCTION {schema}.refuse() RETURNS trigger LANGUAGE plpgsql AS $f$
          BEGIN
-             RAISE EXCEPTION 'the legacy database is frozen: the platform was cut over to its service databases (mfe migrate cutover)'
+             RAISE EXCEPTION {why}
                  USING ERRCODE = 'read_only_sql_transaction';
          END
          $f$;",
         ms = lock_timeout.as_millis().max(1),
-        schema = ident(SCHEMA)
+        schema = ident(SCHEMA),
+        why = literal(why),
     );
-    for table in TABLES {
+    for table in tables {
         let t = format!("public.{}", ident(table.name));
         sql.push_str(&format!(
-            "CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {t}
+            "DROP TRIGGER IF EXISTS {trigger} ON {t};
+             CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {t}
                  FOR EACH STATEMENT EXECUTE FUNCTION {schema}.refuse();
              ALTER TABLE {t} ENABLE ALWAYS TRIGGER {trigger};",
             trigger = ident(TRIGGER),
@@ -72,18 +91,10 @@ pub async fn freeze(conn: &mut PgConnection, lock_timeout: Duration) -> sqlx::Re
 pub async fn thaw(conn: &mut PgConnection) -> sqlx::Result<()> {
     // Bounded: dropping a trigger locks its table, and waiting behind a long reader would block
     // everyone else behind this thaw.
-    let mut sql = String::from("BEGIN; SET LOCAL lock_timeout = '10s';");
-    for table in TABLES {
-        sql.push_str(&format!(
-            "DROP TRIGGER IF EXISTS {} ON public.{};",
-            ident(TRIGGER),
-            ident(table.name)
-        ));
-    }
-    sql.push_str(&format!(
-        "DROP SCHEMA IF EXISTS {} CASCADE; COMMIT;",
-        ident(SCHEMA)
-    ));
+    let sql = format!(
+        "BEGIN; SET LOCAL lock_timeout = '10s'; {} COMMIT;",
+        thaw_sql()
+    );
     if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .execute(&mut *conn)
         .await
@@ -92,6 +103,21 @@ pub async fn thaw(conn: &mut PgConnection) -> sqlx::Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+/// The statements that thaw the legacy database, to run inside a transaction of the caller's
+/// (rollback thaws in the transaction that writes the changes back).
+pub fn thaw_sql() -> String {
+    let mut sql = String::new();
+    for table in TABLES {
+        sql.push_str(&format!(
+            "DROP TRIGGER IF EXISTS {} ON public.{};",
+            ident(TRIGGER),
+            ident(table.name)
+        ));
+    }
+    sql.push_str(&format!("DROP SCHEMA IF EXISTS {} CASCADE;", ident(SCHEMA)));
+    sql
 }
 
 /// Whether the legacy database is frozen.

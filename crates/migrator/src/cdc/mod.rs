@@ -4,6 +4,7 @@
 //! ([`sync`]).
 
 pub mod apply;
+pub mod back;
 pub mod freeze;
 pub mod pgoutput;
 pub mod slot;

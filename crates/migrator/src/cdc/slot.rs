@@ -20,6 +20,12 @@ pub const PUBLICATION: &str = "mfe_migration";
 /// The slot's name for the legacy database `database`: slots are per server, so two legacy
 /// databases on one server (rehearsals, tests) each get their own. `[a-z0-9_]`, at most 63.
 pub fn slot_name(database: &str) -> String {
+    named("mfe_migration", database)
+}
+
+/// `<prefix>_<database>`, cleaned to `[a-z0-9_]` and at most 63 bytes (a hash keeps long names
+/// apart).
+pub(crate) fn named(prefix: &str, database: &str) -> String {
     let clean: String = database
         .chars()
         .map(|c| {
@@ -30,7 +36,7 @@ pub fn slot_name(database: &str) -> String {
             }
         })
         .collect();
-    let mut name = format!("mfe_migration_{clean}");
+    let mut name = format!("{prefix}_{clean}");
     if name.len() > 63 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();

@@ -1,0 +1,293 @@
+//! The way back: from cutover on, every change the services make to their contract tables is
+//! captured in their own databases, so that `mfe migrate rollback` can write it back into the
+//! legacy database.
+//!
+//! Cutover makes, on each service database, a publication of the service's contract tables and a
+//! logical slot decoding them (`pgoutput`, as on the legacy side), inside its freeze: after the
+//! last forward change was applied and before any service writes there. Nothing reads the slot
+//! until a rollback; its position is where the way back starts, and the WAL it keeps is what
+//! `status` reports as how far behind the way back is.
+//!
+//! Rollback does not replay the stream row image by row image: it only needs to know *which*
+//! rows changed. The service databases are frozen when it reads them, so their current rows are
+//! the final state of every changed row; present means write it back, absent means delete it.
+//! That makes the staging idempotent (a key seen twice is one key), survives TOASTed columns the
+//! stream leaves out, and lets the write-back order rows by the legacy foreign keys rather than
+//! by the order the services happened to write them.
+
+use futures::TryStreamExt;
+use platform::Service;
+use sqlx::PgConnection;
+
+use crate::cdc::pgoutput::{self, Lsn, Message, Value};
+use crate::cdc::slot::named;
+use crate::contract::{Table, tables_of};
+use crate::error::{MigrateError, Result};
+use crate::sql::ident;
+
+/// The publication of the way back, in each service database.
+pub const PUBLICATION: &str = "mfe_rollback";
+
+/// Changes decoded per round.
+const ROUND_CHANGES: i32 = 50_000;
+
+/// The way-back slot of the service database `database`.
+pub fn slot_name(database: &str) -> String {
+    named("mfe_rollback", database)
+}
+
+async fn slot_of(conn: &mut PgConnection) -> sqlx::Result<String> {
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(conn)
+        .await?;
+    Ok(slot_name(&database))
+}
+
+/// Makes the publication and the slot of `service`'s database (idempotent); returns the slot's
+/// consistent point.
+pub async fn create(conn: &mut PgConnection, service: Service) -> Result<Lsn> {
+    let published: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
+            .bind(PUBLICATION)
+            .fetch_one(&mut *conn)
+            .await?;
+    if !published {
+        let tables: Vec<String> = tables_of(service)
+            .map(|t| format!("public.{}", ident(t.name)))
+            .collect();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE PUBLICATION {} FOR TABLE {}",
+            ident(PUBLICATION),
+            tables.join(", ")
+        )))
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some(existing) = info(conn).await? {
+        return Ok(existing.confirmed);
+    }
+    let slot = slot_of(&mut *conn).await?;
+    let lsn: String = sqlx::query_scalar(
+        "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+    )
+    .bind(&slot)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| {
+        MigrateError::Other(format!(
+            "cannot make the way-back slot {slot} (the service database's server needs \
+             wal_level=logical and a free replication slot; scripts/stack.sh configures it): {e}"
+        ))
+    })?;
+    Ok(lsn.parse().unwrap_or_default())
+}
+
+/// Drops the slot and the publication; true when there was a slot.
+pub async fn drop(conn: &mut PgConnection) -> sqlx::Result<bool> {
+    let slot = slot_of(&mut *conn).await?;
+    let dropped: Option<bool> = sqlx::query_scalar(
+        "SELECT pg_drop_replication_slot(slot_name) IS NULL FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(&slot)
+    .fetch_optional(&mut *conn)
+    .await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP PUBLICATION IF EXISTS {}",
+        ident(PUBLICATION)
+    )))
+    .execute(&mut *conn)
+    .await?;
+    Ok(dropped.is_some())
+}
+
+/// The way-back slot as the server sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WayBack {
+    pub slot: String,
+    #[serde(serialize_with = "as_text")]
+    pub confirmed: Lsn,
+    /// WAL written since the slot's position: changes a rollback would still have to read.
+    pub behind_bytes: i64,
+    /// WAL the server keeps for the slot.
+    pub retained_bytes: i64,
+}
+
+fn as_text<S: serde::Serializer>(lsn: &Lsn, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&lsn.to_string())
+}
+
+pub async fn info(conn: &mut PgConnection) -> sqlx::Result<Option<WayBack>> {
+    let slot = slot_of(&mut *conn).await?;
+    let row: Option<(String, i64, i64)> = sqlx::query_as(
+        "SELECT confirmed_flush_lsn::text, \
+                pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, \
+                pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint \
+         FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(&slot)
+    .fetch_optional(conn)
+    .await?;
+    Ok(
+        row.map(|(confirmed, behind_bytes, retained_bytes)| WayBack {
+            confirmed: confirmed.parse().unwrap_or_default(),
+            behind_bytes,
+            retained_bytes,
+            slot,
+        }),
+    )
+}
+
+/// A row key the services changed since cutover (`*`: the whole table, truncated).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Changed {
+    pub table: &'static str,
+    pub key: String,
+}
+
+/// Reads the way-back slot of `service`'s database (`conn`) to its end, a round at a time, and
+/// records each round's changed keys in `mfe_rollback.changed` of `staging` (the legacy
+/// database) before advancing the slot past them. Returns the number of keys read.
+///
+/// The database must be frozen: the stream then has an end.
+pub async fn drain(
+    conn: &mut PgConnection,
+    service: Service,
+    staging: &mut PgConnection,
+) -> Result<u64> {
+    let slot = slot_of(&mut *conn).await?;
+    let tables: Vec<&'static Table> = tables_of(service).collect();
+    // pgoutput relation id -> (table, position of its key in the stream's tuples).
+    let mut relations: std::collections::HashMap<u32, (&'static Table, usize)> =
+        std::collections::HashMap::new();
+    let mut total = 0u64;
+    loop {
+        let upto: String = sqlx::query_scalar("SELECT pg_current_wal_flush_lsn()::text")
+            .fetch_one(&mut *conn)
+            .await?;
+        let mut messages = 0i64;
+        let mut changed = std::collections::HashSet::new();
+        let mut last_end: Option<Lsn> = None;
+        {
+            let mut rows = sqlx::query_as::<_, (Vec<u8>,)>(
+                "SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3, \
+                 'proto_version', '1', 'publication_names', $4)",
+            )
+            .bind(&slot)
+            .bind(&upto)
+            .bind(ROUND_CHANGES)
+            .bind(PUBLICATION)
+            .fetch(&mut *conn);
+            while let Some((data,)) = rows.try_next().await? {
+                messages += 1;
+                let message =
+                    pgoutput::parse(&data).map_err(|e| MigrateError::Other(e.to_string()))?;
+                let key_of = |relation: u32, values: &[Value]| -> Result<Changed> {
+                    let (table, at) = relations.get(&relation).ok_or_else(|| {
+                        MigrateError::Other(format!(
+                            "a change names relation {relation}, which the stream did not describe"
+                        ))
+                    })?;
+                    match values.get(*at) {
+                        Some(Value::Text(key)) => Ok(Changed {
+                            table: table.name,
+                            key: key.clone(),
+                        }),
+                        _ => Err(MigrateError::Other(format!(
+                            "a change of {} carries no key",
+                            table.name
+                        ))),
+                    }
+                };
+                match message {
+                    Message::Relation(rel) => {
+                        let table = tables
+                            .iter()
+                            .find(|t| t.name == rel.name && rel.namespace == "public")
+                            .ok_or_else(|| {
+                                MigrateError::Other(format!(
+                                    "the way back carries table {}.{}, which {} does not own",
+                                    rel.namespace,
+                                    rel.name,
+                                    service.name()
+                                ))
+                            })?;
+                        let at = rel
+                            .columns
+                            .iter()
+                            .position(|c| c.name == table.key)
+                            .ok_or_else(|| {
+                                MigrateError::Other(format!(
+                                    "the {} table {} lost its key column {}",
+                                    service.name(),
+                                    table.name,
+                                    table.key
+                                ))
+                            })?;
+                        relations.insert(rel.oid, (*table, at));
+                    }
+                    Message::Insert { relation, new } => {
+                        changed.insert(key_of(relation, &new)?);
+                    }
+                    Message::Update { relation, old, new } => {
+                        changed.insert(key_of(relation, &new)?);
+                        if let Some(old) = old {
+                            changed.insert(key_of(relation, old.values())?);
+                        }
+                    }
+                    Message::Delete { relation, old } => {
+                        changed.insert(key_of(relation, old.values())?);
+                    }
+                    Message::Truncate {
+                        relations: rels, ..
+                    } => {
+                        for relation in rels {
+                            let (table, _) = relations.get(&relation).ok_or_else(|| {
+                                MigrateError::Other(format!(
+                                    "a truncate names relation {relation}, which the stream did not describe"
+                                ))
+                            })?;
+                            changed.insert(Changed {
+                                table: table.name,
+                                key: "*".into(),
+                            });
+                        }
+                    }
+                    Message::Commit { end_lsn, .. } => last_end = Some(end_lsn),
+                    _ => {}
+                }
+            }
+        }
+        total += changed.len() as u64;
+        let drained = messages < i64::from(ROUND_CHANGES);
+        stage(staging, changed.into_iter().collect()).await?;
+        let advance_to = if drained {
+            Some(upto.parse::<Lsn>().map_err(MigrateError::Other)?)
+        } else {
+            last_end
+        };
+        if let Some(lsn) = advance_to {
+            crate::cdc::slot::advance(&mut *conn, &slot, lsn).await?;
+        }
+        if drained {
+            return Ok(total);
+        }
+    }
+}
+
+/// Records changed keys (idempotent: a key staged twice is one key).
+async fn stage(staging: &mut PgConnection, changed: Vec<Changed>) -> Result<()> {
+    for chunk in changed.chunks(10_000) {
+        let tables: Vec<&str> = chunk.iter().map(|c| c.table).collect();
+        let keys: Vec<&str> = chunk.iter().map(|c| c.key.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO mfe_rollback.changed (table_name, key) \
+             SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(tables)
+        .bind(keys)
+        .execute(&mut *staging)
+        .await?;
+    }
+    Ok(())
+}

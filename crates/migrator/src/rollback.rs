@@ -1,0 +1,889 @@
+//! `rollback`: from the service databases back to the legacy database, without losing a write the
+//! services made after cutover.
+//!
+//! 1. **Freeze** the service databases (the same statement triggers as cutover's freeze, sessions
+//!    ended). The services must be stopped first (`mfe migrate rollback` asks `mfe dev`); a service
+//!    still running gets errors from its database, never a lost write.
+//! 2. **Stage** which rows changed: each service database's way-back slot ([`crate::cdc::back`]),
+//!    read to its end, gives the keys; they go to `mfe_rollback.changed` in the legacy database,
+//!    and only then is the slot advanced. Staging twice is harmless.
+//! 3. **Write back**, in one legacy transaction that also thaws the legacy database and records
+//!    the outcome: a killed write-back leaves nothing half-written. Each changed row's current
+//!    state in its (frozen) service database is the truth: present, it is upserted; absent, it is
+//!    deleted. Deletes go first, children before parents (a unique value a delete frees can then be
+//!    taken by an insert), then upserts, parents before children.
+//! 4. **The conflict policy.** The legacy database keeps the cross-service foreign keys the split
+//!    dropped. Two kinds of change cannot be written as they are, and neither is dropped silently:
+//!    - a delete of a row that other rows still reference (written back or already in legacy:
+//!      `RESTRICT` would refuse it, `CASCADE` and `SET NULL` would rewrite rows another service
+//!      keeps): the row is **kept** in legacy;
+//!    - a row the legacy constraints refuse (a payment whose sender was deleted in auth and never
+//!      existed in legacy; a unique value a kept row still holds): it is **not written**; its
+//!      whole row is kept in `mfe_rollback.conflicts`.
+//!
+//!    Each is reported by table and id with the reason; `mfe_rollback.conflicts` keeps them.
+//! 5. **Verify** inside the same transaction: every changed row that is not a conflict is equal on
+//!    both sides, and each table's row count differs by exactly its conflicts. A difference
+//!    aborts the transaction: legacy stays frozen and unchanged.
+//! 6. **Switch** the topology file to `shared`, drop the legacy capture slot (it would keep WAL
+//!    forever now that legacy is written again), record the run.
+//!
+//! The service databases stay frozen afterwards: the platform runs on legacy, and a service
+//! started against them by mistake cannot write there.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use platform::Service;
+use serde::{Deserialize, Serialize};
+use sqlx::{Connection, PgConnection, Row};
+
+use crate::cdc::apply::{casts, unnest};
+use crate::cdc::back;
+use crate::cdc::{freeze, slot};
+use crate::contract::{FOREIGN_KEYS, TABLES, Table};
+use crate::endpoints::Endpoints;
+use crate::error::{MigrateError, Result};
+use crate::progress::Progress;
+use crate::sql::ident;
+use crate::{connect, journal};
+
+/// Keys per statement.
+const CHUNK: usize = 2000;
+
+const STATE_SQL: &str = "
+CREATE SCHEMA IF NOT EXISTS mfe_rollback;
+-- One row: where the rollback of the cutover `cutover` stands.
+CREATE TABLE IF NOT EXISTS mfe_rollback.state (
+    id INT PRIMARY KEY CHECK (id = 1),
+    cutover TEXT NOT NULL,
+    -- staging, applied, done
+    step TEXT NOT NULL,
+    frozen_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    applied_at TIMESTAMPTZ,
+    done_at TIMESTAMPTZ,
+    report JSONB
+);
+-- The rows the services changed since cutover ('*': the whole table).
+CREATE TABLE IF NOT EXISTS mfe_rollback.changed (
+    table_name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (table_name, key)
+);
+-- Changes the legacy database could not take as they are (see the module's policy).
+CREATE TABLE IF NOT EXISTS mfe_rollback.conflicts (
+    table_name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    -- kept: a delete not written, the row stays; not written: the row is only here.
+    outcome TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    row JSONB,
+    at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (table_name, key)
+);";
+
+#[derive(Debug, Clone)]
+pub struct RollbackOptions {
+    /// The file the services read their topology from.
+    pub topology_file: PathBuf,
+    /// How long freezing a service database waits for its writers in flight.
+    pub lock_timeout: Duration,
+}
+
+/// Rows written back to one legacy table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WrittenBack {
+    pub table: String,
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+}
+
+/// A change the legacy database could not take as it is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Conflict {
+    pub table: String,
+    pub key: String,
+    /// `kept` (a delete not written: the row stays in legacy) or `not written` (the row is only
+    /// in `mfe_rollback.conflicts`).
+    pub outcome: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackReport {
+    /// A previous run had finished this rollback: nothing was written now.
+    pub already_done: bool,
+    /// From the service databases' freeze to the legacy database taking writes again.
+    pub freeze_seconds: f64,
+    /// Rows the services changed since cutover.
+    pub changed_rows: u64,
+    pub tables: Vec<WrittenBack>,
+    pub conflicts: Vec<Conflict>,
+    /// Rows compared on both sides after the write-back.
+    pub verified_rows: u64,
+    pub topology_file: String,
+    pub steps: Vec<(String, f64)>,
+}
+
+impl RollbackReport {
+    pub fn rows_written(&self) -> u64 {
+        self.tables
+            .iter()
+            .map(|t| t.inserted + t.updated + t.deleted)
+            .sum()
+    }
+}
+
+/// The marker position of the recorded cutover, if the platform was cut over.
+async fn recorded_cutover(endpoints: &Endpoints) -> Result<Option<String>> {
+    let mut conn =
+        connect::connection(Service::Auth.name(), endpoints.target(Service::Auth)).await?;
+    journal::ensure(&mut conn).await?;
+    Ok(sqlx::query_scalar(
+        "SELECT detail->>'markerLsn' FROM mfe_migration.runs \
+         WHERE phase = 'cutover' AND outcome = 'ok' ORDER BY at DESC, id DESC LIMIT 1",
+    )
+    .fetch_optional(&mut conn)
+    .await?
+    .flatten())
+}
+
+pub async fn rollback(
+    endpoints: &Endpoints,
+    opts: &RollbackOptions,
+    progress: &dyn Progress,
+) -> Result<RollbackReport> {
+    let Some(cutover) = recorded_cutover(endpoints).await? else {
+        return Err(MigrateError::Usage(
+            "nothing to roll back: no cutover was recorded (the platform still runs on the legacy \
+             database)"
+                .into(),
+        ));
+    };
+    let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
+    sqlx::raw_sql(STATE_SQL).execute(&mut legacy).await?;
+    let state: Option<(String, String)> =
+        sqlx::query_as("SELECT cutover, step FROM mfe_rollback.state WHERE id = 1")
+            .fetch_optional(&mut legacy)
+            .await?;
+    let mut steps = Vec::new();
+    let step = match state {
+        Some((c, step)) if c == cutover => step,
+        _ => {
+            // The first run for this cutover (a state left by an earlier cutover's rollback is
+            // history).
+            sqlx::raw_sql(
+                "BEGIN; DELETE FROM mfe_rollback.changed; DELETE FROM mfe_rollback.conflicts; \
+                 DELETE FROM mfe_rollback.state; COMMIT;",
+            )
+            .execute(&mut legacy)
+            .await?;
+            sqlx::query(
+                "INSERT INTO mfe_rollback.state (id, cutover, step) VALUES (1, $1, 'staging')",
+            )
+            .bind(&cutover)
+            .execute(&mut legacy)
+            .await?;
+            "staging".to_string()
+        }
+    };
+    if step == "done" {
+        let mut report = saved_report(&mut legacy).await?;
+        report.already_done = true;
+        report.tables.iter_mut().for_each(|t| {
+            *t = WrittenBack {
+                table: t.table.clone(),
+                ..Default::default()
+            }
+        });
+        report.steps.clear();
+        // Killed after recording but before the switch reached the file: switch again.
+        ensure_shared(&opts.topology_file, progress)?;
+        report.topology_file = opts.topology_file.display().to_string();
+        return Ok(report);
+    }
+    if step == "staging" {
+        let t = Instant::now();
+        progress.table_step("rollback", "freezing the service databases");
+        // The freeze starts now, unless a killed run froze them already.
+        let mut auth =
+            connect::connection(Service::Auth.name(), endpoints.target(Service::Auth)).await?;
+        if !freeze::is_frozen(&mut auth).await? {
+            sqlx::query("UPDATE mfe_rollback.state SET frozen_at = clock_timestamp() WHERE id = 1")
+                .execute(&mut legacy)
+                .await?;
+        }
+        drop(auth);
+        let mut services = Vec::new();
+        for service in Service::ALL {
+            let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
+            if back::info(&mut conn).await?.is_none() {
+                return Err(MigrateError::Usage(format!(
+                    "the {} database has no way-back slot ({}): the cutover did not capture the \
+                     changes made since, so they cannot be written back",
+                    service.name(),
+                    back::slot_name(&current_database(&mut conn).await?)
+                )));
+            }
+            let tables: Vec<&Table> = crate::contract::tables_of(service).collect();
+            freeze::freeze_tables(
+                &mut conn,
+                &tables,
+                freeze::SERVICE_FROZEN,
+                opts.lock_timeout,
+            )
+            .await
+            .map_err(|e| {
+                MigrateError::Other(format!(
+                    "rollback failed at step freeze ({}): {e}; nothing was written back",
+                    service.name()
+                ))
+            })?;
+            services.push((service, conn));
+        }
+        steps.push((
+            "freeze the service databases".into(),
+            t.elapsed().as_secs_f64(),
+        ));
+
+        let t = Instant::now();
+        progress.table_step("rollback", "reading the way back");
+        for (service, conn) in &mut services {
+            back::drain(conn, *service, &mut legacy).await?;
+        }
+        steps.push(("read the changes".into(), t.elapsed().as_secs_f64()));
+
+        let t = Instant::now();
+        progress.table_step("rollback", "writing back");
+        write_back(&mut legacy, &mut services).await?;
+        steps.push(("write back, verify, thaw".into(), t.elapsed().as_secs_f64()));
+    }
+
+    let t = Instant::now();
+    progress.table_step("rollback", "switching to the shared topology");
+    ensure_shared(&opts.topology_file, progress)?;
+    // Legacy takes writes again: the capture slot of the migration would keep its WAL forever.
+    slot::drop(&mut legacy).await?;
+    let mut report = saved_report(&mut legacy).await?;
+    let detail = serde_json::json!({
+        "cutover": cutover,
+        "freezeSeconds": report.freeze_seconds,
+        "rowsWritten": report.rows_written(),
+        "conflicts": report.conflicts.len(),
+    });
+    for service in Service::ALL {
+        let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
+        journal::ensure(&mut conn).await?;
+        journal::record_run(&mut conn, "rollback", "ok", &detail).await?;
+    }
+    sqlx::query("UPDATE mfe_rollback.state SET step = 'done', done_at = now() WHERE id = 1")
+        .execute(&mut legacy)
+        .await?;
+    steps.push(("switch and record".into(), t.elapsed().as_secs_f64()));
+    report.steps = steps;
+    report.topology_file = opts.topology_file.display().to_string();
+    Ok(report)
+}
+
+async fn current_database(conn: &mut PgConnection) -> Result<String> {
+    Ok(sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(conn)
+        .await?)
+}
+
+async fn saved_report(legacy: &mut PgConnection) -> Result<RollbackReport> {
+    let saved: Option<serde_json::Value> =
+        sqlx::query_scalar("SELECT report FROM mfe_rollback.state WHERE id = 1")
+            .fetch_optional(legacy)
+            .await?
+            .flatten();
+    saved
+        .map(|v| serde_json::from_value(v).map_err(|e| MigrateError::Other(e.to_string())))
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
+/// Writes the topology file with `shared` unless it says so already.
+fn ensure_shared(path: &std::path::Path, progress: &dyn Progress) -> Result<()> {
+    if std::fs::read_to_string(path).is_ok_and(|t| t.contains("DATABASE_TOPOLOGY=shared")) {
+        return Ok(());
+    }
+    crate::cutover::write_topology_file(
+        path,
+        "# Written by `mfe migrate rollback`: the platform runs on the legacy shared database.\n\
+         # The services and `mfe dev` read it.\n\
+         DATABASE_TOPOLOGY=shared\n",
+    )?;
+    progress.note(&format!(
+        "topology switched to shared in {}",
+        path.display()
+    ));
+    Ok(())
+}
+
+type Services = Vec<(Service, PgConnection)>;
+
+fn service_conn(services: &mut Services, service: Service) -> &mut PgConnection {
+    &mut services
+        .iter_mut()
+        .find(|(s, _)| *s == service)
+        .expect("a connection per service")
+        .1
+}
+
+/// The foreign keys pointing at `table`.
+fn children_of(table: &Table) -> impl Iterator<Item = &'static crate::contract::ForeignKey> + '_ {
+    FOREIGN_KEYS
+        .iter()
+        .filter(move |fk| fk.references == table.name)
+}
+
+/// Step 3 to 5, in one legacy transaction.
+async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Result<()> {
+    let mut tx = legacy.begin().await?;
+    // Thawed inside this transaction: its locks keep every other session out until it commits,
+    // and a write-back that fails leaves the legacy database frozen.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL lock_timeout = '30s'; {}
+         CREATE TEMP TABLE absent (table_name TEXT, key TEXT, PRIMARY KEY (table_name, key)) ON COMMIT DROP;
+         CREATE TEMP TABLE needed (table_name TEXT, key TEXT, PRIMARY KEY (table_name, key)) ON COMMIT DROP;",
+        freeze::thaw_sql()
+    )))
+    .execute(&mut *tx)
+    .await?;
+
+    // A truncated table: every key on either side.
+    for table in TABLES {
+        let whole: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM mfe_rollback.changed WHERE table_name = $1 AND key = '*')",
+        )
+        .bind(table.name)
+        .fetch_one(&mut *tx)
+        .await?;
+        if !whole {
+            continue;
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO mfe_rollback.changed SELECT $1, {k} FROM public.{t} ON CONFLICT DO NOTHING",
+            k = ident(table.key),
+            t = ident(table.name)
+        )))
+        .bind(table.name)
+        .execute(&mut *tx)
+        .await?;
+        let keys: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT {k} FROM public.{t}",
+            k = ident(table.key),
+            t = ident(table.name)
+        )))
+        .fetch_all(service_conn(services, table.service))
+        .await?;
+        for chunk in keys.chunks(10_000) {
+            sqlx::query(
+                "INSERT INTO mfe_rollback.changed SELECT $1, k FROM unnest($2::text[]) AS k \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(table.name)
+            .bind(chunk)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM mfe_rollback.changed WHERE table_name = $1 AND key = '*'")
+            .bind(table.name)
+            .execute(&mut *tx)
+            .await?;
+    }
+
+    // Which changed rows are gone from their service database, and which parents the rows to
+    // write back point to.
+    let mut changed_rows = 0u64;
+    for table in TABLES {
+        let fks: Vec<_> = FOREIGN_KEYS
+            .iter()
+            .filter(|fk| fk.table == table.name)
+            .collect();
+        let mut after = String::new();
+        loop {
+            let keys = changed_keys(&mut tx, table, &after).await?;
+            let Some(last) = keys.last() else { break };
+            after = last.clone();
+            changed_rows += keys.len() as u64;
+            let mut select = vec![format!("{}::text", ident(table.key))];
+            select.extend(fks.iter().map(|fk| format!("{}::text", ident(fk.column))));
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {} FROM public.{} WHERE {} = ANY($1)",
+                select.join(", "),
+                ident(table.name),
+                ident(table.key)
+            )))
+            .bind(&keys)
+            .fetch_all(service_conn(services, table.service))
+            .await?;
+            let mut present = std::collections::HashSet::new();
+            let mut parents: Vec<(&str, String)> = Vec::new();
+            for row in &rows {
+                let key: String = row.try_get(0)?;
+                for (i, fk) in fks.iter().enumerate() {
+                    if let Some(parent) = row.try_get::<Option<String>, _>(i + 1)? {
+                        parents.push((fk.references, parent));
+                    }
+                }
+                present.insert(key);
+            }
+            let gone: Vec<&String> = keys.iter().filter(|k| !present.contains(*k)).collect();
+            sqlx::query(
+                "INSERT INTO absent SELECT $1, k FROM unnest($2::text[]) AS k ON CONFLICT DO NOTHING",
+            )
+            .bind(table.name)
+            .bind(gone)
+            .execute(&mut *tx)
+            .await?;
+            let (pt, pk): (Vec<&str>, Vec<String>) = parents.into_iter().unzip();
+            sqlx::query(
+                "INSERT INTO needed SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+            )
+            .bind(pt)
+            .bind(pk)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+
+    let mut written: BTreeMap<&str, WrittenBack> = TABLES
+        .iter()
+        .map(|t| {
+            (
+                t.name,
+                WrittenBack {
+                    table: t.name.to_string(),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    let mut conflicts: Vec<Conflict> = Vec::new();
+
+    // Deletes, children before parents (TABLES lists parents first).
+    for table in TABLES.iter().rev() {
+        let guards: String = children_of(table)
+            .map(|fk| {
+                format!(
+                    " AND NOT EXISTS (SELECT 1 FROM public.{c} c WHERE c.{col} = t.{k})",
+                    c = ident(fk.table),
+                    col = ident(fk.column),
+                    k = ident(table.key)
+                )
+            })
+            .collect();
+        let guards = if guards.is_empty() {
+            guards
+        } else {
+            format!(
+                "{guards} AND NOT EXISTS (SELECT 1 FROM needed n WHERE n.table_name = $1 AND n.key = t.{k})",
+                k = ident(table.key)
+            )
+        };
+        let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM public.{t} t USING absent a WHERE a.table_name = $1 AND a.key = t.{k}{guards}",
+            t = ident(table.name),
+            k = ident(table.key)
+        )))
+        .bind(table.name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        written.get_mut(table.name).expect("every table").deleted = deleted;
+        // The deletes the guards held back.
+        let kept: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT a.key FROM absent a JOIN public.{t} t ON t.{k} = a.key WHERE a.table_name = $1 ORDER BY a.key",
+            t = ident(table.name),
+            k = ident(table.key)
+        )))
+        .bind(table.name)
+        .fetch_all(&mut *tx)
+        .await?;
+        for chunk in kept.chunks(CHUNK) {
+            let reasons = why_kept(&mut tx, table, chunk).await?;
+            for key in chunk {
+                conflicts.push(Conflict {
+                    table: table.name.into(),
+                    key: key.clone(),
+                    outcome: "kept".into(),
+                    reason: reasons
+                        .get(key)
+                        .cloned()
+                        .unwrap_or_else(|| "rows written back reference it".to_string()),
+                });
+            }
+        }
+    }
+
+    // Upserts, parents before children.
+    for table in TABLES {
+        let mut after = String::new();
+        loop {
+            let keys = changed_keys(&mut tx, table, &after).await?;
+            let Some(last) = keys.last() else { break };
+            after = last.clone();
+            let rows = fetch_rows(service_conn(services, table.service), table, &keys).await?;
+            if rows.is_empty() {
+                continue;
+            }
+            let outcome = upsert(&mut tx, table, &rows, &mut conflicts).await?;
+            let w = written.get_mut(table.name).expect("every table");
+            w.inserted += outcome.0;
+            w.updated += outcome.1;
+        }
+    }
+
+    // Verify: every changed row that is not a conflict is equal on both sides; each table's
+    // count differs by exactly its conflicts.
+    let mut verified = 0u64;
+    let mut differences = Vec::new();
+    for table in TABLES {
+        let skip: std::collections::HashSet<&str> = conflicts
+            .iter()
+            .filter(|c| c.table == table.name)
+            .map(|c| c.key.as_str())
+            .collect();
+        let kept = conflicts
+            .iter()
+            .filter(|c| c.table == table.name && c.outcome == "kept")
+            .count() as i64;
+        // Rows not written that legacy did not have: legacy has that many fewer.
+        let refused_keys: Vec<&str> = conflicts
+            .iter()
+            .filter(|c| c.table == table.name && c.outcome != "kept")
+            .map(|c| c.key.as_str())
+            .collect();
+        let refused: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM unnest($1::text[]) AS k \
+             WHERE NOT EXISTS (SELECT 1 FROM public.{t} WHERE {key} = k)",
+            t = ident(table.name),
+            key = ident(table.key)
+        )))
+        .bind(&refused_keys)
+        .fetch_one(&mut *tx)
+        .await?;
+        let count = format!("SELECT count(*) FROM public.{}", ident(table.name));
+        let l: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count.clone()))
+            .fetch_one(&mut *tx)
+            .await?;
+        let s: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count))
+            .fetch_one(service_conn(services, table.service))
+            .await?;
+        if l - s != kept - refused {
+            differences.push(format!(
+                "{}: {l} rows in legacy, {s} in the {} database ({kept} kept, {refused} not written)",
+                table.name,
+                table.service.name()
+            ));
+        }
+        let mut after = String::new();
+        loop {
+            let keys = changed_keys(&mut tx, table, &after).await?;
+            let Some(last) = keys.last() else { break };
+            after = last.clone();
+            let keys: Vec<String> = keys
+                .into_iter()
+                .filter(|k| !skip.contains(k.as_str()))
+                .collect();
+            let l = crate::verify::row_digests(&mut tx, table, &keys).await?;
+            let s = crate::verify::row_digests(service_conn(services, table.service), table, &keys)
+                .await?;
+            verified += keys.len() as u64;
+            for key in &keys {
+                if l.get(key) != s.get(key) {
+                    differences.push(format!("{} {key}", table.name));
+                }
+            }
+        }
+    }
+    if !differences.is_empty() {
+        let n = differences.len();
+        differences.truncate(10);
+        // Dropping the transaction rolls it back: legacy stays frozen and unchanged.
+        return Err(MigrateError::Other(format!(
+            "rollback failed at step verify: {n} differences between the legacy and the service \
+             databases after the write-back (first: {}); nothing was written back and the legacy \
+             database stays frozen",
+            differences.join(", ")
+        )));
+    }
+
+    let frozen_seconds: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM clock_timestamp() - frozen_at)::float8 FROM mfe_rollback.state WHERE id = 1",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let report = RollbackReport {
+        freeze_seconds: frozen_seconds,
+        changed_rows,
+        tables: written.into_values().collect(),
+        conflicts,
+        verified_rows: verified,
+        ..Default::default()
+    };
+    sqlx::query(
+        "UPDATE mfe_rollback.state SET step = 'applied', applied_at = clock_timestamp(), report = $1 WHERE id = 1",
+    )
+    .bind(serde_json::to_value(&report).map_err(|e| MigrateError::Other(e.to_string()))?)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The next chunk of changed keys of `table` after `after`, in key order.
+async fn changed_keys(conn: &mut PgConnection, table: &Table, after: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT key FROM mfe_rollback.changed WHERE table_name = $1 AND key > $2 \
+         ORDER BY key LIMIT $3",
+    )
+    .bind(table.name)
+    .bind(after)
+    .bind(CHUNK as i64)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The rows of `keys` in `table`, as text in contract column order.
+async fn fetch_rows(
+    conn: &mut PgConnection,
+    table: &Table,
+    keys: &[String],
+) -> Result<Vec<Vec<Option<String>>>> {
+    let columns: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| format!("{}::text", ident(c.name)))
+        .collect();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM public.{} WHERE {} = ANY($1)",
+        columns.join(", "),
+        ident(table.name),
+        ident(table.key)
+    )))
+    .bind(keys)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            (0..table.columns.len())
+                .map(|i| row.try_get::<Option<String>, _>(i).map_err(Into::into))
+                .collect()
+        })
+        .collect()
+}
+
+/// Why each of `keys` (rows of `table` whose delete was held back) stays: the rows that point
+/// to it.
+async fn why_kept(
+    conn: &mut PgConnection,
+    table: &Table,
+    keys: &[String],
+) -> Result<HashMap<String, String>> {
+    let mut refs: HashMap<String, Vec<String>> = HashMap::new();
+    for fk in children_of(table) {
+        let child = crate::contract::table(fk.table).expect("a contract table");
+        let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {col}, {k} FROM public.{c} WHERE {col} = ANY($1) ORDER BY {k}",
+            col = ident(fk.column),
+            k = ident(child.key),
+            c = ident(fk.table)
+        )))
+        .bind(keys)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (parent, child_key) in rows {
+            let list = refs.entry(parent).or_default();
+            if list.len() < 5 {
+                list.push(format!("{} {child_key} ({})", fk.table, fk.name));
+            }
+        }
+    }
+    Ok(refs
+        .into_iter()
+        .map(|(k, list)| {
+            (
+                k,
+                format!(
+                    "deleted in the {} database after cutover, but still referenced in legacy \
+                     by {}",
+                    table.service.name(),
+                    list.join(", ")
+                ),
+            )
+        })
+        .collect())
+}
+
+/// Upserts `rows` (text, contract column order); returns (inserted, updated). A batch the
+/// legacy constraints refuse is retried row by row; each refused row becomes a conflict.
+async fn upsert(
+    conn: &mut PgConnection,
+    table: &Table,
+    rows: &[Vec<Option<String>>],
+    conflicts: &mut Vec<Conflict>,
+) -> Result<(u64, u64)> {
+    sqlx::raw_sql("SAVEPOINT mfe_batch")
+        .execute(&mut *conn)
+        .await?;
+    match upsert_rows(conn, table, rows).await {
+        Ok(done) => {
+            sqlx::raw_sql("RELEASE SAVEPOINT mfe_batch")
+                .execute(&mut *conn)
+                .await?;
+            return Ok(done);
+        }
+        Err(e) if refused(&e).is_none() => return Err(e.into()),
+        Err(_) => {
+            sqlx::raw_sql("ROLLBACK TO SAVEPOINT mfe_batch")
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    let mut total = (0, 0);
+    for row in rows {
+        sqlx::raw_sql("SAVEPOINT mfe_row")
+            .execute(&mut *conn)
+            .await?;
+        match upsert_rows(conn, table, std::slice::from_ref(row)).await {
+            Ok((i, u)) => {
+                total.0 += i;
+                total.1 += u;
+                sqlx::raw_sql("RELEASE SAVEPOINT mfe_row")
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Err(e) => {
+                let Some(why) = refused(&e) else {
+                    return Err(e.into());
+                };
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT mfe_row")
+                    .execute(&mut *conn)
+                    .await?;
+                let key_index = table
+                    .columns
+                    .iter()
+                    .position(|c| c.name == table.key)
+                    .expect("the key is a column");
+                let key = row[key_index].clone().unwrap_or_default();
+                let whole: serde_json::Map<String, serde_json::Value> = table
+                    .columns
+                    .iter()
+                    .zip(row)
+                    .map(|(c, v)| {
+                        (
+                            c.name.to_string(),
+                            v.clone()
+                                .map_or(serde_json::Value::Null, serde_json::Value::String),
+                        )
+                    })
+                    .collect();
+                sqlx::query(
+                    "INSERT INTO mfe_rollback.conflicts (table_name, key, outcome, reason, row) \
+                     VALUES ($1, $2, 'not written', $3, $4) \
+                     ON CONFLICT (table_name, key) DO UPDATE SET reason = EXCLUDED.reason, row = EXCLUDED.row",
+                )
+                .bind(table.name)
+                .bind(&key)
+                .bind(&why)
+                .bind(serde_json::Value::Object(whole))
+                .execute(&mut *conn)
+                .await?;
+                conflicts.push(Conflict {
+                    table: table.name.into(),
+                    key,
+                    outcome: "not written".into(),
+                    reason: why,
+                });
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Why the legacy database refused a row, when it is a constraint the policy handles.
+fn refused(e: &sqlx::Error) -> Option<String> {
+    let sqlx::Error::Database(d) = e else {
+        return None;
+    };
+    let constraint = d.constraint().unwrap_or("a constraint");
+    match d.code().as_deref() {
+        Some("23503") => Some(format!(
+            "the legacy foreign key {constraint} refuses it: the row it points to is not in legacy \
+             (deleted after cutover); the whole row is in mfe_rollback.conflicts"
+        )),
+        Some("23505") => Some(format!(
+            "the legacy unique index {constraint} refuses it: a row kept in legacy holds the same \
+             value; the whole row is in mfe_rollback.conflicts"
+        )),
+        _ => None,
+    }
+}
+
+/// One upsert statement of whole rows, changing only rows that differ.
+async fn upsert_rows(
+    conn: &mut PgConnection,
+    table: &Table,
+    rows: &[Vec<Option<String>>],
+) -> sqlx::Result<(u64, u64)> {
+    let key_index = table
+        .columns
+        .iter()
+        .position(|c| c.name == table.key)
+        .expect("the key is a column");
+    let all: Vec<usize> = (0..table.columns.len()).collect();
+    let updates: Vec<String> = table
+        .columns
+        .iter()
+        .filter(|c| c.name != table.key)
+        .map(|c| format!("{0} = EXCLUDED.{0}", ident(c.name)))
+        .collect();
+    let sql = format!(
+        "INSERT INTO public.{t} AS t ({names}) SELECT {casts} FROM {from} \
+         ON CONFLICT ({key}) DO UPDATE SET {updates} \
+         WHERE (t.*) IS DISTINCT FROM (EXCLUDED.*) \
+         RETURNING (t.xmax = 0)",
+        t = ident(table.name),
+        names = table.column_list(),
+        casts = casts(table, &all, 2),
+        from = unnest(all.len() + 1),
+        key = ident(table.key),
+        updates = updates.join(", ")
+    );
+    let keys: Vec<Option<String>> = rows.iter().map(|r| r[key_index].clone()).collect();
+    let mut query = sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(sql)).bind(keys);
+    for i in 0..table.columns.len() {
+        let column: Vec<Option<String>> = rows.iter().map(|r| r[i].clone()).collect();
+        query = query.bind(column);
+    }
+    let inserted: Vec<bool> = query.fetch_all(conn).await?;
+    let i = inserted.iter().filter(|x| **x).count() as u64;
+    Ok((i, inserted.len() as u64 - i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_foreign_key_points_to_a_table_listed_before_it() {
+        // Upserts walk TABLES forwards (parents first) and deletes backwards (children first).
+        let at = |name: &str| TABLES.iter().position(|t| t.name == name).unwrap();
+        for fk in FOREIGN_KEYS {
+            assert!(
+                at(fk.references) < at(fk.table),
+                "{} points to {}",
+                fk.table,
+                fk.references
+            );
+        }
+    }
+}
