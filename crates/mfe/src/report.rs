@@ -426,6 +426,14 @@ impl Report for migrator::rollback::RollbackReport {
                 })
                 .collect();
             print_table(&["table", "inserted", "updated", "deleted"], &rows);
+            if !self.carried.is_empty() {
+                let rows: Vec<Vec<String>> = self
+                    .carried
+                    .iter()
+                    .map(|c| vec![c.table.clone(), thousands(c.rows as i64)])
+                    .collect();
+                print_table(&["services' own table", "rows carried"], &rows);
+            }
             let rows: Vec<Vec<String>> = self
                 .steps
                 .iter()

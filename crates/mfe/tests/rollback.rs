@@ -113,6 +113,19 @@ async fn services_write(f: &Fixture) {
          DELETE FROM system_config WHERE key = (SELECT key FROM system_config WHERE key <> 'rb.new' ORDER BY key DESC LIMIT 1);",
     )
     .await;
+    // An event recorded but not yet published when the services stopped, and one applied.
+    sql(
+        &auth,
+        "INSERT INTO auth.outbox (id, event_type, payload) VALUES \
+         ('0193a000-0000-7000-8000-000000000001', 'user.registered', '{\"userId\": \"rb-user-1\"}')",
+    )
+    .await;
+    sql(
+        &profile,
+        "INSERT INTO profile.processed_events (event_id, event_type, source) VALUES \
+         ('0193a000-0000-7000-8000-000000000002', 'user.registered', 'auth-service')",
+    )
+    .await;
     sql(
         &profile,
         "INSERT INTO user_profiles (id, user_id, bio, updated_at) VALUES ('rb-profile-1', 'rb-user-1', 'hello', now()); \
@@ -181,6 +194,23 @@ async fn a_rollback_writes_every_change_back_and_a_second_one_writes_nothing() {
         "long bio ".len() * 4000,
         "the TOASTed bio came back whole"
     );
+
+    // The services' own state came along: the unpublished event will be published from legacy,
+    // the applied one is not applied twice.
+    let pending: Option<String> = sqlx::query_scalar(
+        "SELECT event_type FROM auth.outbox WHERE id = '0193a000-0000-7000-8000-000000000001' AND published_at IS NULL",
+    )
+    .fetch_optional(&legacy)
+    .await
+    .unwrap();
+    assert_eq!(pending.as_deref(), Some("user.registered"), "{report}");
+    let applied: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM profile.processed_events WHERE event_id = '0193a000-0000-7000-8000-000000000002'",
+    )
+    .fetch_one(&legacy)
+    .await
+    .unwrap();
+    assert_eq!(applied, 1);
 
     // The topology says shared; legacy takes writes; the service databases refuse them.
     let text = std::fs::read_to_string(&topology).unwrap();

@@ -8,9 +8,11 @@
 //!    sync applies exactly up to it. A change after the marker means a writer got past the freeze.
 //! 4. Verify what the sync changed since the last clean verify (`mfe_migration.sync_touched`),
 //!    row by row on both sides: it fits inside the freeze.
-//! 5. The way back ([`crate::cdc::back`]): a slot on each service database, made before any
+//! 5. The services' own state (outbox, inbox, jobs) in legacy, if they ran there, is merged into
+//!    their databases ([`crate::carry`]).
+//! 6. The way back ([`crate::cdc::back`]): a slot on each service database, made before any
 //!    service writes there, captures what the services change from now on for a rollback.
-//! 6. Switch: the topology file the services and `mfe dev` read says `split`; the journal records
+//! 7. Switch: the topology file the services and `mfe dev` read says `split`; the journal records
 //!    the cutover with its freeze and position.
 //!
 //! A failure at any step after the freeze makes the legacy database writable again and switches
@@ -199,6 +201,22 @@ pub async fn cutover(
         let verified = verify_touched(endpoints).await.map_err(|e| ("verify", e))?;
         steps.push((
             "verify the changed rows".to_string(),
+            t.elapsed().as_secs_f64(),
+        ));
+
+        // The services' own state, when they ran on the legacy database (shared topology).
+        let t = Instant::now();
+        progress.table_step("cutover", "carrying the services' own state");
+        for service in Service::ALL {
+            let mut conn = connect::connection(service.name(), endpoints.target(service))
+                .await
+                .map_err(|e| ("carry", e))?;
+            crate::carry::carry(&mut legacy, &mut conn, service)
+                .await
+                .map_err(|e| ("carry", e))?;
+        }
+        steps.push((
+            "carry the services' state".to_string(),
             t.elapsed().as_secs_f64(),
         ));
 

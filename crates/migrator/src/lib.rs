@@ -3,6 +3,7 @@
 //! same code the CLI runs.
 
 pub mod archive;
+pub mod carry;
 pub mod cdc;
 pub mod check;
 pub mod connect;

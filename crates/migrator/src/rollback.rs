@@ -25,7 +25,9 @@
 //! 5. **Verify** inside the same transaction: every changed row that is not a conflict is equal on
 //!    both sides, and each table's row count differs by exactly its conflicts. A difference
 //!    aborts the transaction: legacy stays frozen and unchanged.
-//! 6. **Switch** the topology file to `shared`, drop the legacy capture slot (it would keep WAL
+//! 6. **Carry** the services' own state (outbox, inbox, jobs: [`crate::carry`]) into their
+//!    schemas in legacy.
+//! 7. **Switch** the topology file to `shared`, drop the legacy capture slot (it would keep WAL
 //!    forever now that legacy is written again), record the run.
 //!
 //! The service databases stay frozen afterwards: the platform runs on legacy, and a service
@@ -126,6 +128,8 @@ pub struct RollbackReport {
     pub conflicts: Vec<Conflict>,
     /// Rows compared on both sides after the write-back.
     pub verified_rows: u64,
+    /// The services' own tables (outbox, inbox, jobs, ...) merged into their schemas in legacy.
+    pub carried: Vec<crate::carry::Carried>,
     pub topology_file: String,
     pub steps: Vec<(String, f64)>,
 }
@@ -265,6 +269,18 @@ pub async fn rollback(
     }
 
     let t = Instant::now();
+    progress.table_step("rollback", "carrying the services' own state");
+    let mut carried = Vec::new();
+    for service in Service::ALL {
+        let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
+        carried.extend(crate::carry::carry(&mut conn, &mut legacy, service).await?);
+    }
+    steps.push((
+        "carry the services' state".into(),
+        t.elapsed().as_secs_f64(),
+    ));
+
+    let t = Instant::now();
     progress.table_step("rollback", "switching to the shared topology");
     ensure_shared(&opts.topology_file, progress)?;
     // Legacy takes writes again: the capture slot of the migration would keep its WAL forever.
@@ -286,6 +302,7 @@ pub async fn rollback(
         .await?;
     steps.push(("switch and record".into(), t.elapsed().as_secs_f64()));
     report.steps = steps;
+    report.carried = carried;
     report.topology_file = opts.topology_file.display().to_string();
     Ok(report)
 }

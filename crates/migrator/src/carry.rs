@@ -1,0 +1,158 @@
+//! The services' own state, carried from one topology's databases to the other's when the
+//! platform switches (cutover: legacy to service databases; rollback: back).
+//!
+//! Each service keeps tables of its own beside the contract tables, in its schema (`auth`,
+//! `payments`, ...): the outbox of events not yet published, the inbox of events already applied,
+//! payment jobs and idempotency keys, rotated refresh tokens, deleted users. In the shared
+//! topology they live in the legacy database, in the split one in the service's database. Left
+//! behind, an event recorded but not yet published would never be published, an event applied
+//! could be applied again, a payment in flight would never finish. So the switch merges every such
+//! table into the other side (by primary key, the side switched from winning), while the
+//! services are stopped and both sides frozen.
+//!
+//! The audit chain (`admin.audit_chain`, `audit_anchor`, `audit_chain_head`) is not merged: each
+//! side's chain covers that side's audit rows; the rows a switch brings in are anchored on the
+//! other side by `mfe migrate` (admin's `anchor`), as `mfe admin anchor-audit` would.
+
+use futures::TryStreamExt;
+use platform::Service;
+use serde::Serialize;
+use sqlx::PgConnection;
+
+use crate::error::{MigrateError, Result};
+use crate::sql::ident;
+
+/// Tables of a service schema that are not carried.
+const NOT_CARRIED: &[&str] = &[
+    "_sqlx_migrations",
+    "audit_chain",
+    "audit_anchor",
+    "audit_chain_head",
+];
+
+/// Rows per statement.
+const BATCH: usize = 2000;
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Carried {
+    pub table: String,
+    pub rows: u64,
+}
+
+/// Merges `service`'s own tables from `from` into `to`, after bringing `to`'s schema of the
+/// service up to date with its migrations. Idempotent.
+pub async fn carry(
+    from: &mut PgConnection,
+    to: &mut PgConnection,
+    service: Service,
+) -> Result<Vec<Carried>> {
+    let schema = service.schema();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relkind = 'r' AND NOT (c.relname = ANY($2)) ORDER BY 1",
+    )
+    .bind(schema)
+    .bind(NOT_CARRIED)
+    .fetch_all(&mut *from)
+    .await?;
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    crate::prepare::migrator(service)
+        .run(&mut *to)
+        .await
+        .map_err(|e| {
+            MigrateError::Other(format!(
+                "{}: applying its migrations to carry its state over: {e}",
+                service.name()
+            ))
+        })?;
+    let mut out = Vec::new();
+    for table in tables {
+        let qualified = format!("{}.{}", ident(schema), ident(&table));
+        let key: Vec<String> = sqlx::query_scalar(
+            "SELECT a.attname::text FROM pg_index i \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+             WHERE i.indrelid = to_regclass($1) AND i.indisprimary ORDER BY a.attnum",
+        )
+        .bind(&qualified)
+        .fetch_all(&mut *to)
+        .await?;
+        // (name, is an identity column): an identity (the outbox's `seq`, its publishing order)
+        // is numbered by the side carried to, after its own rows, in the order carried.
+        let all: Vec<(String, bool)> = sqlx::query_as(
+            "SELECT attname::text, attidentity <> '' FROM pg_attribute WHERE attrelid = to_regclass($1) \
+             AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        )
+        .bind(&qualified)
+        .fetch_all(&mut *to)
+        .await?;
+        let order = all
+            .iter()
+            .find(|(_, identity)| *identity)
+            .map(|(c, _)| ident(c))
+            .unwrap_or_else(|| key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", "));
+        let columns: Vec<String> = all
+            .into_iter()
+            .filter(|(_, identity)| !identity)
+            .map(|(c, _)| c)
+            .collect();
+        if key.is_empty() || columns.is_empty() {
+            return Err(MigrateError::Other(format!(
+                "{qualified} has no primary key on the side it is carried to: its rows cannot be merged"
+            )));
+        }
+        let updates: Vec<String> = columns
+            .iter()
+            .filter(|c| !key.contains(c))
+            .map(|c| format!("{0} = EXCLUDED.{0}", ident(c)))
+            .collect();
+        let on_conflict = if updates.is_empty() {
+            "DO NOTHING".to_string()
+        } else {
+            format!("DO UPDATE SET {}", updates.join(", "))
+        };
+        let list = columns
+            .iter()
+            .map(|c| ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let insert = format!(
+            "INSERT INTO {qualified} ({list}) SELECT {list} FROM json_populate_recordset(NULL::{qualified}, $1::json) \
+             ON CONFLICT ({}) {on_conflict}",
+            key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ")
+        );
+        let mut rows = 0u64;
+        let mut batch: Vec<serde_json::Value> = Vec::with_capacity(BATCH);
+        let select = format!("SELECT row_to_json(t) FROM {qualified} t ORDER BY {order}");
+        let mut stream = sqlx::query_scalar::<_, serde_json::Value>(sqlx::AssertSqlSafe(select))
+            .fetch(&mut *from);
+        // Rows go out in batches on the other connection while this one streams.
+        while let Some(row) = stream.try_next().await? {
+            batch.push(row);
+            if batch.len() == BATCH {
+                rows += write(&mut *to, &insert, std::mem::take(&mut batch)).await?;
+            }
+        }
+        drop(stream);
+        rows += write(&mut *to, &insert, batch).await?;
+        out.push(Carried {
+            table: format!("{schema}.{table}"),
+            rows,
+        });
+    }
+    Ok(out)
+}
+
+async fn write(to: &mut PgConnection, insert: &str, batch: Vec<serde_json::Value>) -> Result<u64> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let n = batch.len() as u64;
+    sqlx::query(sqlx::AssertSqlSafe(insert.to_string()))
+        .bind(serde_json::Value::Array(batch))
+        .execute(to)
+        .await?;
+    Ok(n)
+}
