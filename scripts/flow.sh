@@ -178,3 +178,9 @@ verified=$(call GET "$ADMIN/admin/audit-logs/verify" "$admin_token")
 ok "$(jq -r '"\(.chainedRows) chained, \(.anchoredRows) legacy rows anchored"' <<<"$verified")"
 
 echo "== flow: all steps passed"
+# What the flow wrote, for the caller (main.sh shows it in the legacy database after a rollback).
+if [[ -n "${FLOW_OUT:-}" ]]; then
+    jq -n --arg email "$email" --arg user "$new_id" --arg payment "$payment_id" \
+        --arg declined "$(jq -r .id <<<"$declined")" \
+        '{email: $email, userId: $user, paymentId: $payment, declinedPaymentId: $declined}' >"$FLOW_OUT"
+fi

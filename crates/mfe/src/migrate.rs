@@ -294,11 +294,13 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
                 topology_file,
                 lock_timeout: std::time::Duration::from_millis(lock_timeout_ms.max(1)),
             };
+            let dev = hold_platform().await?;
             let report = with_bars(json, |bars| async move {
                 migrator::cutover::cutover(&endpoints, &opts, bars.as_ref()).await
             })
-            .await?;
-            show(&report, json)
+            .await;
+            restart_platform(dev).await;
+            show(&report?, json)
         }
         Phase::Rollback {
             topology_file,
@@ -308,11 +310,19 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
                 topology_file,
                 lock_timeout: std::time::Duration::from_millis(lock_timeout_ms.max(1)),
             };
+            let dev = hold_platform().await?;
+            let legacy = endpoints.legacy().to_string();
             let report = with_bars(json, |bars| async move {
                 migrator::rollback::rollback(&endpoints, &opts, bars.as_ref()).await
             })
-            .await?;
-            show(&report, json)
+            .await;
+            if let Ok(report) = &report
+                && !report.already_done
+            {
+                anchor_written_back_audit(&legacy).await?;
+            }
+            restart_platform(dev).await;
+            show(&report?, json)
         }
         Phase::Abort { forget_way_back } => {
             let mut way_back = false;
@@ -345,4 +355,74 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
         }
         Phase::Status => show(&migrator::status::status(&endpoints).await?, json),
     })
+}
+
+/// How long `mfe dev` may take to stop, and to have every service ready again.
+const DEV_STOP: std::time::Duration = std::time::Duration::from_secs(30);
+const DEV_START: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Before a switch of topology: the services `mfe dev` runs are stopped (and held), so none
+/// writes while the databases are frozen. Without `mfe dev`, the operator stops them (see the
+/// runbook).
+async fn hold_platform() -> Result<Option<crate::devctl::DevHandle>, MigrateError> {
+    let Some(dev) = crate::devctl::running() else {
+        eprintln!(
+            "mfe dev is not running ({}): stop the services before the switch (SIGTERM) and start \
+             them after it in the new topology",
+            crate::devctl::pidfile().display()
+        );
+        return Ok(None);
+    };
+    eprintln!("stopping the services mfe dev (pid {}) runs", dev.pid());
+    dev.hold(DEV_STOP)
+        .await
+        .map_err(|e| MigrateError::Other(format!("{e:#}; nothing was switched")))?;
+    Ok(Some(dev))
+}
+
+/// After a switch (or a failed one): `mfe dev` starts the services again, in the topology the
+/// file now names.
+async fn restart_platform(dev: Option<crate::devctl::DevHandle>) {
+    let Some(dev) = dev else { return };
+    eprintln!(
+        "starting the services again through mfe dev (pid {})",
+        dev.pid()
+    );
+    match dev.restart(DEV_START).await {
+        Ok(()) => eprintln!("every service is ready"),
+        Err(e) => eprintln!("WARNING: {e:#}"),
+    }
+}
+
+/// Audit rows a rollback wrote back are covered by the legacy database's audit chain, when admin
+/// kept one there (it ran on the shared topology before): a new anchor at its end, as
+/// `mfe admin anchor-audit` would. Without a chain there, admin anchors every row at its first
+/// start.
+async fn anchor_written_back_audit(legacy: &str) -> Result<(), MigrateError> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(legacy)
+        .await
+        .map_err(|e| MigrateError::Other(format!("anchoring the written-back audit rows: {e}")))?;
+    let chained: bool = sqlx::query_scalar(
+        "SELECT to_regclass('admin.audit_chain_head') IS NOT NULL \
+         AND EXISTS (SELECT 1 FROM admin.audit_chain)",
+    )
+    .fetch_one(&pool)
+    .await
+    .or_else(|_| Ok::<_, sqlx::Error>(false))
+    .unwrap_or(false);
+    if chained {
+        let anchored = admin_service::audit::chain::anchor(
+            &pool,
+            admin_service::audit::chain::Anchoring::Unchained,
+        )
+        .await
+        .map_err(|e| MigrateError::Other(format!("anchoring the written-back audit rows: {e}")))?;
+        if let Some(rows) = anchored {
+            eprintln!("anchored {rows} written-back audit row(s) in the legacy audit chain");
+        }
+    }
+    pool.close().await;
+    Ok(())
 }
