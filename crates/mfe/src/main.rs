@@ -1,6 +1,8 @@
 //! `mfe`: the platform's command line: the migration tool, the legacy seeder, operations.
 
 mod admin;
+mod dev;
+mod devctl;
 mod hub;
 mod legacy;
 mod migrate;
@@ -47,6 +49,9 @@ enum Command {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
+    /// Run the platform locally: the four services and the PSP sandbox, supervised.
+    #[command(after_help = dev::AFTER_HELP)]
+    Dev(dev::DevArgs),
     /// The legacy (POC-2) shared database: a realistic fixture to rehearse the migration on.
     Legacy {
         #[command(subcommand)]
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             },
+            Command::Dev(args) => ExitCode::from(dev::run(args, cli.json).await),
             Command::Legacy { command } => match legacy::run(command, cli.json).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
