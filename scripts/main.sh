@@ -37,7 +37,8 @@ done
 SCALE="${SCALE:-1}"
 bash scripts/stack.sh up
 cargo build --release --bin mfe --bin auth-service --bin profile-service --bin payments-service --bin admin-service --bin psp-sandbox
-MFE=target/release/mfe
+BIN="${CARGO_TARGET_DIR:-target}/release"
+MFE="$BIN/mfe"
 started=$(date +%s)
 
 export SHARED_DATABASE_URL="${SHARED_DATABASE_URL:-postgresql://postgres:postgres@localhost:5432/mfe_poc2}"

@@ -452,6 +452,14 @@ async fn a_rollback_killed_at_each_step_resumes_and_ends_exact() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let _ = child.wait();
+        if name == "staging" && hit {
+            // Mid-rollback the service databases refuse writes, superusers included.
+            let refused = sqlx::query("UPDATE users SET name = 'during' WHERE id = 'rb-user-1'")
+                .execute(&auth)
+                .await
+                .expect_err("a write to a service database during the rollback's freeze fails");
+            assert!(refused.to_string().contains("frozen"), "{refused}");
+        }
         let at = left_at(&f).await;
         println!("killed at {name}: hit {hit}, left at {at}");
         seen.push((name, hit, at));
