@@ -200,6 +200,7 @@ pub async fn build_with(
         contracts::events::subscriptions::ADMIN,
         Arc::new(audit::writer::AuditWriter {
             names: state.names.clone(),
+            topology: config.topology,
         }),
         state.broker.link("event consumer"),
     )

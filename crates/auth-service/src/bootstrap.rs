@@ -2,10 +2,14 @@
 //! email, the service creates that admin at start, also on a migrated database that already has
 //! legacy admins (the operator's own account must not depend on knowing theirs). Never promotes or
 //! changes an existing account.
+//!
+//! In the shared topology that account is a row of the legacy `users` table: an explicit,
+//! configured write, kept there (the operator needs an ADMIN before cutover and after a
+//! rollback too) and logged as such. With an account already there nothing is written.
 
 use contracts::users::Role;
-use platform::Validator;
 use platform::config::ExposeSecret;
+use platform::{Topology, Validator};
 
 use crate::AppState;
 use crate::accounts::{create_user, hash_password};
@@ -14,7 +18,11 @@ use crate::settings::BootstrapAdmin;
 use crate::store::users::{self, NewUser};
 use crate::validate;
 
-pub async fn ensure_admin(state: &AppState, admin: &BootstrapAdmin) -> anyhow::Result<()> {
+pub async fn ensure_admin(
+    state: &AppState,
+    admin: &BootstrapAdmin,
+    topology: Topology,
+) -> anyhow::Result<()> {
     let mut conn = state.pool.acquire().await?;
     let existing = users::find_by_email(&mut conn, &admin.email).await?;
     drop(conn);
@@ -47,7 +55,15 @@ pub async fn ensure_admin(state: &AppState, admin: &BootstrapAdmin) -> anyhow::R
     match create_user(&mut tx, &new).await {
         Ok(user) => {
             tx.commit().await?;
-            tracing::info!(user_id = %user.id, "created the bootstrap admin");
+            if topology == Topology::Shared {
+                tracing::info!(
+                    user_id = %user.id,
+                    "created the bootstrap admin (AUTH_BOOTSTRAP_ADMIN_EMAIL) in the legacy users \
+                     table: the shared topology runs on the legacy database"
+                );
+            } else {
+                tracing::info!(user_id = %user.id, "created the bootstrap admin");
+            }
         }
         Err(AuthError::EmailTaken) => {
             tracing::warn!(

@@ -1,6 +1,11 @@
 //! The user directory: lookups for other services (service credentials) and ADMINs, and what an
 //! ADMIN may change. Each change records its event (`user.updated`, `user.deleted`) in its
 //! transaction; a deleted user's refresh tokens go with it.
+//!
+//! In the shared topology the legacy database's foreign keys act on a deletion: the user's
+//! refresh tokens and profile go with it (CASCADE), payments they received and their audit rows
+//! lose the reference (SET NULL), and payments they sent keep them (RESTRICT): that deletion is
+//! refused with 409 `user_referenced`.
 
 use contracts::events::{self, UserDeleted, UserUpdated};
 use contracts::users::Role;
@@ -99,7 +104,8 @@ pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<()> {
     caller.require_admin()?;
     let mut tx = state.pool.begin().await?;
     let user = users::delete(&mut tx, id)
-        .await?
+        .await
+        .map_err(still_referenced)?
         .ok_or(AuthError::NotFound("user"))?;
     refresh_tokens::forget_user(&mut tx, &user.id).await?;
     let deleted = UserDeleted {
@@ -111,4 +117,15 @@ pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<()> {
     tx.commit().await?;
     tracing::info!(user_id = %user.id, by = %caller.claims.sub, "user deleted");
     Ok(())
+}
+
+/// A foreign key violation on deleting a user: another table's `ON DELETE RESTRICT` key still
+/// references it. Only the shared topology has such keys.
+fn still_referenced(e: sqlx::Error) -> AuthError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => AuthError::UserReferenced {
+            constraint: db.constraint().unwrap_or("a foreign key").to_string(),
+        },
+        _ => e.into(),
+    }
 }

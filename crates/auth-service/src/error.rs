@@ -18,6 +18,10 @@ pub enum AuthError {
     NotFound(&'static str),
     #[error("a user with this email already exists")]
     EmailTaken,
+    /// In the shared topology the legacy foreign keys stay: a user still referenced by a row
+    /// whose key is `ON DELETE RESTRICT` (a payment's sender) cannot be deleted.
+    #[error("the user cannot be deleted: {}", still_referenced_by(.constraint))]
+    UserReferenced { constraint: String },
     #[error("too many failed attempts, retry later")]
     Throttled { retry_after_secs: u64 },
     #[error("invalid request")]
@@ -50,6 +54,9 @@ impl From<AuthError> for ApiError {
             AuthError::EmailTaken => {
                 ApiError::new(axum::http::StatusCode::CONFLICT, "email_taken", message)
             }
+            AuthError::UserReferenced { .. } => {
+                ApiError::new(axum::http::StatusCode::CONFLICT, "user_referenced", message)
+            }
             AuthError::Throttled { retry_after_secs } => {
                 ApiError::too_many_requests(message, retry_after_secs)
             }
@@ -58,6 +65,16 @@ impl From<AuthError> for ApiError {
             AuthError::Database(e) => ApiError::from(e),
             AuthError::Internal(cause) => ApiError::internal(cause),
         }
+    }
+}
+
+/// Why a foreign key keeps a user, for the 409's message.
+fn still_referenced_by(constraint: &str) -> String {
+    match constraint {
+        "payments_sender_id_fkey" => "they sent payments, and the shared database keeps every \
+             payment's sender (payments_sender_id_fkey, ON DELETE RESTRICT)"
+            .to_string(),
+        other => format!("rows of another table still reference them ({other})"),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The auth service: users, passwords, refresh tokens and the platform's access tokens (EdDSA
 //! JWTs that every service verifies with the public keys at `/.well-known/jwks.json`).
 //!
-//! Owns `auth_db` (`users`, `refresh_tokens`, and its own `auth` schema).
+//! Owns `auth_db` (`users`, `refresh_tokens`, and its own `auth` schema); in the shared
+//! topology it runs on the legacy database, its own tables still in the `auth` schema.
 
 pub mod accounts;
 pub mod bootstrap;
@@ -27,7 +28,7 @@ use events::{BrokerHealth, EventsSettings, Relay};
 use events::{HubTable, with_hub_tables};
 use platform::app::{Application, open_database};
 use platform::http::{BearerAuth, SystemState};
-use platform::{Env, Service, ServiceConfig};
+use platform::{Env, Service, ServiceConfig, Topology};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use utoipa::OpenApi;
@@ -36,7 +37,7 @@ use utoipa_axum::routes;
 
 use crate::keys::Keys;
 use crate::password::Passwords;
-use crate::settings::AuthSettings;
+use crate::settings::{AuthSettings, TokenPurge};
 use crate::throttle::LoginThrottle;
 
 /// This service's schema migrations, then the event hub's tables it uses; the migration tool
@@ -108,6 +109,10 @@ pub fn router(state: AppState, config: &ServiceConfig) -> Router {
 
 /// Everything `main` does before serving: database, keys, bootstrap admin, the outbox relay,
 /// housekeeping.
+///
+/// In the shared topology (the legacy database) auth writes legacy rows at start only when
+/// configured to: the bootstrap admin (`AUTH_BOOTSTRAP_ADMIN_*`, when no account has its email)
+/// and the purge of expired refresh tokens (`AUTH_PURGE_EXPIRED_TOKENS=on`); both are logged.
 pub async fn build_with(
     config: ServiceConfig,
     settings: AuthSettings,
@@ -116,8 +121,9 @@ pub async fn build_with(
     let pool = open_database(&config, &MIGRATOR).await?;
     let state = AppState::new(pool, settings)?;
     if let Some(admin) = state.settings.bootstrap_admin.clone() {
-        bootstrap::ensure_admin(&state, &admin).await?;
+        bootstrap::ensure_admin(&state, &admin, config.topology).await?;
     }
+    let purge = state.settings.purges_expired_tokens(config.topology);
     let relay_link = state.broker.link("outbox relay");
     Relay::new(
         state.pool.clone(),
@@ -126,7 +132,8 @@ pub async fn build_with(
         relay_link,
     )
     .spawn();
-    tokio::spawn(purge_expired_tokens(state.pool.clone()));
+    announce(purge, config.topology);
+    tokio::spawn(purge_expired_tokens(state.pool.clone(), purge.enabled));
     Application::bind(&config, router(state, &config)).await
 }
 
@@ -138,14 +145,46 @@ pub async fn build(config: ServiceConfig) -> anyhow::Result<Application> {
     build_with(config, settings, events).await
 }
 
-async fn purge_expired_tokens(pool: PgPool) {
+/// Says at start what auth will do with expired refresh tokens, and why.
+fn announce(purge: TokenPurge, topology: Topology) {
+    let why = if purge.explicit {
+        "AUTH_PURGE_EXPIRED_TOKENS"
+    } else {
+        "the topology's default"
+    };
+    if purge.enabled {
+        tracing::info!(
+            ?topology,
+            setting = why,
+            "expired refresh tokens: deleted from refresh_tokens at start and every hour"
+        );
+    } else {
+        tracing::info!(
+            ?topology,
+            setting = why,
+            "expired refresh tokens: left in refresh_tokens (refused at /auth/refresh all the same); \
+             set AUTH_PURGE_EXPIRED_TOKENS=on to delete them"
+        );
+    }
+}
+
+/// Housekeeping, at start and every hour: the expired rows of `refresh_tokens` when `legacy`
+/// is on, and always the expired hashes of rotated tokens (auth's own schema).
+async fn purge_expired_tokens(pool: PgPool, legacy: bool) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
-        match store::refresh_tokens::purge_expired(&pool).await {
+        if legacy {
+            match store::refresh_tokens::purge_expired_live(&pool).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "purged expired refresh tokens"),
+                Err(e) => tracing::warn!(error = %e, "purging expired refresh tokens failed"),
+            }
+        }
+        match store::refresh_tokens::purge_expired_rotated(&pool).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(rows = n, "purged expired refresh tokens"),
-            Err(e) => tracing::warn!(error = %e, "purging expired refresh tokens failed"),
+            Ok(n) => tracing::info!(rows = n, "purged expired rotated token hashes"),
+            Err(e) => tracing::warn!(error = %e, "purging rotated token hashes failed"),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use platform::config::SecretString;
+use platform::config::{SecretString, Topology};
 use platform::{ConfigError, Env};
 
 /// A service client allowed to obtain service credentials (`POST /auth/service-token`).
@@ -49,6 +49,19 @@ pub struct AuthSettings {
     pub throttle: ThrottleSettings,
     /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// `AUTH_PURGE_EXPIRED_TOKENS` (`on`/`off`): whether expired rows of `refresh_tokens` are
+    /// deleted at start and every hour. Unset, the topology decides
+    /// ([`AuthSettings::purges_expired_tokens`]).
+    pub purge_expired_tokens: Option<bool>,
+}
+
+/// What auth does with expired rows of `refresh_tokens`, and why; logged at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenPurge {
+    /// Delete them at start and every hour.
+    pub enabled: bool,
+    /// Set by `AUTH_PURGE_EXPIRED_TOKENS` rather than by the topology's default.
+    pub explicit: bool,
 }
 
 impl AuthSettings {
@@ -112,7 +125,35 @@ impl AuthSettings {
                 window: env.seconds_or("AUTH_LOGIN_WINDOW_SECS", Duration::from_secs(15 * 60))?,
             },
             trust_forwarded_for: env.parse_or("AUTH_TRUST_FORWARDED_FOR", false)?,
+            purge_expired_tokens: switch(env, "AUTH_PURGE_EXPIRED_TOKENS")?,
         })
+    }
+
+    /// Whether expired refresh tokens are purged under `topology`. The default is on in the
+    /// split topology, where `refresh_tokens` is auth's own table, and off in the shared one,
+    /// where it is the legacy platform's data: a service running there (before cutover, after a
+    /// rollback) does not rewrite legacy rows unasked. An expired token is refused either way.
+    /// The hashes of rotated tokens (`auth.rotated_refresh_tokens`, auth's own schema) are
+    /// purged in both.
+    pub fn purges_expired_tokens(&self, topology: Topology) -> TokenPurge {
+        TokenPurge {
+            enabled: self
+                .purge_expired_tokens
+                .unwrap_or(topology == Topology::Split),
+            explicit: self.purge_expired_tokens.is_some(),
+        }
+    }
+}
+
+/// An `on`/`off` variable (`true`/`false` too); `None` when unset.
+fn switch(env: &Env, var: &str) -> Result<Option<bool>, ConfigError> {
+    let Some(raw) = env.get(var) else {
+        return Ok(None);
+    };
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" => Ok(Some(true)),
+        "off" | "false" => Ok(Some(false)),
+        _ => Err(ConfigError::new(var, "expected `on` or `off`")),
     }
 }
 
@@ -188,6 +229,45 @@ mod tests {
             AuthSettings::from_env(&Env::from_pairs([("AUTH_BOOTSTRAP_ADMIN_EMAIL", "a@b.co")]))
                 .unwrap_err();
         assert_eq!(err.var, "AUTH_BOOTSTRAP_ADMIN_PASSWORD");
+    }
+
+    #[test]
+    fn expired_tokens_are_purged_by_default_only_in_the_split_topology() {
+        let unset = AuthSettings::from_env(&Env::default()).unwrap();
+        assert_eq!(unset.purge_expired_tokens, None);
+        let purge = |s: &AuthSettings, t| s.purges_expired_tokens(t).enabled;
+        assert!(purge(&unset, Topology::Split));
+        assert!(!purge(&unset, Topology::Shared));
+        assert!(!unset.purges_expired_tokens(Topology::Split).explicit);
+
+        for (raw, enabled) in [
+            ("on", true),
+            ("OFF", false),
+            (" true ", true),
+            ("false", false),
+        ] {
+            let set =
+                AuthSettings::from_env(&Env::from_pairs([("AUTH_PURGE_EXPIRED_TOKENS", raw)]))
+                    .unwrap();
+            for topology in [Topology::Split, Topology::Shared] {
+                assert_eq!(
+                    set.purges_expired_tokens(topology),
+                    TokenPurge {
+                        enabled,
+                        explicit: true
+                    },
+                    "{raw} in {topology:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_purge_setting_that_is_not_on_or_off_is_refused() {
+        let err = AuthSettings::from_env(&Env::from_pairs([("AUTH_PURGE_EXPIRED_TOKENS", "yes")]))
+            .unwrap_err();
+        assert_eq!(err.var, "AUTH_PURGE_EXPIRED_TOKENS");
+        assert!(err.to_string().contains("`on` or `off`"), "{err}");
     }
 
     #[test]

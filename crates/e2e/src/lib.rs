@@ -271,22 +271,143 @@ impl Platform {
             ("ADMIN_DATABASE_URL", m.admin_db.url.as_str()),
             ("PROFILE_DATABASE_URL", self.profile_db.url.as_str()),
         ];
-        let seed = seed.to_string();
-        mfe(
-            &[
-                "legacy",
-                "seed",
-                "--url",
-                &m.legacy.url,
-                "--scale",
-                "0.01",
-                "--seed",
-                &seed,
-            ],
-            &env,
-        );
+        seed_legacy(&m.legacy.url, seed);
         mfe(&["migrate", "prepare"], &env);
         mfe(&["migrate", "copy"], &env);
         m
+    }
+}
+
+/// Seeds a legacy (POC-2) database at `url` with the real `mfe legacy seed`, at scale 0.01
+/// (100 users, 1,000 payments, 500 audit rows and the hard cases); `seed` makes it reproducible.
+/// Its demo users' credentials are `legacy_seed::DEMO_USERS` (`alice@legacy.test` /
+/// `alice-legacy-2024`, ...).
+pub fn seed_legacy(url: &str, seed: u64) {
+    let seed = seed.to_string();
+    mfe(
+        &[
+            "legacy", "seed", "--url", url, "--scale", "0.01", "--seed", &seed,
+        ],
+        &[],
+    );
+}
+
+/// The service credentials and webhook secret of a [`SharedPlatform`].
+pub const PAYMENTS_SECRET: &str = "e2e-payments-secret-0123";
+pub const ADMIN_SECRET: &str = "e2e-admin-secret-0123456";
+pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret-0123456";
+
+/// The platform in the shared topology, as before cutover or after a rollback: one seeded legacy
+/// database under all four services (`DATABASE_TOPOLOGY=shared`, `SHARED_DATABASE_URL`), each
+/// keeping its own tables in its own schema there, on a broker exchange of the test's own.
+pub struct SharedPlatform {
+    pub broker: TestBroker,
+    pub legacy: TestDb,
+    /// Where auth keeps its signing key.
+    pub auth_data: PathBuf,
+}
+
+/// The processes of a [`SharedPlatform`], all ready.
+pub struct SharedServices {
+    pub auth: ServiceProcess,
+    pub admin: ServiceProcess,
+    pub profile: ServiceProcess,
+    pub payments: ServiceProcess,
+    pub sandbox: ServiceProcess,
+}
+
+impl SharedPlatform {
+    /// A legacy database seeded with `seed` ([`seed_legacy`]); no service started yet.
+    pub fn seed(seed: u64) -> Self {
+        let legacy = TestDb::unborn();
+        seed_legacy(&legacy.url, seed);
+        Self {
+            broker: TestBroker::new(),
+            legacy,
+            auth_data: std::env::temp_dir().join(format!("mfe-e2e-auth-{}", uuid::Uuid::new_v4())),
+        }
+    }
+
+    pub async fn legacy_pool(&self) -> sqlx::PgPool {
+        self.legacy.pool().await
+    }
+
+    /// What every service of this platform is started with: its exchange and queue, and the
+    /// shared topology on the legacy database.
+    pub fn env(&self, service: &str) -> Vec<(String, String)> {
+        let mut env = self.broker.env(service);
+        env.push(("DATABASE_TOPOLOGY".into(), "shared".into()));
+        env.push(("SHARED_DATABASE_URL".into(), self.legacy.url.clone()));
+        env
+    }
+
+    /// Starts auth, knowing payments' and admin's service credentials, with `extra` variables.
+    pub fn start_auth(&self, extra: &[(&str, &str)]) -> ServiceProcess {
+        let mut env = self.env("auth-service");
+        env.push(("AUTH_DATA_DIR".into(), self.auth_data.display().to_string()));
+        env.push((
+            "AUTH_SERVICE_CLIENTS".into(),
+            format!("payments-service={PAYMENTS_SECRET},admin-service={ADMIN_SECRET}"),
+        ));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        ServiceProcess::start("auth-service", &env)
+    }
+
+    /// Starts admin (first: its queue must be bound before the others publish), profile, the
+    /// sandbox and payments beside `auth`, and waits until all are ready.
+    pub async fn start_with(&self, auth: ServiceProcess) -> SharedServices {
+        let mut admin_env = self.env("admin-service");
+        admin_env.extend([
+            ("AUTH_SERVICE_URL".to_string(), auth.base.clone()),
+            ("ADMIN_AUTH_CLIENT_SECRET".into(), ADMIN_SECRET.into()),
+        ]);
+        let admin = ServiceProcess::start("admin-service", &admin_env);
+        admin.wait_ready(Duration::from_secs(15)).await;
+        let mut profile_env = self.env("profile-service");
+        profile_env.push(("AUTH_SERVICE_URL".into(), auth.base.clone()));
+        let profile = ServiceProcess::start("profile-service", &profile_env);
+        // The sandbox signs its webhooks for payments: payments' port is chosen first.
+        let (psp_port, payments_port) = (free_port(), free_port());
+        let sandbox = ServiceProcess::start(
+            "psp-sandbox",
+            &[
+                ("PSP_SANDBOX_PORT".into(), psp_port.to_string()),
+                ("PSP_SANDBOX_HOST".into(), "127.0.0.1".into()),
+                ("PSP_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
+                (
+                    "PSP_WEBHOOK_URL".into(),
+                    format!("http://127.0.0.1:{payments_port}/psp/webhooks"),
+                ),
+                ("PSP_SANDBOX_LATENCY_MS".into(), "0".into()),
+            ],
+        );
+        let mut payments_env = self.env("payments-service");
+        payments_env.extend([
+            (
+                "PAYMENTS_SERVICE_PORT".to_string(),
+                payments_port.to_string(),
+            ),
+            ("AUTH_SERVICE_URL".into(), auth.base.clone()),
+            ("PAYMENTS_AUTH_CLIENT_SECRET".into(), PAYMENTS_SECRET.into()),
+            ("PSP_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
+            ("PSP_URL".into(), format!("http://127.0.0.1:{psp_port}")),
+        ]);
+        let payments = ServiceProcess::start("payments-service", &payments_env);
+        for service in [&auth, &profile, &payments] {
+            service.wait_ready(Duration::from_secs(15)).await;
+        }
+        SharedServices {
+            auth,
+            admin,
+            profile,
+            payments,
+            sandbox,
+        }
+    }
+}
+
+impl Drop for SharedPlatform {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.auth_data);
     }
 }

@@ -263,6 +263,22 @@ pub async fn reconcile(state: &AppState, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Ends a recurring payment that has no recipient left: in the shared topology, deleting the
+/// recipient makes the legacy key (`payments_recipient_id_fkey`, ON DELETE SET NULL) clear it.
+/// With no one to pay, the parent is cancelled (its event says why) and makes no more
+/// occurrences; the ones made already stand.
+async fn end_without_recipient(tx: &mut PgConnection, parent_id: &str) -> Result<()> {
+    let change = Change {
+        message: "Cancelled: the recipient no longer exists",
+        failure_reason: Some("recipient deleted"),
+        ..Change::default()
+    };
+    lifecycle::transition(tx, parent_id, Status::Cancelled, change).await?;
+    jobs::delete(tx, parent_id).await?;
+    tracing::warn!(payment_id = %parent_id, "recurring payment cancelled: its recipient no longer exists");
+    Ok(())
+}
+
 /// Makes the next occurrence of a recurring payment (a child payment, charged at once) and
 /// schedules the one after it, in `tx`. A parent no longer pending (cancelled) makes no more.
 async fn make_occurrence(tx: &mut PgConnection, job: &Job) -> Result<()> {
@@ -288,7 +304,9 @@ async fn make_occurrence(tx: &mut PgConnection, job: &Job) -> Result<()> {
     let metadata = Value::Object(metadata);
     let child_id = uuid::Uuid::new_v4().to_string();
     let message = format!("Occurrence {occurrence} of recurring payment {parent_id}");
-    let recipient = parent.recipient_id.as_deref().unwrap_or_default();
+    let Some(recipient) = parent.recipient_id.as_deref() else {
+        return end_without_recipient(tx, parent_id).await;
+    };
     record_new(
         tx,
         &NewRecord {

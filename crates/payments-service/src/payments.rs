@@ -152,7 +152,15 @@ async fn create_claimed(
         message: "Payment created",
         parent: None,
     };
-    record_new(&mut tx, &new).await?;
+    if let Err(e) = record_new(&mut tx, &new).await {
+        // Shared topology: auth (or the cache) knew a user the legacy `users` no longer has.
+        match e {
+            PaymentError::SenderNotFound => state.auth.invalidate_user(&sender.id).await,
+            PaymentError::RecipientNotFound => state.auth.invalidate_user(&recipient.id).await,
+            _ => {}
+        }
+        return Err(e);
+    }
     if let Some(at) = valid.scheduled_at {
         schedules::insert(&mut tx, &id, at, valid.interval.map(|i| i.as_str())).await?;
     }
@@ -209,6 +217,9 @@ pub struct NewRecord<'a> {
     pub parent: Option<&'a str>,
 }
 
+/// In the shared topology the legacy keys `payments.sender_id`/`recipient_id -> users` stay: a
+/// user deleted since auth was asked (or since it was cached) is refused by the database, and
+/// answered as auth's "not found" would have been.
 pub async fn record_new(tx: &mut PgConnection, new: &NewRecord<'_>) -> Result<()> {
     store::insert(
         tx,
@@ -223,7 +234,8 @@ pub async fn record_new(tx: &mut PgConnection, new: &NewRecord<'_>) -> Result<()
             metadata: new.metadata,
         },
     )
-    .await?;
+    .await
+    .map_err(missing_user)?;
     transactions::insert(
         tx,
         &transactions::NewTransaction {
@@ -247,6 +259,20 @@ pub async fn record_new(tx: &mut PgConnection, new: &NewRecord<'_>) -> Result<()
     };
     outbox::OUTBOX.record(tx, PAYMENT_CREATED, &event).await?;
     Ok(())
+}
+
+/// A payment's user missing from the legacy `users` (a foreign key of the shared topology).
+fn missing_user(e: sqlx::Error) -> PaymentError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_foreign_key_violation()
+    {
+        match db.constraint() {
+            Some("payments_sender_id_fkey") => return PaymentError::SenderNotFound,
+            Some("payments_recipient_id_fkey") => return PaymentError::RecipientNotFound,
+            _ => {}
+        }
+    }
+    e.into()
 }
 
 /// Cancels a pending payment of the caller's (its sender's only). A recurring payment stops

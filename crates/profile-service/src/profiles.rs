@@ -1,6 +1,10 @@
 //! What a user may do with a profile, and the rules: the caller's own profile is created on first
 //! use once auth confirms the user exists; edits are validated and publish `profile.updated` in
 //! their transaction; a profile is visible to its owner and to ADMINs only.
+//!
+//! In the shared topology the legacy key `user_profiles.user_id -> users` stays: a user auth
+//! confirmed but deleted before the insert is refused by the database, answered as the 404 "User
+//! not found" that auth's answer would have given.
 
 use auth_client::Caller;
 use contracts::events::{PROFILE_UPDATED, ProfileUpdated};
@@ -10,7 +14,7 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 
 use crate::error::{ProfileError, Result};
-use crate::store::profiles::{self, ProfileRow};
+use crate::store::profiles::{self, Created, ProfileRow};
 use crate::{AppState, outbox, validate};
 
 /// The caller's profile, created (empty) on first access.
@@ -21,7 +25,9 @@ pub async fn mine(state: &AppState, caller: &Caller) -> Result<ProfileRow> {
         return Ok(row);
     }
     ensure_user_exists(state, caller).await?;
-    profiles::create_default(&mut conn, user_id).await?;
+    if profiles::create_default(&mut conn, user_id).await? == Created::NoSuchUser {
+        return Err(ProfileError::UserNotFound);
+    }
     profiles::find_by_user(&mut conn, user_id)
         .await?
         .ok_or(ProfileError::ProfileNotFound)
@@ -46,8 +52,8 @@ pub async fn edit(
         ensure_user_exists(state, caller).await?;
     }
     let mut tx = state.pool.begin().await?;
-    if !exists {
-        profiles::create_default(&mut tx, user_id).await?;
+    if !exists && profiles::create_default(&mut tx, user_id).await? == Created::NoSuchUser {
+        return Err(ProfileError::UserNotFound);
     }
     // A profile deleted (user.deleted) since the check above is not brought back.
     let row = profiles::update(&mut tx, user_id, &changes)

@@ -2,11 +2,14 @@
 //! profile (seed 4.2), a deleted user loses theirs and is remembered as deleted, so that a
 //! registration event arriving late (after retries) does not bring the profile back. Both are
 //! idempotent on their own, and the consumer's inbox makes a redelivered event a no-op anyway.
+//! In the shared topology a registration whose user is gone from `users` by the time it is
+//! applied (the legacy foreign key refuses its profile) is applied as a no-op, not retried.
 
 use contracts::events::{USER_DELETED, USER_REGISTERED, UserDeleted, UserRegistered};
 use events::{Envelope, Handler, HandlerFuture};
 use sqlx::PgConnection;
 
+use crate::store::profiles::Created;
 use crate::store::{deleted_users, profiles};
 
 pub struct UserEvents;
@@ -22,8 +25,17 @@ impl Handler for UserEvents {
                         tracing::info!(user_id = %data.user_id, "registration of a deleted user ignored");
                         return Ok(());
                     }
-                    if profiles::create_default(tx, &data.user_id).await? {
-                        tracing::info!(user_id = %data.user_id, "default profile created");
+                    match profiles::create_default(tx, &data.user_id).await? {
+                        Created::New => {
+                            tracing::info!(user_id = %data.user_id, "default profile created");
+                        }
+                        Created::Existed => {}
+                        // Shared topology: deleted before its registration was applied; its
+                        // `user.deleted` follows.
+                        Created::NoSuchUser => tracing::info!(
+                            user_id = %data.user_id,
+                            "registration of a user no longer in users ignored"
+                        ),
                     }
                 }
                 USER_DELETED => {

@@ -1,11 +1,15 @@
 //! Admin's consumer of every event (`#`): one `audit_logs` row per event, in the consumer's
 //! transaction (which also records the event id in the inbox, so a redelivered event is a no-op;
 //! the row's id is the event's id as a second guard), and its entry in the hash chain.
+//!
+//! In the shared topology a row's `user_id` must name a user of the legacy `users`: one that is
+//! not there (deleted, a service credential) is written as NULL, its id left in `details`.
 
 use std::sync::Arc;
 
 use events::transient::RetryLater;
 use events::{Envelope, Handler, HandlerError, HandlerFuture};
+use platform::Topology;
 use sqlx::PgConnection;
 
 use crate::audit::chain::{self, ChainError};
@@ -15,6 +19,8 @@ use crate::store::audit_logs::{self, AuditRow};
 
 pub struct AuditWriter {
     pub names: Arc<Names>,
+    /// In the shared topology `audit_logs.user_id` keeps its legacy key to `users`.
+    pub topology: Topology,
 }
 
 impl Handler for AuditWriter {
@@ -26,7 +32,7 @@ impl Handler for AuditWriter {
                 (None, Some(user_id)) => self.names.of(user_id).await,
                 (None, None) => None,
             };
-            let row = AuditRow {
+            let mut row = AuditRow {
                 id: event.id.to_string(),
                 user_id: facts.user_id,
                 action: facts.action,
@@ -38,7 +44,11 @@ impl Handler for AuditWriter {
                 // When it happened, not when it was audited: the log reads as a history.
                 created_at: event.occurred_at.naive_utc(),
             };
-            if !audit_logs::insert(tx, &row).await? {
+            let written = match self.topology {
+                Topology::Split => audit_logs::insert(tx, &row).await?,
+                Topology::Shared => audit_logs::insert_on_legacy(tx, &mut row).await?,
+            };
+            if !written {
                 metrics::counter!("admin_audit_duplicates_total").increment(1);
                 return Ok(());
             }

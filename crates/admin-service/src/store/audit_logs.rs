@@ -2,7 +2,7 @@
 //! as a keyset scan on (created_at, id), with the list's filters.
 
 use chrono::NaiveDateTime;
-use sqlx::{PgConnection, Postgres, QueryBuilder};
+use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuditRow {
@@ -41,6 +41,28 @@ pub async fn insert(conn: &mut PgConnection, row: &AuditRow) -> sqlx::Result<boo
     .execute(conn)
     .await?;
     Ok(written.rows_affected() == 1)
+}
+
+/// [`insert`] on the legacy database (shared topology), whose key `audit_logs_user_id_fkey`
+/// (ON DELETE SET NULL) wants `user_id` in `users`. A user that is not there (the subject of
+/// `user.deleted`, deleted before its event is audited; a service credential) is written as NULL,
+/// as that key leaves the rows of a deleted user; the id stays in `details`, which hold the
+/// event's data. In a savepoint, so the consumer's transaction survives the refusal. Sets
+/// `row.user_id` to what was written.
+pub async fn insert_on_legacy(conn: &mut PgConnection, row: &mut AuditRow) -> sqlx::Result<bool> {
+    let mut savepoint = conn.begin().await?;
+    match insert(&mut savepoint, row).await {
+        Ok(written) => {
+            savepoint.commit().await?;
+            Ok(written)
+        }
+        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+            savepoint.rollback().await?;
+            row.user_id = None;
+            insert(conn, row).await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub async fn get(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<AuditRow>> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use admin_service::settings::AdminSettings;
 use chrono::Utc;
 use events::Envelope;
-use platform::{Env, Service, ServiceConfig};
+use platform::{Env, Service, ServiceConfig, Topology};
 use serde_json::Value;
 use sqlx::PgPool;
 use test_support::auth::{SERVICE_CLIENT, SERVICE_SECRET, TestAuth, TestUser, spawn_auth};
@@ -38,10 +38,23 @@ pub async fn spawn() -> TestAdmin {
 
 /// Admin on `db`, which may already hold rows (migrated legacy rows).
 pub async fn spawn_on(db: TestDb) -> TestAdmin {
+    spawn_in(db, Topology::Split).await
+}
+
+/// Admin in the shared topology, on a database loaded with the legacy DDL (foreign keys
+/// included) standing for the legacy database; auth keeps its own database.
+pub async fn spawn_shared() -> TestAdmin {
+    let db = TestDb::new().await;
+    db.execute_script(test_support::LEGACY_SCHEMA_SQL).await;
+    spawn_in(db, Topology::Shared).await
+}
+
+async fn spawn_in(db: TestDb, topology: Topology) -> TestAdmin {
     let broker = TestBroker::new();
     let auth = spawn_auth(&broker).await;
     let mut config = test_support::spawn::config(Service::Admin, &db.url);
     config.auth_service_url = auth.api.base.clone();
+    config.topology = topology;
     let settings = settings(&config);
     let api = start(&config, &settings, &broker).await;
     TestAdmin {

@@ -6,4 +6,5 @@ mod export;
 mod helpers;
 mod listing;
 mod schema;
+mod shared;
 mod system;

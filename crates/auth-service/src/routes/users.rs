@@ -100,10 +100,12 @@ pub async fn update_user(
     Ok(Json(user.to_user()))
 }
 
-/// Deletes a user and their refresh tokens (admins).
+/// Deletes a user and their refresh tokens (admins). In the shared topology a user who sent
+/// payments is kept by the legacy foreign key: 409 `user_referenced`.
 #[utoipa::path(delete, path = "/users/{id}", tag = "users", security(("bearer" = [])),
     params(("id" = String, Path, description = "user id")),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "shared topology: rows of another table still reference the user (payments they sent)", body = ErrorBody)))]
 pub async fn delete_user(
     State(state): State<AppState>,
     caller: Caller,

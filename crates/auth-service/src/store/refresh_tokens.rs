@@ -93,18 +93,22 @@ pub async fn forget_user(conn: &mut PgConnection, user_id: &str) -> sqlx::Result
     Ok(())
 }
 
-/// Drops expired rows of both tables; run periodically.
-pub async fn purge_expired(pool: &PgPool) -> sqlx::Result<u64> {
-    let now = "now() AT TIME ZONE 'UTC'";
-    let live = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM refresh_tokens WHERE expires_at < {now}"
-    )))
+/// Deletes the expired rows of `refresh_tokens`, the legacy table: in the shared topology only
+/// when the operator asked for it (`AUTH_PURGE_EXPIRED_TOKENS`).
+pub async fn purge_expired_live(pool: &PgPool) -> sqlx::Result<u64> {
+    let done =
+        sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < now() AT TIME ZONE 'UTC'")
+            .execute(pool)
+            .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes the rotated hashes whose token would have expired by now (auth's own table).
+pub async fn purge_expired_rotated(pool: &PgPool) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM auth.rotated_refresh_tokens WHERE expires_at < now() AT TIME ZONE 'UTC'",
+    )
     .execute(pool)
     .await?;
-    let rotated = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM auth.rotated_refresh_tokens WHERE expires_at < {now}"
-    )))
-    .execute(pool)
-    .await?;
-    Ok(live.rows_affected() + rotated.rows_affected())
+    Ok(done.rows_affected())
 }

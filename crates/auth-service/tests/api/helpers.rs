@@ -1,7 +1,7 @@
 //! `spawn_app()`: the auth service on a free port with a fresh database, and a client for it.
 
 use auth_service::settings::AuthSettings;
-use platform::Service;
+use platform::{Service, Topology};
 use reqwest::Client;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -27,11 +27,28 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customise: impl FnOnce(&mut AuthSettings)) -> TestApp {
+    spawn_app_on(TestDb::new().await, Topology::Split, customise).await
+}
+
+/// A database loaded with the legacy DDL (`schema/legacy-schema.sql`, foreign keys included), as
+/// the shared topology finds the legacy database.
+pub async fn legacy_db() -> TestDb {
     let db = TestDb::new().await;
+    db.execute_script(test_support::LEGACY_SCHEMA_SQL).await;
+    db
+}
+
+/// Auth on `db` in `topology` (in the shared one `db` stands for the legacy database).
+pub async fn spawn_app_on(
+    db: TestDb,
+    topology: Topology,
+    customise: impl FnOnce(&mut AuthSettings),
+) -> TestApp {
     let key_pem = auth_service::keys::generate_pem().unwrap();
     let mut settings = settings(&key_pem);
     customise(&mut settings);
-    let config = test_support::spawn::config(Service::Auth, &db.url);
+    let mut config = test_support::spawn::config(Service::Auth, &db.url);
+    config.topology = topology;
     let broker = TestBroker::new();
     let events = broker.settings(&config);
     let app = auth_service::build_with(config, settings, events)

@@ -5,5 +5,6 @@ mod input;
 mod login;
 mod register;
 mod schema;
+mod shared;
 mod tokens;
 mod users;

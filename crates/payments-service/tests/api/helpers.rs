@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use platform::{Env, Service};
+use platform::{Env, Service, Topology};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use test_support::auth::{SERVICE_CLIENT, SERVICE_SECRET, TestAuth, TestUser, spawn_auth};
@@ -53,11 +53,24 @@ pub async fn spawn() -> TestPayments {
 }
 
 pub async fn spawn_paced(pace: Pace) -> TestPayments {
+    spawn_on(pace, TestDb::new().await, Topology::Split).await
+}
+
+/// Payments in the shared topology, on a database loaded with the legacy DDL (foreign keys
+/// included) standing for the legacy database. Auth keeps its own database: a user it registers
+/// is in the legacy `users` only once the test puts it there ([`TestPayments::add_legacy_user`]).
+pub async fn spawn_shared() -> TestPayments {
+    let db = TestDb::new().await;
+    db.execute_script(test_support::LEGACY_SCHEMA_SQL).await;
+    spawn_on(Pace::default(), db, Topology::Shared).await
+}
+
+async fn spawn_on(pace: Pace, db: TestDb, topology: Topology) -> TestPayments {
     let broker = TestBroker::new();
     let auth = spawn_auth(&broker).await;
-    let db = TestDb::new().await;
     let mut config = test_support::spawn::config(Service::Payments, &db.url);
     config.auth_service_url = auth.api.base.clone();
+    config.topology = topology;
     // The sandbox needs payments' webhook URL before payments starts: pick its port first.
     config.port = free_port();
     let webhook_url = if pace.webhooks {
@@ -224,6 +237,20 @@ impl TestPayments {
     pub async fn charge(&self, payment_id: &str) -> Option<Value> {
         let reply = self.psp.get(&format!("/charges/{payment_id}"), None).await;
         (reply.status == 200).then_some(reply.body)
+    }
+
+    /// Puts `user` in the legacy `users` table (shared topology), as auth on the shared
+    /// database would have.
+    pub async fn add_legacy_user(&self, user: &TestUser) {
+        sqlx::query(
+            "INSERT INTO users (id, email, password_hash, name, role, updated_at)
+             VALUES ($1, $2, 'x', 'Shared', 'CUSTOMER', now())",
+        )
+        .bind(&user.id)
+        .bind(&user.email)
+        .execute(&self.pool)
+        .await
+        .unwrap();
     }
 
     pub async fn count(&self, sql: &str, bind: &str) -> i64 {

@@ -7,4 +7,5 @@ mod money;
 mod provider;
 mod reading;
 mod schema;
+mod shared;
 mod system;

@@ -2,7 +2,7 @@
 //! columns are `TIMESTAMP(3)` without a zone, so the session's time zone must not leak into them.
 
 use chrono::NaiveDateTime;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 use crate::profiles::ProfileChanges;
 
@@ -35,8 +35,23 @@ pub async fn find_by_user(
     .await
 }
 
-/// Creates the empty profile of `user_id` unless one exists; true when it created it.
-pub async fn create_default(conn: &mut PgConnection, user_id: &str) -> sqlx::Result<bool> {
+/// What [`create_default`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    New,
+    /// The user had a profile already.
+    Existed,
+    /// The database refused the user (shared topology: the legacy key
+    /// `user_profiles_user_id_fkey` wants the user in `users`, and it is not there, deleted
+    /// since). Nothing was written.
+    NoSuchUser,
+}
+
+/// Creates the empty profile of `user_id` unless one exists. In a savepoint, so that the
+/// legacy foreign key refusing a missing user leaves the caller's transaction usable (the
+/// consumer's holds the event's inbox row).
+pub async fn create_default(conn: &mut PgConnection, user_id: &str) -> sqlx::Result<Created> {
+    let mut savepoint = conn.begin().await?;
     let done = sqlx::query(
         "INSERT INTO user_profiles (id, user_id, created_at, updated_at) \
          VALUES ($1, $2, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC') \
@@ -44,9 +59,23 @@ pub async fn create_default(conn: &mut PgConnection, user_id: &str) -> sqlx::Res
     )
     .bind(uuid::Uuid::new_v4().to_string())
     .bind(user_id)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .execute(&mut *savepoint)
+    .await;
+    match done {
+        Ok(done) => {
+            savepoint.commit().await?;
+            Ok(if done.rows_affected() == 1 {
+                Created::New
+            } else {
+                Created::Existed
+            })
+        }
+        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+            savepoint.rollback().await?;
+            Ok(Created::NoSuchUser)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Applies `changes` (fields that are `None` stay as they are) to the profile of `user_id`.

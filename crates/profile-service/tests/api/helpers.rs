@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use platform::{Env, Service};
+use platform::{Env, Service, Topology};
 use reqwest::Method;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -20,11 +20,24 @@ pub struct TestPlatform {
 }
 
 pub async fn spawn_platform() -> TestPlatform {
+    spawn_platform_on(TestDb::new().await, Topology::Split).await
+}
+
+/// Profile in the shared topology, on a database loaded with the legacy DDL (foreign keys
+/// included) standing for the legacy database; auth keeps its own database, so a user it
+/// registers is in the legacy `users` only once the test puts it there.
+pub async fn spawn_shared_platform() -> TestPlatform {
+    let db = TestDb::new().await;
+    db.execute_script(test_support::LEGACY_SCHEMA_SQL).await;
+    spawn_platform_on(db, Topology::Shared).await
+}
+
+async fn spawn_platform_on(profile_db: TestDb, topology: Topology) -> TestPlatform {
     let broker = TestBroker::new();
     let auth = spawn_auth(&broker).await;
-    let profile_db = TestDb::new().await;
     let mut config = test_support::spawn::config(Service::Profile, &profile_db.url);
     config.auth_service_url = auth.api.base.clone();
+    config.topology = topology;
     let settings = profile_service::settings::ProfileSettings::from_env(&config, &Env::default());
     let events = broker.settings(&config);
     let app = profile_service::build_with(config, settings, events)

@@ -2,4 +2,5 @@ mod consumer;
 mod helpers;
 mod profile;
 mod schema;
+mod shared;
 mod system;
