@@ -48,7 +48,8 @@ timed() {
     local name=$1; shift
     local t0 t1
     t0=$(date +%s.%N)
-    "$@" >/tmp/rehearsal-step.out 2>&1 || { cat /tmp/rehearsal-step.out; echo "FAILED: $name" >&2; exit 1; }
+    "$@" >/tmp/rehearsal-step.out 2>/tmp/rehearsal-step.err || {
+        cat /tmp/rehearsal-step.out /tmp/rehearsal-step.err; echo "FAILED: $name" >&2; exit 1; }
     t1=$(date +%s.%N)
     results+=("$(printf '%-44s %8.1f s' "$name" "$(echo "$t1 - $t0" | bc)")")
 }

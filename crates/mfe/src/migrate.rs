@@ -316,13 +316,15 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
                 migrator::rollback::rollback(&endpoints, &opts, bars.as_ref()).await
             })
             .await;
-            if let Ok(report) = &report
-                && !report.already_done
-            {
-                anchor_written_back_audit(&legacy).await?;
-            }
+            // Idempotent, so also after a run killed between its end and this anchoring.
+            let anchored = match &report {
+                Ok(_) => anchor_written_back_audit(&legacy).await,
+                Err(_) => Ok(()),
+            };
             restart_platform(dev).await;
-            show(&report?, json)
+            let report = report?;
+            anchored?;
+            show(&report, json)
         }
         Phase::Abort { forget_way_back } => {
             let mut way_back = false;

@@ -497,3 +497,105 @@ async fn a_rollback_killed_at_each_step_resumes_and_ends_exact() {
     assert!(text.contains("DATABASE_TOPOLOGY=shared"), "{text}");
     std::fs::remove_file(&topology).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_that_change_hands_and_equal_but_differently_printed_json_are_written_back() {
+    let topology = topology_file("hands");
+    let f = cut_over(0.01, &topology).await;
+    let auth = f.target(AUTH).await;
+    let admin = f.target(ADMIN).await;
+    let legacy = f.legacy.pool().await;
+    // A legacy user gives up its email, and a user registered after cutover takes it; the new
+    // user's id sorts first, so it comes before the one that freed the email.
+    let (old_id, email): (String, String) =
+        sqlx::query_as("SELECT id, email FROM users ORDER BY id DESC LIMIT 1")
+            .fetch_one(&auth)
+            .await
+            .unwrap();
+    sql(
+        &auth,
+        &format!(
+            "UPDATE users SET email = 'moved-' || email WHERE id = '{old_id}'; \
+             INSERT INTO users (id, email, password_hash, name, role, updated_at) \
+             VALUES ('0-rb-first', '{email}', 'x', 'Took The Email', 'CUSTOMER', now())"
+        ),
+    )
+    .await;
+    // jsonb calls {"n": 10} and {"n": 10.0} equal; they print, and verify, differently.
+    let (key,): (String,) = sqlx::query_as("SELECT key FROM system_config ORDER BY key LIMIT 1")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    sql(
+        &legacy,
+        &format!(
+            "ALTER TABLE system_config DISABLE TRIGGER mfe_cutover_frozen; \
+             UPDATE system_config SET value = '{{\"n\": 10}}' WHERE key = '{key}'; \
+             ALTER TABLE system_config ENABLE ALWAYS TRIGGER mfe_cutover_frozen"
+        ),
+    )
+    .await;
+    sql(
+        &admin,
+        &format!("UPDATE system_config SET value = '{{\"n\": 10.0}}' WHERE key = '{key}'"),
+    )
+    .await;
+
+    let (code, report, stderr) = rollback(&f, &topology).await;
+    assert_eq!(code, 0, "{report} {stderr}");
+    assert!(
+        report["conflicts"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    assert_eq!(written(&report, "users"), (1, 1, 0), "{report}");
+    assert_eq!(written(&report, "system_config"), (0, 1, 0), "{report}");
+    let (code, verify) = f.verify_json();
+    assert_eq!(code, 0, "{verify}");
+    let holder: String = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(&email)
+        .fetch_one(&legacy)
+        .await
+        .unwrap();
+    assert_eq!(holder, "0-rb-first");
+    std::fs::remove_file(&topology).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_that_cannot_proceed_leaves_the_service_databases_writable() {
+    let topology = topology_file("fail");
+    let f = cut_over(0.005, &topology).await;
+    let profile = f.target(PROFILE).await;
+    // The way back of one database is gone (dropped by hand): writing back would lose its rows.
+    sql(
+        &profile,
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+         WHERE database = current_database()",
+    )
+    .await;
+    let out = f
+        .run_async(
+            &["rollback"],
+            &[("MFE_TOPOLOGY_FILE", topology.display().to_string())],
+        )
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no way-back slot") && stderr.contains("take writes again"),
+        "{stderr}"
+    );
+    // The platform goes on where it was: service databases writable, legacy frozen, split.
+    sql(
+        &f.target(AUTH).await,
+        "UPDATE users SET name = name WHERE id = (SELECT id FROM users LIMIT 1)",
+    )
+    .await;
+    let legacy = f.legacy.pool().await;
+    let refused = sqlx::query("UPDATE system_config SET description = 'no'")
+        .execute(&legacy)
+        .await;
+    assert!(refused.is_err(), "legacy stays frozen");
+    let text = std::fs::read_to_string(&topology).unwrap();
+    assert!(text.contains("DATABASE_TOPOLOGY=split"), "{text}");
+    std::fs::remove_file(&topology).ok();
+}

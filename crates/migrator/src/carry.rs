@@ -6,9 +6,11 @@
 //! payment jobs and idempotency keys, rotated refresh tokens, deleted users. In the shared
 //! topology they live in the legacy database, in the split one in the service's database. Left
 //! behind, an event recorded but not yet published would never be published, an event applied
-//! could be applied again, a payment in flight would never finish. So the switch merges every such
-//! table into the other side (by primary key, the side switched from winning), while the
-//! services are stopped and both sides frozen.
+//! could be applied again, a payment in flight would never finish. So the switch makes every such
+//! table on the other side equal to this side's, while the services are stopped: the side
+//! switched from is the one that ran last, and its tables hold everything the other side's did
+//! (carried to it at the previous switch) plus what happened since, minus what it purged (a
+//! published event purged there and left on the other side would be published twice).
 //!
 //! The audit chain (`admin.audit_chain`, `audit_anchor`, `audit_chain_head`) is not merged: each
 //! side's chain covers that side's audit rows; the rows a switch brings in are anchored on the
@@ -40,8 +42,8 @@ pub struct Carried {
     pub rows: u64,
 }
 
-/// Merges `service`'s own tables from `from` into `to`, after bringing `to`'s schema of the
-/// service up to date with its migrations. Idempotent.
+/// Makes `service`'s own tables in `to` equal to those in `from`, after bringing `to`'s schema of
+/// the service up to date with its migrations; in one transaction of `to`. Idempotent.
 pub async fn carry(
     from: &mut PgConnection,
     to: &mut PgConnection,
@@ -69,8 +71,29 @@ pub async fn carry(
             ))
         })?;
     let mut out = Vec::new();
+    sqlx::raw_sql("BEGIN").execute(&mut *to).await?;
+    let copied = copy_tables(from, to, schema, &tables, &mut out).await;
+    match copied {
+        Ok(()) => {
+            sqlx::raw_sql("COMMIT").execute(&mut *to).await?;
+            Ok(out)
+        }
+        Err(e) => {
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *to).await;
+            Err(e)
+        }
+    }
+}
+
+async fn copy_tables(
+    from: &mut PgConnection,
+    to: &mut PgConnection,
+    schema: &str,
+    tables: &[String],
+    out: &mut Vec<Carried>,
+) -> Result<()> {
     for table in tables {
-        let qualified = format!("{}.{}", ident(schema), ident(&table));
+        let qualified = format!("{}.{}", ident(schema), ident(table));
         let key: Vec<String> = sqlx::query_scalar(
             "SELECT a.attname::text FROM pg_index i \
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
@@ -81,9 +104,10 @@ pub async fn carry(
         .await?;
         // (name, is an identity column): an identity (the outbox's `seq`, its publishing order)
         // is numbered by the side carried to, after its own rows, in the order carried.
+        // Generated columns are computed by the side carried to.
         let all: Vec<(String, bool)> = sqlx::query_as(
             "SELECT attname::text, attidentity <> '' FROM pg_attribute WHERE attrelid = to_regclass($1) \
-             AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+             AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
         )
         .bind(&qualified)
         .fetch_all(&mut *to)
@@ -103,31 +127,23 @@ pub async fn carry(
                 "{qualified} has no primary key on the side it is carried to: its rows cannot be merged"
             )));
         }
-        let updates: Vec<String> = columns
-            .iter()
-            .filter(|c| !key.contains(c))
-            .map(|c| format!("{0} = EXCLUDED.{0}", ident(c)))
-            .collect();
-        let on_conflict = if updates.is_empty() {
-            "DO NOTHING".to_string()
-        } else {
-            format!("DO UPDATE SET {}", updates.join(", "))
-        };
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DELETE FROM {qualified}")))
+            .execute(&mut *to)
+            .await?;
         let list = columns
             .iter()
             .map(|c| ident(c))
             .collect::<Vec<_>>()
             .join(", ");
         let insert = format!(
-            "INSERT INTO {qualified} ({list}) SELECT {list} FROM json_populate_recordset(NULL::{qualified}, $1::json) \
-             ON CONFLICT ({}) {on_conflict}",
-            key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ")
+            "INSERT INTO {qualified} ({list}) SELECT {list} FROM json_populate_recordset(NULL::{qualified}, $1::json)"
         );
         let mut rows = 0u64;
-        let mut batch: Vec<serde_json::Value> = Vec::with_capacity(BATCH);
-        let select = format!("SELECT row_to_json(t) FROM {qualified} t ORDER BY {order}");
-        let mut stream = sqlx::query_scalar::<_, serde_json::Value>(sqlx::AssertSqlSafe(select))
-            .fetch(&mut *from);
+        // JSON text as PostgreSQL prints it: a number keeps every digit and its scale.
+        let mut batch: Vec<String> = Vec::with_capacity(BATCH);
+        let select = format!("SELECT row_to_json(t)::text FROM {qualified} t ORDER BY {order}");
+        let mut stream =
+            sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(select)).fetch(&mut *from);
         // Rows go out in batches on the other connection while this one streams.
         while let Some(row) = stream.try_next().await? {
             batch.push(row);
@@ -142,16 +158,16 @@ pub async fn carry(
             rows,
         });
     }
-    Ok(out)
+    Ok(())
 }
 
-async fn write(to: &mut PgConnection, insert: &str, batch: Vec<serde_json::Value>) -> Result<u64> {
+async fn write(to: &mut PgConnection, insert: &str, batch: Vec<String>) -> Result<u64> {
     if batch.is_empty() {
         return Ok(0);
     }
     let n = batch.len() as u64;
     sqlx::query(sqlx::AssertSqlSafe(insert.to_string()))
-        .bind(serde_json::Value::Array(batch))
+        .bind(format!("[{}]", batch.join(",")))
         .execute(to)
         .await?;
     Ok(n)

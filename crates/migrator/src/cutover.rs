@@ -3,16 +3,16 @@
 //!
 //! 1. Refused unless the capture slot exists, the last verify was clean, and, after a catch-up
 //!    sync, the slot is less than `max_lag_bytes` behind.
-//! 2. Freeze ([`crate::cdc::freeze`]): every write to the legacy tables refused, sessions ended.
+//! 2. The way back ([`crate::cdc::back`]): a slot on each service database, made before the
+//!    freeze and before any service writes there, captures what the services change from now on
+//!    for a rollback. Then the freeze ([`crate::cdc::freeze`]): every write to the legacy tables refused, sessions ended.
 //! 3. A marker of its own, written after the freeze (`pg_logical_emit_message`), ends the stream;
 //!    sync applies exactly up to it. A change after the marker means a writer got past the freeze.
 //! 4. Verify what the sync changed since the last clean verify (`mfe_migration.sync_touched`),
 //!    row by row on both sides: it fits inside the freeze.
-//! 5. The services' own state (outbox, inbox, jobs) in legacy, if they ran there, is merged into
-//!    their databases ([`crate::carry`]).
-//! 6. The way back ([`crate::cdc::back`]): a slot on each service database, made before any
-//!    service writes there, captures what the services change from now on for a rollback.
-//! 7. Switch: the topology file the services and `mfe dev` read says `split`; the journal records
+//! 5. The services' own state (outbox, inbox, jobs) in legacy, if they ran there, is made the
+//!    same in their databases ([`crate::carry`]).
+//! 6. Switch: the topology file the services and `mfe dev` read says `split`; the journal records
 //!    the cutover with its freeze and position.
 //!
 //! A failure at any step after the freeze makes the legacy database writable again and switches
@@ -145,6 +145,7 @@ pub async fn cutover(
     ));
     let lag = slot::info(&mut legacy).await?.map_or(0, |i| i.lag_bytes);
     if lag > opts.max_lag_bytes {
+        let _ = drop_way_back(endpoints).await;
         return Err(MigrateError::Usage(format!(
             "sync is {lag} bytes behind after catching up (the bound is {}): the legacy database \
              writes faster than sync applies; retry when it is quieter",
@@ -152,10 +153,28 @@ pub async fn cutover(
         )));
     }
 
+    // The way back, before the freeze: making a slot waits for every transaction open on the
+    // service database's server, which must not stretch the freeze. Keys the last sync writes
+    // after it are harmless: a rollback rewrites changed rows from their current state.
+    let t = Instant::now();
+    progress.table_step("cutover", "capturing the way back");
+    for service in Service::ALL {
+        let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
+        if let Err(e) = back::create(&mut conn, service).await {
+            let _ = drop_way_back(endpoints).await;
+            return Err(e);
+        }
+    }
+    steps.push((
+        "capture the way back".to_string(),
+        t.elapsed().as_secs_f64(),
+    ));
+
     progress.table_step("cutover", "freezing writes");
     let frozen_at = Instant::now();
     if let Err(e) = freeze::freeze(&mut legacy, opts.lock_timeout).await {
         let _ = freeze::thaw(&mut legacy).await;
+        let _ = drop_way_back(endpoints).await;
         return Err(MigrateError::Other(format!(
             "cutover failed at step freeze: {e}; the legacy database is writable and nothing was switched"
         )));
@@ -217,21 +236,6 @@ pub async fn cutover(
         }
         steps.push((
             "carry the services' state".to_string(),
-            t.elapsed().as_secs_f64(),
-        ));
-
-        let t = Instant::now();
-        progress.table_step("cutover", "capturing the way back");
-        for service in Service::ALL {
-            let mut conn = connect::connection(service.name(), endpoints.target(service))
-                .await
-                .map_err(|e| ("way back", e))?;
-            back::create(&mut conn, service)
-                .await
-                .map_err(|e| ("way back", e))?;
-        }
-        steps.push((
-            "capture the way back".to_string(),
             t.elapsed().as_secs_f64(),
         ));
 

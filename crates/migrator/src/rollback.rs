@@ -33,7 +33,7 @@
 //! The service databases stay frozen afterwards: the platform runs on legacy, and a service
 //! started against them by mistake cannot write there.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -74,7 +74,9 @@ CREATE TABLE IF NOT EXISTS mfe_rollback.changed (
     PRIMARY KEY (table_name, key)
 );
 -- Changes the legacy database could not take as they are (see the module's policy).
+-- Kept across rollbacks of later cutovers: a refused row's only copy is here.
 CREATE TABLE IF NOT EXISTS mfe_rollback.conflicts (
+    cutover TEXT NOT NULL,
     table_name TEXT NOT NULL,
     key TEXT NOT NULL,
     -- kept: a delete not written, the row stays; not written: the row is only here.
@@ -82,7 +84,7 @@ CREATE TABLE IF NOT EXISTS mfe_rollback.conflicts (
     reason TEXT NOT NULL,
     row JSONB,
     at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    PRIMARY KEY (table_name, key)
+    PRIMARY KEY (cutover, table_name, key)
 );";
 
 #[derive(Debug, Clone)]
@@ -182,8 +184,7 @@ pub async fn rollback(
             // The first run for this cutover (a state left by an earlier cutover's rollback is
             // history).
             sqlx::raw_sql(
-                "BEGIN; DELETE FROM mfe_rollback.changed; DELETE FROM mfe_rollback.conflicts; \
-                 DELETE FROM mfe_rollback.state; COMMIT;",
+                "BEGIN; DELETE FROM mfe_rollback.changed; DELETE FROM mfe_rollback.state; COMMIT;",
             )
             .execute(&mut legacy)
             .await?;
@@ -211,61 +212,20 @@ pub async fn rollback(
         report.topology_file = opts.topology_file.display().to_string();
         return Ok(report);
     }
-    if step == "staging" {
-        let t = Instant::now();
-        progress.table_step("rollback", "freezing the service databases");
-        // The freeze starts now, unless a killed run froze them already.
-        let mut auth =
-            connect::connection(Service::Auth.name(), endpoints.target(Service::Auth)).await?;
-        if !freeze::is_frozen(&mut auth).await? {
-            sqlx::query("UPDATE mfe_rollback.state SET frozen_at = clock_timestamp() WHERE id = 1")
-                .execute(&mut legacy)
-                .await?;
-        }
-        drop(auth);
-        let mut services = Vec::new();
-        for service in Service::ALL {
-            let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
-            if back::info(&mut conn).await?.is_none() {
-                return Err(MigrateError::Usage(format!(
-                    "the {} database has no way-back slot ({}): the cutover did not capture the \
-                     changes made since, so they cannot be written back",
-                    service.name(),
-                    back::slot_name(&current_database(&mut conn).await?)
-                )));
+    if step == "staging"
+        && let Err(e) =
+            stage_and_write_back(endpoints, opts, progress, &mut legacy, &mut steps).await
+    {
+        // Nothing was written back: the platform goes on on its service databases, and the
+        // way back keeps capturing for the next attempt.
+        let thawed = thaw_services(endpoints).await;
+        return Err(MigrateError::Other(format!(
+            "{e}; {}",
+            match thawed {
+                Ok(()) => "the service databases take writes again".to_string(),
+                Err(t) => format!("making the service databases writable again failed too ({t})"),
             }
-            let tables: Vec<&Table> = crate::contract::tables_of(service).collect();
-            freeze::freeze_tables(
-                &mut conn,
-                &tables,
-                freeze::SERVICE_FROZEN,
-                opts.lock_timeout,
-            )
-            .await
-            .map_err(|e| {
-                MigrateError::Other(format!(
-                    "rollback failed at step freeze ({}): {e}; nothing was written back",
-                    service.name()
-                ))
-            })?;
-            services.push((service, conn));
-        }
-        steps.push((
-            "freeze the service databases".into(),
-            t.elapsed().as_secs_f64(),
-        ));
-
-        let t = Instant::now();
-        progress.table_step("rollback", "reading the way back");
-        for (service, conn) in &mut services {
-            back::drain(conn, *service, &mut legacy).await?;
-        }
-        steps.push(("read the changes".into(), t.elapsed().as_secs_f64()));
-
-        let t = Instant::now();
-        progress.table_step("rollback", "writing back");
-        write_back(&mut legacy, &mut services).await?;
-        steps.push(("write back, verify, thaw".into(), t.elapsed().as_secs_f64()));
+        )));
     }
 
     let t = Instant::now();
@@ -300,11 +260,88 @@ pub async fn rollback(
     sqlx::query("UPDATE mfe_rollback.state SET step = 'done', done_at = now() WHERE id = 1")
         .execute(&mut legacy)
         .await?;
+    // Read to their end: kept, they would make the service servers keep WAL forever.
+    crate::cutover::drop_way_back(endpoints).await?;
     steps.push(("switch and record".into(), t.elapsed().as_secs_f64()));
     report.steps = steps;
     report.carried = carried;
     report.topology_file = opts.topology_file.display().to_string();
     Ok(report)
+}
+
+/// Steps 1 to 5: freeze the service databases, stage the changed keys, write them back.
+async fn stage_and_write_back(
+    endpoints: &Endpoints,
+    opts: &RollbackOptions,
+    progress: &dyn Progress,
+    legacy: &mut PgConnection,
+    steps: &mut Vec<(String, f64)>,
+) -> Result<()> {
+    let t = Instant::now();
+    progress.table_step("rollback", "freezing the service databases");
+    // The freeze starts now, unless a killed run froze them already.
+    let mut auth =
+        connect::connection(Service::Auth.name(), endpoints.target(Service::Auth)).await?;
+    if !freeze::is_frozen(&mut auth).await? {
+        sqlx::query("UPDATE mfe_rollback.state SET frozen_at = clock_timestamp() WHERE id = 1")
+            .execute(&mut *legacy)
+            .await?;
+    }
+    drop(auth);
+    let mut services = Vec::new();
+    for service in Service::ALL {
+        let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
+        if back::info(&mut conn).await?.is_none() {
+            return Err(MigrateError::Usage(format!(
+                "the {} database has no way-back slot ({}): the cutover did not capture the \
+                 changes made since, so they cannot be written back",
+                service.name(),
+                back::slot_name(&current_database(&mut conn).await?)
+            )));
+        }
+        let tables: Vec<&Table> = crate::contract::tables_of(service).collect();
+        freeze::freeze_tables(
+            &mut conn,
+            &tables,
+            freeze::SERVICE_FROZEN,
+            opts.lock_timeout,
+        )
+        .await
+        .map_err(|e| {
+            MigrateError::Other(format!(
+                "rollback failed at step freeze ({}): {e}; nothing was written back",
+                service.name()
+            ))
+        })?;
+        services.push((service, conn));
+    }
+    steps.push((
+        "freeze the service databases".into(),
+        t.elapsed().as_secs_f64(),
+    ));
+
+    let t = Instant::now();
+    progress.table_step("rollback", "reading the way back");
+    for (service, conn) in &mut services {
+        back::drain(conn, *service, &mut *legacy).await?;
+    }
+    steps.push(("read the changes".into(), t.elapsed().as_secs_f64()));
+
+    let t = Instant::now();
+    progress.table_step("rollback", "writing back");
+    write_back(legacy, &mut services).await?;
+    steps.push(("write back, verify, thaw".into(), t.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+/// Makes the service databases writable again (a rollback that failed before writing back).
+async fn thaw_services(endpoints: &Endpoints) -> Result<()> {
+    for service in Service::ALL {
+        let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
+        let tables: Vec<&Table> = crate::contract::tables_of(service).collect();
+        freeze::thaw_tables(&mut conn, &tables).await?;
+    }
+    Ok(())
 }
 
 async fn current_database(conn: &mut PgConnection) -> Result<String> {
@@ -360,19 +397,48 @@ fn children_of(table: &Table) -> impl Iterator<Item = &'static crate::contract::
         .filter(move |fk| fk.references == table.name)
 }
 
+/// A row the legacy constraints refused, kept to try again once other rows moved.
+struct Refused {
+    table: &'static Table,
+    row: Vec<Option<String>>,
+    reason: String,
+}
+
+fn key_of(table: &Table, row: &[Option<String>]) -> String {
+    let at = table
+        .columns
+        .iter()
+        .position(|c| c.name == table.key)
+        .expect("the key is a column");
+    row[at].clone().unwrap_or_default()
+}
+
+/// Whether other contract tables point to `table`.
+fn is_parent(table: &Table) -> bool {
+    children_of(table).next().is_some()
+}
+
 /// Step 3 to 5, in one legacy transaction.
+///
+/// Order: rows nothing points to are deleted first (children before parents), so a unique value
+/// they free can be taken; then every present row is upserted, parents before children; then the
+/// parents gone from their service database are deleted where no row points to them any more;
+/// rows refused on the way (a unique value still held, a parent not there yet) are tried again
+/// until a round changes nothing. What remains is a conflict.
 async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Result<()> {
     let mut tx = legacy.begin().await?;
     // Thawed inside this transaction: its locks keep every other session out until it commits,
     // and a write-back that fails leaves the legacy database frozen.
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "SET LOCAL lock_timeout = '30s'; {}
-         CREATE TEMP TABLE absent (table_name TEXT, key TEXT, PRIMARY KEY (table_name, key)) ON COMMIT DROP;
-         CREATE TEMP TABLE needed (table_name TEXT, key TEXT, PRIMARY KEY (table_name, key)) ON COMMIT DROP;",
+         CREATE TEMP TABLE absent (table_name TEXT, key TEXT, PRIMARY KEY (table_name, key)) ON COMMIT DROP;",
         freeze::thaw_sql()
     )))
     .execute(&mut *tx)
     .await?;
+    let cutover: String = sqlx::query_scalar("SELECT cutover FROM mfe_rollback.state WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
 
     // A truncated table: every key on either side.
     for table in TABLES {
@@ -393,20 +459,25 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
         .bind(table.name)
         .execute(&mut *tx)
         .await?;
-        let keys: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT {k} FROM public.{t}",
-            k = ident(table.key),
-            t = ident(table.name)
-        )))
-        .fetch_all(service_conn(services, table.service))
-        .await?;
-        for chunk in keys.chunks(10_000) {
+        let mut after = String::new();
+        loop {
+            let keys: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT {k} FROM public.{t} WHERE {k} > $1 ORDER BY {k} LIMIT $2",
+                k = ident(table.key),
+                t = ident(table.name)
+            )))
+            .bind(&after)
+            .bind(CHUNK as i64 * 5)
+            .fetch_all(service_conn(services, table.service))
+            .await?;
+            let Some(last) = keys.last() else { break };
+            after = last.clone();
             sqlx::query(
                 "INSERT INTO mfe_rollback.changed SELECT $1, k FROM unnest($2::text[]) AS k \
                  ON CONFLICT DO NOTHING",
             )
             .bind(table.name)
-            .bind(chunk)
+            .bind(&keys)
             .execute(&mut *tx)
             .await?;
         }
@@ -416,42 +487,26 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
             .await?;
     }
 
-    // Which changed rows are gone from their service database, and which parents the rows to
-    // write back point to.
+    // Which changed rows are gone from their service database.
     let mut changed_rows = 0u64;
     for table in TABLES {
-        let fks: Vec<_> = FOREIGN_KEYS
-            .iter()
-            .filter(|fk| fk.table == table.name)
-            .collect();
         let mut after = String::new();
         loop {
             let keys = changed_keys(&mut tx, table, &after).await?;
             let Some(last) = keys.last() else { break };
             after = last.clone();
             changed_rows += keys.len() as u64;
-            let mut select = vec![format!("{}::text", ident(table.key))];
-            select.extend(fks.iter().map(|fk| format!("{}::text", ident(fk.column))));
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {} FROM public.{} WHERE {} = ANY($1)",
-                select.join(", "),
-                ident(table.name),
-                ident(table.key)
-            )))
-            .bind(&keys)
-            .fetch_all(service_conn(services, table.service))
-            .await?;
-            let mut present = std::collections::HashSet::new();
-            let mut parents: Vec<(&str, String)> = Vec::new();
-            for row in &rows {
-                let key: String = row.try_get(0)?;
-                for (i, fk) in fks.iter().enumerate() {
-                    if let Some(parent) = row.try_get::<Option<String>, _>(i + 1)? {
-                        parents.push((fk.references, parent));
-                    }
-                }
-                present.insert(key);
-            }
+            let present: std::collections::HashSet<String> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT {k}::text FROM public.{t} WHERE {k} = ANY($1)",
+                    k = ident(table.key),
+                    t = ident(table.name)
+                )))
+                .bind(&keys)
+                .fetch_all(service_conn(services, table.service))
+                .await?
+                .into_iter()
+                .collect();
             let gone: Vec<&String> = keys.iter().filter(|k| !present.contains(*k)).collect();
             sqlx::query(
                 "INSERT INTO absent SELECT $1, k FROM unnest($2::text[]) AS k ON CONFLICT DO NOTHING",
@@ -460,62 +515,64 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
             .bind(gone)
             .execute(&mut *tx)
             .await?;
-            let (pt, pk): (Vec<&str>, Vec<String>) = parents.into_iter().unzip();
-            sqlx::query(
-                "INSERT INTO needed SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
-            )
-            .bind(pt)
-            .bind(pk)
-            .execute(&mut *tx)
-            .await?;
         }
     }
 
-    let mut written: BTreeMap<&str, WrittenBack> = TABLES
+    let mut written: Vec<WrittenBack> = TABLES
         .iter()
-        .map(|t| {
-            (
-                t.name,
-                WrittenBack {
-                    table: t.name.to_string(),
-                    ..Default::default()
-                },
-            )
+        .map(|t| WrittenBack {
+            table: t.name.to_string(),
+            ..Default::default()
         })
         .collect();
-    let mut conflicts: Vec<Conflict> = Vec::new();
+    let at = |name: &str| TABLES.iter().position(|t| t.name == name).expect("a table");
 
-    // Deletes, children before parents (TABLES lists parents first).
-    for table in TABLES.iter().rev() {
-        let guards: String = children_of(table)
-            .map(|fk| {
-                format!(
-                    " AND NOT EXISTS (SELECT 1 FROM public.{c} c WHERE c.{col} = t.{k})",
-                    c = ident(fk.table),
-                    col = ident(fk.column),
-                    k = ident(table.key)
-                )
-            })
-            .collect();
-        let guards = if guards.is_empty() {
-            guards
-        } else {
-            format!(
-                "{guards} AND NOT EXISTS (SELECT 1 FROM needed n WHERE n.table_name = $1 AND n.key = t.{k})",
-                k = ident(table.key)
-            )
-        };
-        let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM public.{t} t USING absent a WHERE a.table_name = $1 AND a.key = t.{k}{guards}",
-            t = ident(table.name),
-            k = ident(table.key)
-        )))
-        .bind(table.name)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        written.get_mut(table.name).expect("every table").deleted = deleted;
-        // The deletes the guards held back.
+    // Rows nothing points to, children first.
+    for table in TABLES.iter().rev().filter(|t| !is_parent(t)) {
+        written[at(table.name)].deleted += delete_absent(&mut tx, table).await?;
+    }
+
+    // Upserts, parents first; a table's refused rows are tried again once the rest of it is in.
+    let mut pending: Vec<Refused> = Vec::new();
+    for table in TABLES {
+        let mut refused_here = Vec::new();
+        let mut after = String::new();
+        loop {
+            let keys = changed_keys(&mut tx, table, &after).await?;
+            let Some(last) = keys.last() else { break };
+            after = last.clone();
+            let rows = fetch_rows(service_conn(services, table.service), table, &keys).await?;
+            if rows.is_empty() {
+                continue;
+            }
+            let (i, u, refused) = upsert(&mut tx, table, rows).await?;
+            written[at(table.name)].inserted += i;
+            written[at(table.name)].updated += u;
+            refused_here.extend(refused);
+        }
+        pending.extend(retry(&mut tx, refused_here, &mut written, &at).await?);
+    }
+
+    // Parents gone from their service database, once nothing points to them; and again the rows
+    // refused, until a round changes nothing.
+    loop {
+        let mut progress = 0u64;
+        for table in TABLES.iter().rev().filter(|t| is_parent(t)) {
+            let deleted = delete_absent(&mut tx, table).await?;
+            written[at(table.name)].deleted += deleted;
+            progress += deleted;
+        }
+        let before = pending.len();
+        pending = retry(&mut tx, pending, &mut written, &at).await?;
+        progress += (before - pending.len()) as u64;
+        if progress == 0 {
+            break;
+        }
+    }
+
+    // What is left: conflicts, recorded beside the legacy data for the operator.
+    let mut conflicts: Vec<Conflict> = Vec::new();
+    for table in TABLES.iter().filter(|t| is_parent(t)) {
         let kept: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT a.key FROM absent a JOIN public.{t} t ON t.{k} = a.key WHERE a.table_name = $1 ORDER BY a.key",
             t = ident(table.name),
@@ -539,24 +596,15 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
             }
         }
     }
-
-    // Upserts, parents before children.
-    for table in TABLES {
-        let mut after = String::new();
-        loop {
-            let keys = changed_keys(&mut tx, table, &after).await?;
-            let Some(last) = keys.last() else { break };
-            after = last.clone();
-            let rows = fetch_rows(service_conn(services, table.service), table, &keys).await?;
-            if rows.is_empty() {
-                continue;
-            }
-            let outcome = upsert(&mut tx, table, &rows, &mut conflicts).await?;
-            let w = written.get_mut(table.name).expect("every table");
-            w.inserted += outcome.0;
-            w.updated += outcome.1;
-        }
+    for refused in &pending {
+        conflicts.push(Conflict {
+            table: refused.table.name.into(),
+            key: key_of(refused.table, &refused.row),
+            outcome: "not written".into(),
+            reason: refused.reason.clone(),
+        });
     }
+    record_conflicts(&mut tx, &cutover, &conflicts, &pending).await?;
 
     // Verify: every changed row that is not a conflict is equal on both sides; each table's
     // count differs by exactly its conflicts.
@@ -627,8 +675,7 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
         // Dropping the transaction rolls it back: legacy stays frozen and unchanged.
         return Err(MigrateError::Other(format!(
             "rollback failed at step verify: {n} differences between the legacy and the service \
-             databases after the write-back (first: {}); nothing was written back and the legacy \
-             database stays frozen",
+             databases after the write-back (first: {}); nothing was written back",
             differences.join(", ")
         )));
     }
@@ -641,7 +688,7 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
     let report = RollbackReport {
         freeze_seconds: frozen_seconds,
         changed_rows,
-        tables: written.into_values().collect(),
+        tables: written,
         conflicts,
         verified_rows: verified,
         ..Default::default()
@@ -653,6 +700,106 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// Deletes the rows of `table` gone from its service database, except those other legacy rows
+/// still point to; returns how many.
+async fn delete_absent(conn: &mut PgConnection, table: &Table) -> Result<u64> {
+    let guards: String = children_of(table)
+        .map(|fk| {
+            format!(
+                " AND NOT EXISTS (SELECT 1 FROM public.{c} c WHERE c.{col} = t.{k})",
+                c = ident(fk.table),
+                col = ident(fk.column),
+                k = ident(table.key)
+            )
+        })
+        .collect();
+    Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM public.{t} t USING absent a WHERE a.table_name = $1 AND a.key = t.{k}{guards}",
+        t = ident(table.name),
+        k = ident(table.key)
+    )))
+    .bind(table.name)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// Tries `refused` rows again, one by one, parents first, until a round writes none; returns
+/// those still refused.
+async fn retry(
+    conn: &mut PgConnection,
+    mut refused: Vec<Refused>,
+    written: &mut [WrittenBack],
+    at: &impl Fn(&str) -> usize,
+) -> Result<Vec<Refused>> {
+    refused.sort_by_key(|r| at(r.table.name));
+    loop {
+        let before = refused.len();
+        let mut still = Vec::new();
+        for r in refused {
+            let (i, u, mut again) = upsert_each(conn, r.table, vec![r.row]).await?;
+            written[at(r.table.name)].inserted += i;
+            written[at(r.table.name)].updated += u;
+            still.append(&mut again);
+        }
+        refused = still;
+        if refused.is_empty() || refused.len() == before {
+            return Ok(refused);
+        }
+    }
+}
+
+async fn record_conflicts(
+    conn: &mut PgConnection,
+    cutover: &str,
+    conflicts: &[Conflict],
+    refused: &[Refused],
+) -> Result<()> {
+    sqlx::query("DELETE FROM mfe_rollback.conflicts WHERE cutover = $1")
+        .bind(cutover)
+        .execute(&mut *conn)
+        .await?;
+    let rows: HashMap<(String, String), serde_json::Value> = refused
+        .iter()
+        .map(|r| {
+            let whole: serde_json::Map<String, serde_json::Value> = r
+                .table
+                .columns
+                .iter()
+                .zip(&r.row)
+                .map(|(c, v)| {
+                    (
+                        c.name.to_string(),
+                        v.clone()
+                            .map_or(serde_json::Value::Null, serde_json::Value::String),
+                    )
+                })
+                .collect();
+            (
+                (r.table.name.to_string(), key_of(r.table, &r.row)),
+                serde_json::Value::Object(whole),
+            )
+        })
+        .collect();
+    for c in conflicts {
+        sqlx::query(
+            "INSERT INTO mfe_rollback.conflicts (cutover, table_name, key, outcome, reason, row) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (cutover, table_name, key) DO UPDATE SET outcome = EXCLUDED.outcome, \
+                 reason = EXCLUDED.reason, row = EXCLUDED.row",
+        )
+        .bind(cutover)
+        .bind(&c.table)
+        .bind(&c.key)
+        .bind(&c.outcome)
+        .bind(&c.reason)
+        .bind(rows.get(&(c.table.clone(), c.key.clone())))
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 
@@ -740,37 +887,45 @@ async fn why_kept(
         .collect())
 }
 
-/// Upserts `rows` (text, contract column order); returns (inserted, updated). A batch the
-/// legacy constraints refuse is retried row by row; each refused row becomes a conflict.
+/// Upserts `rows` (text, contract column order); returns (inserted, updated, refused). A batch
+/// the legacy constraints refuse is retried row by row.
 async fn upsert(
     conn: &mut PgConnection,
-    table: &Table,
-    rows: &[Vec<Option<String>>],
-    conflicts: &mut Vec<Conflict>,
-) -> Result<(u64, u64)> {
+    table: &'static Table,
+    rows: Vec<Vec<Option<String>>>,
+) -> Result<(u64, u64, Vec<Refused>)> {
     sqlx::raw_sql("SAVEPOINT mfe_batch")
         .execute(&mut *conn)
         .await?;
-    match upsert_rows(conn, table, rows).await {
-        Ok(done) => {
+    match upsert_rows(conn, table, &rows).await {
+        Ok((i, u)) => {
             sqlx::raw_sql("RELEASE SAVEPOINT mfe_batch")
                 .execute(&mut *conn)
                 .await?;
-            return Ok(done);
+            Ok((i, u, Vec::new()))
         }
-        Err(e) if refused(&e).is_none() => return Err(e.into()),
+        Err(e) if refused(&e).is_none() => Err(e.into()),
         Err(_) => {
             sqlx::raw_sql("ROLLBACK TO SAVEPOINT mfe_batch")
                 .execute(&mut *conn)
                 .await?;
+            upsert_each(conn, table, rows).await
         }
     }
-    let mut total = (0, 0);
+}
+
+/// [`upsert`] one row at a time, each under its own savepoint.
+async fn upsert_each(
+    conn: &mut PgConnection,
+    table: &'static Table,
+    rows: Vec<Vec<Option<String>>>,
+) -> Result<(u64, u64, Vec<Refused>)> {
+    let mut total = (0, 0, Vec::new());
     for row in rows {
         sqlx::raw_sql("SAVEPOINT mfe_row")
             .execute(&mut *conn)
             .await?;
-        match upsert_rows(conn, table, std::slice::from_ref(row)).await {
+        match upsert_rows(conn, table, std::slice::from_ref(&row)).await {
             Ok((i, u)) => {
                 total.0 += i;
                 total.1 += u;
@@ -779,47 +934,13 @@ async fn upsert(
                     .await?;
             }
             Err(e) => {
-                let Some(why) = refused(&e) else {
+                let Some(reason) = refused(&e) else {
                     return Err(e.into());
                 };
                 sqlx::raw_sql("ROLLBACK TO SAVEPOINT mfe_row")
                     .execute(&mut *conn)
                     .await?;
-                let key_index = table
-                    .columns
-                    .iter()
-                    .position(|c| c.name == table.key)
-                    .expect("the key is a column");
-                let key = row[key_index].clone().unwrap_or_default();
-                let whole: serde_json::Map<String, serde_json::Value> = table
-                    .columns
-                    .iter()
-                    .zip(row)
-                    .map(|(c, v)| {
-                        (
-                            c.name.to_string(),
-                            v.clone()
-                                .map_or(serde_json::Value::Null, serde_json::Value::String),
-                        )
-                    })
-                    .collect();
-                sqlx::query(
-                    "INSERT INTO mfe_rollback.conflicts (table_name, key, outcome, reason, row) \
-                     VALUES ($1, $2, 'not written', $3, $4) \
-                     ON CONFLICT (table_name, key) DO UPDATE SET reason = EXCLUDED.reason, row = EXCLUDED.row",
-                )
-                .bind(table.name)
-                .bind(&key)
-                .bind(&why)
-                .bind(serde_json::Value::Object(whole))
-                .execute(&mut *conn)
-                .await?;
-                conflicts.push(Conflict {
-                    table: table.name.into(),
-                    key,
-                    outcome: "not written".into(),
-                    reason: why,
-                });
+                total.2.push(Refused { table, row, reason });
             }
         }
     }
@@ -866,14 +987,28 @@ async fn upsert_rows(
     let sql = format!(
         "INSERT INTO public.{t} AS t ({names}) SELECT {casts} FROM {from} \
          ON CONFLICT ({key}) DO UPDATE SET {updates} \
-         WHERE (t.*) IS DISTINCT FROM (EXCLUDED.*) \
+         WHERE ROW({old})::text IS DISTINCT FROM ROW({new})::text \
          RETURNING (t.xmax = 0)",
         t = ident(table.name),
         names = table.column_list(),
         casts = casts(table, &all, 2),
         from = unnest(all.len() + 1),
         key = ident(table.key),
-        updates = updates.join(", ")
+        updates = updates.join(", "),
+        // As text, as verify compares them: jsonb's equality calls {"n": 10} and {"n": 10.0}
+        // equal, yet they print (and hash) differently.
+        old = table
+            .columns
+            .iter()
+            .map(|c| format!("t.{}", ident(c.name)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        new = table
+            .columns
+            .iter()
+            .map(|c| format!("EXCLUDED.{}", ident(c.name)))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     let keys: Vec<Option<String>> = rows.iter().map(|r| r[key_index].clone()).collect();
     let mut query = sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(sql)).bind(keys);

@@ -52,6 +52,9 @@ pub async fn freeze_tables(
     let mut sql = format!(
         "BEGIN;
          SET LOCAL lock_timeout = {ms};
+         -- Flushed at commit, and with it every commit before: a reader of the WAL up to the
+         -- flushed position then sees every write the freeze let through.
+         SET LOCAL synchronous_commit = on;
          CREATE SCHEMA IF NOT EXISTS {schema};
          CREATE OR REPLACE FUNCTION {schema}.refuse() RETURNS trigger LANGUAGE plpgsql AS $f$
          BEGIN
@@ -108,8 +111,29 @@ pub async fn thaw(conn: &mut PgConnection) -> sqlx::Result<()> {
 /// The statements that thaw the legacy database, to run inside a transaction of the caller's
 /// (rollback thaws in the transaction that writes the changes back).
 pub fn thaw_sql() -> String {
+    let tables: Vec<&Table> = TABLES.iter().collect();
+    thaw_tables_sql(&tables)
+}
+
+/// Thaws `tables` of the database `conn` is connected to.
+pub async fn thaw_tables(conn: &mut PgConnection, tables: &[&Table]) -> sqlx::Result<()> {
+    let sql = format!(
+        "BEGIN; SET LOCAL lock_timeout = '10s'; {} COMMIT;",
+        thaw_tables_sql(tables)
+    );
+    if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut *conn)
+        .await
+    {
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn thaw_tables_sql(tables: &[&Table]) -> String {
     let mut sql = String::new();
-    for table in TABLES {
+    for table in tables {
         sql.push_str(&format!(
             "DROP TRIGGER IF EXISTS {} ON public.{};",
             ident(TRIGGER),
