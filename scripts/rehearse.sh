@@ -65,6 +65,7 @@ timed "sync (catch up)" $MFE migrate sync
 timed "verify (writes running)" $MFE migrate verify
 timed "cutover (total)" $MFE migrate cutover --json
 freeze=$(jq -r .freezeSeconds /tmp/rehearsal-step.out)
+cutover_steps=$(jq -r '.steps[] | "    \(.[0]): \(.[1] * 1000 | round) ms"' /tmp/rehearsal-step.out)
 kill -TERM "$load_pid" 2>/dev/null || true
 wait "$load_pid" 2>/dev/null || true
 
@@ -81,10 +82,13 @@ timed "status (the way back's lag)" $MFE migrate status
 timed "rollback (total)" $MFE migrate rollback --json
 rb_freeze=$(jq -r .freezeSeconds /tmp/rehearsal-step.out)
 rb_rows=$(jq -r '[.tables[] | .inserted + .updated + .deleted] | add' /tmp/rehearsal-step.out)
+rollback_steps=$(jq -r '.steps[] | "    \(.[0]): \(.[1] * 1000 | round) ms"' /tmp/rehearsal-step.out)
 timed "verify (after rollback)" $MFE migrate verify
 
 echo
 echo "rehearsal: scale $SCALE ($rows rows, $size), $(nproc) cores, write load $LOAD_RATE operations/s until cutover"
 printf '%s\n' "${results[@]}"
 printf '%-44s %8.3f s\n' "cutover write freeze" "$freeze"
+echo "$cutover_steps"
 printf '%-44s %8.3f s (%s rows written back)\n' "rollback write freeze" "$rb_freeze" "$rb_rows"
+echo "$rollback_steps"

@@ -265,7 +265,18 @@ async fn settled(pools: &[sqlx::PgPool; 4]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn there_and_back_with_the_real_platform_loses_no_write() {
+async fn there_and_back_with_the_platform_running_all_along_loses_no_write() {
+    there_and_back(true).await;
+}
+
+/// As the main job does it: the platform first starts after cutover (so admin's audit chain
+/// exists only in admin_db, and goes back to legacy with its rows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn there_and_back_with_the_platform_started_after_cutover_loses_no_write() {
+    there_and_back(false).await;
+}
+
+async fn there_and_back(platform_before_cutover: bool) {
     let stage = Stage::new();
     stage
         .run_ok(&[
@@ -282,14 +293,20 @@ async fn there_and_back_with_the_real_platform_loses_no_write() {
     stage.run_ok(&["events", "declare"]).await;
 
     // The platform on the legacy database, and the live POC-2 writing beside it.
-    let dev = Dev(stage
-        .mfe(&["dev"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mfe dev starts"));
-    all_ready(&stage).await;
-    assert_eq!(stage.dev_topology(), "shared");
+    let start_dev = || {
+        Dev(stage
+            .mfe(&["dev"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mfe dev starts"))
+    };
+    let mut dev = None;
+    if platform_before_cutover {
+        dev = Some(start_dev());
+        all_ready(&stage).await;
+        assert_eq!(stage.dev_topology(), "shared");
+    }
     let mut load = stage
         .mfe(&[
             "legacy",
@@ -316,7 +333,10 @@ async fn there_and_back_with_the_real_platform_loses_no_write() {
     terminate(&load);
     load.wait().unwrap();
     assert!(stage.topology().contains("split"));
-    // mfe dev restarted its services on their own databases.
+    // mfe dev restarted its services on their own databases (or starts them there).
+    if dev.is_none() {
+        dev = Some(start_dev());
+    }
     all_ready(&stage).await;
     assert_eq!(stage.dev_topology(), "split");
     let pools: [sqlx::PgPool; 4] = [

@@ -185,9 +185,18 @@ async fn declare(
     let channel = connection.create_channel().await?;
     let mut declared = Vec::new();
     for (service, keys) in CONSUMERS {
-        let queue = match prefix {
-            Some(prefix) => format!("{prefix}.{service}.events"),
-            None => format!("{service}.events"),
+        // `<PREFIX>_EVENTS_QUEUE` names a service's queue, as `mfe dev` passes it on: declared
+        // here, a queue the service does not read would collect its events for nobody.
+        let named = std::env::var(format!(
+            "{}_EVENTS_QUEUE",
+            service.trim_end_matches("-service").to_uppercase()
+        ))
+        .ok()
+        .filter(|q| !q.trim().is_empty());
+        let queue = match (named, prefix) {
+            (Some(queue), _) => queue,
+            (None, Some(prefix)) => format!("{prefix}.{service}.events"),
+            (None, None) => format!("{service}.events"),
         };
         let settings = events::EventsSettings {
             url: url.to_string().into(),

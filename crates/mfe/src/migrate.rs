@@ -295,12 +295,19 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
                 lock_timeout: std::time::Duration::from_millis(lock_timeout_ms.max(1)),
             };
             let dev = hold_platform().await?;
+            let admin = endpoints.target(Service::Admin).to_string();
             let report = with_bars(json, |bars| async move {
                 migrator::cutover::cutover(&endpoints, &opts, bars.as_ref()).await
             })
             .await;
+            let anchored = match &report {
+                Ok(_) => anchor_switched_audit(&admin).await,
+                Err(_) => Ok(()),
+            };
             restart_platform(dev).await;
-            show(&report?, json)
+            let report = report?;
+            anchored?;
+            show(&report, json)
         }
         Phase::Rollback {
             topology_file,
@@ -318,7 +325,7 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             .await;
             // Idempotent, so also after a run killed between its end and this anchoring.
             let anchored = match &report {
-                Ok(_) => anchor_written_back_audit(&legacy).await,
+                Ok(_) => anchor_switched_audit(&legacy).await,
                 Err(_) => Ok(()),
             };
             restart_platform(dev).await;
@@ -396,16 +403,16 @@ async fn restart_platform(dev: Option<crate::devctl::DevHandle>) {
     }
 }
 
-/// Audit rows a rollback wrote back are covered by the legacy database's audit chain, when admin
-/// kept one there (it ran on the shared topology before): a new anchor at its end, as
-/// `mfe admin anchor-audit` would. Without a chain there, admin anchors every row at its first
-/// start.
-async fn anchor_written_back_audit(legacy: &str) -> Result<(), MigrateError> {
+/// Audit rows a switch brought in (synced by cutover, written back by rollback) are covered by the
+/// audit chain of the side switched to, when admin kept one there: a new anchor at its end, as
+/// `mfe admin anchor-audit` would. A side without a chain got the other side's (carry), or admin
+/// anchors every row at its first start.
+async fn anchor_switched_audit(url: &str) -> Result<(), MigrateError> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
-        .connect(legacy)
+        .connect(url)
         .await
-        .map_err(|e| MigrateError::Other(format!("anchoring the written-back audit rows: {e}")))?;
+        .map_err(|e| MigrateError::Other(format!("anchoring the switched audit rows: {e}")))?;
     let chained: bool = sqlx::query_scalar(
         "SELECT to_regclass('admin.audit_chain_head') IS NOT NULL \
          AND EXISTS (SELECT 1 FROM admin.audit_chain)",
@@ -420,9 +427,11 @@ async fn anchor_written_back_audit(legacy: &str) -> Result<(), MigrateError> {
             admin_service::audit::chain::Anchoring::Unchained,
         )
         .await
-        .map_err(|e| MigrateError::Other(format!("anchoring the written-back audit rows: {e}")))?;
+        .map_err(|e| MigrateError::Other(format!("anchoring the switched audit rows: {e}")))?;
         if let Some(rows) = anchored {
-            eprintln!("anchored {rows} written-back audit row(s) in the legacy audit chain");
+            eprintln!(
+                "anchored {rows} audit row(s) the switch brought in, at the audit chain's end"
+            );
         }
     }
     pool.close().await;

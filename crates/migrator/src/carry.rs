@@ -12,9 +12,10 @@
 //! (carried to it at the previous switch) plus what happened since, minus what it purged (a
 //! published event purged there and left on the other side would be published twice).
 //!
-//! The audit chain (`admin.audit_chain`, `audit_anchor`, `audit_chain_head`) is not merged: each
-//! side's chain covers that side's audit rows; the rows a switch brings in are anchored on the
-//! other side by `mfe migrate` (admin's `anchor`), as `mfe admin anchor-audit` would.
+//! The audit chain (`admin.audit_chain`, `audit_anchor`, `audit_chain_head`) goes along only to a
+//! side that has none: a side with a chain of its own keeps it, and the audit rows the switch
+//! brought in are anchored there by `mfe migrate` (admin's `anchor`), as `mfe admin anchor-audit`
+//! would.
 
 use futures::TryStreamExt;
 use platform::Service;
@@ -50,12 +51,23 @@ pub async fn carry(
     service: Service,
 ) -> Result<Vec<Carried>> {
     let schema = service.schema();
+    // Admin's audit chain covers its side's audit rows, which the switch has just made equal on
+    // both sides: a side without a chain gets this one (else admin there would find its inbox
+    // full and its chain empty, and take it for a deleted chain); a side with its own keeps it
+    // (`mfe migrate` anchors the rows the switch brought in).
+    let chain_carried =
+        service == Service::Admin && has_chain(&mut *from).await? && !has_chain(&mut *to).await?;
+    let not_carried: &[&str] = if chain_carried {
+        &NOT_CARRIED[..1]
+    } else {
+        NOT_CARRIED
+    };
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = $1 AND c.relkind = 'r' AND NOT (c.relname = ANY($2)) ORDER BY 1",
     )
     .bind(schema)
-    .bind(NOT_CARRIED)
+    .bind(not_carried)
     .fetch_all(&mut *from)
     .await?;
     if tables.is_empty() {
@@ -83,6 +95,22 @@ pub async fn carry(
             Err(e)
         }
     }
+}
+
+/// Whether admin's audit chain has entries in the database `conn` is connected to.
+async fn has_chain(conn: &mut PgConnection) -> Result<bool> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('admin.audit_chain_head') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await?;
+    if !exists {
+        return Ok(false);
+    }
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM admin.audit_chain_head)")
+            .fetch_one(conn)
+            .await?,
+    )
 }
 
 async fn copy_tables(
