@@ -150,7 +150,7 @@ if [ "$ROLLBACK" = 1 ]; then
     echo
     echo "== rollback: back to the legacy database with every write made since cutover"
     $MFE migrate rollback
-    $MFE migrate verify >/dev/null && echo "  mfe migrate verify: the legacy and service databases are equal"
+    $MFE migrate verify >/dev/null 2>&1 && echo "  mfe migrate verify: the legacy and service databases are equal"
     wait_ready
     echo "== the flow's writes, in the legacy database"
     user_id=$(jq -r .userId data/logs/flow.json) payment_id=$(jq -r .paymentId data/logs/flow.json)
