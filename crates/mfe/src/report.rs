@@ -297,6 +297,15 @@ fn print_capture(c: &migrator::cdc::slot::CaptureState) {
     }
 }
 
+/// Each step of a switch (cutover, rollback) and how long it took.
+fn print_steps(steps: &[(String, f64)]) {
+    let rows: Vec<Vec<String>> = steps
+        .iter()
+        .map(|(step, secs)| vec![step.clone(), format!("{secs:.3}")])
+        .collect();
+    print_table(&["step", "seconds"], &rows);
+}
+
 /// The per-table summary of `copy` and `import`.
 fn print_loads(tables: &[TableLoad]) {
     let rows: Vec<Vec<String>> = tables
@@ -360,12 +369,7 @@ impl Report for migrator::cutover::CutoverReport {
             "  {} legacy transactions applied and {} changed rows verified inside the freeze",
             self.transactions_in_freeze, self.verified_rows
         );
-        let rows: Vec<Vec<String>> = self
-            .steps
-            .iter()
-            .map(|(step, secs)| vec![step.clone(), format!("{secs:.3}")])
-            .collect();
-        print_table(&["step", "seconds"], &rows);
+        print_steps(&self.steps);
         println!(
             "  the topology file {} now says DATABASE_TOPOLOGY=split; the legacy database refuses writes",
             self.topology_file
@@ -434,12 +438,7 @@ impl Report for migrator::rollback::RollbackReport {
                     .collect();
                 print_table(&["services' own table", "rows carried"], &rows);
             }
-            let rows: Vec<Vec<String>> = self
-                .steps
-                .iter()
-                .map(|(step, secs)| vec![step.clone(), format!("{secs:.3}")])
-                .collect();
-            print_table(&["step", "seconds"], &rows);
+            print_steps(&self.steps);
             println!(
                 "  the topology file {} now says DATABASE_TOPOLOGY=shared; the service databases refuse writes",
                 self.topology_file

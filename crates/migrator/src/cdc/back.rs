@@ -20,10 +20,9 @@ use platform::Service;
 use sqlx::PgConnection;
 
 use crate::cdc::pgoutput::{self, Lsn, Message, Value};
-use crate::cdc::slot::named;
+use crate::cdc::slot::{self, named};
 use crate::contract::{Table, tables_of};
 use crate::error::{MigrateError, Result};
-use crate::sql::ident;
 
 /// The publication of the way back, in each service database.
 pub const PUBLICATION: &str = "mfe_rollback";
@@ -46,58 +45,23 @@ async fn slot_of(conn: &mut PgConnection) -> sqlx::Result<String> {
 /// Makes the publication and the slot of `service`'s database (idempotent); returns the slot's
 /// consistent point.
 pub async fn create(conn: &mut PgConnection, service: Service) -> Result<Lsn> {
-    let published: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
-            .bind(PUBLICATION)
-            .fetch_one(&mut *conn)
-            .await?;
-    if !published {
-        let tables: Vec<String> = tables_of(service)
-            .map(|t| format!("public.{}", ident(t.name)))
-            .collect();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "CREATE PUBLICATION {} FOR TABLE {}",
-            ident(PUBLICATION),
-            tables.join(", ")
-        )))
-        .execute(&mut *conn)
-        .await?;
-    }
+    slot::ensure_publication(&mut *conn, PUBLICATION, tables_of(service)).await?;
     if let Some(existing) = info(conn).await? {
         return Ok(existing.confirmed);
     }
-    let slot = slot_of(&mut *conn).await?;
-    let lsn: String = sqlx::query_scalar(
-        "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
-    )
-    .bind(&slot)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| {
+    let name = slot_of(&mut *conn).await?;
+    slot::create_slot(conn, &name).await.map_err(|e| {
         MigrateError::Other(format!(
-            "cannot make the way-back slot {slot} (the service database's server needs \
+            "cannot make the way-back slot {name} (the service database's server needs \
              wal_level=logical and a free replication slot; scripts/stack.sh configures it): {e}"
         ))
-    })?;
-    Ok(lsn.parse().unwrap_or_default())
+    })
 }
 
 /// Drops the slot and the publication; true when there was a slot.
 pub async fn drop(conn: &mut PgConnection) -> sqlx::Result<bool> {
-    let slot = slot_of(&mut *conn).await?;
-    let dropped: Option<bool> = sqlx::query_scalar(
-        "SELECT pg_drop_replication_slot(slot_name) IS NULL FROM pg_replication_slots WHERE slot_name = $1",
-    )
-    .bind(&slot)
-    .fetch_optional(&mut *conn)
-    .await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP PUBLICATION IF EXISTS {}",
-        ident(PUBLICATION)
-    )))
-    .execute(&mut *conn)
-    .await?;
-    Ok(dropped.is_some())
+    let name = slot_of(&mut *conn).await?;
+    slot::drop_named(conn, &name, PUBLICATION).await
 }
 
 /// The way-back slot as the server sees it.
@@ -155,7 +119,7 @@ pub async fn drain(
     service: Service,
     staging: &mut PgConnection,
 ) -> Result<u64> {
-    let slot = slot_of(&mut *conn).await?;
+    let name = slot_of(&mut *conn).await?;
     let tables: Vec<&'static Table> = tables_of(service).collect();
     // pgoutput relation id -> (table, position of its key in the stream's tuples).
     let mut relations: std::collections::HashMap<u32, (&'static Table, usize)> =
@@ -173,7 +137,7 @@ pub async fn drain(
                 "SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3, \
                  'proto_version', '1', 'publication_names', $4)",
             )
-            .bind(&slot)
+            .bind(&name)
             .bind(&upto)
             .bind(ROUND_CHANGES)
             .bind(PUBLICATION)
@@ -267,7 +231,7 @@ pub async fn drain(
             last_end
         };
         if let Some(lsn) = advance_to {
-            crate::cdc::slot::advance(&mut *conn, &slot, lsn).await?;
+            slot::advance(&mut *conn, &name, lsn).await?;
         }
         if drained {
             return Ok(total);

@@ -92,20 +92,8 @@ pub async fn freeze_tables(
 
 /// Makes the legacy database writable again.
 pub async fn thaw(conn: &mut PgConnection) -> sqlx::Result<()> {
-    // Bounded: dropping a trigger locks its table, and waiting behind a long reader would block
-    // everyone else behind this thaw.
-    let sql = format!(
-        "BEGIN; SET LOCAL lock_timeout = '10s'; {} COMMIT;",
-        thaw_sql()
-    );
-    if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(&mut *conn)
-        .await
-    {
-        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-        return Err(e);
-    }
-    Ok(())
+    let tables: Vec<&Table> = TABLES.iter().collect();
+    thaw_tables(conn, &tables).await
 }
 
 /// The statements that thaw the legacy database, to run inside a transaction of the caller's
@@ -117,6 +105,8 @@ pub fn thaw_sql() -> String {
 
 /// Thaws `tables` of the database `conn` is connected to.
 pub async fn thaw_tables(conn: &mut PgConnection, tables: &[&Table]) -> sqlx::Result<()> {
+    // Bounded: dropping a trigger locks its table, and waiting behind a long reader would block
+    // everyone else behind this thaw.
     let sql = format!(
         "BEGIN; SET LOCAL lock_timeout = '10s'; {} COMMIT;",
         thaw_tables_sql(tables)

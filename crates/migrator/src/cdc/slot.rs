@@ -188,33 +188,47 @@ pub async fn state(conn: &mut PgConnection) -> sqlx::Result<CaptureState> {
 /// Creates the publication (if missing) and the slot (if missing); returns the slot's
 /// consistent point: every change committed after it is in the stream.
 pub async fn create(conn: &mut PgConnection) -> sqlx::Result<Lsn> {
-    let published: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
-            .bind(PUBLICATION)
-            .fetch_one(&mut *conn)
-            .await?;
-    if !published {
-        let tables: Vec<String> = TABLES
-            .iter()
-            .map(|t| format!("public.{}", ident(t.name)))
-            .collect();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "CREATE PUBLICATION {} FOR TABLE {}",
-            ident(PUBLICATION),
-            tables.join(", ")
-        )))
-        .execute(&mut *conn)
-        .await?;
-    }
+    ensure_publication(&mut *conn, PUBLICATION, TABLES.iter()).await?;
     if let Some(existing) = info(conn).await? {
         return Ok(existing.confirmed);
     }
     let slot = slot_of(&mut *conn).await?;
+    create_slot(conn, &slot).await
+}
+
+/// The publication `name` of `tables` (in `public`), made if missing.
+pub(crate) async fn ensure_publication<'a>(
+    conn: &mut PgConnection,
+    name: &str,
+    tables: impl Iterator<Item = &'a crate::contract::Table>,
+) -> sqlx::Result<()> {
+    let published: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?;
+    if !published {
+        let tables: Vec<String> = tables
+            .map(|t| format!("public.{}", ident(t.name)))
+            .collect();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE PUBLICATION {} FOR TABLE {}",
+            ident(name),
+            tables.join(", ")
+        )))
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A `pgoutput` slot named `slot`; its consistent point.
+pub(crate) async fn create_slot(conn: &mut PgConnection, slot: &str) -> sqlx::Result<Lsn> {
     let lsn: String = sqlx::query_scalar(
         "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
     )
-    .bind(&slot)
-    .fetch_one(&mut *conn)
+    .bind(slot)
+    .fetch_one(conn)
     .await?;
     Ok(lsn.parse().unwrap_or_default())
 }
@@ -222,25 +236,28 @@ pub async fn create(conn: &mut PgConnection) -> sqlx::Result<Lsn> {
 /// Drops the slot and the publication; true when there was a slot.
 pub async fn drop(conn: &mut PgConnection) -> sqlx::Result<bool> {
     let slot = slot_of(&mut *conn).await?;
-    let had: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+    drop_named(conn, &slot, PUBLICATION).await
+}
+
+/// Drops the slot `slot` and the publication `publication`; true when there was a slot.
+pub(crate) async fn drop_named(
+    conn: &mut PgConnection,
+    slot: &str,
+    publication: &str,
+) -> sqlx::Result<bool> {
+    let dropped: Option<bool> = sqlx::query_scalar(
+        "SELECT pg_drop_replication_slot(slot_name) IS NULL FROM pg_replication_slots WHERE slot_name = $1",
     )
-    .bind(&slot)
-    .fetch_one(&mut *conn)
+    .bind(slot)
+    .fetch_optional(&mut *conn)
     .await?;
-    if had {
-        sqlx::query("SELECT pg_drop_replication_slot($1)")
-            .bind(&slot)
-            .execute(&mut *conn)
-            .await?;
-    }
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP PUBLICATION IF EXISTS {}",
-        ident(PUBLICATION)
+        ident(publication)
     )))
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
-    Ok(had)
+    Ok(dropped.is_some())
 }
 
 /// Moves the slot's confirmed position to `lsn`: the server may then recycle the WAL before it.
