@@ -63,14 +63,22 @@ pub async fn declare_consumer_topology(
         durable: true,
         ..Default::default()
     };
+    // Every queue of the service gets the configured type: a quorum main queue whose retries or
+    // dead letters sat on one node would lose them with that node.
+    let typed = || {
+        let mut args = FieldTable::default();
+        if settings.queue_type == crate::settings::QueueType::Quorum {
+            args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
+        }
+        args
+    };
     channel
-        .queue_declare(
-            settings.queue.as_str().into(),
-            durable,
-            FieldTable::default(),
-        )
+        .queue_declare(settings.queue.as_str().into(), durable, typed())
         .await?;
-    let mut retry_args = FieldTable::default();
+    let mut retry_args = typed();
     retry_args.insert(
         "x-dead-letter-exchange".into(),
         AMQPValue::LongString("".into()),
@@ -83,11 +91,7 @@ pub async fn declare_consumer_topology(
         .queue_declare(settings.retry_queue().into(), durable, retry_args)
         .await?;
     channel
-        .queue_declare(
-            settings.dead_letter_queue().into(),
-            durable,
-            FieldTable::default(),
-        )
+        .queue_declare(settings.dead_letter_queue().into(), durable, typed())
         .await?;
     for key in routing_keys {
         channel

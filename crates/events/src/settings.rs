@@ -31,6 +31,39 @@ pub struct EventsSettings {
     pub relay_poll: Duration,
     /// Published outbox rows are deleted after this long (`EVENTS_OUTBOX_RETENTION_HOURS`).
     pub outbox_retention: Duration,
+    /// How the broker keeps the service's queues (`EVENTS_QUEUE_TYPE`).
+    pub queue_type: QueueType,
+}
+
+/// `classic` (one node's queue, the default) or `quorum` (replicated by Raft across the nodes of
+/// a broker cluster: a node lost loses no event). A queue keeps the type it was declared with:
+/// switching means a new queue name, or draining and deleting the old queue first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueType {
+    #[default]
+    Classic,
+    Quorum,
+}
+
+impl std::str::FromStr for QueueType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "classic" => Ok(QueueType::Classic),
+            "quorum" => Ok(QueueType::Quorum),
+            _ => Err("expected `classic` or `quorum`".into()),
+        }
+    }
+}
+
+impl QueueType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        }
+    }
 }
 
 impl EventsSettings {
@@ -59,6 +92,7 @@ impl EventsSettings {
             outbox_retention: Duration::from_secs(
                 3600 * env.parse_or::<u64>("EVENTS_OUTBOX_RETENTION_HOURS", 168)?,
             ),
+            queue_type: env.parse_or("EVENTS_QUEUE_TYPE", QueueType::Classic)?,
         })
     }
 
@@ -94,6 +128,15 @@ mod tests {
         assert_eq!(s.dead_letter_queue(), "profile-service.events.dlq");
         assert_eq!(s.retry_queue(), "profile-service.events.retry");
         assert_eq!(s.source, "profile-service");
+    }
+
+    #[test]
+    fn queues_are_classic_unless_told_quorum_and_anything_else_is_refused() {
+        assert_eq!(settings(&[]).unwrap().queue_type, QueueType::Classic);
+        let quorum = settings(&[("EVENTS_QUEUE_TYPE", "quorum")]).unwrap();
+        assert_eq!(quorum.queue_type, QueueType::Quorum);
+        let err = settings(&[("EVENTS_QUEUE_TYPE", "mirrored")]).unwrap_err();
+        assert!(err.to_string().contains("EVENTS_QUEUE_TYPE"), "{err}");
     }
 
     #[test]

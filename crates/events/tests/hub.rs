@@ -220,7 +220,33 @@ async fn two_relays_on_one_outbox_never_publish_a_row_twice() {
 
 #[tokio::test]
 async fn a_failing_handler_is_retried_then_dead_lettered_and_replay_brings_it_back() {
-    let hub = hub().await;
+    retried_dead_lettered_and_replayed(&hub().await).await;
+}
+
+/// The same on quorum queues (`EVENTS_QUEUE_TYPE=quorum`), here on the single local node: the
+/// retry delay (per-message TTL), dead-lettering and replay all work, and the broker holds the
+/// queues as quorum queues (redeclaring one as classic is refused).
+#[tokio::test]
+async fn on_quorum_queues_retries_dead_letters_and_replay_work_the_same() {
+    let hub = hub_with(|s| s.queue_type = events::settings::QueueType::Quorum).await;
+    retried_dead_lettered_and_replayed(&hub).await;
+    let (connection, channel) = hub.broker.connect().await;
+    let classic = channel
+        .queue_declare(
+            hub.settings.queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect_err("the queue is a quorum queue: declaring it classic is refused");
+    assert!(classic.to_string().contains("x-queue-type"), "{classic}");
+    let _ = connection.close(200, "done".into()).await;
+}
+
+async fn retried_dead_lettered_and_replayed(hub: &Hub) {
     let handler = Arc::new(Recorder {
         failing: AtomicBool::new(true),
     });
@@ -232,7 +258,7 @@ async fn a_failing_handler_is_retried_then_dead_lettered_and_replay_brings_it_ba
 
     let dlq = hub.settings.dead_letter_queue();
     assert_eq!(
-        wait_depth(&hub, &dlq, 1).await,
+        wait_depth(hub, &dlq, 1).await,
         1,
         "dead-lettered after {} retries",
         hub.settings.max_retries

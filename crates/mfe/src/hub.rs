@@ -29,6 +29,10 @@ pub enum EventsCommand {
         /// shares its broker.
         #[arg(long)]
         prefix: Option<String>,
+        /// `classic` or `quorum` (replicated across a broker cluster): as the services declare
+        /// them (EVENTS_QUEUE_TYPE).
+        #[arg(long, env = "EVENTS_QUEUE_TYPE", default_value = "classic")]
+        queue_type: events::settings::QueueType,
     },
 }
 
@@ -93,7 +97,8 @@ pub async fn run(command: EventsCommand, json: bool) -> anyhow::Result<()> {
             url,
             exchange,
             prefix,
-        } => return declare(&url, &exchange, prefix.as_deref(), json).await,
+            queue_type,
+        } => return declare(&url, &exchange, prefix.as_deref(), queue_type, json).await,
     };
     match command {
         DlqCommand::List { target, limit } => {
@@ -172,6 +177,7 @@ async fn declare(
     url: &str,
     exchange: &str,
     prefix: Option<&str>,
+    queue_type: events::settings::QueueType,
     json: bool,
 ) -> anyhow::Result<()> {
     let connection = events::broker::connect(url, "mfe events declare")
@@ -208,6 +214,7 @@ async fn declare(
             retry_delay: std::time::Duration::ZERO,
             relay_poll: std::time::Duration::ZERO,
             outbox_retention: std::time::Duration::ZERO,
+            queue_type,
         };
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         events::broker::declare_consumer_topology(&channel, &settings, &keys).await?;
