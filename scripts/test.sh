@@ -2,7 +2,7 @@
 # The test command: brings the local stack up (installing it on a fresh machine), makes sure
 # cargo-nextest is there, and runs every test of the workspace against real PostgreSQL and RabbitMQ:
 # first everything that can share the machine, in parallel; then, alone, the tests that stop and
-# restart the broker (nextest profile `broker-outage`).
+# restart a shared server, RabbitMQ or the payments cluster (nextest profile `outages`).
 # Extra arguments go to the first `cargo nextest run` only (e.g. `scripts/test.sh -p auth-service`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,5 +16,5 @@ fi
 
 cargo nextest run --workspace --profile "${NEXTEST_PROFILE:-default}" "$@"
 if [ "$#" -eq 0 ]; then
-    cargo nextest run --workspace --profile broker-outage
+    cargo nextest run --workspace --profile outages
 fi

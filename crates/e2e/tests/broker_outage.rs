@@ -1,5 +1,5 @@
 //! The broker stopped and started again while users register. This stops the shared RabbitMQ, so
-//! it runs alone (nextest profile `broker-outage`, after every other test; see scripts/test.sh)
+//! it runs alone (nextest profile `outages`, after every other test; see scripts/test.sh)
 //! and always restarts the broker, even when it fails.
 
 use std::process::Command;

@@ -41,6 +41,12 @@ impl TestDb {
     /// A unique database name and URL, not created: for code that must create it itself. Still
     /// dropped at the end of the test.
     pub fn unborn() -> Self {
+        Self::unborn_at(&server_url())
+    }
+
+    /// [`TestDb::unborn`] on another server (`server`: a URL of any database there), for a test
+    /// that needs a database on a cluster of its own (one it stops).
+    pub fn unborn_at(server: &str) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "mfe_test_{}_{}_{}",
@@ -48,10 +54,8 @@ impl TestDb {
             COUNTER.fetch_add(1, Ordering::Relaxed),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let server: PgConnectOptions = server_url()
-            .parse()
-            .expect("TEST_DATABASE_URL is a PostgreSQL URL");
-        let url = url_with_database(&server_url(), &name);
+        let url = url_with_database(server, &name);
+        let server: PgConnectOptions = server.parse().expect("a PostgreSQL URL");
         Self { name, url, server }
     }
 
