@@ -117,7 +117,8 @@ pub async fn login(
 /// used token revokes all of the user's refresh tokens.
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest, responses(
     (status = 200, body = Session),
-    (status = 401, body = ErrorBody, description = "unknown, expired, revoked or reused token")))]
+    (status = 401, body = ErrorBody, description = "unknown, expired, revoked or reused token"),
+    (status = 422, body = ErrorBody, description = "a missing field or wrong type")))]
 pub async fn refresh(
     State(state): State<AppState>,
     Json(req): Json<RefreshRequest>,
@@ -128,7 +129,8 @@ pub async fn refresh(
 
 /// Revokes a refresh token. Idempotent.
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body = RefreshRequest, responses(
-    (status = 204, description = "revoked (or was not valid)")))]
+    (status = 204, description = "revoked (or was not valid)"),
+    (status = 422, body = ErrorBody, description = "a missing field or wrong type")))]
 pub async fn logout(
     State(state): State<AppState>,
     Json(req): Json<RefreshRequest>,
@@ -152,6 +154,7 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Us
 #[utoipa::path(post, path = "/auth/service-token", tag = "auth", request_body = ServiceTokenRequest, responses(
     (status = 200, body = ServiceToken),
     (status = 401, body = ErrorBody),
+    (status = 422, body = ErrorBody, description = "a missing field or wrong type"),
     (status = 429, body = ErrorBody)))]
 pub async fn service_token(
     State(state): State<AppState>,

@@ -174,6 +174,7 @@ pub struct PaymentPage {
     params(PaymentsQuery), responses(
     (status = 200, body = PaymentPage),
     (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody, description = "a service credential has no payments"),
     (status = 422, body = ErrorBody, description = "a bad filter, limit or cursor"),
     (status = 503, body = ErrorBody, description = "auth_unavailable (names)")))]
 pub async fn list(

@@ -73,6 +73,7 @@ pub async fn get_me(State(state): State<AppState>, caller: Caller) -> Result<Jso
     request_body = ProfileChanges, responses(
     (status = 200, body = Profile),
     (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody, description = "a service credential has no profile"),
     (status = 404, body = ErrorBody, description = "the user no longer exists"),
     (status = 422, body = ErrorBody, description = "a field breaks its rule")))]
 pub async fn put_me(
@@ -89,6 +90,7 @@ pub async fn put_me(
     request_body = ProfileChanges, responses(
     (status = 200, body = Profile),
     (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody, description = "a service credential has no profile"),
     (status = 404, body = ErrorBody, description = "the user no longer exists"),
     (status = 422, body = ErrorBody, description = "a field breaks its rule")))]
 pub async fn patch_me(
