@@ -190,10 +190,14 @@ async fn create_claimed(
         return Ok(Answer::fresh(stored));
     }
     charging::charge_now(state, &id).await;
-    let mut conn = state.pool.acquire().await?;
-    let row = store::find(&mut conn, &id)
-        .await?
-        .ok_or(PaymentError::PaymentNotFound)?;
+    // The connection goes back before `finish` takes one: holding it there, as many requests as
+    // the pool has connections would each wait for another one, until the acquire timeout.
+    let row = {
+        let mut conn = state.pool.acquire().await?;
+        store::find(&mut conn, &id)
+            .await?
+            .ok_or(PaymentError::PaymentNotFound)?
+    };
     let charged = answer_for(&PaymentView::new(row, &names))?;
     if let Some(held) = held {
         held.finish(&charged).await;

@@ -36,6 +36,8 @@ pub struct Pace {
     /// Whether the sandbox's webhooks reach payments; without them only the reconciler settles
     /// an unknown or late outcome.
     pub webhooks: bool,
+    /// The database pool's size, when not the default.
+    pub db_max_connections: Option<u32>,
 }
 
 impl Default for Pace {
@@ -44,6 +46,7 @@ impl Default for Pace {
             psp_timeout_ms: 700,
             idempotency_lease_secs: 30,
             webhooks: true,
+            db_max_connections: None,
         }
     }
 }
@@ -71,6 +74,9 @@ async fn spawn_on(pace: Pace, db: TestDb, topology: Topology) -> TestPayments {
     let mut config = test_support::spawn::config(Service::Payments, &db.url);
     config.auth_service_url = auth.api.base.clone();
     config.topology = topology;
+    if let Some(n) = pace.db_max_connections {
+        config.db_max_connections = n;
+    }
     // The sandbox needs payments' webhook URL before payments starts: pick its port first.
     config.port = free_port();
     let webhook_url = if pace.webhooks {

@@ -220,6 +220,31 @@ async fn a_retry_while_an_instant_payment_is_charged_waits_then_gets_the_final_a
 }
 
 #[tokio::test]
+async fn keyed_instant_payments_as_many_as_the_pool_has_connections_do_not_starve_it() {
+    // A request used to hold a connection while storing its final answer took another one: as
+    // many such requests as the pool has connections waited on each other until the acquire
+    // timeout, and were answered 503 after their payment was made and charged.
+    let t = spawn_paced(Pace {
+        db_max_connections: Some(3),
+        ..Pace::default()
+    })
+    .await;
+    let alice = t.user("alice").await;
+    let bob = t.user("bob").await;
+    let requests = (0..12).map(|n| {
+        let (t, token, body) = (
+            &t,
+            alice.token.clone(),
+            instant(&bob.email, &format!("1{n}.00")),
+        );
+        async move { t.post_keyed(&token, &key(), &body).await }
+    });
+    for reply in futures_util::future::join_all(requests).await {
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+}
+
+#[tokio::test]
 async fn a_stored_answer_of_a_request_that_died_is_replayed_once_its_lease_ran_out() {
     let t = spawn().await;
     let alice = t.user("alice").await;
