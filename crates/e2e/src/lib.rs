@@ -4,6 +4,8 @@
 //! The binaries are taken from the same target directory as the test; `cargo nextest run
 //! --workspace` (the README's test command) builds them first.
 
+pub mod dev;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
