@@ -1,6 +1,7 @@
-//! The broker stopped and started again while users register. This stops the shared RabbitMQ, so
-//! it runs alone (nextest profile `outages`, after every other test; see scripts/test.sh)
-//! and always restarts the broker, even when it fails.
+//! The broker stopped for ten seconds and started again while users register: every event is
+//! delivered, none twice. This stops the shared RabbitMQ, so it runs alone (nextest profile
+//! `outages`, after every other test; see scripts/test.sh) and always restarts the broker, even
+//! when it fails.
 
 use std::process::Command;
 use std::time::Duration;
@@ -62,6 +63,8 @@ async fn users_registered_while_the_broker_restarts_all_get_exactly_one_profile(
         .await
         .unwrap();
     assert_eq!(ready.status(), 503, "readiness reports the broker down");
+    // Ten seconds down in all (the outage), registrations going on meanwhile.
+    tokio::time::sleep(Duration::from_secs(8)).await;
     tokio::task::spawn_blocking(|| {
         rabbitmqctl("start_app");
         rabbitmqctl("await_startup");
