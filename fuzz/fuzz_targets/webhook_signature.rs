@@ -15,6 +15,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let body = data.get(split + 1..).unwrap_or_default();
-    let _ = verify_signature(SECRET, Some(header), body, 1_800_000_000, Duration::from_secs(300));
+    let _ = verify_signature(
+        SECRET,
+        Some(header),
+        body,
+        1_800_000_000,
+        Duration::from_secs(300),
+    );
     let _ = verify_signature(SECRET, None, body, 1_800_000_000, Duration::from_secs(300));
 });
