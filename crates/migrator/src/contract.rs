@@ -22,6 +22,14 @@ pub struct Table {
 }
 
 impl Table {
+    /// Where the key is among the columns (contract order).
+    pub fn key_index(&self) -> usize {
+        self.columns
+            .iter()
+            .position(|c| c.name == self.key)
+            .expect("the key is a column")
+    }
+
     /// `"a", "b", ...` in contract order.
     pub fn column_list(&self) -> String {
         self.columns

@@ -164,11 +164,7 @@ async fn copy_rows(
         return Ok(0);
     }
     use sqlx::Row;
-    let key_index = table
-        .columns
-        .iter()
-        .position(|c| c.name == table.key)
-        .expect("the key is a column");
+    let key_index = table.key_index();
     let mut by_column: Vec<Vec<Option<String>>> =
         vec![Vec::with_capacity(rows.len()); table.columns.len()];
     let mut row_keys = Vec::with_capacity(rows.len());

@@ -41,7 +41,6 @@ use platform::Service;
 use serde::{Deserialize, Serialize};
 use sqlx::{Connection, PgConnection, Row};
 
-use crate::cdc::apply::{casts, unnest};
 use crate::cdc::back;
 use crate::cdc::{freeze, slot};
 use crate::contract::{FOREIGN_KEYS, TABLES, Table};
@@ -405,11 +404,7 @@ struct Refused {
 }
 
 fn key_of(table: &Table, row: &[Option<String>]) -> String {
-    let at = table
-        .columns
-        .iter()
-        .position(|c| c.name == table.key)
-        .expect("the key is a column");
+    let at = table.key_index();
     row[at].clone().unwrap_or_default()
 }
 
@@ -959,7 +954,7 @@ fn refused(e: &sqlx::Error) -> Option<String> {
              (deleted after cutover); the whole row is in mfe_rollback.conflicts"
         )),
         Some("23505") => Some(format!(
-            "the legacy unique index {constraint} refuses it: a row kept in legacy holds the same \
+            "the legacy unique index {constraint} refuses it: another legacy row holds the same \
              value; the whole row is in mfe_rollback.conflicts"
         )),
         _ => None,
@@ -972,43 +967,23 @@ async fn upsert_rows(
     table: &Table,
     rows: &[Vec<Option<String>>],
 ) -> sqlx::Result<(u64, u64)> {
-    let key_index = table
-        .columns
-        .iter()
-        .position(|c| c.name == table.key)
-        .expect("the key is a column");
-    let all: Vec<usize> = (0..table.columns.len()).collect();
-    let updates: Vec<String> = table
-        .columns
-        .iter()
-        .filter(|c| c.name != table.key)
-        .map(|c| format!("{0} = EXCLUDED.{0}", ident(c.name)))
-        .collect();
+    let key_index = table.key_index();
+    let t = format!("public.{}", ident(table.name));
+    let text_of = |side: &str| {
+        table
+            .columns
+            .iter()
+            .map(|c| format!("{side}.{}", ident(c.name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // Compared as text, as verify compares them: jsonb's equality calls {"n": 10} and
+    // {"n": 10.0} equal, yet they print (and hash) differently.
     let sql = format!(
-        "INSERT INTO public.{t} AS t ({names}) SELECT {casts} FROM {from} \
-         ON CONFLICT ({key}) DO UPDATE SET {updates} \
-         WHERE ROW({old})::text IS DISTINCT FROM ROW({new})::text \
-         RETURNING (t.xmax = 0)",
-        t = ident(table.name),
-        names = table.column_list(),
-        casts = casts(table, &all, 2),
-        from = unnest(all.len() + 1),
-        key = ident(table.key),
-        updates = updates.join(", "),
-        // As text, as verify compares them: jsonb's equality calls {"n": 10} and {"n": 10.0}
-        // equal, yet they print (and hash) differently.
-        old = table
-            .columns
-            .iter()
-            .map(|c| format!("t.{}", ident(c.name)))
-            .collect::<Vec<_>>()
-            .join(", "),
-        new = table
-            .columns
-            .iter()
-            .map(|c| format!("EXCLUDED.{}", ident(c.name)))
-            .collect::<Vec<_>>()
-            .join(", "),
+        "{} WHERE ROW({})::text IS DISTINCT FROM ROW({})::text RETURNING (xmax = 0)",
+        crate::cdc::apply::upsert_sql(table),
+        text_of(&t),
+        text_of("EXCLUDED")
     );
     let keys: Vec<Option<String>> = rows.iter().map(|r| r[key_index].clone()).collect();
     let mut query = sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(sql)).bind(keys);

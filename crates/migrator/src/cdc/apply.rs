@@ -275,11 +275,7 @@ impl Applier {
                 "a change names relation {relation}, which the stream did not describe"
             ))
         })?;
-        let key = table
-            .columns
-            .iter()
-            .position(|c| c.name == table.key)
-            .expect("the key is a column");
+        let key = table.key_index();
         Ok(order[key])
     }
 
@@ -367,11 +363,7 @@ impl Applier {
         let Some(i) = self.open(table).await? else {
             return Ok(());
         };
-        let key_index = table
-            .columns
-            .iter()
-            .position(|c| c.name == table.key)
-            .expect("the key is a column");
+        let key_index = table.key_index();
         let mut touched = Vec::with_capacity(2);
         let (kind, key, values): (Kind, String, Vec<Option<String>>) = match change {
             RowChange::Insert { values } => {
@@ -740,14 +732,14 @@ async fn record_touched(
 }
 
 /// `unnest($1::text[], ..., $n::text[]) AS u(c1, ..., cn)`.
-pub(crate) fn unnest(n: usize) -> String {
+fn unnest(n: usize) -> String {
     let args: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
     let names: Vec<String> = (1..=n).map(|i| format!("c{i}")).collect();
     format!("unnest({}) AS u({})", args.join(", "), names.join(", "))
 }
 
 /// `CAST(u.c2 AS type), ...` for the contract columns `columns`, numbered from `first`.
-pub(crate) fn casts(table: &Table, columns: &[usize], first: usize) -> String {
+fn casts(table: &Table, columns: &[usize], first: usize) -> String {
     columns
         .iter()
         .enumerate()
