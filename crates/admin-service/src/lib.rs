@@ -125,7 +125,7 @@ struct ApiDoc;
 /// The service's HTTP API with the platform's system routes and middleware.
 pub fn router(state: AppState, config: &ServiceConfig) -> Router {
     use routes::{audit, config as cfg};
-    let api = OpenApiRouter::new()
+    let mut api = OpenApiRouter::new()
         .routes(routes!(audit::list))
         .routes(routes!(audit::export))
         .routes(routes!(audit::verify))
@@ -137,6 +137,7 @@ pub fn router(state: AppState, config: &ServiceConfig) -> Router {
             access::require_admin,
         ))
         .with_state(state.clone());
+    platform::openapi::document_json_bodies(api.get_openapi_mut());
     // Admin serves without auth (names are then null), so auth is not part of readiness.
     let system = SystemState::new(SERVICE.name(), state.pool.clone())
         .with_check(state.broker.clone())

@@ -92,8 +92,8 @@ pub struct AuditLogDetail {
 #[serde(rename_all = "camelCase")]
 pub struct ConfigEntryView {
     pub key: String,
-    /// Any JSON value, as stored.
-    #[schema(value_type = Object)]
+    /// Any JSON value, as stored (`null` included).
+    #[schema(value_type = serde_json::Value)]
     pub value: Box<RawValue>,
     pub description: Option<String>,
     pub updated_at: DateTime<Utc>,

@@ -114,7 +114,8 @@ pub async fn login(
     }
     let attempt = |user_id: Option<String>| LoginAttempt {
         user_id,
-        email: email.to_string(),
+        // jsonb cannot hold U+0000 either: the event shows it as U+FFFD.
+        email: email.replace('\0', "\u{FFFD}"),
         ip_address: client.ip.clone(),
         user_agent: client.user_agent.clone(),
     };
@@ -154,7 +155,10 @@ async fn check_password(
     email: &str,
     password: String,
 ) -> Result<Option<(UserRow, Option<String>)>> {
-    let candidates = {
+    // No stored email holds a NUL (PostgreSQL text cannot): such an email is unknown.
+    let candidates = if email.contains('\0') {
+        Vec::new()
+    } else {
         let mut conn = state.pool.acquire().await?;
         users::find_by_email(&mut conn, email).await?
     };

@@ -21,6 +21,9 @@ use crate::{AppState, outbox, validate};
 /// A user by id.
 pub async fn get(state: &AppState, caller: &Caller, id: &str) -> Result<UserRow> {
     caller.require_admin_or_service()?;
+    if id.contains('\0') {
+        return Err(AuthError::NotFound("user")); // no id holds a NUL: PostgreSQL text cannot
+    }
     let mut conn = state.pool.acquire().await?;
     users::find_by_id(&mut conn, id)
         .await?
@@ -30,6 +33,9 @@ pub async fn get(state: &AppState, caller: &Caller, id: &str) -> Result<UserRow>
 /// A user by email (trimmed; an exact match first, else one differing only by case).
 pub async fn by_email(state: &AppState, caller: &Caller, email: &str) -> Result<UserRow> {
     caller.require_admin_or_service()?;
+    if email.contains('\0') {
+        return Err(AuthError::NotFound("user")); // see `get`
+    }
     let mut conn = state.pool.acquire().await?;
     users::find_by_email(&mut conn, email.trim())
         .await?
@@ -65,6 +71,9 @@ pub async fn update(
     edit: UserEdit<'_>,
 ) -> Result<UserRow> {
     caller.require_admin()?;
+    if id.contains('\0') {
+        return Err(AuthError::NotFound("user")); // see `get`
+    }
     let name = edit.name.map(str::trim);
     let mut v = Validator::new();
     if let Some(name) = name {
@@ -102,6 +111,9 @@ pub async fn update(
 
 pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<()> {
     caller.require_admin()?;
+    if id.contains('\0') {
+        return Err(AuthError::NotFound("user")); // see `get`
+    }
     let mut tx = state.pool.begin().await?;
     let user = users::delete(&mut tx, id)
         .await

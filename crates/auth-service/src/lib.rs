@@ -84,7 +84,7 @@ struct ApiDoc;
 /// The service's HTTP API with the platform's system routes and middleware.
 pub fn router(state: AppState, config: &ServiceConfig) -> Router {
     use routes::{auth, jwks, users};
-    let api = OpenApiRouter::new()
+    let mut api = OpenApiRouter::new()
         .routes(routes!(auth::register))
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
@@ -99,6 +99,7 @@ pub fn router(state: AppState, config: &ServiceConfig) -> Router {
             users::delete_user
         ))
         .with_state(state.clone());
+    platform::openapi::document_json_bodies(api.get_openapi_mut());
     platform::http::assemble(
         api,
         ApiDoc::openapi(),

@@ -67,6 +67,10 @@ fn refresh_expiry(state: &AppState) -> NaiveDateTime {
 /// Trades a refresh token for a new pair. The presented token stops working; presenting a token
 /// that was already traded revokes every refresh token of its user (it has leaked).
 pub async fn rotate(state: &AppState, presented: &str) -> Result<(users::UserRow, Issued)> {
+    if presented.contains('\0') {
+        // No token holds a NUL (PostgreSQL text cannot store one): unknown, not a lookup.
+        return Err(AuthError::InvalidRefreshToken);
+    }
     let hashed = tokens::hash(presented);
     let mut tx = state.pool.begin().await?;
     let row = match refresh_tokens::lock(&mut tx, &hashed).await? {
@@ -102,6 +106,9 @@ pub async fn rotate(state: &AppState, presented: &str) -> Result<(users::UserRow
 /// Revokes one refresh token (hashed or legacy raw). Unknown tokens are not an error: logging out
 /// twice is fine.
 pub async fn revoke(state: &AppState, presented: &str) -> Result<()> {
+    if presented.contains('\0') {
+        return Ok(()); // never a token: see `rotate`
+    }
     let mut tx = state.pool.begin().await?;
     let mut row = refresh_tokens::lock(&mut tx, &tokens::hash(presented)).await?;
     if row.is_none() && !presented.starts_with(tokens::HASH_PREFIX) {

@@ -119,13 +119,14 @@ struct ApiDoc;
 /// The service's HTTP API with the platform's system routes and middleware.
 pub fn router(state: AppState, config: &ServiceConfig) -> Router {
     use routes::{payments, webhooks};
-    let api = OpenApiRouter::new()
+    let mut api = OpenApiRouter::new()
         .routes(routes!(payments::create, payments::list))
         .routes(routes!(payments::get))
         .routes(routes!(payments::cancel))
         .routes(routes!(payments::transactions))
         .routes(routes!(webhooks::receive))
         .with_state(state.clone());
+    platform::openapi::document_json_bodies(api.get_openapi_mut());
     let system = SystemState::new(SERVICE.name(), state.pool.clone())
         .with_check(state.broker.clone())
         .with_check(Arc::new(AuthReachable(state.auth.clone())));

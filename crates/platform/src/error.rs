@@ -199,6 +199,17 @@ impl From<sqlx::Error> for ApiError {
                 tracing::warn!(error = %e, "the database is unavailable");
                 Self::unavailable("the database is unavailable, retry later")
             }
+            // 22021 (text with a NUL byte) and 22P05 (jsonb with \u0000): input PostgreSQL cannot
+            // store, which a service let through; the client's to fix, not a server error.
+            sqlx::Error::Database(ref db)
+                if db.code().is_some_and(|c| c == "22021" || c == "22P05") =>
+            {
+                tracing::warn!(error = %e, "input the database cannot store");
+                Self::validation(vec![FieldError::new(
+                    "body",
+                    "text must not contain the NUL character (U+0000)",
+                )])
+            }
             other => Self::internal(other),
         }
     }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod pagination;
 pub mod server;
 pub mod telemetry;

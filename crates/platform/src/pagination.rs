@@ -80,7 +80,10 @@ pub fn parse_time_key(key: &str) -> Result<(chrono::NaiveDateTime, String), ApiE
 
 fn decode(cursor: &str) -> Option<String> {
     let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    String::from_utf8(bytes).ok().filter(|key| !key.is_empty())
+    // No key holds a NUL: PostgreSQL text cannot, and comparing with one is an error there.
+    String::from_utf8(bytes)
+        .ok()
+        .filter(|key| !key.is_empty() && !key.contains('\0'))
 }
 
 #[cfg(test)]
@@ -120,6 +123,7 @@ mod tests {
             (Some(0), None, "limit"),
             (Some(101), None, "limit"),
             (None, Some("!!"), "cursor"),
+            (None, Some("YQBi"), "cursor"), // "a\0b"
         ] {
             let err = PageRequest::parse(limit, cursor).unwrap_err();
             assert!(format!("{:?}", err.body()).contains(field), "{field}");

@@ -80,11 +80,12 @@ struct ApiDoc;
 /// The service's HTTP API with the platform's system routes and middleware.
 pub fn router(state: AppState, config: &ServiceConfig) -> Router {
     use routes::profile;
-    let api = OpenApiRouter::new()
+    let mut api = OpenApiRouter::new()
         .routes(routes!(profile::get_me, profile::put_me, profile::patch_me))
         .routes(routes!(profile::get_by_user))
         .routes(routes!(profile::list_profiles))
         .with_state(state.clone());
+    platform::openapi::document_json_bodies(api.get_openapi_mut());
     platform::http::assemble(
         api,
         ApiDoc::openapi(),

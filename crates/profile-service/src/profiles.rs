@@ -122,16 +122,21 @@ async fn ensure_user_exists(state: &AppState, caller: &Caller) -> Result<()> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProfileChanges {
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    /// An http(s) URL with a host, at most 2048 characters. The service takes any such URL its
+    /// parser reads; the pattern is a plain subset of them.
+    #[schema(value_type = Option<String>, max_length = 2048, pattern = r"^https?://[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?)*(?::[0-9]{1,4})?(?:/[A-Za-z0-9._~/-]*)?$")]
     pub avatar_url: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    /// E.164: `+`, then 2 to 15 digits, the first not 0.
+    #[schema(value_type = Option<String>, pattern = r"^\+[1-9][0-9]{1,14}$")]
     pub phone: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    /// At most 500 characters, no NUL.
+    #[schema(value_type = Option<String>, max_length = 500, pattern = r"^[^\x00]*$")]
     pub address: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    /// At most 1000 characters, no NUL.
+    #[schema(value_type = Option<String>, max_length = 1000, pattern = r"^[^\x00]*$")]
     pub bio: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]

@@ -134,17 +134,21 @@ impl Verdict {
 pub struct ChargeRequest {
     /// The caller's idempotency reference (1-200 characters), e.g. its payment id. A repeated
     /// POST with the same reference returns the existing charge.
-    #[schema(example = "pay_7f3c2a")]
+    #[schema(example = "pay_7f3c2a", pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,200}$")]
     pub reference: String,
     /// A decimal string from 0.01 to 99999999.99 with at most two decimals; a JSON number is
     /// refused.
-    #[schema(example = "12.34")]
+    #[schema(
+        example = "12.34",
+        pattern = r"^0*(?:[1-9][0-9]{0,7}(?:\.[0-9]{1,2})?|0\.(?:0[1-9]|[1-9][0-9]?))$"
+    )]
     pub amount: String,
     /// ISO 4217: three upper-case letters.
-    #[schema(example = "USD")]
+    #[schema(example = "USD", pattern = r"^[A-Z]{3}$")]
     pub currency: String,
     /// Free text, at most 1000 characters.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
 }
 

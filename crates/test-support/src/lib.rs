@@ -7,6 +7,7 @@ pub mod broker;
 pub mod catalog;
 pub mod db;
 pub mod http;
+pub mod openapi;
 pub mod probe;
 pub mod schema;
 pub mod spawn;

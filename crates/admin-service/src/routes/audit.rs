@@ -58,6 +58,7 @@ pub async fn get(
 #[into_params(parameter_in = Query)]
 pub struct ExportParams {
     /// `csv` (RFC 4180, formulas neutralised) or `ndjson` (one entry per line).
+    #[param(inline)]
     pub format: Format,
 }
 
@@ -65,7 +66,7 @@ pub struct ExportParams {
 /// size of the log.
 #[utoipa::path(get, path = "/admin/audit-logs/export", tag = "audit", security(("bearer" = [])),
     params(ExportParams, Filters), responses(
-    (status = 200, content_type = "text/csv", body = String, description = "CSV with a header row, or NDJSON"),
+    (status = 200, content((String = "text/csv"), (String = "application/x-ndjson")), description = "CSV with a header row, or NDJSON"),
     (status = 401, body = ErrorBody),
     (status = 403, body = ErrorBody, description = "not an ADMIN"),
     (status = 422, body = ErrorBody, description = "a bad format or filter")))]

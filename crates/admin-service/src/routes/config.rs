@@ -23,9 +23,10 @@ use crate::views::{ConfigEntryView, ConfigPage};
 pub struct ConfigWrite {
     /// Any JSON value (`null` included), at most 64 KiB.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value, required = true)]
     pub value: Option<Box<RawValue>>,
     /// At most 1000 characters.
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
 }
 
@@ -81,7 +82,7 @@ pub async fn list(
 
 /// One entry, with its `ETag`.
 #[utoipa::path(get, path = "/admin/config/{key}", tag = "config", security(("bearer" = [])),
-    params(("key" = String, Path, description = "[a-z0-9_.-], at most 128 characters")),
+    params(("key" = String, Path, pattern = "^[a-z0-9_.-]{1,128}$", description = "[a-z0-9_.-], at most 128 characters")),
     responses(
     (status = 200, body = ConfigEntryView, headers(("ETag" = String))),
     (status = 401, body = ErrorBody),
@@ -105,7 +106,7 @@ pub async fn get(
 /// (428 without it, 412 when the entry changed since); `If-None-Match: *` creates only.
 #[utoipa::path(put, path = "/admin/config/{key}", tag = "config", security(("bearer" = [])),
     params(
-        ("key" = String, Path, description = "[a-z0-9_.-], at most 128 characters"),
+        ("key" = String, Path, pattern = "^[a-z0-9_.-]{1,128}$", description = "[a-z0-9_.-], at most 128 characters"),
         ("If-Match" = Option<String>, Header, description = "The ETag read, or *"),
         ("If-None-Match" = Option<String>, Header, description = "* to create only")),
     request_body = ConfigWrite, responses(
@@ -139,10 +140,11 @@ pub async fn put(
 /// Deletes an entry; with `If-Match`, only if it is still the one read (412 otherwise).
 #[utoipa::path(delete, path = "/admin/config/{key}", tag = "config", security(("bearer" = [])),
     params(
-        ("key" = String, Path, description = "[a-z0-9_.-], at most 128 characters"),
+        ("key" = String, Path, pattern = "^[a-z0-9_.-]{1,128}$", description = "[a-z0-9_.-], at most 128 characters"),
         ("If-Match" = Option<String>, Header, description = "The ETag read, or *")),
     responses(
     (status = 204, description = "deleted"),
+    (status = 400, body = ErrorBody, description = "`If-Match` is not a list of entity tags"),
     (status = 401, body = ErrorBody),
     (status = 403, body = ErrorBody, description = "not an ADMIN"),
     (status = 404, body = ErrorBody),

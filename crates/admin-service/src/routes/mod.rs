@@ -14,5 +14,6 @@ pub struct PageParams {
     /// From a previous page's `nextCursor`.
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }

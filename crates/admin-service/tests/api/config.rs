@@ -299,3 +299,40 @@ async fn a_value_keeps_every_digit_it_was_given() {
     let read = admin.get("/admin/config/limits.big", &token).await.text;
     assert!(read.contains("12345678901234567890.123456789"), "{read}");
 }
+
+// Found by scripts/schemathesis.sh: the event of a value holding f64::MAX was written to the
+// outbox, printed back by PostgreSQL as 309 digits, and serde_json's fast float parser read those
+// as out of range: the relay could not read the row and stopped publishing (every later event
+// waited behind it).
+#[tokio::test]
+async fn a_value_at_the_edge_of_f64_does_not_stop_the_events_behind_it() {
+    let admin = spawn().await;
+    let token = admin.admin_token().await;
+    for (key, body) in [
+        (
+            "limits.edge",
+            r#"{"value": [false, {"": 1.7976931348623157e308}]}"#,
+        ),
+        ("limits.after", r#"{"value": 1}"#),
+    ] {
+        let response = admin
+            .api
+            .http
+            .put(admin.api.url(&format!("/admin/config/{key}")))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{key}");
+    }
+    let rows = admin
+        .wait_for_rows(&token, "action=config.updated&resourceId=limits.after", 1)
+        .await;
+    assert_eq!(rows[0]["details"]["newValue"], json!(1));
+    let edge = admin
+        .wait_for_rows(&token, "action=config.updated&resourceId=limits.edge", 1)
+        .await;
+    assert_eq!(edge[0]["details"]["newValue"][1][""], json!(f64::MAX));
+}

@@ -16,14 +16,103 @@ use crate::{AppState, accounts, sessions};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterRequest {
-    /// Trimmed; unique regardless of case; stored as given.
+    /// Trimmed; unique regardless of case; stored as given. One `@`, a dotted domain, no spaces
+    /// or control characters, at most 254 characters.
+    #[schema(schema_with = email_schema)]
     pub email: String,
     /// 8 to 128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
-    /// 1 to 100 characters.
+    /// Trimmed, then 1 to 100 characters without control characters.
+    #[schema(schema_with = name_schema)]
     pub name: String,
     /// `CUSTOMER` (default) or `VENDOR`; `ADMIN` cannot be self-registered.
+    #[schema(value_type = Option<SelfRegisteredRole>)]
     pub role: Option<Role>,
+}
+
+/// The roles a user may give themselves: `ADMIN` is granted by an admin (`PATCH /users/{id}`).
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum SelfRegisteredRole {
+    Customer,
+    Vendor,
+}
+
+/// What `char::is_whitespace` (and so `str::trim`) takes, for patterns: regex `\s` differs.
+macro_rules! space {
+    () => {
+        r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+    };
+}
+/// What `char::is_control` takes.
+macro_rules! control {
+    () => {
+        r"\x00-\x1f\x7f-\x9f"
+    };
+}
+
+/// [`crate::validate::email_is_valid`] as a pattern: a local part, `@`, a domain with a dot
+/// neither first nor last; no `@`, spaces or control characters. (The service trims spaces around
+/// an email first; the schema asks for none, so that `maxLength` means what the service checks.)
+pub const EMAIL_PATTERN: &str = concat!(
+    "^[^@",
+    space!(),
+    control!(),
+    "]+@",
+    "[^@.",
+    space!(),
+    control!(),
+    "][^@",
+    space!(),
+    control!(),
+    "]*\\.",
+    "[^@",
+    space!(),
+    control!(),
+    "]*[^@.",
+    space!(),
+    control!(),
+    "]$"
+);
+
+/// [`crate::validate::check_name`] as a pattern: trimmed, 1 to 100 characters (98 between the
+/// first and the last) and no control characters; spaces around it are not counted.
+pub const NAME_PATTERN: &str = concat!(
+    "^[",
+    space!(),
+    "]*",
+    "[^",
+    space!(),
+    control!(),
+    "]",
+    "(?:[^",
+    control!(),
+    "]{0,98}[^",
+    space!(),
+    control!(),
+    "])?",
+    "[",
+    space!(),
+    "]*$"
+);
+
+fn text_schema(pattern: &str, max_length: Option<usize>) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .pattern(Some(pattern))
+        .max_length(max_length)
+        .build()
+}
+
+/// A registration's email: [`EMAIL_PATTERN`], at most 254 characters.
+pub fn email_schema() -> utoipa::openapi::Object {
+    text_schema(EMAIL_PATTERN, Some(crate::validate::EMAIL_MAX))
+}
+
+/// A user's name: [`NAME_PATTERN`] (which bounds its length).
+pub fn name_schema() -> utoipa::openapi::Object {
+    text_schema(NAME_PATTERN, None)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

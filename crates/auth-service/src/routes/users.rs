@@ -25,6 +25,7 @@ pub struct UsersQuery {
     /// From a previous page's `nextCursor`.
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
@@ -36,12 +37,33 @@ pub enum UsersAnswer {
     Page(UserPage),
 }
 
+/// At least one field; `null` is not a value of any (absent fields stay as they are).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateUserRequest {
+    /// Trimmed, then 1 to 100 characters without control characters.
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(schema_with = crate::routes::auth::name_schema)]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(value_type = Role)]
     pub role: Option<Role>,
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(value_type = bool)]
     pub email_verified: Option<bool>,
+}
+
+/// A field that is present must hold a value: `null` is a 422 naming it, not "unchanged".
+fn not_null<'de, D, T>(deserializer: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<T>::deserialize(deserializer)? {
+        Some(value) => Ok(Some(value)),
+        None => Err(serde::de::Error::custom("must not be null")),
+    }
 }
 
 /// A user by id.

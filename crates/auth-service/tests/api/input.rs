@@ -179,3 +179,106 @@ async fn the_openapi_document_describes_every_route() {
         );
     }
 }
+
+// Found by scripts/schemathesis.sh.
+
+#[tokio::test]
+async fn the_openapi_document_is_complete_and_states_the_input_rules() {
+    let app = spawn_app().await;
+    let spec = app.get("/openapi.json").await.body;
+    test_support::openapi::assert_complete(&spec);
+    let register = &spec["components"]["schemas"]["RegisterRequest"]["properties"];
+    assert_eq!(register["password"]["minLength"], 8);
+    assert_eq!(register["password"]["maxLength"], 128);
+    assert_eq!(register["email"]["maxLength"], 254);
+    assert!(register["email"]["pattern"].is_string());
+    assert!(register["name"]["pattern"].is_string());
+    assert_eq!(
+        spec["components"]["schemas"]["SelfRegisteredRole"]["enum"],
+        json!(["CUSTOMER", "VENDOR"]),
+        "self-registration does not offer ADMIN"
+    );
+    let update = &spec["components"]["schemas"]["UpdateUserRequest"];
+    assert_eq!(update["minProperties"], 1);
+    let limit = &spec["paths"]["/users"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap()["schema"];
+    assert_eq!(
+        (limit["minimum"].clone(), limit["maximum"].clone()),
+        (json!(1), json!(100))
+    );
+}
+
+#[tokio::test]
+async fn a_nul_in_credentials_or_keys_is_unknown_not_a_server_error() {
+    let app = spawn_app().await;
+    // PostgreSQL text cannot hold U+0000: a lookup by such a value was a 500.
+    let login = app.login("a\u{0}b@example.com", "some-password").await;
+    assert_eq!(login.status, 401);
+    assert_eq!(error_code(&login), "invalid_credentials");
+    let failed = app.outbox("user.login_failed").await;
+    assert_eq!(failed.last().unwrap()["email"], "a\u{FFFD}b@example.com");
+
+    let refresh = app
+        .post("/auth/refresh", &json!({"refreshToken": "abc\u{0}def"}))
+        .await;
+    assert_eq!(refresh.status, 401);
+    let logout = app
+        .post("/auth/logout", &json!({"refreshToken": "abc\u{0}def"}))
+        .await;
+    assert_eq!(logout.status, 204);
+
+    let admin = app.admin_token().await;
+    for path in ["/users/a%00b", "/users?email=a%00b%40example.com"] {
+        let reply = app.get_as(path, &admin).await;
+        assert_eq!(reply.status, 404, "{path}");
+    }
+    // A cursor that decodes to a key holding a NUL ("a\0b") was not one this API returned.
+    let reply = app.get_as("/users?cursor=YQBi", &admin).await;
+    assert_eq!(reply.status, 422);
+    assert_eq!(reply.body["error"]["fields"][0]["field"], "cursor");
+}
+
+#[tokio::test]
+async fn a_json_array_is_not_a_body_filled_by_position() {
+    let app = spawn_app().await;
+    app.register("array@example.com", "array-password").await;
+    // serde fills a struct from an array in field order: this logged in.
+    let reply = app
+        .post(
+            "/auth/login",
+            &json!(["array@example.com", "array-password"]),
+        )
+        .await;
+    assert_eq!(reply.status, 422);
+    assert_eq!(reply.body["error"]["fields"][0]["field"], "body");
+}
+
+#[tokio::test]
+async fn patching_a_user_field_to_null_is_422_not_unchanged() {
+    let app = spawn_app().await;
+    let user = app.register("nulls@example.com", "nulls-password").await;
+    let id = user["user"]["id"].as_str().unwrap();
+    let admin = app.admin_token().await;
+    for body in [
+        json!({"role": null}),
+        json!({"name": null}),
+        json!({"emailVerified": null}),
+    ] {
+        let reply = app
+            .http
+            .patch(app.url(&format!("/users/{id}")))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let reply = test_support::Reply::read(reply).await;
+        assert_eq!(reply.status, 422, "{body}");
+        let field = body.as_object().unwrap().keys().next().unwrap().clone();
+        assert_eq!(reply.body["error"]["fields"][0]["field"], field.as_str());
+    }
+}

@@ -50,7 +50,7 @@ impl IntoResponse for Answer {
 /// (`processing`; the reconciler settles it). Scheduled and recurring payments answer 201
 /// `pending`.
 #[utoipa::path(post, path = "/payments", tag = "payments", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[\x21-\x7e]{1,255}$",
         description = "Retries with the same key and body within 24 h get the first answer again (Idempotent-Replayed: true)")),
     request_body = NewPayment, responses(
     (status = 201, body = PaymentView),
@@ -74,13 +74,14 @@ pub async fn create(
 /// Cancels a pending payment; only its sender may. A recurring payment makes no more occurrences.
 #[utoipa::path(post, path = "/payments/{id}/cancel", tag = "payments", security(("bearer" = [])),
     params(("id" = String, Path, description = "payment id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "as for POST /payments")),
+        ("Idempotency-Key" = Option<String>, Header, pattern = r"^[\x21-\x7e]{1,255}$", description = "as for POST /payments")),
     responses(
     (status = 200, body = PaymentView),
     (status = 401, body = ErrorBody),
     (status = 403, body = ErrorBody, description = "the caller is not the sender"),
     (status = 404, body = ErrorBody),
-    (status = 409, body = ErrorBody, description = "invalid_transition: not pending any more")))]
+    (status = 409, body = ErrorBody, description = "invalid_transition: not pending any more"),
+    (status = 422, body = ErrorBody, description = "a bad Idempotency-Key, or idempotency_key_reused")))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
@@ -143,6 +144,7 @@ pub enum DirectionParam {
 #[into_params(parameter_in = Query)]
 pub struct PaymentsQuery {
     /// `sent`, `received` or `all` (default).
+    #[param(inline)]
     pub direction: Option<DirectionParam>,
     pub status: Option<Status>,
     #[serde(rename = "type")]
@@ -155,6 +157,7 @@ pub struct PaymentsQuery {
     /// From a previous page's `nextCursor`.
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 

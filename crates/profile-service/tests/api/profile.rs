@@ -310,3 +310,34 @@ async fn admins_page_through_every_profile_once() {
         assert_eq!(response.status, 422, "{bad}");
     }
 }
+
+// Found by scripts/schemathesis.sh: serde fills a struct from a JSON array by position, so
+// `[null, null]` cleared the avatar and the phone (200).
+#[tokio::test]
+async fn a_json_array_body_is_422_not_fields_by_position() {
+    let platform = spawn_platform().await;
+    let user = platform.register("array@example.com").await;
+    let set = platform
+        .send(
+            Method::PATCH,
+            "/profile/me",
+            &user.token,
+            &json!({"phone": "+14155550100"}),
+        )
+        .await;
+    assert_eq!(set.status, 200);
+    for method in [Method::PUT, Method::PATCH] {
+        let reply = platform
+            .send(
+                method.clone(),
+                "/profile/me",
+                &user.token,
+                &json!([null, null]),
+            )
+            .await;
+        assert_eq!(reply.status, 422, "{method}");
+        assert_eq!(error_of(&reply)["fields"][0]["field"], "body");
+    }
+    let me = platform.get("/profile/me", &user.token).await;
+    assert_eq!(me.body["phone"], "+14155550100", "nothing was cleared");
+}

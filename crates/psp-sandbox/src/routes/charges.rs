@@ -77,6 +77,7 @@ pub async fn get_charge(
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// How many of the newest charges to return, 1 to 1000 (default 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 

@@ -54,6 +54,7 @@ fn split() -> (Router<Psp>, utoipa::openapi::OpenApi) {
         .routes(routes!(system::health))
         .routes(routes!(system::openapi_json))
         .split_for_parts();
+    platform::openapi::document_json_bodies(&mut doc);
     let post = doc
         .paths
         .paths
