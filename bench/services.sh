@@ -12,100 +12,15 @@
 #
 #   bash bench/services.sh                  # C=16 T=15
 #   C=32 T=20 bash bench/services.sh
+#   ONLY=users,pay bash bench/services.sh   # some endpoints: users profile list audit pay
 #
 # Needs the stack up (bash scripts/stack.sh up); installs wrk from Debian when missing. Databases
 # bench_* are dropped and created again on every run; the services are stopped at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-C="${C:-16}"
-T="${T:-15}"
-TARGET="${CARGO_TARGET_DIR:-target}"
-BIN="$TARGET/release"
-WORK="$(mktemp -d /tmp/mfe-bench.XXXXXX)"
-PG=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres)
-PIDS=()
-
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    [[ -n "${KEEP:-}" ]] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-say() { printf '== %s\n' "$*" >&2; }
-
-# --- tools and binaries ---------------------------------------------------------------------
-if ! command -v wrk >/dev/null; then
-    say "installing wrk"
-    apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
-fi
-command -v pgbench >/dev/null || { echo "pgbench missing (postgresql-client)" >&2; exit 1; }
-say "release build ($TARGET)"
-cargo build --release -q --bin auth-service --bin payments-service --bin admin-service \
-    --bin profile-service --bin psp-sandbox
-
-# --- databases ------------------------------------------------------------------------------
-declare -A PORT_OF=([auth]=5432 [payments]=5433 [admin]=5434 [profile]=5435)
-for svc in auth payments admin profile; do
-    "${PG[@]}" -p "${PORT_OF[$svc]}" -d postgres -c "DROP DATABASE IF EXISTS bench_$svc WITH (FORCE)" \
-        -c "CREATE DATABASE bench_$svc"
-done
-db() { "${PG[@]}" -p "${PORT_OF[$1]}" -d "bench_$1" "${@:2}"; }
-
-# --- services -------------------------------------------------------------------------------
-export DATABASE_TOPOLOGY=split MFE_TOPOLOGY_FILE="$WORK/topology.env"
-export AUTH_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/bench_auth"
-export PAYMENTS_DATABASE_URL="postgresql://postgres@127.0.0.1:5433/bench_payments"
-export ADMIN_DATABASE_URL="postgresql://postgres@127.0.0.1:5434/bench_admin"
-export PROFILE_DATABASE_URL="postgresql://postgres@127.0.0.1:5435/bench_profile"
-export AUTH_SERVICE_PORT=3101 PAYMENTS_SERVICE_PORT=3102 ADMIN_SERVICE_PORT=3103 PROFILE_SERVICE_PORT=3104
-export PSP_SANDBOX_PORT=3110
-export AUTH_SERVICE_URL=http://127.0.0.1:3101 PSP_URL=http://127.0.0.1:3110
-export PSP_WEBHOOK_URL=http://127.0.0.1:3102/psp/webhooks
-export PSP_WEBHOOK_SECRET=bench-psp-webhook-secret-123
-# The sandbox answers at once: the figures are the platform's, not a provider's simulated 80 ms.
-export PSP_SANDBOX_LATENCY_MS="${PSP_SANDBOX_LATENCY_MS:-0}"
-export AUTH_DATA_DIR="$WORK/auth" AUTH_ACCESS_TOKEN_TTL_SECS=7200
-export AUTH_BOOTSTRAP_ADMIN_EMAIL=bench-admin@bench.local AUTH_BOOTSTRAP_ADMIN_PASSWORD=bench-admin-password
-export AUTH_SERVICE_CLIENTS="bench-client=bench-client-secret-123,payments-service=bench-payments-secret-123,admin-service=bench-admin-secret-12345,profile-service=bench-profile-secret-1234"
-export PAYMENTS_AUTH_CLIENT_SECRET=bench-payments-secret-123 ADMIN_AUTH_CLIENT_SECRET=bench-admin-secret-12345
-export PROFILE_AUTH_CLIENT_SECRET=bench-profile-secret-1234
-export EVENTS_EXCHANGE=bench.events RUST_LOG="${RUST_LOG:-warn}"
-AUTH=http://127.0.0.1:3101 PAYMENTS=http://127.0.0.1:3102 ADMIN=http://127.0.0.1:3103 PROFILE=http://127.0.0.1:3104
-
-start() { # name binary
-    EVENTS_QUEUE="bench.$1.events" "$BIN/$2" >"$WORK/$1.log" 2>&1 &
-    PIDS+=($!)
-}
-start psp psp-sandbox
-start auth auth-service
-start payments payments-service
-start admin admin-service
-start profile profile-service
-for url in "$AUTH" "$PAYMENTS" "$ADMIN" "$PROFILE"; do
-    for _ in $(seq 1 300); do
-        curl -fsS "$url/ready" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
-    curl -fsS "$url/ready" >/dev/null || { echo "$url not ready; logs in $WORK" >&2; KEEP=1; exit 1; }
-done
-say "services up (logs in $WORK)"
-
-# --- seed through the APIs ------------------------------------------------------------------
-post() { curl -fsS -X POST -H 'Content-Type: application/json' "$@"; }
-register() { # email -> "id token"
-    post "$AUTH/auth/register" --data "{\"email\":\"$1\",\"password\":\"bench-password-1\",\"name\":\"Bench ${1%%@*}\"}" |
-        jq -r '"\(.user.id) \(.accessToken)"'
-}
-read -r PAYER_ID PAYER_TOKEN < <(register payer@bench.local)
-read -r PAYEE_ID _ < <(register payee@bench.local)
-read -r LISTER_ID LISTER_TOKEN < <(register lister@bench.local)
-ADMIN_TOKEN=$(post "$AUTH/auth/login" --data \
-    "{\"email\":\"$AUTH_BOOTSTRAP_ADMIN_EMAIL\",\"password\":\"$AUTH_BOOTSTRAP_ADMIN_PASSWORD\"}" | jq -r .accessToken)
-SERVICE_TOKEN=$(post "$AUTH/auth/service-token" --data \
-    '{"clientId":"bench-client","clientSecret":"bench-client-secret-123"}' | jq -r .accessToken)
-[[ "$SERVICE_TOKEN" != null && "$ADMIN_TOKEN" != null ]] || { echo "no service/admin token" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # --- seed volume with SQL -------------------------------------------------------------------
 say "seeding 10k users + profiles, 1k payments of one user (+50k others), 1M audit_logs rows"
@@ -132,29 +47,7 @@ db admin -c "INSERT INTO audit_logs (id, user_id, action, resource_type, resourc
            '10.0.' || (n % 250) || '.1', now() - n * interval '1 second'
     FROM generate_series(1, 1000000) n" -c "ANALYZE audit_logs"
 
-# --- wrk and pgbench ------------------------------------------------------------------------
-# wrk -s LUA URL -> "req/s p50_ms p99_ms non2xx"
-cat >"$WORK/common.lua" <<'LUA'
-local bad = 0
-response = function(status) if status >= 300 then bad = bad + 1 end end
-done = function(summary, latency, requests)
-  local non2xx = summary.errors.status
-  io.write(string.format("RESULT %.1f %.2f %.2f %d %d\n", summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000, non2xx,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
-end
-LUA
-lua_get() { # token [path-lua-expr]
-    cat "$WORK/common.lua"
-    cat <<LUA
-wrk.headers["Authorization"] = "Bearer $1"
-${2:-}
-LUA
-}
-run_wrk() { # name url lua-file
-    wrk -t 2 -c "$C" -d "${T}s" --latency -s "$3" "$2" >"$WORK/$1.wrk" 2>&1
-    grep '^RESULT' "$WORK/$1.wrk" | cut -d' ' -f2-
-}
+# --- pgbench ---------------------------------------------------------------------------------
 run_pgbench() { # name port db sqlfile [-D ...]
     local name="$1" port="$2" dbname="$3" file="$4"; shift 4
     pgbench -n -M prepared -h 127.0.0.1 -p "$port" -U postgres -c "$C" -j 2 -T "$T" -f "$file" "$@" \
@@ -174,10 +67,14 @@ printf '\\set n random(1, 10000)\nSELECT %s FROM users WHERE id = %s;\n' "$USER_
 # GET /profile/me: profiles::mine -> profiles::find_by_user (the profile exists)
 lua_get "$PAYER_TOKEN" >"$WORK/profile.lua"
 printf 'SELECT %s FROM user_profiles WHERE user_id = :uid;\n' "$PROFILE_COLS" >"$WORK/profile.sql"
-# GET /payments (first page, direction all, default limit 20 asked as 21 to know of a next page)
+# GET /payments (first page, direction all, default limit 20 asked as 21 to know of a next page):
+# the union of the sent and the received side, each newest first, schedules joined to the page
+# (store/payments.rs `list`)
 lua_get "$LISTER_TOKEN" >"$WORK/list.lua"
-printf 'SELECT %s FROM %s WHERE (p.sender_id = :uid OR p.recipient_id = :uid) ORDER BY p.created_at DESC, p.id DESC LIMIT 21;\n' \
-    "$PAY_COLS" "$PAY_FROM" >"$WORK/list.sql"
+SIDE="SELECT p.* FROM payments p WHERE"
+ORDER="ORDER BY p.created_at DESC, p.id DESC LIMIT 21"
+printf 'SELECT %s FROM ((%s p.sender_id = :uid %s) UNION ALL (%s p.recipient_id = :uid AND p.sender_id <> :uid %s)) p LEFT JOIN payments.schedules s ON s.payment_id = p.id %s;\n' \
+    "$PAY_COLS" "$SIDE" "$ORDER" "$SIDE" "$ORDER" "$ORDER" >"$WORK/list.sql"
 # GET /admin/audit-logs?action=payment.completed (first page)
 lua_get "$ADMIN_TOKEN" >"$WORK/audit.lua"
 printf "SELECT %s FROM audit_logs a WHERE TRUE AND a.action = 'payment.completed' ORDER BY a.created_at DESC, a.id DESC LIMIT 21;\n" \
@@ -235,7 +132,10 @@ UPDATE payments.idempotency_keys SET response_status = 201, response_body = '{"i
 SQL
 
 declare -A ROW
+ONLY="${ONLY:-users,profile,list,audit,pay}"
+wanted() { [[ ",$ONLY," == *",$1,"* ]]; }
 bench() { # name label url lua port db sql [pgbench -D ...]
+    wanted "$1" || return 0
     local name="$1" label="$2" url="$3" lua="$4" port="$5" dbname="$6" sql="$7"; shift 7
     say "$label: wrk -c $C -t 2 -d ${T}s, then pgbench -c $C -j 2 -T $T"
     local w t
@@ -253,6 +153,7 @@ echo
 echo "services on their own databases, C=$C connections (wrk -t 2, pgbench -j 2 -M prepared), T=${T}s each, $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC')"
 printf '%-42s %9s %9s %9s %12s %7s  %s\n' endpoint "req/s" "p50 ms" "p99 ms" "pgbench tps" ratio "non-2xx/errors"
 for name in users profile list audit pay; do
+    wanted "$name" || continue
     IFS='|' read -r label w t <<<"${ROW[$name]}"
     read -r rps p50 p99 non2xx errs <<<"$w"
     ratio=$(awk -v a="$rps" -v b="$t" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
@@ -261,5 +162,5 @@ for name in users profile list audit pay; do
 done
 goal() { awk -v r="$2" -v g="$3" -v n="$1" 'BEGIN { printf "goal %s >= %.1fx pgbench: %s (%.2fx)\n", n, g, (r >= g ? "met" : "NOT met"), r }'; }
 echo
-goal "GET /users/{id}" "${ROW[users.ratio]}" 0.5
-goal "POST /payments" "${ROW[pay.ratio]}" 0.3
+if wanted users; then goal "GET /users/{id}" "${ROW[users.ratio]}" 0.5; fi
+if wanted pay; then goal "POST /payments" "${ROW[pay.ratio]}" 0.3; fi

@@ -27,6 +27,7 @@ use axum::extract::FromRef;
 use events::{BrokerHealth, Consumer, EventsSettings, HubTable, Relay, with_hub_tables};
 use platform::app::{Application, open_database};
 use platform::http::{BearerAuth, ReadinessCheck, SystemState};
+use platform::readers::ReadPool;
 use platform::{Env, Service, ServiceConfig};
 use settings::AdminSettings;
 use sqlx::PgPool;
@@ -51,6 +52,8 @@ pub const SERVICE: Service = Service::Admin;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// The hot one-statement reads (`GET /admin/audit-logs`), without sqlx's ping per release.
+    pub readers: ReadPool,
     pub verifier: Arc<Verifier>,
     pub auth: Arc<AuthClient>,
     pub names: Arc<Names>,
@@ -80,6 +83,7 @@ impl AppState {
             settings.name_lookup_pause,
         );
         Ok(Self {
+            readers: ReadPool::beside(&pool),
             pool,
             verifier: Arc::new(settings.auth.verifier()?),
             auth,

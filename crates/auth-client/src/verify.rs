@@ -22,6 +22,7 @@ use contracts::auth::AccessClaims;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use platform::verified::VerifiedTokens;
 use reqwest::Url;
 use serde::Deserialize;
 
@@ -34,6 +35,8 @@ const DEFAULT_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// Clock skew tolerated on `exp`, as auth itself does.
 const LEEWAY_SECS: u64 = 30;
+/// Access tokens whose verification is remembered (a few hundred bytes each).
+const VERIFIED_TOKENS: usize = 10_000;
 
 /// Why a token is not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -77,6 +80,10 @@ pub struct Verifier {
     refetch_interval: Duration,
     retry_interval: Duration,
     keys: RwLock<KeyCache>,
+    /// Tokens verified already, with the key that verified each: a token answers from here only
+    /// while that very key is the one trusted for its `kid` (a refresh makes new keys, so tokens
+    /// are verified again after one, and never on a key auth no longer publishes).
+    verified: VerifiedTokens<(AccessClaims, Arc<DecodingKey>)>,
     /// Held while fetching, so that concurrent misses make one request to auth, not one each.
     fetching: tokio::sync::Mutex<()>,
 }
@@ -130,6 +137,7 @@ impl Verifier {
             refetch_interval: DEFAULT_REFETCH_INTERVAL,
             retry_interval: DEFAULT_RETRY_INTERVAL,
             keys: RwLock::default(),
+            verified: VerifiedTokens::new(VERIFIED_TOKENS),
             fetching: tokio::sync::Mutex::new(()),
         })
     }
@@ -177,9 +185,18 @@ impl Verifier {
             .kid
             .ok_or(VerifyError::Invalid(InvalidToken::UnknownKey))?;
         let key = self.key(&kid).await?;
-        jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| VerifyError::Invalid(reason(e.kind())))
+        if let Some((claims, verified_by)) = self.verified.get(token)
+            && Arc::ptr_eq(&verified_by, &key)
+        {
+            return Ok(claims);
+        }
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation)
+            .map_err(|e| VerifyError::Invalid(reason(e.kind())))?
+            .claims;
+        let valid_until = claims.exp.saturating_add(self.validation.leeway as i64);
+        self.verified
+            .insert(token, (claims.clone(), key), valid_until);
+        Ok(claims)
     }
 
     async fn key(&self, kid: &str) -> Result<Arc<DecodingKey>, VerifyError> {

@@ -24,10 +24,10 @@ pub async fn get(state: &AppState, caller: &Caller, id: &str) -> Result<UserRow>
     if id.contains('\0') {
         return Err(AuthError::NotFound("user")); // no id holds a NUL: PostgreSQL text cannot
     }
-    let mut conn = state.pool.acquire().await?;
-    users::find_by_id(&mut conn, id)
-        .await?
-        .ok_or(AuthError::NotFound("user"))
+    let mut conn = state.readers.acquire().await?;
+    let user = users::find_by_id(&mut conn, id).await?;
+    conn.release();
+    user.ok_or(AuthError::NotFound("user"))
 }
 
 /// A user by email (trimmed; an exact match first, else one differing only by case).

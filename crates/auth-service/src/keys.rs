@@ -13,6 +13,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use contracts::auth::AccessClaims;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use platform::config::ExposeSecret;
+use platform::verified::VerifiedTokens;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -20,6 +21,8 @@ use utoipa::ToSchema;
 use crate::settings::KeySource;
 
 const KEY_FILE: &str = "jwt-ed25519.pem";
+/// Access tokens whose verification is remembered (a few hundred bytes each).
+const VERIFIED_TOKENS: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -40,6 +43,7 @@ pub struct Keys {
     kid: String,
     jwks: Jwks,
     validation: Validation,
+    verified: VerifiedTokens<AccessClaims>,
 }
 
 /// `GET /.well-known/jwks.json`.
@@ -96,6 +100,7 @@ impl Keys {
             kid,
             jwks: Jwks { keys: vec![jwk] },
             validation,
+            verified: VerifiedTokens::new(VERIFIED_TOKENS),
         })
     }
 
@@ -114,9 +119,17 @@ impl Keys {
     }
 
     /// The claims of a valid token: our key, EdDSA only, our issuer and audience, not expired.
+    /// A token verified before answers from memory until it expires (the key never changes while
+    /// the process runs).
     pub fn verify(&self, token: &str) -> Result<AccessClaims, jsonwebtoken::errors::Error> {
-        jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
+        if let Some(claims) = self.verified.get(token) {
+            return Ok(claims);
+        }
+        let claims =
+            jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)?.claims;
+        let valid_until = claims.exp.saturating_add(self.validation.leeway as i64);
+        self.verified.insert(token, claims.clone(), valid_until);
+        Ok(claims)
     }
 }
 
@@ -273,6 +286,58 @@ mod tests {
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap());
         let none = format!("{}.{body}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#));
         assert!(keys.verify(&none).is_err());
+    }
+
+    #[test]
+    fn a_remembered_token_does_not_vouch_for_a_changed_one() {
+        let keys = Keys::load(
+            &KeySource::Pem(generate_pem().unwrap().into()),
+            "iss",
+            "aud",
+        )
+        .unwrap();
+        let token = keys
+            .sign(&claims(chrono::Utc::now().timestamp() + 60))
+            .unwrap();
+        assert!(keys.verify(&token).is_ok());
+        assert_eq!(keys.verified.len(), 1);
+        // Same claims, another signature byte; same signature, other claims; a truncation.
+        let (head, signature) = token.rsplit_once('.').unwrap();
+        let flipped = if signature.starts_with('A') { "B" } else { "A" };
+        let tampered = format!("{head}.{flipped}{}", &signature[1..]);
+        assert!(keys.verify(&tampered).is_err());
+        let mut other = claims(chrono::Utc::now().timestamp() + 60);
+        other.role = "ADMIN".into();
+        let other_body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&other).unwrap());
+        let (header, _) = head.split_once('.').unwrap();
+        assert!(
+            keys.verify(&format!("{header}.{other_body}.{signature}"))
+                .is_err()
+        );
+        assert!(keys.verify(&token[..token.len() - 1]).is_err());
+        assert_eq!(keys.verify(&token).unwrap().role, "CUSTOMER");
+    }
+
+    #[test]
+    fn a_remembered_token_ends_with_its_validity() {
+        let keys = Keys::load(
+            &KeySource::Pem(generate_pem().unwrap().into()),
+            "iss",
+            "aud",
+        )
+        .unwrap();
+        // Expired a minute ago: refused (past the 30 s leeway), and nothing is remembered.
+        let expired = keys
+            .sign(&claims(chrono::Utc::now().timestamp() - 60))
+            .unwrap();
+        assert!(keys.verify(&expired).is_err());
+        assert!(keys.verify(&expired).is_err());
+        assert!(keys.verified.is_empty());
+        // Inside the leeway: accepted, and remembered only until exp + leeway.
+        let exp = chrono::Utc::now().timestamp() - 10;
+        let late = keys.sign(&claims(exp)).unwrap();
+        assert!(keys.verify(&late).is_ok());
+        assert_eq!(keys.verified.len(), 1);
     }
 
     #[test]

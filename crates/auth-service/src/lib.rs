@@ -28,6 +28,7 @@ use events::{BrokerHealth, EventsSettings, Relay};
 use events::{HubTable, with_hub_tables};
 use platform::app::{Application, open_database};
 use platform::http::{BearerAuth, SystemState};
+use platform::readers::ReadPool;
 use platform::{Env, Service, ServiceConfig, Topology};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
@@ -51,6 +52,8 @@ pub const SERVICE: Service = Service::Auth;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// The hot one-statement reads (`GET /users/{id}`), without sqlx's ping per release.
+    pub readers: ReadPool,
     /// Whether the outbox relay is connected to the broker, for `/ready`.
     pub broker: Arc<BrokerHealth>,
     pub keys: Arc<Keys>,
@@ -63,6 +66,7 @@ impl AppState {
     pub fn new(pool: PgPool, settings: AuthSettings) -> Result<Self, keys::KeyError> {
         let keys = Keys::load(&settings.key_source, &settings.issuer, &settings.audience)?;
         Ok(Self {
+            readers: ReadPool::beside(&pool),
             pool,
             broker: BrokerHealth::new(),
             keys: Arc::new(keys),

@@ -15,9 +15,11 @@ use sqlx::PgPool;
 use test_support::{Api, Catalog, Reply, eventually};
 
 /// Indexes the services add to legacy tables (ARCHITECTURE.md, "Topologies").
-const ADDED_INDEXES: [(&str, &str); 2] = [
+const ADDED_INDEXES: [(&str, &str); 4] = [
     ("users", "users_email_lower_idx"),
     ("audit_logs", "audit_logs_resource_idx"),
+    ("payments", "payments_sender_id_created_at_idx"),
+    ("payments", "payments_recipient_id_created_at_idx"),
 ];
 
 const LEGACY_TABLES: [&str; 7] = [

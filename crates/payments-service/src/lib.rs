@@ -31,6 +31,7 @@ use events::{BrokerHealth, Consumer, EventsSettings, Relay};
 use events::{HubTable, with_hub_tables};
 use platform::app::{Application, open_database};
 use platform::http::{BearerAuth, ReadinessCheck, SystemState};
+use platform::readers::ReadPool;
 use platform::{Env, Service, ServiceConfig};
 use settings::PaymentsSettings;
 use sqlx::PgPool;
@@ -55,6 +56,8 @@ pub const SERVICE: Service = Service::Payments;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// The hot one-statement reads (`GET /payments`), without sqlx's ping per release.
+    pub readers: ReadPool,
     pub verifier: Arc<Verifier>,
     pub auth: Arc<AuthClient>,
     pub psp: Arc<dyn psp::PaymentProvider>,
@@ -82,6 +85,7 @@ impl AppState {
             settings.psp.webhook_tolerance,
         )?;
         Ok(Self {
+            readers: ReadPool::beside(&pool),
             pool,
             verifier: Arc::new(settings.auth.verifier()?),
             auth: Arc::new(auth),

@@ -189,7 +189,15 @@ async fn create_claimed(
     if !instant {
         return Ok(Answer::fresh(stored));
     }
-    charging::charge_now(state, &id).await;
+    // On a task of its own: a client hanging up drops this request's future, and the charge with
+    // it, which would then wait for the reconciler (the provider's timeout and more).
+    let charge = {
+        let (state, id) = (state.clone(), id.clone());
+        tokio::spawn(async move { charging::charge_now(&state, &id).await })
+    };
+    if let Err(e) = charge.await {
+        tracing::error!(payment_id = %id, error = %e, "the charge task failed");
+    }
     // The connection goes back before `finish` takes one: holding it there, as many requests as
     // the pool has connections would each wait for another one, until the acquire timeout.
     let row = {
@@ -386,8 +394,10 @@ pub async fn list(
         limit: query.page.fetch(),
     };
     let rows = {
-        let mut conn = state.pool.acquire().await?;
-        store::list(&mut conn, &filter).await?
+        let mut conn = state.readers.acquire().await?;
+        let rows = store::list(&mut conn, &filter).await?;
+        conn.release();
+        rows
     };
     let mut keyed: Vec<(String, PaymentRow)> = rows
         .into_iter()

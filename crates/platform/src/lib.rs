@@ -14,8 +14,10 @@ pub mod http;
 pub mod metrics;
 pub mod openapi;
 pub mod pagination;
+pub mod readers;
 pub mod server;
 pub mod telemetry;
+pub mod verified;
 
 pub use config::{ConfigError, Env, LogFormat, Service, ServiceConfig, Topology};
 pub use error::{ApiError, ErrorBody, ErrorDetail, FieldError, Validator};

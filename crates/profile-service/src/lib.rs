@@ -22,6 +22,7 @@ use events::{BrokerHealth, Consumer, EventsSettings, Relay};
 use events::{HubTable, with_hub_tables};
 use platform::app::{Application, open_database};
 use platform::http::{BearerAuth, SystemState};
+use platform::readers::ReadPool;
 use platform::{Env, Service, ServiceConfig};
 use settings::ProfileSettings;
 use sqlx::PgPool;
@@ -46,6 +47,8 @@ pub const SERVICE: Service = Service::Profile;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// The hot one-statement reads (`GET /profile/me`), without sqlx's ping per release.
+    pub readers: ReadPool,
     pub verifier: Arc<Verifier>,
     pub auth: Arc<AuthClient>,
     /// The relay's and the consumer's broker connections, for `/ready`.
@@ -61,6 +64,7 @@ impl FromRef<AppState> for Arc<Verifier> {
 impl AppState {
     pub fn new(pool: PgPool, settings: &ProfileSettings) -> anyhow::Result<Self> {
         Ok(Self {
+            readers: ReadPool::beside(&pool),
             pool,
             verifier: Arc::new(settings.auth.verifier()?),
             auth: Arc::new(settings.auth.client()?),

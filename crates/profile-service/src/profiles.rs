@@ -20,10 +20,13 @@ use crate::{AppState, outbox, validate};
 /// The caller's profile, created (empty) on first access.
 pub async fn mine(state: &AppState, caller: &Caller) -> Result<ProfileRow> {
     let user_id = user_of(caller)?;
-    let mut conn = state.pool.acquire().await?;
-    if let Some(row) = profiles::find_by_user(&mut conn, user_id).await? {
+    let mut reader = state.readers.acquire().await?;
+    let found = profiles::find_by_user(&mut reader, user_id).await?;
+    reader.release();
+    if let Some(row) = found {
         return Ok(row);
     }
+    let mut conn = state.pool.acquire().await?;
     ensure_user_exists(state, caller).await?;
     if profiles::create_default(&mut conn, user_id).await? == Created::NoSuchUser {
         return Err(ProfileError::UserNotFound);

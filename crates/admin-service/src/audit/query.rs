@@ -102,8 +102,9 @@ pub async fn page(
         .as_deref()
         .map(pagination::parse_time_key)
         .transpose()?;
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.readers.acquire().await?;
     let rows = store::list(&mut conn, filter, after.as_ref(), page.fetch()).await?;
+    conn.release();
     let mut keyed: Vec<(String, AuditRow)> = rows
         .into_iter()
         .map(|row| (cursor_key(&row), row))

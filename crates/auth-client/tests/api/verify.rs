@@ -378,3 +378,23 @@ async fn concurrent_first_requests_share_one_fetch() {
         assert!(task.await.unwrap().is_ok());
     }
 }
+
+#[tokio::test]
+async fn a_remembered_token_is_verified_again_when_its_kid_names_another_key() {
+    let server = MockServer::start().await;
+    let first = TestKey::new("k1");
+    let replaced = TestKey::new("k1");
+    serve_jwks_once(&server, &[&first]).await;
+    serve_jwks(&server, &[&replaced], 1).await;
+    let verifier = Verifier::new(&server.uri())
+        .unwrap()
+        .with_key_ttl(Duration::ZERO);
+    let token = first.sign(&user_claims("u1", "CUSTOMER"));
+
+    assert!(verifier.verify(&token).await.is_ok());
+    // Auth now publishes another key under the same kid: what the first key vouched for is over.
+    assert_eq!(
+        invalid(verifier.verify(&token).await),
+        InvalidToken::Signature
+    );
+}

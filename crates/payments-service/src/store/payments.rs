@@ -165,24 +165,44 @@ pub struct ListFilter<'a> {
     pub limit: i64,
 }
 
-/// A user's payments, newest first, as a keyset scan on (created_at, id).
+/// A user's payments, newest first, as a keyset scan on (created_at, id). Both directions are the
+/// union of the sent and the received ranges, each limited and read in index order (the
+/// `*_created_at_idx` indexes), so a page costs its own rows however many the user has; an `OR`
+/// of the two columns would gather and sort all of them. Schedules are joined to the page only:
+/// joined inside, a generic plan may join and sort every row of the user first.
 pub async fn list(conn: &mut PgConnection, f: &ListFilter<'_>) -> sqlx::Result<Vec<PaymentRow>> {
-    let mut q: QueryBuilder<Postgres> =
-        QueryBuilder::new(format!("SELECT {COLUMNS} FROM {FROM} WHERE "));
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("SELECT {COLUMNS} FROM ("));
     match f.direction {
-        Direction::Sent => {
-            q.push("p.sender_id = ").push_bind(f.user_id);
-        }
-        Direction::Received => {
-            q.push("p.recipient_id = ").push_bind(f.user_id);
-        }
+        Direction::Sent => push_side(&mut q, f, "p.sender_id = ", None),
+        Direction::Received => push_side(&mut q, f, "p.recipient_id = ", None),
         Direction::All => {
-            q.push("(p.sender_id = ")
-                .push_bind(f.user_id)
-                .push(" OR p.recipient_id = ")
-                .push_bind(f.user_id)
-                .push(")");
+            push_side(&mut q, f, "p.sender_id = ", None);
+            q.push(" UNION ALL ");
+            // A payment to oneself is already in the sent side.
+            push_side(&mut q, f, "p.recipient_id = ", Some("p.sender_id <> "));
         }
+    }
+    q.push(") p LEFT JOIN payments.schedules s ON s.payment_id = p.id")
+        .push(" ORDER BY p.created_at DESC, p.id DESC LIMIT ")
+        .push_bind(f.limit);
+    q.build_query_as().fetch_all(conn).await
+}
+
+/// One side of a list: the user's rows on `column` (and not on `unless`), filtered, newest first,
+/// at most a page.
+fn push_side(
+    q: &mut QueryBuilder<Postgres>,
+    f: &ListFilter<'_>,
+    column: &str,
+    unless: Option<&str>,
+) {
+    q.push("(SELECT p.* FROM payments p WHERE ")
+        .push(column)
+        .push_bind(f.user_id.to_string());
+    if let Some(unless) = unless {
+        q.push(" AND ")
+            .push(unless)
+            .push_bind(f.user_id.to_string());
     }
     if let Some(status) = f.status {
         q.push(" AND p.status = ")
@@ -191,7 +211,7 @@ pub async fn list(conn: &mut PgConnection, f: &ListFilter<'_>) -> sqlx::Result<V
     }
     if let Some(kind) = f.payment_type {
         q.push(" AND p.type = ")
-            .push_bind(kind)
+            .push_bind(kind.to_string())
             .push("::text::\"PaymentType\"");
     }
     if let Some(from) = f.from {
@@ -204,12 +224,12 @@ pub async fn list(conn: &mut PgConnection, f: &ListFilter<'_>) -> sqlx::Result<V
         q.push(" AND (p.created_at, p.id) < (")
             .push_bind(*at)
             .push(", ")
-            .push_bind(id.as_str())
+            .push_bind(id.clone())
             .push(")");
     }
     q.push(" ORDER BY p.created_at DESC, p.id DESC LIMIT ")
-        .push_bind(f.limit);
-    q.build_query_as().fetch_all(conn).await
+        .push_bind(f.limit)
+        .push(")");
 }
 
 /// How many payments are in each status (zero included), for `/metrics`.

@@ -38,6 +38,8 @@ pub struct Pace {
     pub webhooks: bool,
     /// The database pool's size, when not the default.
     pub db_max_connections: Option<u32>,
+    /// How long the sandbox takes to answer each call.
+    pub psp_latency_ms: u64,
 }
 
 impl Default for Pace {
@@ -47,6 +49,7 @@ impl Default for Pace {
             idempotency_lease_secs: 30,
             webhooks: true,
             db_max_connections: None,
+            psp_latency_ms: 0,
         }
     }
 }
@@ -85,7 +88,7 @@ async fn spawn_on(pace: Pace, db: TestDb, topology: Topology) -> TestPayments {
         // Port 1 refuses connections: every delivery fails.
         "http://127.0.0.1:1/psp/webhooks".to_string()
     };
-    let psp = spawn_sandbox(&webhook_url).await;
+    let psp = spawn_sandbox(&webhook_url, pace.psp_latency_ms).await;
     let env = Env::from_pairs([
         ("PAYMENTS_AUTH_CLIENT_ID", SERVICE_CLIENT.to_string()),
         ("PAYMENTS_AUTH_CLIENT_SECRET", SERVICE_SECRET.to_string()),
@@ -134,14 +137,15 @@ fn free_port() -> u16 {
     listener.local_addr().expect("its address").port()
 }
 
-/// The sandbox, quick: no added latency, settlement after 300 ms, a "timeout" charge held 3 s.
-async fn spawn_sandbox(webhook_url: &str) -> Api {
+/// The sandbox, quick: `latency_ms` per call (0 unless a test asks), settlement after 300 ms, a
+/// "timeout" charge held 3 s.
+async fn spawn_sandbox(webhook_url: &str, latency_ms: u64) -> Api {
     let mut env = Env::default();
     env.set("PSP_WEBHOOK_SECRET", WEBHOOK_SECRET)
         .set("PSP_WEBHOOK_URL", webhook_url)
         .set("PSP_SANDBOX_PORT", "0")
         .set("PSP_SANDBOX_HOST", "127.0.0.1")
-        .set("PSP_SANDBOX_LATENCY_MS", "0")
+        .set("PSP_SANDBOX_LATENCY_MS", latency_ms.to_string())
         .set("PSP_SANDBOX_SETTLE_DELAY_MS", "300")
         .set("PSP_SANDBOX_HANG_MS", "3000");
     let settings = psp_sandbox::Settings::from_env(&env).expect("sandbox settings");

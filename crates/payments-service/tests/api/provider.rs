@@ -318,3 +318,42 @@ async fn a_processing_payment_that_lost_its_job_is_adopted_at_start_and_a_legacy
     );
     assert!(t.charge("legacy-processing").await.is_none());
 }
+
+#[tokio::test]
+async fn a_client_hanging_up_mid_charge_does_not_abandon_the_charge() {
+    // The provider takes 600 ms and its timeout is 5 s away: had the charge been dropped with the
+    // request, only the reconciler would settle it, after those 5 s.
+    let t = spawn_paced(Pace {
+        psp_latency_ms: 600,
+        psp_timeout_ms: 5_000,
+        ..Pace::default()
+    })
+    .await;
+    let alice = t.user("alice").await;
+    let bob = t.user("bob").await;
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let sent = impatient
+        .post(t.api.url("/payments"))
+        .bearer_auth(&alice.token)
+        .json(&crate::helpers::instant(&bob.email, "12.00"))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the client gave up before the answer");
+
+    let completed = test_support::eventually(std::time::Duration::from_secs(3), || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT id FROM payments WHERE sender_id = $1 AND status = 'completed'",
+        )
+        .bind(&alice.id)
+        .fetch_optional(&t.pool)
+        .await
+        .unwrap()
+    })
+    .await
+    .expect("the charge went on without the client and completed");
+    let charge = t.charge(&completed).await.unwrap();
+    assert_eq!(charge["attempts"], 1, "charged once: {charge}");
+}

@@ -10,7 +10,10 @@ const EXPECTED: Expected<'static> = Expected {
         ("payments", "payments_sender_id_fkey"),
         ("payments", "payments_recipient_id_fkey"),
     ],
-    added_indexes: &[],
+    added_indexes: &[
+        ("payments", "payments_sender_id_created_at_idx"),
+        ("payments", "payments_recipient_id_created_at_idx"),
+    ],
 };
 
 #[tokio::test]
