@@ -4,7 +4,7 @@
 //! once and shared by every app a process runs, as tests do.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -24,14 +24,36 @@ pub fn handle() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .expect("the bucket list is not empty");
-            match builder.install_recorder() {
+            let handle = match builder.install_recorder() {
                 Ok(handle) => handle,
                 // Another recorder is already global (only possible in odd test setups): keep a
                 // private one so /metrics still answers.
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-            }
+            };
+            start_upkeep(handle.clone());
+            handle
         })
         .clone()
+}
+
+/// How often recorded histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Histogram samples are kept one by one until upkeep folds them into buckets; the exporter does
+/// that only when asked (or on a scrape), so a service nobody scrapes would hold every latency
+/// it ever measured. A thread, not a task: the recorder may be installed outside a runtime.
+fn start_upkeep(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep thread");
+    }
 }
 
 /// Middleware recording `http_requests_total` and `http_request_duration_seconds` per matched
@@ -62,4 +84,41 @@ pub fn record_pool(service: &'static str, pool: &PgPool) {
         .set(size - idle);
     metrics::gauge!("db_pool_max_connections", "service" => service)
         .set(pool.options().get_max_connections() as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Resident memory of this process (nextest runs each test in a process of its own).
+    fn resident_bytes() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        pages * 4096
+    }
+
+    fn record_many() {
+        for _ in 0..2_000_000 {
+            metrics::histogram!("upkeep_test_duration_seconds").record(0.002);
+        }
+        std::thread::sleep(UPKEEP_EVERY * 2);
+    }
+
+    #[test]
+    fn latency_samples_do_not_pile_up_when_nobody_scrapes() {
+        let handle = handle();
+        record_many();
+        let before = resident_bytes();
+        for _ in 0..4 {
+            record_many();
+        }
+        let grown = resident_bytes().saturating_sub(before);
+        // Kept one by one, 8 M samples would be 64 MB.
+        assert!(grown < 16 << 20, "grew by {} MB", grown >> 20);
+        let text = handle.render();
+        assert!(
+            text.contains("upkeep_test_duration_seconds_count 10000000"),
+            "every sample is still counted"
+        );
+    }
 }
