@@ -12,6 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::task::JoinHandle;
@@ -40,6 +42,8 @@ pub enum RelayError {
     Nacked(Uuid),
     #[error("the broker connection closed")]
     Disconnected,
+    #[error("an outbox payload is not JSON: {0}")]
+    Payload(serde_json::Error),
 }
 
 pub struct Relay {
@@ -160,11 +164,11 @@ impl Relay {
             return Ok(0);
         }
         let sql = format!(
-            "SELECT id, event_type, payload, occurred_at FROM {} \
+            "SELECT id, event_type, payload::text, occurred_at FROM {} \
              WHERE published_at IS NULL ORDER BY seq LIMIT $1",
             self.outbox.table()
         );
-        let rows: Vec<(Uuid, String, serde_json::Value, DateTime<Utc>)> =
+        let rows: Vec<(Uuid, String, String, DateTime<Utc>)> =
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(BATCH)
                 .fetch_all(&mut *tx)
@@ -173,29 +177,29 @@ impl Relay {
             return Ok(0);
         }
         let mut pending = Vec::with_capacity(rows.len());
-        for (id, event_type, data, occurred_at) in rows {
-            let envelope = Envelope {
+        for (id, event_type, payload, occurred_at) in rows {
+            let head = Head {
                 id,
-                event_type,
-                source: self.settings.source.clone(),
+                event_type: &event_type,
+                source: &self.settings.source,
                 occurred_at,
-                data,
             };
-            let confirm = publish(channel, &self.settings.exchange, &envelope).await?;
-            pending.push((envelope, confirm));
+            let body = body_of(&head, &payload).map_err(RelayError::Payload)?;
+            let confirm = publish_body(channel, &self.settings.exchange, &head, &body).await?;
+            pending.push((id, event_type, confirm));
         }
         let mut ids = Vec::with_capacity(pending.len());
-        for (envelope, confirm) in pending {
+        for (id, event_type, confirm) in pending {
             if crate::consumer::confirmed(confirm).await?.is_nack() {
-                return Err(RelayError::Nacked(envelope.id));
+                return Err(RelayError::Nacked(id));
             }
             metrics::counter!(
                 "events_published_total",
                 "source" => self.settings.source.clone(),
-                "type" => envelope.event_type,
+                "type" => event_type,
             )
             .increment(1);
-            ids.push(envelope.id);
+            ids.push(id);
         }
         let sql = format!(
             "UPDATE {} SET published_at = now() WHERE id = ANY($1)",
@@ -241,23 +245,63 @@ pub async fn publish(
     envelope: &Envelope,
 ) -> Result<lapin::PublisherConfirm, lapin::Error> {
     let body = serde_json::to_vec(envelope).expect("an envelope always serializes");
+    let head = Head {
+        id: envelope.id,
+        event_type: &envelope.event_type,
+        source: &envelope.source,
+        occurred_at: envelope.occurred_at,
+    };
+    publish_body(channel, exchange, &head, &body).await
+}
+
+/// An envelope without its data: what the message's properties and routing need.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Head<'a> {
+    id: Uuid,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    source: &'a str,
+    occurred_at: DateTime<Utc>,
+}
+
+/// The envelope of an outbox row, its payload written as the JSON text PostgreSQL holds rather
+/// than read into a `serde_json::Value` and written again: a payload serde_json cannot represent
+/// (a number beyond f64, say) must not stop every event recorded after it.
+fn body_of(head: &Head<'_>, payload: &str) -> serde_json::Result<Vec<u8>> {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        #[serde(flatten)]
+        head: &'a Head<'a>,
+        data: &'a RawValue,
+    }
+    let data: &RawValue = serde_json::from_str(payload)?;
+    serde_json::to_vec(&Body { head, data })
+}
+
+async fn publish_body(
+    channel: &Channel,
+    exchange: &str,
+    head: &Head<'_>,
+    body: &[u8],
+) -> Result<lapin::PublisherConfirm, lapin::Error> {
     channel
         .basic_publish(
             exchange.into(),
-            envelope.event_type.as_str().into(),
+            head.event_type.into(),
             BasicPublishOptions::default(),
-            &body,
-            properties(envelope),
+            body,
+            properties(head),
         )
         .await
 }
 
-fn properties(envelope: &Envelope) -> BasicProperties {
+fn properties(head: &Head<'_>) -> BasicProperties {
     BasicProperties::default()
-        .with_message_id(envelope.id.to_string().into())
-        .with_type(envelope.event_type.as_str().into())
-        .with_app_id(envelope.source.as_str().into())
+        .with_message_id(head.id.to_string().into())
+        .with_type(head.event_type.into())
+        .with_app_id(head.source.into())
         .with_content_type("application/json".into())
         .with_delivery_mode(2)
-        .with_timestamp(envelope.occurred_at.timestamp().max(0) as u64)
+        .with_timestamp(head.occurred_at.timestamp().max(0) as u64)
 }

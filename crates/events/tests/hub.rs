@@ -433,3 +433,33 @@ async fn a_replay_into_a_queue_that_does_not_exist_keeps_the_dead_letter() {
     assert!(err.to_string().contains(&hub.settings.queue), "{err}");
     assert_eq!(hub.broker.depth(&dlq).await, 1, "the dead letter stays");
 }
+
+#[tokio::test]
+async fn a_payload_serde_json_cannot_represent_does_not_stop_the_events_after_it() {
+    let hub = hub().await;
+    let first = hub.record(1).await;
+    // jsonb keeps any numeric; 1e400 is beyond f64, which a serde_json::Value would need.
+    sqlx::query(
+        "INSERT INTO svc.outbox (id, event_type, payload) \
+         VALUES (gen_random_uuid(), 'thing.happened', '{\"n\": 2, \"big\": 1e400}')",
+    )
+    .execute(&hub.pool)
+    .await
+    .unwrap();
+    let third = hub.record(3).await;
+    let health = BrokerHealth::new();
+    hub.relay(&health);
+    let drained = eventually(WAIT, || async {
+        (hub.outbox().backlog(&hub.pool).await.unwrap() == 0).then_some(())
+    })
+    .await;
+    assert!(drained.is_some(), "the relay is stuck on the row it cannot read");
+    let published: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM svc.outbox WHERE id = ANY($1) AND published_at IS NOT NULL",
+    )
+    .bind(vec![first, third])
+    .fetch_one(&hub.pool)
+    .await
+    .unwrap();
+    assert_eq!(published, 2);
+}
