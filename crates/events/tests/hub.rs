@@ -453,7 +453,10 @@ async fn a_payload_serde_json_cannot_represent_does_not_stop_the_events_after_it
         (hub.outbox().backlog(&hub.pool).await.unwrap() == 0).then_some(())
     })
     .await;
-    assert!(drained.is_some(), "the relay is stuck on the row it cannot read");
+    assert!(
+        drained.is_some(),
+        "the relay is stuck on the row it cannot read"
+    );
     let published: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM svc.outbox WHERE id = ANY($1) AND published_at IS NOT NULL",
     )
