@@ -125,9 +125,10 @@ async fn ensure_user_exists(state: &AppState, caller: &Caller) -> Result<()> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProfileChanges {
     #[serde(default, deserialize_with = "present")]
-    /// An http(s) URL with a host, at most 2048 characters. The service takes any such URL its
-    /// parser reads; the pattern is a plain subset of them.
-    #[schema(value_type = Option<String>, max_length = 2048, pattern = r"^https?://[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?)*(?::[0-9]{1,4})?(?:/[A-Za-z0-9._~/-]*)?$")]
+    /// An http(s) URL with a host, at most 2048 characters: letter-led host labels, a port below
+    /// 10000, RFC 3986 path, query and fragment characters (`%` only as an escape). The service
+    /// checks exactly this pattern (`validate::AVATAR_URL_PATTERN`) and that the URL parses.
+    #[schema(value_type = Option<String>, max_length = 2048, pattern = r"^https?://[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::[0-9]{1,4})?(?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*)?(?:\?(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?(?:#(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$")]
     pub avatar_url: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     /// E.164: `+`, then 2 to 15 digits, the first not 0.
