@@ -21,21 +21,21 @@ const MAX_TEXT: usize = 200;
 #[into_params(parameter_in = Query)]
 pub struct Filters {
     /// The acting user's id.
-    #[param(min_length = 1, max_length = 200)]
+    #[param(min_length = 1, max_length = 200, pattern = r"^[^\x00]*$")]
     pub user_id: Option<String>,
     /// An action (`payment.created`), or every action under a prefix (`payment.*`).
-    #[param(min_length = 1, max_length = 200)]
+    #[param(min_length = 1, max_length = 200, pattern = r"^[^\x00]*$")]
     pub action: Option<String>,
-    #[param(min_length = 1, max_length = 200)]
+    #[param(min_length = 1, max_length = 200, pattern = r"^[^\x00]*$")]
     pub resource_type: Option<String>,
-    #[param(min_length = 1, max_length = 200)]
+    #[param(min_length = 1, max_length = 200, pattern = r"^[^\x00]*$")]
     pub resource_id: Option<String>,
     /// Created at or after (RFC 3339).
     pub from: Option<DateTime<Utc>>,
     /// Created before (RFC 3339).
     pub to: Option<DateTime<Utc>>,
     /// A piece of the details, case-insensitive (1 to 200 characters).
-    #[param(min_length = 1, max_length = 200)]
+    #[param(min_length = 1, max_length = 200, pattern = r"^[^\x00]*$")]
     pub q: Option<String>,
 }
 
@@ -55,6 +55,13 @@ impl Filters {
                     !value.is_empty() && value.chars().count() <= MAX_TEXT,
                     field,
                     "must be 1 to 200 characters",
+                );
+                // PostgreSQL text cannot hold it; the export would only learn so mid-stream,
+                // after its 200 went out.
+                v.check(
+                    !value.contains('\0'),
+                    field,
+                    "must not contain the NUL character",
                 );
             }
         }

@@ -226,3 +226,23 @@ async fn a_million_rows_export_in_bounded_memory() {
         "exporting {ROWS} rows grew the process by {growth_kib} KiB"
     );
 }
+
+#[tokio::test]
+async fn a_filter_postgresql_cannot_read_is_422_before_the_stream_starts() {
+    let admin = spawn().await;
+    let token = admin.admin_token().await;
+    for filter in ["q=a%00b", "action=x%00", "userId=%00", "resourceId=%00"] {
+        let reply = admin
+            .get(
+                &format!("/admin/audit-logs/export?format=csv&{filter}"),
+                &token,
+            )
+            .await;
+        assert_eq!(reply.status, 422, "{filter}: {}", reply.body);
+        assert_eq!(reply.body["error"]["code"], "validation_failed", "{filter}");
+        let listed = admin
+            .get(&format!("/admin/audit-logs?{filter}"), &token)
+            .await;
+        assert_eq!(listed.status, 422, "{filter}: {}", listed.body);
+    }
+}
