@@ -19,6 +19,8 @@
 #   bash scripts/schemathesis.sh                   # the full run, MAX_EXAMPLES=100 per operation
 #   MAX_EXAMPLES=50 bash scripts/schemathesis.sh   # CI's bounded run (.ci/run)
 #   ONLY=auth,profile bash scripts/schemathesis.sh # some runs: sandbox payments profile admin auth
+#   SEED=1 bash scripts/schemathesis.sh            # the same inputs every time (CI); unset: new
+#                                                  # inputs each run (a failure prints its seed)
 #
 # Exits non-zero when any check fails; the failures are printed with a curl line reproducing each.
 # Needs the stack up (scripts/stack.sh up, run here) and python3 with venv; logs and reports stay
@@ -29,6 +31,7 @@ cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
 MAX_EXAMPLES="${MAX_EXAMPLES:-100}"
+SEED="${SEED:-}"
 PROFILE="${PROFILE:-debug}"
 TARGET="${CARGO_TARGET_DIR:-target}"
 VENV="${SCHEMATHESIS_VENV:-$HOME/.cache/mfe-schemathesis-venv}"
@@ -135,8 +138,9 @@ ONLY="${ONLY:-sandbox,payments,profile,admin,auth}"
 wanted() { [[ ",$ONLY," == *",$1,"* ]]; }
 st() { # name base-url token|- [extra schemathesis arguments]
     local name="$1" url="$2" token="$3"; shift 3
-    local auth=()
+    local auth=() seed=()
     [[ "$token" == - ]] || auth=(-H "Authorization: Bearer $token")
+    [[ -z "$SEED" ]] || seed=(--seed "$SEED")
     say "schemathesis $name: $url/openapi.json, $MAX_EXAMPLES examples per operation"
     local started=$SECONDS
     # --checks all: every check. --generation-database none: no .hypothesis directory in the tree.
@@ -145,7 +149,7 @@ st() { # name base-url token|- [extra schemathesis arguments]
     # scripts/schemathesis.toml: the few operations where a check accepts more, each with why.
     # Run in $WORK: schemathesis keeps its replay files in ./.schemathesis.
     if (cd "$WORK" && "$VENV/bin/schemathesis" --config-file "$CONFIG" run "$url/openapi.json" \
-        --checks all --max-examples "$MAX_EXAMPLES" "${auth[@]}" --workers 1 --request-timeout 10 --generation-database none --no-color \
+        --checks all --max-examples "$MAX_EXAMPLES" "${seed[@]}" "${auth[@]}" --workers 1 --request-timeout 10 --generation-database none --no-color \
         --report junit --report-dir "$WORK/report-$name" "$@" >"$WORK/st-$name.log" 2>&1); then
         say "schemathesis $name: passed ($((SECONDS - started)) s)"
     else
