@@ -144,7 +144,7 @@ bench() { # name label url lua port db sql [pgbench -D ...]
     ROW[$name]="$label|$w|$t"
 }
 bench users "GET /users/{id}" "$AUTH/users/x" "$WORK/users.lua" 5432 bench_auth "$WORK/users.sql"
-bench profile "GET /profile/me" "$PROFILE/profile/me" "$WORK/profile.lua" 5435 bench_profile "$WORK/profile.sql" -D "uid=$PAYER_ID"
+bench profile "GET /profile/me" "$PROFILE_URL/profile/me" "$WORK/profile.lua" 5435 bench_profile "$WORK/profile.sql" -D "uid=$PAYER_ID"
 bench list "GET /payments (1,000 payments, page 1)" "$PAYMENTS/payments" "$WORK/list.lua" 5433 bench_payments "$WORK/list.sql" -D "uid=$LISTER_ID"
 bench audit "GET /admin/audit-logs?action= (1M rows)" "$ADMIN/admin/audit-logs?action=payment.completed" "$WORK/audit.lua" 5434 bench_admin "$WORK/audit.sql"
 bench pay "POST /payments (instant, new key each)" "$PAYMENTS/payments" "$WORK/pay.lua" 5433 bench_payments "$WORK/pay.sql" -D "payer=$PAYER_ID" -D "payee=$PAYEE_ID"
