@@ -10,7 +10,9 @@
 use contracts::events::{self, UserDeleted, UserUpdated};
 use contracts::users::Role;
 use platform::Validator;
+use platform::coalesce::Coalescer;
 use platform::pagination::PageRequest;
+use platform::readers::ReadPool;
 
 use crate::error::{AuthError, Result};
 use crate::extract::Caller;
@@ -24,10 +26,36 @@ pub async fn get(state: &AppState, caller: &Caller, id: &str) -> Result<UserRow>
     if id.contains('\0') {
         return Err(AuthError::NotFound("user")); // no id holds a NUL: PostgreSQL text cannot
     }
-    let mut conn = state.readers.acquire().await?;
-    let user = users::find_by_id(&mut conn, id).await?;
-    conn.release();
+    let user = state
+        .users_by_id
+        .get(id.to_string())
+        .await
+        .map_err(|e| AuthError::Api(e.into()))?;
     user.ok_or(AuthError::NotFound("user"))
+}
+
+/// Lookups by id for `get`: one lane per core (at least two, at most the pool's size), so that
+/// under load lookups queue behind a statement in flight and go together; a lookup alone runs
+/// the single-row statement.
+pub fn users_by_id(readers: ReadPool, max_connections: u32) -> Coalescer<String, UserRow> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let lanes = cores.max(2).min(max_connections.max(1) as usize);
+    Coalescer::new("users_by_id", lanes, 64, move |ids: Vec<String>| {
+        let readers = readers.clone();
+        async move {
+            let mut conn = readers.acquire().await?;
+            let rows = match ids.as_slice() {
+                [id] => users::find_by_id(&mut conn, id)
+                    .await?
+                    .into_iter()
+                    .collect(),
+                ids => users::find_by_ids(&mut conn, ids).await?,
+            };
+            // Only a completed statement leaves the connection reusable (an error closes it).
+            conn.release();
+            Ok(rows.into_iter().map(|u| (u.id.clone(), u)).collect())
+        }
+    })
 }
 
 /// A user by email (trimmed; an exact match first, else one differing only by case).

@@ -27,6 +27,7 @@ use axum::Router;
 use events::{BrokerHealth, EventsSettings, Relay};
 use events::{HubTable, with_hub_tables};
 use platform::app::{Application, open_database};
+use platform::coalesce::Coalescer;
 use platform::http::{BearerAuth, SystemState};
 use platform::readers::ReadPool;
 use platform::{Env, Service, ServiceConfig, Topology};
@@ -39,6 +40,7 @@ use utoipa_axum::routes;
 use crate::keys::Keys;
 use crate::password::Passwords;
 use crate::settings::{AuthSettings, TokenPurge};
+use crate::store::users::UserRow;
 use crate::throttle::LoginThrottle;
 
 /// This service's schema migrations, then the event hub's tables it uses; the migration tool
@@ -54,6 +56,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// The hot one-statement reads (`GET /users/{id}`), without sqlx's ping per release.
     pub readers: ReadPool,
+    /// `GET /users/{id}`'s lookups, batched while others are in flight (on `readers`).
+    pub users_by_id: Coalescer<String, UserRow>,
     /// Whether the outbox relay is connected to the broker, for `/ready`.
     pub broker: Arc<BrokerHealth>,
     pub keys: Arc<Keys>,
@@ -65,8 +69,13 @@ pub struct AppState {
 impl AppState {
     pub fn new(pool: PgPool, settings: AuthSettings) -> Result<Self, keys::KeyError> {
         let keys = Keys::load(&settings.key_source, &settings.issuer, &settings.audience)?;
+        let readers = ReadPool::beside(&pool);
         Ok(Self {
-            readers: ReadPool::beside(&pool),
+            users_by_id: directory::users_by_id(
+                readers.clone(),
+                pool.options().get_max_connections(),
+            ),
+            readers,
             pool,
             broker: BrokerHealth::new(),
             keys: Arc::new(keys),

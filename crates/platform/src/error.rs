@@ -181,6 +181,14 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        Self::from_db(&e)
+    }
+}
+
+impl ApiError {
+    /// The answer to a database error: 503 when the database is unreachable or the pool is
+    /// exhausted (the request may succeed later), 422 for text it cannot store, else 500.
+    pub fn from_db(e: &sqlx::Error) -> Self {
         match e {
             sqlx::Error::PoolTimedOut => {
                 tracing::warn!("database pool exhausted");
@@ -191,7 +199,7 @@ impl From<sqlx::Error> for ApiError {
                 tracing::warn!(error = %e, "the database is unreachable");
                 Self::unavailable("the database is unavailable, retry later")
             }
-            sqlx::Error::Database(ref db)
+            sqlx::Error::Database(db)
                 if db.code().is_some_and(|c| {
                     c.starts_with("08") || c.starts_with("53") || c.starts_with("57P")
                 }) =>
@@ -201,7 +209,7 @@ impl From<sqlx::Error> for ApiError {
             }
             // 22021 (text with a NUL byte) and 22P05 (jsonb with \u0000): input PostgreSQL cannot
             // store, which a service let through; the client's to fix, not a server error.
-            sqlx::Error::Database(ref db)
+            sqlx::Error::Database(db)
                 if db.code().is_some_and(|c| c == "22021" || c == "22P05") =>
             {
                 tracing::warn!(error = %e, "input the database cannot store");

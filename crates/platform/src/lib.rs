@@ -6,6 +6,7 @@
 //! would rebuild the coupling that splitting the database removes.
 
 pub mod app;
+pub mod coalesce;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -49,6 +49,16 @@ pub async fn find_by_id(conn: &mut PgConnection, id: &str) -> sqlx::Result<Optio
     .await
 }
 
+/// The users among `ids` (distinct), in no particular order.
+pub async fn find_by_ids(conn: &mut PgConnection, ids: &[String]) -> sqlx::Result<Vec<UserRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM users WHERE id = ANY($1)"
+    )))
+    .bind(ids)
+    .fetch_all(conn)
+    .await
+}
+
 /// Users whose email equals `email` ignoring case, the exact match first.
 pub async fn find_by_email(conn: &mut PgConnection, email: &str) -> sqlx::Result<Vec<UserRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(

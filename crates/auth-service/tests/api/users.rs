@@ -249,3 +249,76 @@ async fn an_admin_deletes_a_user_with_their_sessions() {
     let again = test_support::Reply::read(again).await;
     assert_eq!(again.status, 404);
 }
+
+/// Lookups by id are batched while others are in flight (`platform::coalesce`): under a burst
+/// every request still gets its own user (or 404), duplicates and unknown ids included, and a
+/// lookup made after a change sees it.
+#[tokio::test]
+async fn concurrent_lookups_by_id_each_get_their_own_user() {
+    let app = spawn_app().await;
+    let mut users = Vec::new();
+    for n in 0..6 {
+        let user = app
+            .register(&format!("burst{n}@example.com"), "burst-pass")
+            .await;
+        users.push(user["user"].clone());
+    }
+    let service = app.service_token().await;
+    let ids: Vec<String> = (0..240)
+        .map(|i| match i % 8 {
+            7 => format!("no-such-user-{i}"),
+            n => users[n % users.len()]["id"].as_str().unwrap().to_string(),
+        })
+        .collect();
+    let replies = futures_util::future::join_all(ids.iter().map(|id| {
+        app.http
+            .get(app.url(&format!("/users/{id}")))
+            .bearer_auth(&service)
+            .send()
+    }))
+    .await;
+    for (id, reply) in ids.iter().zip(replies) {
+        let reply = test_support::Reply::read(reply.unwrap()).await;
+        match users.iter().find(|u| u["id"] == id.as_str()) {
+            Some(user) => {
+                assert_eq!(reply.status, 200, "{id}");
+                assert_eq!(&reply.body, user, "{id} got another user");
+            }
+            None => {
+                assert_eq!(reply.status, 404, "{id}");
+                assert_eq!(error_code(&reply), "not_found");
+            }
+        }
+    }
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    let figure = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains("lookup=\"users_by_id\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    let (keys, statements) = (
+        figure("db_lookup_batch_size_sum"),
+        figure("db_lookup_batch_size_count"),
+    );
+    assert!(
+        keys > statements,
+        "no two lookups went together: {keys} keys in {statements} statements"
+    );
+
+    let first = users[0]["id"].as_str().unwrap();
+    sqlx::query("UPDATE users SET name = 'Renamed' WHERE id = $1")
+        .bind(first)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let after = app.get_as(&format!("/users/{first}"), &service).await;
+    assert_eq!(
+        after.body["name"], "Renamed",
+        "a lookup after a change sees it"
+    );
+}
