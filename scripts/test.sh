@@ -2,12 +2,15 @@
 # The test command: brings the local stack up (installing it on a fresh machine), makes sure
 # cargo-nextest is there, and runs every test of the workspace against real PostgreSQL and RabbitMQ:
 # first everything that can share the machine, in parallel; then, alone, the tests that stop and
-# restart a shared server, RabbitMQ or the payments cluster (nextest profile `outages`).
+# restart a shared server, RabbitMQ or the payments cluster (nextest profile `outages`). Installs
+# what the browser test of the dashboard needs (scripts/ui-deps.sh) too.
 # Extra arguments go to the first `cargo nextest run` only (e.g. `scripts/test.sh -p auth-service`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/stack.sh up >/dev/null
+# The browser test of the migration's live view: Debian's chromium and playwright-core.
+bash scripts/ui-deps.sh
 
 if ! cargo nextest --version >/dev/null 2>&1; then
     echo "installing cargo-nextest (not on this machine)..."

@@ -89,6 +89,66 @@ async fn open(url: &str, queue: &str) -> Result<(Connection, Channel, u32), DlqE
     }
 }
 
+/// How many messages a service's queue and its dead-letter queue hold, and who consumes it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueDepth {
+    pub queue: String,
+    /// Ready messages (not those delivered and not yet acknowledged).
+    pub messages: u32,
+    pub consumers: u32,
+    /// Messages in `<queue>.dlq`.
+    pub dead_letters: u32,
+}
+
+/// The depth of each of `queues` (and of its dead-letter queue) on one connection; a queue that
+/// does not exist (yet) is left out. Looks without taking anything.
+pub async fn depths(url: &str, queues: &[String]) -> Result<Vec<QueueDepth>, DlqError> {
+    let connection = broker::connect(url, "mfe migrate dashboard")
+        .await
+        .map_err(|source| DlqError::Unreachable {
+            url: platform::config::mask_url(url),
+            source,
+        })?;
+    let mut depths = Vec::new();
+    for queue in queues {
+        let Some((messages, consumers)) = peek(&connection, queue).await? else {
+            continue;
+        };
+        let dead_letters = peek(&connection, &dead_letter_queue(queue))
+            .await?
+            .map_or(0, |(m, _)| m);
+        depths.push(QueueDepth {
+            queue: queue.clone(),
+            messages,
+            consumers,
+            dead_letters,
+        });
+    }
+    let _ = connection.close(200, "looked".into()).await;
+    Ok(depths)
+}
+
+/// Messages and consumers of `queue`, or `None` when it does not exist. A channel per queue: the
+/// broker closes the channel of a passive declare that fails.
+async fn peek(connection: &Connection, queue: &str) -> Result<Option<(u32, u32)>, DlqError> {
+    let channel = connection.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    match channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+    {
+        Ok(declared) => {
+            let _ = channel.close(200, "looked".into()).await;
+            Ok(Some((declared.message_count(), declared.consumer_count())))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
 /// Up to `limit` messages of the dead-letter queue of `queue`, oldest first, left in place.
 pub async fn list(url: &str, queue: &str, limit: usize) -> Result<Vec<DeadLetter>, DlqError> {
     let dlq = dead_letter_queue(queue);

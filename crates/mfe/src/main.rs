@@ -34,6 +34,8 @@ enum Command {
         phase: migrate::Phase,
         #[command(flatten)]
         databases: migrate::Databases,
+        #[command(flatten)]
+        ui: migrate::UiArgs,
     },
     /// The event hub: dead-lettered events.
     #[command(after_help = "Exit codes: 0 done, 2 usage or connection error, or an id not found.")]
@@ -71,9 +73,11 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
-            Command::Migrate { phase, databases } => {
-                ExitCode::from(migrate::run(phase, &databases, cli.json).await)
-            }
+            Command::Migrate {
+                phase,
+                databases,
+                ui,
+            } => ExitCode::from(migrate::run(phase, &databases, &ui, cli.json).await),
             Command::Events { command } => match hub::run(command, cli.json).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -30,6 +30,10 @@ pub enum Phase {
         /// Split tables larger than this into heap block ranges of about this many rows.
         #[arg(long, default_value_t = 250_000)]
         chunk_rows: u64,
+        /// Read at most this many rows per second from the legacy database, over every job (for a
+        /// legacy database that serves production meanwhile). 0: as fast as it goes.
+        #[arg(long, default_value_t = 0, value_name = "ROWS_PER_SECOND")]
+        max_rate: u64,
     },
     /// Compare row counts and full-content checksums of every table on both sides, name the rows
     /// that differ, and count orphaned cross-service references. Exit code 1 on any difference.
@@ -111,6 +115,51 @@ pub enum Phase {
     },
     /// Where each phase and table stands, from the journal in the service databases.
     Status,
+    /// Serve the live view of the migration from the journal alone (read-only): the page, its
+    /// JSON (/api/snapshot, /api/stream) and Prometheus gauges (/metrics), until Ctrl-C. For a
+    /// second operator while another process runs the phases (which may serve it too: --ui).
+    Dashboard {
+        /// Where to listen. Beyond localhost only with --ui-token.
+        #[arg(long, default_value = DEFAULT_UI)]
+        listen: std::net::SocketAddr,
+    },
+}
+
+/// Where `mfe migrate dashboard` listens unless told otherwise.
+const DEFAULT_UI: &str = "127.0.0.1:8090";
+
+/// The live web view (`--ui`), for the long phases.
+#[derive(Args)]
+pub struct UiArgs {
+    /// Serve the live view of this phase at ADDR (e.g. 127.0.0.1:8090) while it runs: copy,
+    /// export, import, verify, sync, cutover, rollback.
+    #[arg(long, global = true, value_name = "ADDR")]
+    ui: Option<std::net::SocketAddr>,
+    /// The token the view asks for (?token= or Authorization: Bearer); required to listen beyond
+    /// localhost. At least 16 characters.
+    #[arg(long, env = "MFE_UI_TOKEN", global = true, hide_env_values = true)]
+    ui_token: Option<String>,
+    /// The broker whose queues the view shows.
+    #[arg(long = "ui-broker", env = "RABBITMQ_URL", default_value = platform::config::DEFAULT_RABBITMQ_URL, global = true, hide_env_values = true)]
+    broker: String,
+}
+
+impl UiArgs {
+    async fn start(
+        &self,
+        listen: std::net::SocketAddr,
+        endpoints: &Endpoints,
+        live: Option<Arc<dashboard::live::Live>>,
+    ) -> Result<dashboard::Dashboard, MigrateError> {
+        let mut options = dashboard::Options::new(listen);
+        options.token = self.ui_token.clone().filter(|t| !t.is_empty());
+        options.amqp_url = Some(self.broker.clone());
+        let view = dashboard::Dashboard::start(endpoints, options, live)
+            .await
+            .map_err(|e| MigrateError::Usage(e.to_string()))?;
+        eprintln!("live view: {}", view.display_url());
+        Ok(view)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -170,8 +219,8 @@ impl Databases {
 }
 
 /// Runs a phase; returns the process exit code.
-pub async fn run(phase: Phase, databases: &Databases, json: bool) -> u8 {
-    match run_phase(phase, databases, json).await {
+pub async fn run(phase: Phase, databases: &Databases, ui: &UiArgs, json: bool) -> u8 {
+    match run_phase(phase, databases, ui, json).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("mfe migrate: {e}");
@@ -180,54 +229,132 @@ pub async fn run(phase: Phase, databases: &Databases, json: bool) -> u8 {
     }
 }
 
-/// Runs `phase` with progress bars (none with `--json`), clearing them whatever the outcome.
-async fn with_bars<T, F, Fut>(json: bool, phase: F) -> Result<T, MigrateError>
-where
-    F: FnOnce(Arc<dyn migrator::Progress>) -> Fut,
-    Fut: std::future::Future<Output = Result<T, MigrateError>>,
-{
-    let bars = Arc::new(Bars::new(json));
-    let outcome = phase(bars.clone()).await;
-    bars.finish();
-    outcome
+/// How a phase reports: bars on the terminal (none with `--json`) and, with `--ui`, the live view.
+struct Reporting {
+    json: bool,
+    view: Option<dashboard::Dashboard>,
 }
 
-async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8, MigrateError> {
+impl Reporting {
+    async fn new(
+        phase: &Phase,
+        ui: &UiArgs,
+        endpoints: &Endpoints,
+        json: bool,
+    ) -> Result<Self, MigrateError> {
+        let Some(listen) = ui.ui.filter(|_| !matches!(phase, Phase::Dashboard { .. })) else {
+            return Ok(Self { json, view: None });
+        };
+        let Some(name) = phase.long_name() else {
+            return Err(MigrateError::Usage(
+                "--ui is for the long phases: copy, export, import, verify, sync, cutover, \
+                 rollback (mfe migrate dashboard serves the view on its own)"
+                    .into(),
+            ));
+        };
+        let live = Arc::new(dashboard::live::Live::new());
+        live.begin(name);
+        let view = ui.start(listen, endpoints, Some(live)).await?;
+        Ok(Self {
+            json,
+            view: Some(view),
+        })
+    }
+
+    fn live(&self) -> Option<Arc<dashboard::live::Live>> {
+        self.view.as_ref().and_then(|v| v.live().cloned())
+    }
+
+    /// Runs `phase` with its reporting, clearing the bars and publishing the outcome to the view
+    /// whatever it is.
+    async fn run<T, F, Fut>(&self, phase: F) -> Result<T, MigrateError>
+    where
+        F: FnOnce(Arc<dyn migrator::Progress>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, MigrateError>>,
+    {
+        let bars = Arc::new(Bars::new(self.json));
+        let progress: Arc<dyn migrator::Progress> = match self.live() {
+            Some(live) => Arc::new(dashboard::live::Fanout(vec![bars.clone(), live])),
+            None => bars.clone(),
+        };
+        let outcome = phase(progress).await;
+        bars.finish();
+        self.finish(outcome.as_ref().err().map(|e| e.to_string()))
+            .await;
+        outcome
+    }
+
+    async fn finish(&self, error: Option<String>) {
+        if let Some(view) = &self.view {
+            view.finish(error).await;
+        }
+    }
+}
+
+impl Phase {
+    /// The phases worth watching, by their name in the view.
+    fn long_name(&self) -> Option<&'static str> {
+        Some(match self {
+            Phase::Copy { .. } => "copy",
+            Phase::Export { .. } => "export",
+            Phase::Import { .. } => "import",
+            Phase::Verify { .. } => "verify",
+            Phase::Sync { .. } => "sync",
+            Phase::Cutover { .. } => "cutover",
+            Phase::Rollback { .. } => "rollback",
+            _ => return None,
+        })
+    }
+}
+
+async fn run_phase(
+    phase: Phase,
+    databases: &Databases,
+    ui: &UiArgs,
+    json: bool,
+) -> Result<u8, MigrateError> {
     let endpoints = databases.endpoints()?;
+    let reporting = Reporting::new(&phase, ui, &endpoints, json).await?;
     Ok(match phase {
         Phase::Plan => show(&migrator::plan::plan(&endpoints).await?, json),
         Phase::Prepare => show(&migrator::prepare::prepare(&endpoints).await?, json),
-        Phase::Copy { jobs, chunk_rows } => {
+        Phase::Copy {
+            jobs,
+            chunk_rows,
+            max_rate,
+        } => {
             if jobs == 0 || chunk_rows == 0 {
                 return Err(MigrateError::Usage(
                     "--jobs and --chunk-rows must be at least 1".into(),
                 ));
             }
-            let opts = CopyOptions { jobs, chunk_rows };
-            let report =
-                with_bars(json, |bars| migrator::copy::copy(&endpoints, &opts, bars)).await?;
+            let opts = CopyOptions {
+                jobs,
+                chunk_rows,
+                max_rows_per_second: max_rate,
+            };
+            let report = reporting
+                .run(|bars| migrator::copy::copy(&endpoints, &opts, bars))
+                .await?;
             show(&report, json)
         }
         Phase::Verify { max_listed } => {
             let opts = VerifyOptions { max_listed };
-            let report = with_bars(json, |bars| {
-                migrator::verify::verify(&endpoints, &opts, bars)
-            })
-            .await?;
+            let report = reporting
+                .run(|bars| migrator::verify::verify(&endpoints, &opts, bars))
+                .await?;
             show(&report, json)
         }
         Phase::Export { out, jobs } => {
-            let report = with_bars(json, |bars| {
-                migrator::archive::export(&endpoints, &out, jobs.max(1), bars)
-            })
-            .await?;
+            let report = reporting
+                .run(|bars| migrator::archive::export(&endpoints, &out, jobs.max(1), bars))
+                .await?;
             show(&report, json)
         }
         Phase::Import { from, jobs } => {
-            let report = with_bars(json, |bars| {
-                migrator::archive::import(&endpoints, &from, jobs.max(1), bars)
-            })
-            .await?;
+            let report = reporting
+                .run(|bars| migrator::archive::import(&endpoints, &from, jobs.max(1), bars))
+                .await?;
             show(&report, json)
         }
         Phase::Sync {
@@ -242,10 +369,11 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             let stop = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
-            let report = with_bars(json, |bars| async move {
-                migrator::resync::diff_sync(&endpoints, &opts, bars.as_ref(), stop).await
-            })
-            .await?;
+            let report = reporting
+                .run(|bars| async move {
+                    migrator::resync::diff_sync(&endpoints, &opts, bars.as_ref(), stop).await
+                })
+                .await?;
             show(&report, json)
         }
         Phase::Sync {
@@ -279,10 +407,28 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             let stop = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
+            let live = reporting.live();
+            let on_lag = move |lag: migrator::cdc::sync::Lag| {
+                if let Some(live) = &live {
+                    live.lag(dashboard::live::Lag {
+                        bytes: lag.bytes,
+                        seconds: lag.seconds,
+                        changes_per_second: lag.changes_per_second,
+                    });
+                }
+                on_lag(lag);
+            };
+            let progress: Arc<dyn migrator::Progress> = match reporting.live() {
+                Some(live) => live,
+                None => Arc::new(migrator::Silent),
+            };
             let report =
-                migrator::cdc::sync::sync(&endpoints, &opts, &migrator::Silent, &on_lag, stop)
-                    .await?;
-            show(&report, json)
+                migrator::cdc::sync::sync(&endpoints, &opts, progress.as_ref(), &on_lag, stop)
+                    .await;
+            reporting
+                .finish(report.as_ref().err().map(|e| e.to_string()))
+                .await;
+            show(&report?, json)
         }
         Phase::Cutover {
             max_lag_mb,
@@ -296,10 +442,11 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             };
             let dev = hold_platform().await?;
             let admin = endpoints.target(Service::Admin).to_string();
-            let report = with_bars(json, |bars| async move {
-                migrator::cutover::cutover(&endpoints, &opts, bars.as_ref()).await
-            })
-            .await;
+            let report = reporting
+                .run(|bars| async move {
+                    migrator::cutover::cutover(&endpoints, &opts, bars.as_ref()).await
+                })
+                .await;
             let anchored = match &report {
                 Ok(_) => anchor_switched_audit(&admin).await,
                 Err(_) => Ok(()),
@@ -319,10 +466,11 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             };
             let dev = hold_platform().await?;
             let legacy = endpoints.legacy().to_string();
-            let report = with_bars(json, |bars| async move {
-                migrator::rollback::rollback(&endpoints, &opts, bars.as_ref()).await
-            })
-            .await;
+            let report = reporting
+                .run(|bars| async move {
+                    migrator::rollback::rollback(&endpoints, &opts, bars.as_ref()).await
+                })
+                .await;
             // Idempotent, so also after a run killed between its end and this anchoring.
             let anchored = match &report {
                 Ok(_) => anchor_switched_audit(&legacy).await,
@@ -363,6 +511,13 @@ async fn run_phase(phase: Phase, databases: &Databases, json: bool) -> Result<u8
             )
         }
         Phase::Status => show(&migrator::status::status(&endpoints).await?, json),
+        Phase::Dashboard { listen } => {
+            let view = ui.start(ui.ui.unwrap_or(listen), &endpoints, None).await?;
+            eprintln!("a read-only view of the journal; Ctrl-C stops it");
+            let _ = tokio::signal::ctrl_c().await;
+            drop(view);
+            0
+        }
     })
 }
 

@@ -29,6 +29,8 @@ pub struct CopyOptions {
     pub jobs: usize,
     /// Tables larger than this are split into heap block ranges of about this many rows.
     pub chunk_rows: u64,
+    /// Rows per second at most, over every job (0: no ceiling).
+    pub max_rows_per_second: u64,
 }
 
 impl Default for CopyOptions {
@@ -36,6 +38,7 @@ impl Default for CopyOptions {
         Self {
             jobs: 4,
             chunk_rows: 250_000,
+            max_rows_per_second: 0,
         }
     }
 }
@@ -162,6 +165,7 @@ pub async fn copy(
     let feed = Feed::Legacy {
         url: endpoints.legacy().to_string(),
         snapshot,
+        throttle: crate::throttle::Throttle::new(opts.max_rows_per_second).map(Arc::new),
     };
     let loaded = load::run(pools.clone(), feed, jobs, progress).await;
     // The snapshot had to outlive every worker's import of it; now it can go.

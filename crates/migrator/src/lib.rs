@@ -23,6 +23,7 @@ pub mod resync;
 pub mod rollback;
 pub mod sql;
 pub mod status;
+pub mod throttle;
 pub mod verify;
 
 pub use endpoints::Endpoints;

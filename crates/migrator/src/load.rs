@@ -34,8 +34,12 @@ const REPORT_EVERY: u64 = 10_000;
 /// Where chunk data comes from.
 #[derive(Clone)]
 pub enum Feed {
-    /// The legacy database, read through an exported snapshot.
-    Legacy { url: String, snapshot: String },
+    /// The legacy database, read through an exported snapshot, no faster than `throttle`.
+    Legacy {
+        url: String,
+        snapshot: String,
+        throttle: Option<Arc<crate::throttle::Throttle>>,
+    },
     /// An export's directory: one `<table>.copy.zst` per table, whose row counts are known.
     Archive {
         dir: PathBuf,
@@ -234,7 +238,7 @@ pub async fn run(
     let mut sources = Vec::new();
     for _ in 0..jobs.max(1) {
         sources.push(match &run.feed {
-            Feed::Legacy { url, snapshot } => Some(snapshot_connection(url, snapshot).await?),
+            Feed::Legacy { url, snapshot, .. } => Some(snapshot_connection(url, snapshot).await?),
             Feed::Archive { .. } => None,
         });
     }
@@ -381,14 +385,22 @@ async fn load_chunk(run: &Run, source: Option<&mut PgConnection>, work: &Work) -
         let mut stream = stream;
         let mut buffer = BytesMut::with_capacity(SEND_BUFFER + 64 * 1024);
         let (mut messages, mut reported) = (0u64, 0u64);
+        let throttle = match &run.feed {
+            Feed::Legacy { throttle, .. } => throttle.as_deref(),
+            Feed::Archive { .. } => None,
+        };
+        let report_every = throttle.map_or(REPORT_EVERY, |t| t.batch().min(REPORT_EVERY));
         while let Some(bytes) = stream.try_next().await? {
             buffer.extend_from_slice(&bytes);
             messages += 1;
             if buffer.len() >= SEND_BUFFER {
                 sink.send(buffer.split().freeze()).await?;
             }
-            if messages - reported >= REPORT_EVERY {
+            if messages - reported >= report_every {
                 run.progress.rows(table.name, messages - reported);
+                if let Some(throttle) = throttle {
+                    throttle.take(messages - reported).await;
+                }
                 reported = messages;
             }
         }

@@ -34,7 +34,11 @@ pub fn init(format: LogFormat) {
 /// For command-line tools: human-readable logs on stderr (stdout carries the tool's output, e.g.
 /// JSON reports), `warn` unless `RUST_LOG` says otherwise.
 pub fn init_for_cli() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    // lapin logs at ERROR what it also returns as an error, which the CLI reports itself: e.g. the
+    // passive declare of a queue that does not exist yet, which `mfe migrate dashboard` asks about
+    // every few seconds.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,lapin=off"));
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(fmt::layer().with_target(false).with_writer(std::io::stderr))

@@ -77,7 +77,14 @@ pub async fn freeze_tables(
             schema = ident(SCHEMA)
         ));
     }
-    sql.push_str("COMMIT;");
+    // When, for whoever watches (`mfe migrate dashboard` counts the freeze from it).
+    sql.push_str(&format!(
+        "CREATE TABLE IF NOT EXISTS {schema}.frozen (at TIMESTAMPTZ NOT NULL);
+         DELETE FROM {schema}.frozen;
+         INSERT INTO {schema}.frozen (at) VALUES (clock_timestamp());
+         COMMIT;",
+        schema = ident(SCHEMA)
+    ));
     if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .execute(&mut *conn)
         .await
@@ -138,6 +145,22 @@ fn thaw_tables_sql(tables: &[&Table]) -> String {
 pub async fn is_frozen(conn: &mut PgConnection) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = $1)")
         .bind(TRIGGER)
+        .fetch_one(conn)
+        .await
+}
+
+/// Since when the database `conn` is connected to is frozen (`None` when it is not, or was frozen
+/// by a version of the tool that did not record it).
+pub async fn frozen_since(
+    conn: &mut PgConnection,
+) -> sqlx::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    let recorded: bool = sqlx::query_scalar("SELECT to_regclass('mfe_cutover.frozen') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !recorded || !is_frozen(&mut *conn).await? {
+        return Ok(None);
+    }
+    sqlx::query_scalar("SELECT max(at) FROM mfe_cutover.frozen")
         .fetch_one(conn)
         .await
 }

@@ -1,0 +1,363 @@
+//! The live view of a migration, through the real binary: `mfe migrate copy --ui` serves a
+//! running copy's progress as it moves; `mfe migrate dashboard` serves the journal read-only
+//! (verify's differing ids, the freeze); the token rule; Prometheus carries the same figures.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Fixture, TABLE_NAMES};
+use serde_json::Value;
+
+/// A child process killed when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `mfe migrate <args>` and returns it with the view's address, read from its stderr
+/// ("live view: http://..."); the rest of stderr is collected in the background.
+fn start_with_view(
+    f: &Fixture,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Running, String, std::sync::Arc<std::sync::Mutex<String>>) {
+    let mut cmd = f.command(args);
+    cmd.stderr(Stdio::piped()).stdout(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("mfe starts");
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("live view: ") {
+                let _ = tx.send(url.trim().to_string());
+            }
+            kept.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let running = Running(child);
+    let url = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("no view announced; stderr:\n{}", log.lock().unwrap()));
+    // http://host:port/ or http://host:port/?token=… (the token is never printed)
+    let base = url
+        .split("/?")
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    (running, base, log)
+}
+
+async fn snapshot(http: &reqwest::Client, base: &str) -> Value {
+    let r = http
+        .get(format!("{base}/api/snapshot"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    r.json().await.unwrap()
+}
+
+fn rows_of(s: &Value) -> u64 {
+    s["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["rows"].as_u64().unwrap())
+        .sum()
+}
+
+/// Polls the snapshot until `until` holds (10 s at most).
+async fn wait_for(
+    http: &reqwest::Client,
+    base: &str,
+    what: &str,
+    until: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = snapshot(http, base).await;
+        if until(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what}; last snapshot: {s:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_copy_with_ui_shows_its_tables_moving_and_the_journal_view_agrees_after() {
+    let f = Fixture::seeded(0.05).await;
+    f.run_ok_async(&["prepare"]).await;
+    let http = reqwest::Client::new();
+    // Slowed down to a few seconds, so that the view is seen while the copy runs.
+    let (mut copy, base, log) = start_with_view(
+        &f,
+        &["copy", "--ui", "127.0.0.1:0", "--max-rate", "4000"],
+        &[],
+    );
+
+    // The stream: the current snapshot first, as an event `snapshot`.
+    let mut stream = http.get(format!("{base}/api/stream")).send().await.unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), stream.chunk())
+            .await
+            .expect("an event within 5 s")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let event = text.split("\n\n").next().unwrap();
+    assert!(event.starts_with("event: snapshot\ndata: "), "{event}");
+    let first: Value = serde_json::from_str(event.split_once("data: ").unwrap().1).unwrap();
+    assert_eq!(first["mode"], "live");
+    assert_eq!(first["phase"]["name"], "copy");
+    drop(stream);
+
+    // While it runs: every table of the contract, the rows moving, a rate.
+    let mut seen: Vec<Value> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while copy.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        let s = snapshot(&http, &base).await;
+        if s["phase"]["state"] == "running" {
+            seen.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let status = copy.0.wait().unwrap();
+    assert!(status.success(), "copy failed:\n{}", log.lock().unwrap());
+    assert!(
+        seen.len() >= 3,
+        "only {} snapshots of the running copy",
+        seen.len()
+    );
+    let names: Vec<&str> = seen[0]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
+    for name in TABLE_NAMES {
+        assert!(names.contains(name), "{name} missing from {names:?}");
+    }
+    let moving = seen
+        .windows(2)
+        .filter(|w| rows_of(&w[1]) > rows_of(&w[0]))
+        .count();
+    assert!(
+        moving >= 2,
+        "the rows moved {moving} times in {} snapshots",
+        seen.len()
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s["totals"]["rowsPerSecond"].as_f64().unwrap() > 0.0
+                && s["throughput"].as_array().unwrap().len() >= 2),
+        "no rate or chart while copying"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s["tables"].as_array().unwrap().iter().any(|t| {
+                t["state"] == "loading"
+                    && t["rowsTotal"].as_u64().unwrap() > t["rows"].as_u64().unwrap()
+            })),
+        "no table seen part-way"
+    );
+
+    // After: a second operator's view of the journal.
+    let (_view, base, _) = start_with_view(&f, &["dashboard", "--listen", "127.0.0.1:0"], &[]);
+    let legacy = f.legacy.pool().await;
+    let counts = common::counts(&legacy).await;
+    let s = snapshot(&http, &base).await;
+    assert_eq!(s["mode"], "journal");
+    assert_eq!(s["phase"]["name"], "copy");
+    assert_eq!(s["phase"]["state"], "done");
+    for (name, count) in TABLE_NAMES.iter().zip(&counts) {
+        let t = s["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == *name)
+            .unwrap();
+        assert_eq!(t["state"], "done", "{t}");
+        assert_eq!(t["rows"].as_i64().unwrap(), *count, "{t}");
+        assert!(t["bytes"].as_u64().unwrap() > 0, "{t}");
+        assert_eq!(t["chunksDone"], t["chunks"], "{t}");
+    }
+    // The same figures for Prometheus.
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let payments = counts[TABLE_NAMES.iter().position(|t| *t == "payments").unwrap()];
+    assert!(
+        metrics.contains(&format!(
+            "mfe_migration_table_rows{{table=\"payments\",service=\"payments-service\"}} {payments}\n"
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        "mfe_migration_table_state{table=\"users\",service=\"auth-service\",state=\"done\"} 1"
+    ));
+
+    // Verify, clean, then with a row gone from its service database: the view names it.
+    f.run_ok_async(&["verify"]).await;
+    wait_for(&http, &base, "verify clean", |s| s["verify"]["ok"] == true).await;
+    let admin_db = f.target(2).await;
+    let gone: String = sqlx::query_scalar(
+        "DELETE FROM audit_logs WHERE id = (SELECT min(id) FROM audit_logs) RETURNING id",
+    )
+    .fetch_one(&admin_db)
+    .await
+    .unwrap();
+    let out = f.run_async(&["verify"], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let s = wait_for(&http, &base, "verify differences", |s| {
+        s["verify"]["ok"] == false
+    })
+    .await;
+    let table = s["verify"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "audit_logs")
+        .unwrap();
+    assert_eq!(table["ok"], false);
+    assert_eq!(table["missing"], serde_json::json!([gone]), "{table}");
+    assert_eq!(table["missingCount"], 1);
+    assert!(
+        metrics_after(&http, &base)
+            .await
+            .contains("mfe_migration_verify_differences{table=\"audit_logs\",kind=\"missing\"} 1")
+    );
+
+    // The freeze of a cutover, counted from when it began.
+    let mut conn = legacy.acquire().await.unwrap();
+    migrator::cdc::freeze::freeze(&mut conn, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let s = wait_for(&http, &base, "frozen", |s| {
+        s["cutover"]["state"] == "frozen"
+    })
+    .await;
+    assert!(s["cutover"]["frozenAt"].as_str().unwrap().ends_with('Z'));
+    let mut conn = legacy.acquire().await.unwrap();
+    migrator::cdc::freeze::thaw(&mut conn).await.unwrap();
+    wait_for(&http, &base, "thawed", |s| {
+        s["cutover"]["state"] == "not started"
+    })
+    .await;
+}
+
+async fn metrics_after(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_view_listens_beyond_localhost_only_with_a_token_and_never_prints_it() {
+    let f = Fixture::seeded(0.01).await;
+    f.run_ok_async(&["prepare"]).await;
+
+    let out = f
+        .run_async(&["dashboard", "--listen", "0.0.0.0:0"], &[])
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("token"), "{stderr}");
+
+    let out = f
+        .run_async(
+            &["dashboard", "--listen", "0.0.0.0:0"],
+            &[("MFE_UI_TOKEN", "short".into())],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16"));
+
+    let token = "dashboard-secret-0123456789";
+    let (_view, base, log) = start_with_view(
+        &f,
+        &["dashboard", "--listen", "0.0.0.0:0"],
+        &[("MFE_UI_TOKEN", token)],
+    );
+    let base = base.replace("0.0.0.0", "127.0.0.1");
+    let http = reqwest::Client::new();
+    for path in ["/", "/api/snapshot", "/api/stream", "/metrics"] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+        let r = http
+            .get(format!("{base}{path}?token=wrong-token-wrong-token"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    let r = http
+        .get(format!("{base}/api/snapshot?token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page = http
+        .get(format!("{base}/?token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("/assets/app.js") || html.contains("assets/app.js"));
+    for outside in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
+        assert!(
+            !html.contains(outside),
+            "an asset from elsewhere: {outside}"
+        );
+    }
+    assert!(
+        !log.lock().unwrap().contains(token),
+        "the token was printed"
+    );
+
+    // --ui belongs to the long phases.
+    let out = f.run_async(&["plan", "--ui", "127.0.0.1:0"], &[]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("long phases"));
+}
