@@ -299,6 +299,29 @@ pub const PAYMENTS_SECRET: &str = "e2e-payments-secret-0123";
 pub const ADMIN_SECRET: &str = "e2e-admin-secret-0123456";
 pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret-0123456";
 
+/// The PSP sandbox on 127.0.0.1:`port`, signing its webhooks with [`WEBHOOK_SECRET`] and sending
+/// them to payments on `payments_port` (none: no webhooks). `settings`: the sandbox's other
+/// variables (latency, settle delay, hang, data file).
+pub fn start_sandbox(
+    port: u16,
+    payments_port: Option<u16>,
+    settings: &[(&str, &str)],
+) -> ServiceProcess {
+    let mut env: Vec<(String, String)> = vec![
+        ("PSP_SANDBOX_PORT".into(), port.to_string()),
+        ("PSP_SANDBOX_HOST".into(), "127.0.0.1".into()),
+        ("PSP_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
+    ];
+    if let Some(payments_port) = payments_port {
+        env.push((
+            "PSP_WEBHOOK_URL".into(),
+            format!("http://127.0.0.1:{payments_port}/psp/webhooks"),
+        ));
+    }
+    env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    ServiceProcess::start("psp-sandbox", &env)
+}
+
 /// The platform in the shared topology, as before cutover or after a rollback: one seeded legacy
 /// database under all four services (`DATABASE_TOPOLOGY=shared`, `SHARED_DATABASE_URL`), each
 /// keeping its own tables in its own schema there, on a broker exchange of the test's own.
@@ -370,18 +393,10 @@ impl SharedPlatform {
         let profile = ServiceProcess::start("profile-service", &profile_env);
         // The sandbox signs its webhooks for payments: payments' port is chosen first.
         let (psp_port, payments_port) = (free_port(), free_port());
-        let sandbox = ServiceProcess::start(
-            "psp-sandbox",
-            &[
-                ("PSP_SANDBOX_PORT".into(), psp_port.to_string()),
-                ("PSP_SANDBOX_HOST".into(), "127.0.0.1".into()),
-                ("PSP_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
-                (
-                    "PSP_WEBHOOK_URL".into(),
-                    format!("http://127.0.0.1:{payments_port}/psp/webhooks"),
-                ),
-                ("PSP_SANDBOX_LATENCY_MS".into(), "0".into()),
-            ],
+        let sandbox = start_sandbox(
+            psp_port,
+            Some(payments_port),
+            &[("PSP_SANDBOX_LATENCY_MS", "0")],
         );
         let mut payments_env = self.env("payments-service");
         payments_env.extend([

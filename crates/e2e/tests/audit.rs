@@ -11,7 +11,6 @@ use test_support::{Api, eventually};
 
 const PAYMENTS_SECRET: &str = "e2e-payments-secret-0123";
 const ADMIN_SECRET: &str = "e2e-admin-secret-0123456";
-const WEBHOOK_SECRET: &str = "e2e-webhook-secret-0123456";
 
 async fn login(auth: &Api, email: &str, password: &str) -> (String, String) {
     let reply = auth
@@ -69,21 +68,13 @@ async fn what_users_do_on_the_platform_lands_once_in_the_audit_log() {
     admin.wait_ready(Duration::from_secs(15)).await;
     let profile = platform.start_profile(&auth);
     let psp_port = e2e::free_port();
-    let _sandbox = ServiceProcess::start(
-        "psp-sandbox",
-        &[
-            ("PSP_SANDBOX_PORT".into(), psp_port.to_string()),
-            ("PSP_SANDBOX_HOST".into(), "127.0.0.1".into()),
-            ("PSP_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
-            ("PSP_SANDBOX_LATENCY_MS".into(), "0".into()),
-        ],
-    );
+    let _sandbox = e2e::start_sandbox(psp_port, None, &[("PSP_SANDBOX_LATENCY_MS", "0")]);
     let mut payments_env = platform.broker.env("payments-service");
     payments_env.extend([
         ("PAYMENTS_DATABASE_URL".to_string(), payments_db.url.clone()),
         ("AUTH_SERVICE_URL".into(), auth.base.clone()),
         ("PAYMENTS_AUTH_CLIENT_SECRET".into(), PAYMENTS_SECRET.into()),
-        ("PSP_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
+        ("PSP_WEBHOOK_SECRET".into(), e2e::WEBHOOK_SECRET.into()),
         ("PSP_URL".into(), format!("http://127.0.0.1:{psp_port}")),
     ]);
     let payments = ServiceProcess::start("payments-service", &payments_env);

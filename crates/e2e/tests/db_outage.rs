@@ -13,7 +13,6 @@ use test_support::{Api, TestDb, eventually};
 
 const PAYMENTS_SECRET: &str = "e2e-outage-payments-secret";
 const ADMIN_SECRET: &str = "e2e-outage-admin-secret-01";
-const WEBHOOK_SECRET: &str = "e2e-outage-webhook-secret-1";
 
 fn cluster(action: &str) -> bool {
     Command::new("pg_ctlcluster")
@@ -64,18 +63,7 @@ async fn with_payments_database_down_payments_is_503_and_the_other_services_work
     let admin = ServiceProcess::start("admin-service", &admin_env);
     let payments_port = free_port();
     let psp_port = free_port();
-    let _psp = ServiceProcess::start(
-        "psp-sandbox",
-        &[
-            ("PSP_SANDBOX_PORT".into(), psp_port.to_string()),
-            ("PSP_SANDBOX_HOST".into(), "127.0.0.1".into()),
-            ("PSP_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
-            (
-                "PSP_WEBHOOK_URL".into(),
-                format!("http://127.0.0.1:{payments_port}/psp/webhooks"),
-            ),
-        ],
-    );
+    let _psp = e2e::start_sandbox(psp_port, Some(payments_port), &[]);
     // On the cluster this test stops (every other test database is on the main cluster).
     let payments_db = TestDb::unborn_at("postgresql://postgres@127.0.0.1:5433/postgres");
     let mut payments_env = platform.broker.env("payments-service");
@@ -85,7 +73,7 @@ async fn with_payments_database_down_payments_is_503_and_the_other_services_work
         ("AUTH_SERVICE_URL".into(), auth.base.clone()),
         ("PAYMENTS_AUTH_CLIENT_SECRET".into(), PAYMENTS_SECRET.into()),
         ("PSP_URL".into(), format!("http://127.0.0.1:{psp_port}")),
-        ("PSP_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
+        ("PSP_WEBHOOK_SECRET".into(), e2e::WEBHOOK_SECRET.into()),
     ]);
     let payments = ServiceProcess::start("payments-service", &payments_env);
     for service in [&profile, &admin, &payments] {

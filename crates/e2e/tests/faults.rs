@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use test_support::{Api, TestDb, eventually};
 
 const CLIENT_SECRET: &str = "e2e-faults-payments-secret";
-const WEBHOOK_SECRET: &str = "e2e-faults-webhook-secret-01";
 
 struct Stage {
     platform: Platform,
@@ -47,20 +46,14 @@ impl Stage {
 
     /// The sandbox on its fixed port, with its journal: a restart keeps its charges.
     fn psp(&self) -> ServiceProcess {
-        ServiceProcess::start(
-            "psp-sandbox",
+        e2e::start_sandbox(
+            self.psp_port,
+            Some(self.payments_port),
             &[
-                ("PSP_SANDBOX_PORT".into(), self.psp_port.to_string()),
-                ("PSP_SANDBOX_HOST".into(), "127.0.0.1".into()),
-                ("PSP_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
+                ("PSP_SANDBOX_LATENCY_MS", "0"),
                 (
-                    "PSP_WEBHOOK_URL".into(),
-                    format!("http://127.0.0.1:{}/psp/webhooks", self.payments_port),
-                ),
-                ("PSP_SANDBOX_LATENCY_MS".into(), "0".into()),
-                (
-                    "PSP_SANDBOX_DATA_FILE".into(),
-                    self.psp_data.display().to_string(),
+                    "PSP_SANDBOX_DATA_FILE",
+                    &self.psp_data.display().to_string(),
                 ),
             ],
         )
@@ -83,7 +76,7 @@ impl Stage {
                 "PSP_URL".into(),
                 format!("http://127.0.0.1:{}", self.psp_port),
             ),
-            ("PSP_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
+            ("PSP_WEBHOOK_SECRET".into(), e2e::WEBHOOK_SECRET.into()),
             ("PSP_TIMEOUT_MS".into(), "500".into()),
             ("PAYMENTS_RECONCILE_AFTER_MS".into(), "300".into()),
             ("PAYMENTS_RECONCILE_MAX_MS".into(), "1000".into()),

@@ -11,7 +11,6 @@ use test_support::{Api, TestDb, eventually};
 use tokio::sync::Mutex;
 
 const CLIENT_SECRET: &str = "e2e-payments-secret-0123";
-const WEBHOOK_SECRET: &str = "e2e-webhook-secret-0123456";
 
 struct Payments {
     env: Vec<(String, String)>,
@@ -49,19 +48,13 @@ async fn payments_killed_mid_charge_leaves_nothing_stuck_and_charges_nothing_twi
 
     let payments_port = free_port();
     let psp_port = free_port();
-    let _sandbox = ServiceProcess::start(
-        "psp-sandbox",
+    let _sandbox = e2e::start_sandbox(
+        psp_port,
+        Some(payments_port),
         &[
-            ("PSP_SANDBOX_PORT".into(), psp_port.to_string()),
-            ("PSP_SANDBOX_HOST".into(), "127.0.0.1".into()),
-            ("PSP_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
-            (
-                "PSP_WEBHOOK_URL".into(),
-                format!("http://127.0.0.1:{payments_port}/psp/webhooks"),
-            ),
-            ("PSP_SANDBOX_LATENCY_MS".into(), "40".into()),
-            ("PSP_SANDBOX_SETTLE_DELAY_MS".into(), "500".into()),
-            ("PSP_SANDBOX_HANG_MS".into(), "2000".into()),
+            ("PSP_SANDBOX_LATENCY_MS", "40"),
+            ("PSP_SANDBOX_SETTLE_DELAY_MS", "500"),
+            ("PSP_SANDBOX_HANG_MS", "2000"),
         ],
     );
     let payments_db = TestDb::unborn();
@@ -72,7 +65,7 @@ async fn payments_killed_mid_charge_leaves_nothing_stuck_and_charges_nothing_twi
         ("AUTH_SERVICE_URL".into(), auth.base.clone()),
         ("PAYMENTS_AUTH_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
         ("PSP_URL".into(), format!("http://127.0.0.1:{psp_port}")),
-        ("PSP_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
+        ("PSP_WEBHOOK_SECRET".into(), e2e::WEBHOOK_SECRET.into()),
         ("PSP_TIMEOUT_MS".into(), "800".into()),
         ("PAYMENTS_CHARGE_GRACE_MS".into(), "1000".into()),
         ("PAYMENTS_RECONCILE_AFTER_MS".into(), "300".into()),

@@ -23,27 +23,13 @@ async fn a_migrated_users_legacy_payments_are_listed_with_names() {
     ));
     let auth = ServiceProcess::start("auth-service", &auth_env);
     let psp_port = e2e::free_port();
-    let _sandbox = ServiceProcess::start(
-        "psp-sandbox",
-        &[
-            ("PSP_SANDBOX_PORT".into(), psp_port.to_string()),
-            ("PSP_SANDBOX_HOST".into(), "127.0.0.1".into()),
-            (
-                "PSP_WEBHOOK_SECRET".into(),
-                "e2e-webhook-secret-0123456".into(),
-            ),
-            ("PSP_SANDBOX_LATENCY_MS".into(), "0".into()),
-        ],
-    );
+    let _sandbox = e2e::start_sandbox(psp_port, None, &[("PSP_SANDBOX_LATENCY_MS", "0")]);
     let mut payments_env = platform.broker.env("payments-service");
     payments_env.extend([
         ("PAYMENTS_DATABASE_URL".to_string(), payments_db.url.clone()),
         ("AUTH_SERVICE_URL".into(), auth.base.clone()),
         ("PAYMENTS_AUTH_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
-        (
-            "PSP_WEBHOOK_SECRET".into(),
-            "e2e-webhook-secret-0123456".into(),
-        ),
+        ("PSP_WEBHOOK_SECRET".into(), e2e::WEBHOOK_SECRET.into()),
         ("PSP_URL".into(), format!("http://127.0.0.1:{psp_port}")),
     ]);
     let payments = ServiceProcess::start("payments-service", &payments_env);

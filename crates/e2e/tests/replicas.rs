@@ -97,18 +97,12 @@ async fn two_replicas_of_payments_and_admin_do_no_work_twice() {
 
     // The sandbox's webhooks go to the first payments replica; both read its charges.
     let (psp_port, payments_a_port) = (free_port(), free_port());
-    let sandbox = ServiceProcess::start(
-        "psp-sandbox",
+    let sandbox = e2e::start_sandbox(
+        psp_port,
+        Some(payments_a_port),
         &[
-            ("PSP_SANDBOX_PORT".into(), psp_port.to_string()),
-            ("PSP_SANDBOX_HOST".into(), "127.0.0.1".into()),
-            ("PSP_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
-            (
-                "PSP_WEBHOOK_URL".into(),
-                format!("http://127.0.0.1:{payments_a_port}/psp/webhooks"),
-            ),
-            ("PSP_SANDBOX_LATENCY_MS".into(), "20".into()),
-            ("PSP_SANDBOX_SETTLE_DELAY_MS".into(), "300".into()),
+            ("PSP_SANDBOX_LATENCY_MS", "20"),
+            ("PSP_SANDBOX_SETTLE_DELAY_MS", "300"),
         ],
     );
     // The charge job of an instant payment is due at once (grace 1 ms), so the workers of both

@@ -361,3 +361,91 @@ async fn the_view_listens_beyond_localhost_only_with_a_token_and_never_prints_it
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("long phases"));
 }
+
+/// Runs `mfe migrate <args> --ui` to its end, reading the view every 100 ms meanwhile; the
+/// snapshots seen, the last one after the phase's outcome was published.
+async fn watch_to_the_end(f: &Fixture, args: &[&str], env: &[(&str, &str)]) -> Vec<Value> {
+    let mut args = args.to_vec();
+    args.extend(["--ui", "127.0.0.1:0"]);
+    let (mut running, base, log) = start_with_view(f, &args, env);
+    let http = reqwest::Client::new();
+    let mut seen = Vec::new();
+    loop {
+        if let Ok(r) = http.get(format!("{base}/api/snapshot")).send().await
+            && let Ok(s) = r.json::<Value>().await
+        {
+            seen.push(s);
+        }
+        if let Some(status) = running.0.try_wait().unwrap() {
+            assert!(
+                status.success(),
+                "{args:?} failed:\n{}",
+                log.lock().unwrap()
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last = seen.last().expect("the view answered while the phase ran");
+    assert_eq!(last["mode"], "live");
+    assert_eq!(last["phase"]["name"], args[0], "{last:#}");
+    assert_eq!(last["phase"]["state"], "done", "{last:#}");
+    seen
+}
+
+#[tokio::test]
+async fn sync_cutover_and_rollback_each_show_their_state_in_the_view() {
+    let f = Fixture::seeded(0.02).await;
+    let topology = std::env::temp_dir().join(format!("mfe-dash-{}.env", std::process::id()));
+    let topology_env = topology.display().to_string();
+    let env = [("MFE_TOPOLOGY_FILE", topology_env.as_str())];
+    f.run_ok_async(&["prepare"]).await;
+    f.run_ok_async(&["copy"]).await;
+    f.legacy_sql(
+        "UPDATE system_config SET value = '\"changed for sync\"' WHERE key = (SELECT min(key) FROM system_config)",
+    )
+    .await;
+
+    let seen = watch_to_the_end(&f, &["sync"], &env).await;
+    let last = seen.last().unwrap();
+    assert!(
+        last["sync"]["slot"].as_str().is_some(),
+        "{:#}",
+        last["sync"]
+    );
+    assert!(
+        last["sync"]["lagBytes"].as_i64().is_some(),
+        "{:#}",
+        last["sync"]
+    );
+    // The change went to admin's database (system_config): its position moved.
+    let positions = last["sync"]["positions"].as_array().unwrap();
+    assert!(
+        positions
+            .iter()
+            .any(|p| p["service"] == "admin-service" && p["transactions"].as_i64() >= Some(1)),
+        "{:#}",
+        last["sync"]
+    );
+    assert!(
+        last["sync"]["changesPerSecond"].as_f64().is_some(),
+        "sync's own figures"
+    );
+
+    f.run_ok_async(&["verify"]).await;
+    let seen = watch_to_the_end(&f, &["cutover"], &env).await;
+    let last = seen.last().unwrap();
+    assert_eq!(last["cutover"]["state"], "done", "{:#}", last["cutover"]);
+    assert!(last["cutover"]["freezeSeconds"].as_f64().unwrap() > 0.0);
+    assert!(
+        seen.iter().any(|s| s["cutover"]["step"].is_string()),
+        "no step of the cutover was seen while it ran"
+    );
+
+    let seen = watch_to_the_end(&f, &["rollback"], &env).await;
+    let last = seen.last().unwrap();
+    assert_eq!(last["rollback"]["state"], "done", "{:#}", last["rollback"]);
+    assert!(last["rollback"]["doneAt"].as_str().is_some());
+    assert!(last["rollback"]["frozenAt"].as_str().is_some());
+    let _ = std::fs::remove_file(&topology);
+}

@@ -86,8 +86,10 @@ pub async fn ensure_database(url: &str) -> Result<(), DbError> {
     }
 }
 
-/// How long a connection that passed the pool's test on release is handed out untested.
-const TRUST_RECENTLY_RELEASED: Duration = Duration::from_secs(1);
+/// How long a connection that came back in a known state (the pool's test on release, or the read
+/// pool's completed statement) is handed out again untested; one that sat idle longer is pinged
+/// first (the server may have restarted meanwhile).
+pub(crate) const TRUST_RECENTLY_RELEASED: Duration = Duration::from_secs(1);
 
 /// A pool on `url`; fails fast (with the masked URL) when the server does not answer.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError> {

@@ -22,8 +22,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// How long a connection given back clean is handed out again untested.
-const TRUST_IDLE: Duration = Duration::from_secs(1);
+use crate::db::TRUST_RECENTLY_RELEASED;
 
 /// Connections for one-statement reads; cheap to clone.
 #[derive(Clone)]
@@ -78,7 +77,7 @@ impl ReadPool {
             .map_err(|_| sqlx::Error::PoolTimedOut)?
             .map_err(|_| sqlx::Error::PoolClosed)?;
         while let Some((mut conn, since)) = self.pop_idle() {
-            if since.elapsed() <= TRUST_IDLE {
+            if since.elapsed() <= TRUST_RECENTLY_RELEASED {
                 return Ok(self.wrap(conn, permit));
             }
             match tokio::time::timeout_at(deadline, conn.ping()).await {
