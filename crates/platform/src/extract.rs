@@ -43,6 +43,15 @@ where
         }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Json(value)),
+            // serde_json calls a value of the wrong type for an enum (`"kind": 5`) a syntax error;
+            // the body is JSON all the same, so it is the field's error.
+            Err(JsonRejection::JsonSyntaxError(e))
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() =>
+            {
+                Err(shape_error(
+                    source_text(&e).replace("expected ident", "expected one of its values"),
+                ))
+            }
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
@@ -75,19 +84,7 @@ impl<T: Serialize> IntoResponse for Json<T> {
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::JsonDataError(e) => {
-            let detail = source_text(&e);
-            let field = field_of(&detail);
-            let message = format!("the body does not match the expected shape: {detail}");
-            ApiError {
-                fields: vec![FieldError::new(field, detail.clone())],
-                ..ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    crate::error::code::VALIDATION_FAILED,
-                    message,
-                )
-            }
-        }
+        JsonRejection::JsonDataError(e) => shape_error(source_text(&e)),
         JsonRejection::JsonSyntaxError(e) => ApiError::new(
             StatusCode::BAD_REQUEST,
             crate::error::code::MALFORMED_JSON,
@@ -150,6 +147,20 @@ where
 
 /// serde's own message under axum's rejection text; for data errors it starts with the field's
 /// path ("email: invalid type: ...").
+/// JSON that is not what the route takes: 422 naming the field.
+fn shape_error(detail: String) -> ApiError {
+    let field = field_of(&detail);
+    let message = format!("the body does not match the expected shape: {detail}");
+    ApiError {
+        fields: vec![FieldError::new(field, detail)],
+        ..ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            crate::error::code::VALIDATION_FAILED,
+            message,
+        )
+    }
+}
+
 fn source_text(e: &dyn std::error::Error) -> String {
     e.source()
         .map(|s| s.to_string())
@@ -199,6 +210,55 @@ mod tests {
             field_of("invalid type: integer `1`, expected struct Foo"),
             "body"
         );
+    }
+
+    /// A value outside an enum's variants is a field's error (422 naming it), not malformed JSON.
+    #[tokio::test]
+    async fn an_unknown_enum_value_is_a_validation_error_of_its_field() {
+        use axum::extract::FromRequest;
+
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        enum Kind {
+            Instant,
+            Scheduled,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Body {
+            kind: Kind,
+        }
+        for body in [
+            r#"{"kind":"Later"}"#,
+            r#"{"kind":5}"#,
+            r#"{"kind":null}"#,
+            r#"{"kind":[]}"#,
+        ] {
+            let request = axum::http::Request::builder()
+                .method("POST")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            let error = super::Json::<Body>::from_request(request, &())
+                .await
+                .unwrap_err();
+            assert_eq!(
+                error.status,
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "{body}"
+            );
+            assert_eq!(error.fields[0].field, "kind", "{body}");
+        }
+        // Not JSON at all stays 400.
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(r#"{"kind":"#))
+            .unwrap();
+        let error = super::Json::<Body>::from_request(request, &())
+            .await
+            .unwrap_err();
+        assert_eq!(error.status, axum::http::StatusCode::BAD_REQUEST);
     }
 
     #[test]
