@@ -98,17 +98,41 @@ impl Collector {
         })
     }
 
+    /// Every database is read at once: one that does not answer holds the view back by
+    /// [`READ_TIMEOUT`] at most, not by that much per database.
     pub async fn journal(&self) -> JournalView {
+        let targets = self.targets.iter().map(|(service, pool)| async move {
+            let mut part = JournalView::default();
+            let outcome =
+                tokio::time::timeout(READ_TIMEOUT, read_target(*service, pool, &mut part)).await;
+            (*service, part, outcome)
+        });
+        let legacy = async {
+            let mut part = JournalView::default();
+            let outcome =
+                tokio::time::timeout(READ_TIMEOUT, read_legacy(&self.legacy, &mut part)).await;
+            (part, outcome)
+        };
+        let (targets, (legacy, legacy_outcome)) =
+            tokio::join!(futures_util::future::join_all(targets), legacy);
         let mut view = JournalView::default();
-        for (service, pool) in &self.targets {
-            match tokio::time::timeout(READ_TIMEOUT, read_target(*service, pool, &mut view)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => unreachable(*service, &mut view, e.to_string()),
-                Err(_) => unreachable(*service, &mut view, "no answer within 3 s".into()),
+        for (service, part, outcome) in targets {
+            match outcome {
+                Ok(Ok(())) => {
+                    view.tables.extend(part.tables);
+                    view.runs.extend(part.runs);
+                    view.positions.extend(part.positions);
+                }
+                Ok(Err(e)) => unreachable(service, &mut view, e.to_string()),
+                Err(_) => unreachable(service, &mut view, "no answer within 3 s".into()),
             }
         }
-        match tokio::time::timeout(READ_TIMEOUT, read_legacy(&self.legacy, &mut view)).await {
-            Ok(Ok(())) => {}
+        match legacy_outcome {
+            Ok(Ok(())) => {
+                view.capture = legacy.capture;
+                view.frozen_at = legacy.frozen_at;
+                view.rollback = legacy.rollback;
+            }
             Ok(Err(e)) => view.problems.push(format!("legacy database: {e}")),
             Err(_) => view
                 .problems
