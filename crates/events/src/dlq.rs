@@ -69,24 +69,34 @@ pub enum Selection {
 
 /// Connects and checks `queue` exists; returns the messages it holds.
 async fn open(url: &str, queue: &str) -> Result<(Connection, Channel, u32), DlqError> {
-    let connection = broker::connect(url, "mfe events dlq")
+    let connection = connect(url, "mfe events dlq").await?;
+    let channel = connection.create_channel().await?;
+    match passive_declare(&channel, queue).await {
+        Some(declared) => Ok((connection, channel, declared.message_count())),
+        None => Err(DlqError::NoSuchQueue(queue.to_string())),
+    }
+}
+
+async fn connect(url: &str, name: &str) -> Result<Connection, DlqError> {
+    broker::connect(url, name)
         .await
         .map_err(|source| DlqError::Unreachable {
             url: platform::config::mask_url(url),
             source,
-        })?;
-    let channel = connection.create_channel().await?;
+        })
+}
+
+/// `queue`'s declaration as it stands, or `None` when it does not exist (the broker then closes
+/// `channel`).
+async fn passive_declare(channel: &Channel, queue: &str) -> Option<lapin::Queue> {
     let passive = QueueDeclareOptions {
         passive: true,
         ..Default::default()
     };
-    match channel
+    channel
         .queue_declare(queue.into(), passive, FieldTable::default())
         .await
-    {
-        Ok(declared) => Ok((connection, channel, declared.message_count())),
-        Err(_) => Err(DlqError::NoSuchQueue(queue.to_string())),
-    }
+        .ok()
 }
 
 /// How many messages a service's queue and its dead-letter queue hold, and who consumes it.
@@ -104,12 +114,7 @@ pub struct QueueDepth {
 /// The depth of each of `queues` (and of its dead-letter queue) on one connection; a queue that
 /// does not exist (yet) is left out. Looks without taking anything.
 pub async fn depths(url: &str, queues: &[String]) -> Result<Vec<QueueDepth>, DlqError> {
-    let connection = broker::connect(url, "mfe migrate dashboard")
-        .await
-        .map_err(|source| DlqError::Unreachable {
-            url: platform::config::mask_url(url),
-            source,
-        })?;
+    let connection = connect(url, "mfe migrate dashboard").await?;
     let mut depths = Vec::new();
     for queue in queues {
         let Some((messages, consumers)) = peek(&connection, queue).await? else {
@@ -133,20 +138,11 @@ pub async fn depths(url: &str, queues: &[String]) -> Result<Vec<QueueDepth>, Dlq
 /// broker closes the channel of a passive declare that fails.
 async fn peek(connection: &Connection, queue: &str) -> Result<Option<(u32, u32)>, DlqError> {
     let channel = connection.create_channel().await?;
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    match channel
-        .queue_declare(queue.into(), passive, FieldTable::default())
-        .await
-    {
-        Ok(declared) => {
-            let _ = channel.close(200, "looked".into()).await;
-            Ok(Some((declared.message_count(), declared.consumer_count())))
-        }
-        Err(_) => Ok(None),
+    let declared = passive_declare(&channel, queue).await;
+    if declared.is_some() {
+        let _ = channel.close(200, "looked".into()).await;
     }
+    Ok(declared.map(|d| (d.message_count(), d.consumer_count())))
 }
 
 /// Up to `limit` messages of the dead-letter queue of `queue`, oldest first, left in place.

@@ -200,14 +200,7 @@ async fn a_copy_with_ui_shows_its_tables_moving_and_the_journal_view_agrees_afte
         assert_eq!(t["chunksDone"], t["chunks"], "{t}");
     }
     // The same figures for Prometheus.
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&http, &base).await;
     let payments = counts[TABLE_NAMES.iter().position(|t| *t == "payments").unwrap()];
     assert!(
         metrics.contains(&format!(
@@ -245,7 +238,7 @@ async fn a_copy_with_ui_shows_its_tables_moving_and_the_journal_view_agrees_afte
     assert_eq!(table["missing"], serde_json::json!([gone]), "{table}");
     assert_eq!(table["missingCount"], 1);
     assert!(
-        metrics_after(&http, &base)
+        metrics_text(&http, &base)
             .await
             .contains("mfe_migration_verify_differences{table=\"audit_logs\",kind=\"missing\"} 1")
     );
@@ -268,7 +261,7 @@ async fn a_copy_with_ui_shows_its_tables_moving_and_the_journal_view_agrees_afte
     .await;
 }
 
-async fn metrics_after(http: &reqwest::Client, base: &str) -> String {
+async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
     http.get(format!("{base}/metrics"))
         .send()
         .await
