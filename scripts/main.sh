@@ -18,6 +18,8 @@
 #   bash scripts/main.sh --serve      # ... and keep the platform running (Ctrl-C stops);
 #                                     #     combine with --rollback to serve from legacy
 #   SCALE=0.1 bash scripts/main.sh    # a smaller legacy database
+#   UI=127.0.0.1:8090 bash scripts/main.sh   # each phase serves its live view there (a browser
+#                                     #     on that page follows copy, sync, verify, cutover)
 #
 # Each run rehearses from scratch: the service databases are dropped, and a legacy database left
 # frozen or captured by an earlier run is released first (its data, with that run's writes, stays).
@@ -85,11 +87,13 @@ pids+=("$load_pid")
 
 echo "== plan";    $MFE migrate plan
 echo "== prepare"; $MFE migrate prepare
-echo "== copy (writes running)"; $MFE migrate copy
-echo "== sync";    $MFE migrate sync
-echo "== verify (writes running: rows still changing are left to cutover)"; $MFE migrate verify
+# With UI set, each long phase serves the live view on it; the page reconnects to the next.
+VIEW=(${UI:+--ui "$UI"})
+echo "== copy (writes running)"; $MFE migrate copy "${VIEW[@]}"
+echo "== sync";    $MFE migrate sync "${VIEW[@]}"
+echo "== verify (writes running: rows still changing are left to cutover)"; $MFE migrate verify "${VIEW[@]}"
 echo "== cutover"
-$MFE migrate cutover | tee data/logs/cutover.txt
+$MFE migrate cutover "${VIEW[@]}" | tee data/logs/cutover.txt
 
 echo "== the live POC-2 stops: its writes after the freeze were refused"
 kill -TERM "$load_pid"
@@ -149,7 +153,7 @@ echo "  listening: auth $AUTH, payments $PAYMENTS, admin $ADMIN, profile $PROFIL
 if [ "$ROLLBACK" = 1 ]; then
     echo
     echo "== rollback: back to the legacy database with every write made since cutover"
-    $MFE migrate rollback
+    $MFE migrate rollback "${VIEW[@]}"
     $MFE migrate verify >/dev/null 2>&1 && echo "  mfe migrate verify: the legacy and service databases are equal"
     wait_ready
     echo "== the flow's writes, in the legacy database"
