@@ -54,11 +54,7 @@ if wanted events; then
     say "events: wrk POST /auth/register -c $C -d ${T}s, then wait for every profile"
     cat >"$WORK/register.lua" <<LUA
 $(cat "$WORK/common.lua")
-local counter = 0
-local thread_id = 0
-setup = function(thread) thread:set("tid", thread_id); thread_id = thread_id + 1 end
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+$(cat "$WORK/post.lua")
 request = function()
   counter = counter + 1
   local email = string.format("reg-%s-%d-%d@bench.local", "$RANDOM", tid or 0, counter)
@@ -97,12 +93,8 @@ pay_flow() { # name amount-lua-expr label
     local name="$1" amount="$2" label="$3"
     cat >"$WORK/$name.lua" <<LUA
 $(cat "$WORK/common.lua")
-local counter = 0
-local thread_id = 0
-setup = function(thread) thread:set("tid", thread_id); thread_id = thread_id + 1 end
-wrk.method = "POST"
+$(cat "$WORK/post.lua")
 wrk.headers["Authorization"] = "Bearer $PAYER_TOKEN"
-wrk.headers["Content-Type"] = "application/json"
 request = function()
   counter = counter + 1
   wrk.headers["Idempotency-Key"] = string.format("$name-%s-%d-%d", "$RANDOM", tid or 0, counter)

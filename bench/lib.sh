@@ -32,6 +32,15 @@ done = function(summary, latency, requests)
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
 end
 LUA
+# The start of a POST script whose requests each need something unique: `tid` (the wrk thread,
+# set by setup) and `counter` (per thread), e.g. for an Idempotency-Key or an email.
+cat >"$WORK/post.lua" <<'LUA'
+local counter = 0
+local thread_id = 0
+setup = function(thread) thread:set("tid", thread_id); thread_id = thread_id + 1 end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+LUA
 lua_get() { # token [path-lua-expr]
     cat "$WORK/common.lua"
     cat <<LUA

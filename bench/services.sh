@@ -89,12 +89,8 @@ printf "SELECT %s FROM audit_logs a WHERE TRUE AND a.action = 'payment.completed
 {
     cat "$WORK/common.lua"
     cat <<LUA
-local counter = 0
-local thread_id = 0
-setup = function(thread) thread:set("tid", thread_id); thread_id = thread_id + 1 end
-wrk.method = "POST"
+$(cat "$WORK/post.lua")
 wrk.headers["Authorization"] = "Bearer $PAYER_TOKEN"
-wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"recipientEmail":"payee@bench.local","amount":"12.34","type":"instant","description":"bench"}'
 request = function()
   counter = counter + 1

@@ -155,14 +155,6 @@ impl Dashboard {
         self.addr
     }
 
-    /// The page's address, with the token when there is one.
-    pub fn url(&self) -> String {
-        match &self.token {
-            Some(t) => format!("http://{}/?token={t}", self.addr),
-            None => format!("http://{}/", self.addr),
-        }
-    }
-
     /// The page's address for logs: never the token.
     pub fn display_url(&self) -> String {
         match &self.token {

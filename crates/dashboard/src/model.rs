@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::collect::{JournalView, Run};
+use migrator::status::Run;
+
+use crate::collect::JournalView;
 use crate::live::{LiveState, LiveTable};
 use crate::snapshot::*;
 
@@ -286,31 +288,18 @@ fn sync_view(live: Option<&LiveState>, journal: &JournalView) -> SyncView {
 }
 
 fn cutover_view(live: Option<&LiveState>, journal: &JournalView) -> CutoverView {
-    let step = live
-        .filter(|l| l.phase.as_deref() == Some("cutover"))
-        .and_then(|l| l.tables.get("cutover").and_then(|t| t.step.clone()));
-    let running =
-        live.is_some_and(|l| l.phase.as_deref() == Some("cutover") && l.state == "running");
-    let failed = live.is_some_and(|l| l.phase.as_deref() == Some("cutover") && l.state == "failed");
+    let cutover = live.filter(|l| l.phase.as_deref() == Some("cutover"));
+    let step = cutover.and_then(|l| l.tables.get("cutover")?.step.clone());
     let done = latest(&journal.runs, "cutover").filter(|r| r.outcome == "ok");
-    let state = if let Some(frozen_at) = &journal.frozen_at
-        && done.is_none()
-    {
-        return CutoverView {
-            state: "frozen".into(),
-            step,
-            frozen_at: Some(frozen_at.clone()),
-            freeze_seconds: None,
-            at: None,
-        };
-    } else if running {
-        "in progress"
-    } else if failed {
-        "failed"
-    } else if done.is_some() {
-        "done"
-    } else {
-        "not started"
+    let frozen = journal.frozen_at.is_some();
+    // The cutover this process runs comes first: an earlier one may be recorded as done.
+    let state = match (cutover.map(|l| l.state.as_str()), frozen, done.is_some()) {
+        (Some("running"), true, _) => "frozen",
+        (Some("running"), false, _) => "in progress",
+        (Some("failed"), _, _) => "failed",
+        (_, true, false) => "frozen",
+        (_, _, true) => "done",
+        _ => "not started",
     };
     CutoverView {
         state: state.into(),

@@ -2,11 +2,11 @@
 //! gauges) `GET /metrics`. Documented field by field in docs/MIGRATION.md ("Live migration");
 //! `version` changes when a field changes meaning or goes away (fields may be added).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub const VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {
     pub version: u32,
@@ -27,7 +27,7 @@ pub struct Snapshot {
     pub hub: HubView,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Phase {
     /// `copy`, `import`, `export`, `verify`, `sync`, `cutover`, `rollback`; `None` before any.
@@ -39,7 +39,7 @@ pub struct Phase {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Totals {
     pub rows: u64,
@@ -49,7 +49,7 @@ pub struct Totals {
     pub eta_seconds: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TableView {
     pub table: String,
@@ -68,7 +68,7 @@ pub struct TableView {
     pub eta_seconds: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Point {
     pub at: String,
@@ -76,7 +76,7 @@ pub struct Point {
 }
 
 /// The last verify, as `mfe migrate verify --json` reports it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyView {
     pub at: Option<String>,
@@ -86,7 +86,7 @@ pub struct VerifyView {
     pub orphans: Vec<Orphans>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyTable {
     pub table: String,
@@ -102,7 +102,7 @@ pub struct VerifyTable {
     pub changed_count: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Orphans {
     pub foreign_key: String,
@@ -111,7 +111,7 @@ pub struct Orphans {
     pub examples: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncView {
     /// WAL the capture slot has not confirmed yet: what sync still has to apply.
@@ -120,19 +120,10 @@ pub struct SyncView {
     pub lag_seconds: Option<f64>,
     pub changes_per_second: Option<f64>,
     pub slot: Option<String>,
-    pub positions: Vec<SyncPosition>,
+    pub positions: Vec<migrator::status::SyncPosition>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct SyncPosition {
-    pub service: String,
-    pub position: String,
-    pub transactions: i64,
-    pub commit_time: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CutoverView {
     /// `not started`, `in progress`, `frozen`, `done` or `failed`.
@@ -147,7 +138,7 @@ pub struct CutoverView {
     pub at: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RollbackView {
     /// `not started`, `staging`, `applied` or `done`.
@@ -158,7 +149,7 @@ pub struct RollbackView {
     pub done_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HubView {
     pub available: bool,

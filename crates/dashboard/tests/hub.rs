@@ -76,3 +76,61 @@ async fn an_unreachable_broker_is_reported_without_its_password() {
             .is_none()
     );
 }
+
+/// What the broker says reaches the snapshot and its Prometheus gauges.
+#[tokio::test]
+async fn the_view_shows_the_hub_in_its_snapshot_and_its_gauges() {
+    let broker = TestBroker::new();
+    let queue = broker.queue_for("admin-service");
+    let dlq = events::settings::dead_letter_queue(&queue);
+    let (connection, channel) = broker.connect().await;
+    for name in [&queue, &dlq] {
+        channel
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let _ = connection.close(200, "done".into()).await;
+    broker.send_to_queue(&queue, b"{}", "ready").await;
+    for n in 0..2 {
+        broker.send_to_queue(&dlq, b"{}", &format!("dead{n}")).await;
+    }
+    // Read-only: the server's own maintenance database stands in for every database.
+    let url = "postgres://postgres@127.0.0.1:5432/postgres";
+    let endpoints = Endpoints::new(url.into(), Service::ALL.map(|s| (s, url.to_string())));
+    let mut options = dashboard::Options::new("127.0.0.1:0".parse().unwrap());
+    options.amqp_url = Some(broker.url.clone());
+    options.queue_prefix = Some(broker.prefix.clone());
+    let view = dashboard::Dashboard::start(&endpoints, options, None)
+        .await
+        .unwrap();
+    view.refresh().await;
+    let snapshot = view.latest();
+    assert!(snapshot.hub.available, "{:?}", snapshot.hub);
+    assert_eq!(
+        snapshot.hub.queues,
+        vec![events::dlq::QueueDepth {
+            queue: queue.clone(),
+            messages: 1,
+            consumers: 0,
+            dead_letters: 2,
+        }]
+    );
+    let gauges = dashboard::prometheus::render(&snapshot);
+    assert!(gauges.contains("mfe_hub_available 1\n"), "{gauges}");
+    assert!(
+        gauges.contains(&format!("mfe_hub_dead_letters{{queue=\"{queue}\"}} 2\n")),
+        "{gauges}"
+    );
+    assert!(
+        gauges.contains(&format!("mfe_hub_queue_messages{{queue=\"{queue}\"}} 1\n")),
+        "{gauges}"
+    );
+}

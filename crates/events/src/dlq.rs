@@ -100,7 +100,7 @@ async fn passive_declare(channel: &Channel, queue: &str) -> Option<lapin::Queue>
 }
 
 /// How many messages a service's queue and its dead-letter queue hold, and who consumes it.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueDepth {
     pub queue: String,

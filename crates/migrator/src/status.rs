@@ -51,7 +51,7 @@ pub struct WayBackState {
     pub slot: crate::cdc::back::WayBack,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncPosition {
     pub service: &'static str,
@@ -101,66 +101,26 @@ pub async fn status(endpoints: &Endpoints) -> Result<Status> {
                 slot,
             });
         }
-        let has_journal = journal::exists(&mut conn).await?;
-        if has_journal {
+        if journal::exists(&mut conn).await? {
             // Brings a journal written by an older version of the tool up to date (adds columns).
             journal::ensure(&mut conn).await?;
         }
-        for table in tables_of(service) {
-            let (state, chunks) = if has_journal {
-                let entry = journal::table(&mut conn, table.name).await?;
-                let chunks = journal::chunks(&mut conn, table.name).await?;
-                (
-                    entry
-                        .map(|e| e.state.as_str().to_string())
-                        .unwrap_or_else(|| "not started".into()),
-                    chunks,
-                )
-            } else {
-                ("not started".into(), Vec::new())
-            };
-            tables.push(TableStatus {
-                table: table.name,
-                service: service.name(),
-                state,
-                chunks_done: chunks.iter().filter(|c| c.is_done()).count(),
-                chunks: chunks.len(),
-                rows_copied: chunks.iter().filter_map(|c| c.rows).sum(),
-            });
-        }
-        if has_journal {
-            let runs: Vec<(String, String, String)> = sqlx::query_as(
-                "SELECT DISTINCT ON (phase) phase, outcome, to_char(at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
-                 FROM mfe_migration.runs ORDER BY phase, at DESC",
-            )
-            .fetch_all(&mut conn)
-            .await?;
-            phases.extend(runs.into_iter().map(|(phase, outcome, at)| PhaseRun {
-                service: service.name(),
-                phase,
-                outcome,
-                at,
-            }));
-            let positions: Vec<(String, i64, Option<String>)> = sqlx::query_as(
-                "SELECT commit_lsn::text, transactions, \
-                        to_char(commit_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
-                 FROM mfe_migration.sync_position \
-                 WHERE to_regclass('mfe_migration.sync_position') IS NOT NULL",
-            )
-            .fetch_all(&mut conn)
-            .await
-            .unwrap_or_default();
-            sync.extend(
-                positions
-                    .into_iter()
-                    .map(|(position, transactions, commit_time)| SyncPosition {
-                        service: service.name(),
-                        position,
-                        transactions,
-                        commit_time,
-                    }),
-            );
-        }
+        let read = read_service(&mut conn, service).await?;
+        tables.extend(read.tables.into_iter().map(|t| TableStatus {
+            table: t.table,
+            service: t.service,
+            state: t.state,
+            chunks_done: t.chunks_done as usize,
+            chunks: t.chunks as usize,
+            rows_copied: t.rows as i64,
+        }));
+        phases.extend(read.runs.into_iter().map(|r| PhaseRun {
+            service: r.service,
+            phase: r.phase,
+            outcome: r.outcome,
+            at: r.at,
+        }));
+        sync.extend(read.positions);
     }
     Ok(Status {
         tables,
@@ -169,4 +129,153 @@ pub async fn status(endpoints: &Endpoints) -> Result<Status> {
         sync,
         way_back,
     })
+}
+
+/// What one service database's journal says, read without writing (`mfe migrate status` and the
+/// live view both read it so).
+#[derive(Debug, Clone, Default)]
+pub struct ServiceJournal {
+    pub tables: Vec<TableJournal>,
+    /// The latest run of each phase.
+    pub runs: Vec<Run>,
+    pub positions: Vec<SyncPosition>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TableJournal {
+    pub table: &'static str,
+    pub service: &'static str,
+    /// `not started`, `loading`, `indexing` or `done`.
+    pub state: String,
+    pub estimated_rows: u64,
+    /// Rows of the chunks done.
+    pub rows: u64,
+    pub chunks_done: u64,
+    pub chunks: u64,
+    /// The table's size in the service database.
+    pub bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub service: &'static str,
+    pub phase: String,
+    pub outcome: String,
+    /// UTC, to the millisecond.
+    pub at: String,
+    pub detail: serde_json::Value,
+}
+
+#[derive(sqlx::FromRow)]
+struct TableRow {
+    name: String,
+    state: Option<String>,
+    estimated_rows: i64,
+    chunks: i64,
+    chunks_done: i64,
+    rows: i64,
+    bytes: Option<i64>,
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a `timestamptz` (in UTC whatever the session's time zone).
+pub const ISO_UTC: &str = "YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"";
+
+/// The journal of `service`'s database `conn` is connected to: every table of the service (with its
+/// size, and its chunks in one statement), the latest run of each phase, the sync positions. A
+/// database without a journal reports its tables not started.
+pub async fn read_service(
+    conn: &mut sqlx::PgConnection,
+    service: Service,
+) -> sqlx::Result<ServiceJournal> {
+    let names: Vec<String> = tables_of(service).map(|t| t.name.to_string()).collect();
+    let has_journal: bool =
+        sqlx::query_scalar("SELECT to_regclass('mfe_migration.chunks') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await?;
+    let rows: Vec<TableRow> = if has_journal {
+        sqlx::query_as(
+            "SELECT n AS name, t.state, coalesce(t.estimated_rows, 0) AS estimated_rows,
+                    count(c.chunk) AS chunks, count(c.done_at) AS chunks_done,
+                    coalesce(sum(c.rows) FILTER (WHERE c.done_at IS NOT NULL), 0)::bigint AS rows,
+                    pg_table_size(to_regclass(format('public.%I', n))) AS bytes
+             FROM unnest($1::text[]) n
+             LEFT JOIN mfe_migration.tables t ON t.table_name = n
+             LEFT JOIN mfe_migration.chunks c ON c.table_name = n
+             GROUP BY n, t.state, t.estimated_rows",
+        )
+        .bind(&names)
+        .fetch_all(&mut *conn)
+        .await?
+    } else {
+        sqlx::query_as(
+            "SELECT n AS name, NULL::text AS state, 0::bigint AS estimated_rows,
+                    0::bigint AS chunks, 0::bigint AS chunks_done, 0::bigint AS rows,
+                    pg_table_size(to_regclass(format('public.%I', n))) AS bytes
+             FROM unnest($1::text[]) n",
+        )
+        .bind(&names)
+        .fetch_all(&mut *conn)
+        .await?
+    };
+    let mut read = ServiceJournal::default();
+    for table in tables_of(service) {
+        let Some(row) = rows.iter().find(|r| r.name == table.name) else {
+            continue;
+        };
+        read.tables.push(TableJournal {
+            table: table.name,
+            service: service.name(),
+            state: row.state.clone().unwrap_or_else(|| "not started".into()),
+            estimated_rows: row.estimated_rows.max(0) as u64,
+            rows: row.rows.max(0) as u64,
+            chunks_done: row.chunks_done.max(0) as u64,
+            chunks: row.chunks.max(0) as u64,
+            bytes: row.bytes.map(|b| b.max(0) as u64),
+        });
+    }
+    if !has_journal {
+        return Ok(read);
+    }
+    let runs: Vec<(String, String, String, serde_json::Value)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT ON (phase) phase, outcome, to_char(at AT TIME ZONE 'UTC', '{ISO_UTC}'), \
+                    detail
+             FROM mfe_migration.runs ORDER BY phase, at DESC, id DESC"
+        )))
+        .fetch_all(&mut *conn)
+        .await?;
+    read.runs = runs
+        .into_iter()
+        .map(|(phase, outcome, at, detail)| Run {
+            service: service.name(),
+            phase,
+            outcome,
+            at,
+            detail,
+        })
+        .collect();
+    let has_sync: bool =
+        sqlx::query_scalar("SELECT to_regclass('mfe_migration.sync_position') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await?;
+    if has_sync {
+        let positions: Vec<(String, i64, Option<String>)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT commit_lsn::text, transactions, \
+                        to_char(commit_time AT TIME ZONE 'UTC', '{ISO_UTC}') \
+                 FROM mfe_migration.sync_position"
+            )))
+            .fetch_all(&mut *conn)
+            .await?;
+        read.positions = positions
+            .into_iter()
+            .map(|(position, transactions, commit_time)| SyncPosition {
+                service: service.name(),
+                position,
+                transactions,
+                commit_time,
+            })
+            .collect();
+    }
+    Ok(read)
 }
