@@ -8,7 +8,7 @@
 //!    for a rollback. Then the freeze ([`crate::cdc::freeze`]): every write to the legacy tables refused, sessions ended.
 //! 3. A marker of its own, written after the freeze (`pg_logical_emit_message`), ends the stream;
 //!    sync applies exactly up to it. A change after the marker means a writer got past the freeze.
-//! 4. Verify what the sync changed since the last clean verify (`mfe_migration.sync_touched`),
+//! 4. Verify what the sync changed since the last clean verify (`mfe_migration.sync_changes`),
 //!    row by row on both sides: it fits inside the freeze.
 //! 5. The services' own state (outbox, inbox, jobs) in legacy, if they ran there, is made the
 //!    same in their databases ([`crate::carry`]).
@@ -362,12 +362,7 @@ async fn verify_touched(endpoints: &Endpoints) -> Result<u64> {
     for service in Service::ALL {
         let mut target = connect::connection(service.name(), endpoints.target(service)).await?;
         for table in TABLES.iter().filter(|t| t.service == service) {
-            let keys: Vec<String> = sqlx::query_scalar(
-                "SELECT key FROM mfe_migration.sync_touched WHERE table_name = $1",
-            )
-            .bind(table.name)
-            .fetch_all(&mut target)
-            .await?;
+            let keys = crate::cdc::apply::touched_keys(&mut target, table.name, None).await?;
             if keys.iter().any(|k| k == "*") {
                 let (l, t) = (
                     table_digest(&mut legacy, table).await?,

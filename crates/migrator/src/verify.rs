@@ -380,7 +380,7 @@ async fn recheck_live(
     }
     // Rows the writers keep changing may differ at every look. Those the sync changed since this
     // verify began are not vouched for here: cutover verifies them inside its freeze (they stay
-    // in `sync_touched`). A row that differs and was not changed is a real difference.
+    // in `sync_changes`). A row that differs and was not changed is a real difference.
     crate::cdc::sync::catch_up(endpoints).await?;
     for t in tables.iter_mut().filter(|t| !t.differences.is_empty()) {
         let d = &t.differences;
@@ -397,16 +397,11 @@ async fn recheck_live(
             .copied()
             .flatten()
             .unwrap_or_default();
-        let touched: std::collections::HashSet<String> = sqlx::query_scalar(
-            "SELECT key FROM mfe_migration.sync_touched \
-             WHERE table_name = $1 AND commit_lsn > $2::text::pg_lsn",
-        )
-        .bind(table.name)
-        .bind(after.to_string())
-        .fetch_all(&mut target)
-        .await?
-        .into_iter()
-        .collect();
+        let touched: std::collections::HashSet<String> =
+            crate::cdc::apply::touched_keys(&mut target, table.name, Some(after))
+                .await?
+                .into_iter()
+                .collect();
         let d = &mut t.differences;
         let before = d.changed.len() + d.missing.len() + d.extra.len();
         d.changed.retain(|k| !touched.contains(k));

@@ -1,36 +1,51 @@
-//! Applying decoded legacy transactions to the four service databases.
+//! Applying decoded legacy transactions to one service database: the worker each target runs
+//! while [`crate::cdc::sync`] streams.
 //!
-//! - **One legacy transaction at a time**, in commit order. Its changes go into one transaction
-//!   per service database it touches; each of those also records, in
-//!   `mfe_migration.sync_position`, the commit position it applied, so after a crash a target has
-//!   either the whole legacy transaction and its position, or neither. A target skips every
-//!   transaction whose commit position is at or before the one it recorded: progress is filtered
-//!   by commit LSN, never by the position of a statement.
+//! - **Many legacy transactions per target transaction**, in commit order. A target transaction
+//!   ends only between legacy transactions, and records in `mfe_migration.sync_position` the
+//!   commit position of the last one it holds: after a crash a target has every legacy
+//!   transaction up to its position and none after. A target skips every transaction whose commit
+//!   position is at or before the one it recorded: progress is filtered by commit LSN, never by
+//!   the position of a statement. The sync confirms a position to the slot only once every
+//!   target committed up to it, so nothing is skipped that was not applied.
+//! - **Set-based**: the changes of a run (up to [`RUN_ROWS`]) are folded into their net effect
+//!   per key ([`crate::cdc::net`]) and applied as one statement per table and kind: upserts and
+//!   updates parents first, deletes children first. A run whose net effect a constraint refuses
+//!   in that order (an email that changed hands, a key deleted and inserted again) is applied
+//!   again change by change, in the legacy order, from a savepoint: the order legacy itself
+//!   accepted.
 //! - **Idempotent by primary key**: an insert is an upsert, an update sets the columns it carries
-//!   (a TOASTed column the change did not touch arrives as "unchanged" and is left alone, never
-//!   nulled), a delete deletes by key. Changes committed between the slot's creation and the copy's
+//!   (a TOASTed column no change touched arrives as "unchanged" and is left alone, never nulled),
+//!   a delete deletes by key. Changes committed between the slot's creation and the copy's
 //!   snapshot are in both; applying them again converges to the same rows. Up to the snapshot's
 //!   position (the horizon), an update or delete whose row is absent is such a change (the row was
 //!   deleted before the snapshot, and its delete follows in the stream); after it, an absent row
 //!   means the target diverged, and the sync stops naming it.
-//! - **An update of a primary key** finds the row by its old key.
-//! - **Bounded memory**: rows are applied in batches (one statement per batch, `unnest` of text
-//!   arrays cast to the columns' types), whatever the size of the legacy transaction.
+//! - **An update of a primary key** finds the row by its old key, alone and in order.
+//! - **Bounded memory**: a run holds at most [`RUN_ROWS`] changes or [`RUN_BYTES`] of values,
+//!   whatever the size of the legacy transaction.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use platform::Service;
 use sqlx::{Connection, PgConnection};
+use tokio::sync::mpsc;
 
-use crate::cdc::pgoutput::{Lsn, OldRow, Relation, Value};
+use crate::cdc::net::{self, Fold, Pending, RowChange};
+use crate::cdc::pgoutput::{Lsn, Value};
 use crate::contract::{TABLES, Table};
 use crate::error::{MigrateError, Result};
 use crate::sql::ident;
 
-/// Rows per statement.
-const BATCH_ROWS: usize = 500;
-/// Bytes of values per statement (a batch of big TOASTed texts is cut sooner).
-const BATCH_BYTES: usize = 4 << 20;
+/// Changes per run (one set of statements).
+pub const RUN_ROWS: usize = 10_000;
+/// Bytes of values per run (a run of big TOASTed texts is cut sooner).
+pub const RUN_BYTES: usize = 16 << 20;
+/// A target transaction commits at the next legacy commit once it holds this many changes, even
+/// before the sync asks (a backlog of huge transactions).
+const TRANSACTION_ROWS: u64 = 200_000;
+/// Rows per statement on the change-by-change path.
+const EXACT_ROWS: usize = 500;
 
 pub const POSITION_SQL: &str = "
 CREATE SCHEMA IF NOT EXISTS mfe_migration;
@@ -42,13 +57,16 @@ CREATE TABLE IF NOT EXISTS mfe_migration.sync_position (
     transactions BIGINT NOT NULL DEFAULT 0,
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
--- Rows the sync changed since the last clean full verify ('*': the whole table, truncated),
--- with the commit that changed them: cutover verifies exactly these inside its freeze.
-CREATE TABLE IF NOT EXISTS mfe_migration.sync_touched (
+-- Keys the sync changed since the last clean full verify ('*': the whole table, truncated), each
+-- with the commit that last changed it, a row per table per run: cutover verifies exactly these
+-- inside its freeze.
+CREATE TABLE IF NOT EXISTS mfe_migration.sync_changes (
+    id BIGSERIAL PRIMARY KEY,
     table_name TEXT NOT NULL,
-    key TEXT NOT NULL,
+    -- The last of the keys' commits.
     commit_lsn PG_LSN NOT NULL,
-    PRIMARY KEY (table_name, key)
+    keys TEXT[] NOT NULL,
+    lsns PG_LSN[] NOT NULL
 );
 CREATE TABLE IF NOT EXISTS mfe_migration.capture (
     slot TEXT PRIMARY KEY,
@@ -89,14 +107,449 @@ pub async fn synced_position(conn: &mut PgConnection) -> Result<Option<Lsn>> {
 
 /// A clean verify covered every row changed up to `lsn`.
 pub async fn forget_touched(conn: &mut PgConnection, lsn: Lsn) -> Result<()> {
-    sqlx::query("DELETE FROM mfe_migration.sync_touched WHERE commit_lsn <= $1::text::pg_lsn")
+    sqlx::query("DELETE FROM mfe_migration.sync_changes WHERE commit_lsn <= $1::text::pg_lsn")
         .bind(lsn.to_string())
         .execute(conn)
         .await?;
     Ok(())
 }
 
-/// The kind of change a batch holds.
+/// The keys of `table` the sync changed by a commit after `after` (all it recorded if `None`).
+pub async fn touched_keys(
+    conn: &mut PgConnection,
+    table: &str,
+    after: Option<Lsn>,
+) -> Result<Vec<String>> {
+    let after = after.unwrap_or_default().to_string();
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT u.k FROM mfe_migration.sync_changes c, unnest(c.keys, c.lsns) AS u(k, l) \
+         WHERE c.table_name = $1 AND c.commit_lsn > $2::text::pg_lsn AND u.l > $2::text::pg_lsn",
+    )
+    .bind(table)
+    .bind(after)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// What the sync tells a target, in the legacy commit order.
+#[derive(Debug)]
+pub enum Op {
+    /// A legacy transaction that touches this target, committing at `commit`.
+    Begin {
+        commit: Lsn,
+        tolerant: bool,
+    },
+    Change(Pending),
+    Truncate(Vec<&'static Table>),
+    /// The end of the legacy transaction begun last.
+    Commit {
+        commit: Lsn,
+        time: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Between legacy transactions: commit what is applied, then acknowledge `upto`.
+    Checkpoint(Lsn),
+}
+
+/// A target's answer to a checkpoint: everything before the position is committed there.
+#[derive(Debug)]
+pub enum Ack {
+    Committed { target: usize, upto: Lsn },
+    Failed { target: usize, error: MigrateError },
+}
+
+/// One target: its connection and where it stands.
+pub struct Target {
+    pub service: Service,
+    slot: String,
+    conn: PgConnection,
+    /// The last legacy commit this database holds (committed).
+    applied: Lsn,
+    open: bool,
+    /// The legacy transaction being received, and whether it is skipped (applied before).
+    current: Option<Lsn>,
+    skip: bool,
+    tolerant: bool,
+    run: Vec<Pending>,
+    run_bytes: usize,
+    run_tolerant: bool,
+    /// The last legacy commit in the open transaction, and how many it holds.
+    last_commit: Option<(Lsn, Option<chrono::DateTime<chrono::Utc>>)>,
+    transactions: i64,
+    rows: u64,
+}
+
+impl Target {
+    /// `conn` has [`POSITION_SQL`] applied.
+    pub async fn new(service: Service, mut conn: PgConnection, slot: &str) -> Result<Self> {
+        let applied = position(&mut conn, slot).await?.unwrap_or_default();
+        Ok(Self {
+            service,
+            slot: slot.to_string(),
+            conn,
+            applied,
+            open: false,
+            current: None,
+            skip: false,
+            tolerant: false,
+            run: Vec::new(),
+            run_bytes: 0,
+            run_tolerant: false,
+            last_commit: None,
+            transactions: 0,
+            rows: 0,
+        })
+    }
+
+    /// Applies what arrives until the sender goes; a failure is reported and ends the worker.
+    pub async fn run(
+        mut self,
+        index: usize,
+        mut ops: mpsc::Receiver<Op>,
+        acks: mpsc::UnboundedSender<Ack>,
+    ) {
+        while let Some(op) = ops.recv().await {
+            let step = match op {
+                Op::Checkpoint(upto) => self.checkpoint().await.map(|()| Some(upto)),
+                op => self.handle(op).await.map(|()| None),
+            };
+            match step {
+                Ok(Some(upto)) => {
+                    let _ = acks.send(Ack::Committed {
+                        target: index,
+                        upto,
+                    });
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    let _ = acks.send(Ack::Failed {
+                        target: index,
+                        error,
+                    });
+                    break;
+                }
+            }
+        }
+        // Whatever is open and not checkpointed is not confirmed anywhere: the stream brings it
+        // again next time.
+        if self.open {
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
+        }
+        let _ = self.conn.close().await;
+    }
+
+    async fn handle(&mut self, op: Op) -> Result<()> {
+        match op {
+            Op::Begin { commit, tolerant } => {
+                self.current = Some(commit);
+                self.skip = commit <= self.applied;
+                if !self.skip {
+                    self.open_transaction().await?;
+                    self.skip = commit <= self.applied;
+                }
+                if tolerant != self.run_tolerant {
+                    self.flush().await?;
+                }
+                self.tolerant = tolerant;
+                self.run_tolerant = tolerant;
+            }
+            Op::Change(pending) => {
+                if self.skip {
+                    return Ok(());
+                }
+                self.rows += 1;
+                if pending.change.rekeys(pending.table.key_index()) {
+                    // Alone and in order: a key update cannot be joined to other rows.
+                    self.flush().await?;
+                    let one = [pending];
+                    record_touched(&mut self.conn, &one).await?;
+                    apply_exact(&mut self.conn, &one, self.tolerant).await?;
+                    return Ok(());
+                }
+                self.run_bytes += pending.change.bytes();
+                self.run.push(pending);
+                if self.run.len() >= RUN_ROWS || self.run_bytes >= RUN_BYTES {
+                    self.flush().await?;
+                }
+            }
+            Op::Truncate(tables) => {
+                if self.skip {
+                    return Ok(());
+                }
+                self.flush().await?;
+                let names: Vec<String> = tables
+                    .iter()
+                    .map(|t| format!("public.{}", ident(t.name)))
+                    .collect();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "TRUNCATE {}",
+                    names.join(", ")
+                )))
+                .execute(&mut self.conn)
+                .await?;
+                let commit = self.current.unwrap_or_default();
+                for table in tables {
+                    insert_touched(&mut self.conn, table.name, &["*"], &[commit]).await?;
+                }
+            }
+            Op::Commit { commit, time } => {
+                self.current = None;
+                if std::mem::take(&mut self.skip) {
+                    return Ok(());
+                }
+                self.last_commit = Some((commit, time));
+                self.transactions += 1;
+                if self.rows >= TRANSACTION_ROWS {
+                    self.checkpoint().await?;
+                }
+            }
+            Op::Checkpoint(_) => unreachable!("handled by run"),
+        }
+        Ok(())
+    }
+
+    /// Opens the target transaction if none is open. Another applier (a sync whose session a
+    /// cutover ended, still applying what it had read) may have moved this database on: the
+    /// position row, locked, is the truth.
+    async fn open_transaction(&mut self) -> Result<()> {
+        if self.open {
+            return Ok(());
+        }
+        sqlx::raw_sql("BEGIN").execute(&mut self.conn).await?;
+        self.open = true;
+        let now: Option<String> = sqlx::query_scalar(
+            "SELECT commit_lsn::text FROM mfe_migration.sync_position WHERE slot = $1 FOR UPDATE",
+        )
+        .bind(&self.slot)
+        .fetch_optional(&mut self.conn)
+        .await?;
+        if let Some(now) = now.and_then(|l| l.parse::<Lsn>().ok()) {
+            self.applied = self.applied.max(now);
+        }
+        Ok(())
+    }
+
+    /// Commits the open transaction with its position (between legacy transactions only).
+    async fn checkpoint(&mut self) -> Result<()> {
+        if !self.open {
+            return Ok(());
+        }
+        self.flush().await?;
+        if let Some((commit, time)) = self.last_commit {
+            sqlx::query(
+                "INSERT INTO mfe_migration.sync_position (slot, commit_lsn, commit_time, transactions, updated_at) \
+                 VALUES ($1, $2::text::pg_lsn, $3, $4, now()) \
+                 ON CONFLICT (slot) DO UPDATE SET commit_lsn = EXCLUDED.commit_lsn, \
+                     commit_time = EXCLUDED.commit_time, \
+                     transactions = mfe_migration.sync_position.transactions + EXCLUDED.transactions, \
+                     updated_at = now() \
+                 WHERE mfe_migration.sync_position.commit_lsn < EXCLUDED.commit_lsn",
+            )
+            .bind(&self.slot)
+            .bind(commit.to_string())
+            .bind(time)
+            .bind(self.transactions)
+            .execute(&mut self.conn)
+            .await?;
+        }
+        sqlx::raw_sql("COMMIT").execute(&mut self.conn).await?;
+        self.open = false;
+        if let Some((commit, _)) = self.last_commit.take() {
+            self.applied = self.applied.max(commit);
+        }
+        self.transactions = 0;
+        self.rows = 0;
+        Ok(())
+    }
+
+    /// Applies the run: folded, or change by change when folding is refused.
+    async fn flush(&mut self) -> Result<()> {
+        if self.run.is_empty() {
+            return Ok(());
+        }
+        let run = std::mem::take(&mut self.run);
+        self.run_bytes = 0;
+        let tolerant = self.run_tolerant;
+        let conn = &mut self.conn;
+        record_touched(conn, &run).await?;
+        match net::fold(&run) {
+            Err(why) => {
+                tracing::debug!(
+                    service = self.service.name(),
+                    why = why.0,
+                    "applied in order"
+                );
+                apply_exact(conn, &run, tolerant).await?;
+            }
+            Ok(nets) => {
+                sqlx::raw_sql("SAVEPOINT mfe_run")
+                    .execute(&mut *conn)
+                    .await?;
+                match apply_net(conn, self.service, &run, &nets, tolerant).await {
+                    Ok(()) => {
+                        sqlx::raw_sql("RELEASE SAVEPOINT mfe_run")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Err(NetError::Refused(e)) => {
+                        tracing::debug!(service = self.service.name(), error = %e, "net effect refused; applied in order");
+                        sqlx::raw_sql("ROLLBACK TO SAVEPOINT mfe_run; RELEASE SAVEPOINT mfe_run")
+                            .execute(&mut *conn)
+                            .await?;
+                        apply_exact(conn, &run, tolerant).await?;
+                    }
+                    Err(NetError::Other(e)) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+enum NetError {
+    /// A constraint refused the net effect in the order the statements ran.
+    Refused(sqlx::Error),
+    Other(MigrateError),
+}
+
+impl From<sqlx::Error> for NetError {
+    fn from(e: sqlx::Error) -> Self {
+        if superseded(&e) {
+            NetError::Refused(e)
+        } else {
+            NetError::Other(e.into())
+        }
+    }
+}
+
+fn text(v: &Value) -> Option<&str> {
+    match v {
+        Value::Text(s) => Some(s),
+        Value::Null | Value::Unchanged => None,
+    }
+}
+
+/// The net effect of `run` on the service's tables: upserts and updates parents first, deletes
+/// children first (contract order lists parents first).
+async fn apply_net(
+    conn: &mut PgConnection,
+    service: Service,
+    run: &[Pending],
+    nets: &HashMap<&'static str, net::TableNet<'_>>,
+    tolerant: bool,
+) -> Result<(), NetError> {
+    let tables: Vec<&Table> = TABLES.iter().filter(|t| t.service == service).collect();
+    for table in &tables {
+        let Some(net) = nets.get(table.name) else {
+            continue;
+        };
+        let upserts: Vec<&str> = net
+            .keys
+            .iter()
+            .copied()
+            .filter(|k| net.rows[k].fold == Fold::Upsert)
+            .collect();
+        if !upserts.is_empty() {
+            let columns: Vec<Vec<Option<&str>>> = (0..table.columns.len())
+                .map(|c| {
+                    upserts
+                        .iter()
+                        .map(|k| text(net::value(run, &net.rows[k].since, c)))
+                        .collect()
+                })
+                .collect();
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(upsert_sql(table))).bind(&upserts);
+            for column in &columns {
+                query = query.bind(column);
+            }
+            query.execute(&mut *conn).await?;
+        }
+    }
+    for table in &tables {
+        let Some(net) = nets.get(table.name) else {
+            continue;
+        };
+        // Updates grouped by the columns they set (most set every column).
+        let mut by_mask: Vec<(u64, Vec<&str>)> = Vec::new();
+        for k in net.keys.iter().copied() {
+            let row = &net.rows[k];
+            if row.fold != Fold::Update {
+                continue;
+            }
+            let mask = net::set_mask(run, &row.since, table.columns.len());
+            match by_mask.iter_mut().find(|(m, _)| *m == mask) {
+                Some((_, keys)) => keys.push(k),
+                None => by_mask.push((mask, vec![k])),
+            }
+        }
+        for (mask, keys) in by_mask {
+            let set: Vec<usize> = (0..table.columns.len())
+                .filter(|c| mask & (1 << c) != 0)
+                .collect();
+            let columns: Vec<Vec<Option<&str>>> = set
+                .iter()
+                .map(|&c| {
+                    keys.iter()
+                        .map(|k| text(net::value(run, &net.rows[k].since, c)))
+                        .collect()
+                })
+                .collect();
+            let mut query =
+                sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(update_sql(table, &set)))
+                    .bind(&keys);
+            for column in &columns {
+                query = query.bind(column);
+            }
+            let found = query.fetch_all(&mut *conn).await?;
+            if found.len() < keys.len() && !tolerant {
+                let found: HashSet<&str> = found.iter().map(String::as_str).collect();
+                let absent: Vec<&str> = keys
+                    .iter()
+                    .copied()
+                    .filter(|k| !found.contains(k))
+                    .collect();
+                return Err(NetError::Other(diverged(table, "update", &absent)));
+            }
+        }
+    }
+    for table in tables.iter().rev() {
+        let Some(net) = nets.get(table.name) else {
+            continue;
+        };
+        let deletes: Vec<&str> = net
+            .keys
+            .iter()
+            .copied()
+            .filter(|k| net.rows[k].fold == Fold::Delete)
+            .collect();
+        if !deletes.is_empty() {
+            // A delete whose row is gone is done (a cascade in the service database may have
+            // got there first).
+            sqlx::query(sqlx::AssertSqlSafe(delete_sql(table)))
+                .bind(&deletes)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn diverged(table: &Table, what: &str, absent: &[&str]) -> MigrateError {
+    MigrateError::Other(format!(
+        "{} rows of {} to {what} are not in the {} database (first: {}): it diverged from the \
+         legacy database; the sync stopped without applying that transaction",
+        absent.len(),
+        table.name,
+        table.service.name(),
+        absent
+            .iter()
+            .take(5)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+/// The kind of statement a batch of the change-by-change path is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
     Upsert,
@@ -105,488 +558,94 @@ enum Kind {
     Delete,
 }
 
-struct Batch {
+struct Batch<'a> {
     table: &'static Table,
     kind: Kind,
     /// The key each row is found by (for an update, the old key when it changed).
-    keys: Vec<String>,
-    /// Per column of `columns`, the values (None = NULL).
-    columns: Vec<Vec<Option<String>>>,
+    keys: Vec<&'a str>,
+    /// Per column of the statement, the values (None = NULL).
+    columns: Vec<Vec<Option<&'a str>>>,
     bytes: usize,
-    seen: HashSet<String>,
-    /// Every key the batch changes (an update of a key changes the old and the new one).
-    touched: Vec<String>,
+    seen: HashSet<&'a str>,
 }
 
-/// A change of one row, ready to apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RowChange {
-    Insert {
-        values: Vec<Value>,
-    },
-    Update {
-        old_key: Option<String>,
-        values: Vec<Value>,
-    },
-    Delete {
-        key: String,
-    },
-}
-
-/// The state of one target during a legacy transaction.
-struct Target {
-    service: Service,
-    conn: PgConnection,
-    applied: Lsn,
-    in_transaction: bool,
-    batch: Option<Batch>,
-    rows: u64,
-}
-
-/// What applying a legacy transaction did.
-#[derive(Debug, Clone, Default)]
-pub struct Applied {
-    pub rows: u64,
-}
-
-/// The four targets, their positions, and the legacy relations seen in the stream.
-pub struct Applier {
-    slot: String,
-    targets: Vec<Target>,
-    horizon: Lsn,
-    /// pgoutput relation id -> contract table (checked against the contract and the legacy
-    /// catalog at start), and for each contract column its position in the stream's tuples.
-    relations: HashMap<u32, (&'static Table, Vec<usize>)>,
-    /// The legacy columns at start: (table, [(column, type oid, typmod)]).
-    catalog: HashMap<String, Vec<(String, u32, i32)>>,
-    current: Option<Lsn>,
-    /// Changes of the current transaction up to the horizon may find their row absent.
-    tolerant: bool,
-}
-
-impl Applier {
-    /// `targets`: one connection per service database (with [`POSITION_SQL`] applied).
-    pub async fn new(
-        slot: &str,
-        mut targets: Vec<(Service, PgConnection)>,
-        catalog: HashMap<String, Vec<(String, u32, i32)>>,
-    ) -> Result<Self> {
-        let mut horizon = Lsn(0);
-        let mut out = Vec::new();
-        for (service, mut conn) in targets.drain(..) {
-            let applied = position(&mut conn, slot).await?.unwrap_or_default();
-            let h: Option<String> = sqlx::query_scalar(
-                "SELECT horizon_lsn::text FROM mfe_migration.capture WHERE slot = $1",
-            )
-            .bind(slot)
-            .fetch_optional(&mut conn)
-            .await?;
-            if let Some(h) = h.and_then(|h| h.parse::<Lsn>().ok()) {
-                horizon = horizon.max(h);
-            }
-            out.push(Target {
-                service,
-                conn,
-                applied,
-                in_transaction: false,
-                batch: None,
-                rows: 0,
-            });
-        }
-        Ok(Self {
-            slot: slot.to_string(),
-            targets: out,
-            horizon,
-            relations: HashMap::new(),
-            catalog,
-            current: None,
-            tolerant: false,
-        })
-    }
-
-    /// A relation message: which contract table it is, and whether the legacy table still has
-    /// the columns it had when the sync started.
-    pub fn relation(&mut self, rel: &Relation) -> Result<()> {
-        let table = TABLES
-            .iter()
-            .find(|t| t.name == rel.name && rel.namespace == "public")
-            .ok_or_else(|| {
-                MigrateError::Other(format!(
-                    "the stream carries table {}.{}, which is not in the contract",
-                    rel.namespace, rel.name
-                ))
-            })?;
-        let seen: Vec<(String, u32, i32)> = rel
-            .columns
-            .iter()
-            .map(|c| (c.name.clone(), c.type_oid, c.type_modifier))
-            .collect();
-        let expected = self.catalog.get(table.name);
-        let mut names: Vec<&str> = seen.iter().map(|(n, _, _)| n.as_str()).collect();
-        let mut contract: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
-        names.sort_unstable();
-        contract.sort_unstable();
-        if expected != Some(&seen) || names != contract {
-            return Err(MigrateError::Other(format!(
-                "the legacy table {} changed while syncing (its columns are now {}); the sync \
-                 stopped before applying anything of that transaction. Bring the service \
-                 databases' schema in line (and the contract), then copy again",
-                table.name,
-                seen.iter()
-                    .map(|(n, _, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        let order = table
-            .columns
-            .iter()
-            .map(|c| {
-                rel.columns
-                    .iter()
-                    .position(|r| r.name == c.name)
-                    .ok_or_else(|| {
-                        MigrateError::Other(format!(
-                            "the legacy table {} has no column {}",
-                            table.name, c.name
-                        ))
-                    })
-            })
-            .collect::<Result<Vec<usize>>>()?;
-        self.relations.insert(rel.oid, (table, order));
-        Ok(())
-    }
-
-    fn table_of(&self, relation: u32) -> Result<&'static Table> {
-        self.relations
-            .get(&relation)
-            .map(|(t, _)| *t)
-            .ok_or_else(|| {
-                MigrateError::Other(format!(
-                    "a change names relation {relation}, which the stream did not describe"
-                ))
-            })
-    }
-
-    /// Where the key sits in the stream's tuples of `relation`.
-    pub fn key_index(&self, relation: u32) -> Result<usize> {
-        let (table, order) = self.relations.get(&relation).ok_or_else(|| {
-            MigrateError::Other(format!(
-                "a change names relation {relation}, which the stream did not describe"
-            ))
-        })?;
-        let key = table.key_index();
-        Ok(order[key])
-    }
-
-    /// A tuple of the stream in contract column order.
-    fn in_contract_order(&self, relation: u32, values: Vec<Value>) -> Result<Vec<Value>> {
-        let (table, order) = self.relations.get(&relation).ok_or_else(|| {
-            MigrateError::Other(format!(
-                "a change names relation {relation}, which the stream did not describe"
-            ))
-        })?;
-        if values.len() != order.len() {
-            return Err(MigrateError::Other(format!(
-                "a change of {} has {} columns, the table {}",
-                table.name,
-                values.len(),
-                order.len()
-            )));
-        }
-        let mut values: Vec<Option<Value>> = values.into_iter().map(Some).collect();
-        Ok(order
-            .iter()
-            .map(|&p| values[p].take().unwrap_or(Value::Null))
-            .collect())
-    }
-
-    /// A new legacy transaction, committing at `commit_lsn`.
-    pub fn begin(&mut self, commit_lsn: Lsn) {
-        self.current = Some(commit_lsn);
-        self.tolerant = commit_lsn <= self.horizon;
-    }
-
-    fn target_index(&self, service: Service) -> usize {
-        self.targets
-            .iter()
-            .position(|t| t.service == service)
-            .expect("a connection per service")
-    }
-
-    /// The target of `table` for the current transaction, opened if needed; `None` when it
-    /// applied this transaction already.
-    async fn open(&mut self, table: &Table) -> Result<Option<usize>> {
-        let commit = self.current.ok_or_else(|| {
-            MigrateError::Other("a change outside a transaction in the stream".into())
-        })?;
-        let i = self.target_index(table.service);
-        let target = &mut self.targets[i];
-        if commit <= target.applied {
-            return Ok(None);
-        }
-        if !target.in_transaction {
-            sqlx::raw_sql("BEGIN").execute(&mut target.conn).await?;
-            // Another applier (a sync whose session a cutover ended, still applying what it had
-            // read) may have moved this database on: the position row, locked, is the truth.
-            let now: Option<String> = sqlx::query_scalar(
-                "SELECT commit_lsn::text FROM mfe_migration.sync_position WHERE slot = $1 FOR UPDATE",
-            )
-            .bind(&self.slot)
-            .fetch_optional(&mut target.conn)
-            .await?;
-            if let Some(now) = now.and_then(|l| l.parse::<Lsn>().ok())
-                && commit <= now
-            {
-                sqlx::raw_sql("ROLLBACK").execute(&mut target.conn).await?;
-                target.applied = now;
-                return Ok(None);
-            }
-            target.in_transaction = true;
-        }
-        Ok(Some(i))
-    }
-
-    /// One row change of relation `relation`.
-    pub async fn change(&mut self, relation: u32, change: RowChange) -> Result<()> {
-        let table = self.table_of(relation)?;
-        let change = match change {
-            RowChange::Insert { values } => RowChange::Insert {
-                values: self.in_contract_order(relation, values)?,
-            },
-            RowChange::Update { old_key, values } => RowChange::Update {
-                old_key,
-                values: self.in_contract_order(relation, values)?,
-            },
-            delete => delete,
-        };
-        let Some(i) = self.open(table).await? else {
-            return Ok(());
-        };
+/// `run` change by change in its order, consecutive changes of one kind to one table joined into
+/// one statement while no key repeats.
+async fn apply_exact(conn: &mut PgConnection, run: &[Pending], tolerant: bool) -> Result<()> {
+    let mut batch: Option<Batch<'_>> = None;
+    for p in run {
+        let table = p.table;
         let key_index = table.key_index();
-        let mut touched = Vec::with_capacity(2);
-        let (kind, key, values): (Kind, String, Vec<Option<String>>) = match change {
-            RowChange::Insert { values } => {
-                let key = text_of(&values, key_index, table)?;
-                touched.push(key.clone());
-                (Kind::Upsert, key, values.into_iter().map(plain).collect())
-            }
+        let rekey = p.change.rekeys(key_index);
+        let (kind, key, values): (Kind, &str, Vec<Option<&str>>) = match &p.change {
+            RowChange::Insert { values } => (
+                Kind::Upsert,
+                key_text(values, key_index, table)?,
+                values.iter().map(text).collect(),
+            ),
             RowChange::Update { old_key, values } => {
-                let new_key = text_of(&values, key_index, table)?;
-                touched.push(new_key.clone());
-                if let Some(old) = &old_key
-                    && *old != new_key
-                {
-                    touched.push(old.clone());
-                }
+                let new_key = key_text(values, key_index, table)?;
                 let set: Vec<usize> = values
                     .iter()
                     .enumerate()
                     .filter(|(_, v)| **v != Value::Unchanged)
                     .map(|(i, _)| i)
                     .collect();
-                let row: Vec<Option<String>> = values
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(i, _)| set.contains(i))
-                    .map(|(_, v)| plain(v))
-                    .collect();
-                (Kind::Update(set), old_key.unwrap_or(new_key), row)
+                let row = set.iter().map(|&i| text(&values[i])).collect();
+                let key = old_key.as_deref().unwrap_or(new_key);
+                (Kind::Update(set), key, row)
             }
-            RowChange::Delete { key } => {
-                touched.push(key.clone());
-                (Kind::Delete, key, Vec::new())
-            }
+            RowChange::Delete { key } => (Kind::Delete, key.as_str(), Vec::new()),
         };
-        let width = values.len();
-        let size: usize = key.len() + values.iter().flatten().map(String::len).sum::<usize>();
-        let target = &mut self.targets[i];
-        // An update that changes a key goes alone: within a batch rows are joined in no order.
-        let rekey = touched.len() > 1;
+        let size: usize = key.len() + values.iter().flatten().map(|v| v.len()).sum::<usize>();
+        let new_key = p.key().unwrap_or(key);
         let fits = !rekey
-            && target.batch.as_ref().is_some_and(|b| {
+            && batch.as_ref().is_some_and(|b| {
                 b.table.name == table.name
                     && b.kind == kind
-                    && !touched.iter().any(|k| b.seen.contains(k))
-                    && b.keys.len() < BATCH_ROWS
-                    && b.bytes + size <= BATCH_BYTES
+                    && !b.seen.contains(key)
+                    && !b.seen.contains(new_key)
+                    && b.keys.len() < EXACT_ROWS
+                    && b.bytes + size <= RUN_BYTES
             });
         if !fits {
-            flush(target, self.tolerant, self.current.unwrap_or_default()).await?;
-            target.batch = Some(Batch {
+            if let Some(b) = batch.take() {
+                run_batch(conn, b, tolerant).await?;
+            }
+            batch = Some(Batch {
                 table,
                 kind,
                 keys: Vec::new(),
-                columns: vec![Vec::new(); width],
+                columns: vec![Vec::new(); values.len()],
                 bytes: 0,
                 seen: HashSet::new(),
-                touched: Vec::new(),
             });
         }
-        let batch = target.batch.as_mut().expect("a batch");
-        batch.seen.extend(touched.iter().cloned());
-        batch.seen.insert(key.clone());
-        batch.keys.push(key);
-        for (column, value) in batch.columns.iter_mut().zip(values) {
+        let b = batch.as_mut().expect("a batch");
+        b.seen.insert(key);
+        b.seen.insert(new_key);
+        b.keys.push(key);
+        for (column, value) in b.columns.iter_mut().zip(values) {
             column.push(value);
         }
-        batch.bytes += size;
-        batch.touched.extend(touched);
-        if rekey {
-            flush(target, self.tolerant, self.current.unwrap_or_default()).await?;
-        }
-        Ok(())
-    }
-
-    /// `TRUNCATE` of some legacy tables.
-    pub async fn truncate(&mut self, relations: &[u32]) -> Result<()> {
-        let mut by_target: BTreeMap<usize, Vec<&'static Table>> = BTreeMap::new();
-        for relation in relations {
-            let table = self.table_of(*relation)?;
-            if let Some(i) = self.open(table).await? {
-                by_target.entry(i).or_default().push(table);
-            }
-        }
-        for (i, tables) in by_target {
-            let target = &mut self.targets[i];
-            flush(target, self.tolerant, self.current.unwrap_or_default()).await?;
-            let names: Vec<String> = tables
-                .iter()
-                .map(|t| format!("public.{}", ident(t.name)))
-                .collect();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "TRUNCATE {}",
-                names.join(", ")
-            )))
-            .execute(&mut target.conn)
-            .await?;
-            let commit = self.current.unwrap_or_default();
-            for table in tables {
-                record_touched(&mut target.conn, table.name, &["*".to_string()], commit).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The end of the current legacy transaction: every target it touched commits its changes
-    /// with the new position.
-    pub async fn commit(
-        &mut self,
-        commit_time: Option<chrono::DateTime<chrono::Utc>>,
-    ) -> Result<Applied> {
-        let commit = self.current.take().ok_or_else(|| {
-            MigrateError::Other("a commit outside a transaction in the stream".into())
-        })?;
-        let mut applied = Applied::default();
-        for target in &mut self.targets {
-            if !target.in_transaction {
-                continue;
-            }
-            flush(target, self.tolerant, commit).await?;
-            sqlx::query(
-                "INSERT INTO mfe_migration.sync_position (slot, commit_lsn, commit_time, transactions, updated_at) \
-                 VALUES ($1, $2::text::pg_lsn, $3, 1, now()) \
-                 ON CONFLICT (slot) DO UPDATE SET commit_lsn = EXCLUDED.commit_lsn, \
-                     commit_time = EXCLUDED.commit_time, \
-                     transactions = mfe_migration.sync_position.transactions + 1, updated_at = now() \
-                 WHERE mfe_migration.sync_position.commit_lsn < EXCLUDED.commit_lsn",
-            )
-            .bind(&self.slot)
-            .bind(commit.to_string())
-            .bind(commit_time)
-            .execute(&mut target.conn)
-            .await?;
-            sqlx::raw_sql("COMMIT").execute(&mut target.conn).await?;
-            target.in_transaction = false;
-            target.applied = commit;
-            applied.rows += std::mem::take(&mut target.rows);
-        }
-        Ok(applied)
-    }
-
-    /// Gives the connections back (e.g. to close them).
-    pub async fn close(self) {
-        for target in self.targets {
-            let _ = target.conn.close().await;
+        b.bytes += size;
+        if rekey && let Some(b) = batch.take() {
+            run_batch(conn, b, tolerant).await?;
         }
     }
+    if let Some(b) = batch {
+        run_batch(conn, b, tolerant).await?;
+    }
+    Ok(())
 }
 
-fn plain(v: Value) -> Option<String> {
-    match v {
-        Value::Text(s) => Some(s),
-        Value::Null | Value::Unchanged => None,
-    }
-}
-
-fn text_of(values: &[Value], index: usize, table: &Table) -> Result<String> {
-    match values.get(index) {
-        Some(Value::Text(s)) => Ok(s.clone()),
-        _ => Err(MigrateError::Other(format!(
-            "a change of {} carries no key",
-            table.name
-        ))),
-    }
-}
-
-/// The key of an old row (`K` or `O`).
-pub fn old_key(old: &OldRow, table_key_index: usize) -> Option<String> {
-    match old.values().get(table_key_index) {
-        Some(Value::Text(s)) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-/// Runs the target's pending batch.
-async fn flush(target: &mut Target, tolerant: bool, commit: Lsn) -> Result<()> {
-    let Some(batch) = target.batch.take() else {
-        return Ok(());
-    };
+async fn run_batch(conn: &mut PgConnection, batch: Batch<'_>, tolerant: bool) -> Result<()> {
     let table = batch.table;
-    record_touched(&mut target.conn, table.name, &batch.touched, commit).await?;
-    let t = format!("public.{}", ident(table.name));
-    let key = ident(table.key);
     let n = batch.keys.len();
-    let (sql, set_columns): (String, Vec<usize>) = match &batch.kind {
-        Kind::Upsert => (upsert_sql(table), (0..table.columns.len()).collect()),
-        Kind::Update(set) => {
-            let sets: Vec<String> = set
-                .iter()
-                .enumerate()
-                .map(|(k, i)| {
-                    let c = &table.columns[*i];
-                    format!("{} = CAST(u.c{} AS {})", ident(c.name), k + 2, c.data_type)
-                })
-                .collect();
-            (
-                format!(
-                    "UPDATE {t} SET {} FROM {} WHERE {t}.{key} = u.c1 RETURNING u.c1",
-                    sets.join(", "),
-                    unnest(set.len() + 1)
-                ),
-                set.clone(),
-            )
-        }
-        Kind::Delete => (
-            format!(
-                "DELETE FROM {t} USING {} WHERE {t}.{key} = u.c1 RETURNING u.c1",
-                unnest(1)
-            ),
-            Vec::new(),
-        ),
-    };
-    let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(&batch.keys);
-    for column in &batch.columns {
-        query = query.bind(column);
-    }
-    debug_assert_eq!(batch.columns.len(), set_columns.len());
-    let touched: Vec<String> = match batch.kind {
-        // An upsert touches every row; it returns nothing.
+    let sql = match &batch.kind {
         // Up to the horizon an insert may replay a row whose unique values (an email) or parent
         // have changed hands since: skipped, a later change in the stream supersedes it.
         Kind::Upsert if tolerant => {
-            drop(query);
-            let conn = &mut target.conn;
             sqlx::raw_sql("SAVEPOINT mfe_batch")
                 .execute(&mut *conn)
                 .await?;
@@ -597,71 +656,113 @@ async fn flush(target: &mut Target, tolerant: bool, commit: Lsn) -> Result<()> {
                         .await?;
                 }
                 Err(e) if superseded(&e) => {
-                    sqlx::raw_sql("ROLLBACK TO SAVEPOINT mfe_batch")
+                    sqlx::raw_sql("ROLLBACK TO SAVEPOINT mfe_batch; RELEASE SAVEPOINT mfe_batch")
                         .execute(&mut *conn)
                         .await?;
                     for r in 0..n {
-                        let one: Vec<Vec<Option<String>>> =
-                            batch.columns.iter().map(|c| vec![c[r].clone()]).collect();
+                        let one: Vec<Vec<Option<&str>>> =
+                            batch.columns.iter().map(|c| vec![c[r]]).collect();
                         sqlx::raw_sql("SAVEPOINT mfe_row")
                             .execute(&mut *conn)
                             .await?;
                         match upsert_rows(&mut *conn, table, &batch.keys[r..=r], &one).await {
-                            Ok(()) => {}
-                            Err(e) if superseded(&e) => {
-                                tracing::debug!(table = table.name, key = %batch.keys[r], "a replayed row was superseded");
-                                sqlx::raw_sql("ROLLBACK TO SAVEPOINT mfe_row")
+                            Ok(()) => {
+                                sqlx::raw_sql("RELEASE SAVEPOINT mfe_row")
                                     .execute(&mut *conn)
                                     .await?;
-                                continue;
+                            }
+                            Err(e) if superseded(&e) => {
+                                tracing::debug!(table = table.name, key = %batch.keys[r], "a replayed row was superseded");
+                                sqlx::raw_sql(
+                                    "ROLLBACK TO SAVEPOINT mfe_row; RELEASE SAVEPOINT mfe_row",
+                                )
+                                .execute(&mut *conn)
+                                .await?;
                             }
                             Err(e) => return Err(e.into()),
                         }
-                        sqlx::raw_sql("RELEASE SAVEPOINT mfe_row")
-                            .execute(&mut *conn)
-                            .await?;
                     }
                 }
                 Err(e) => return Err(e.into()),
             }
-            target.rows += n as u64;
             return Ok(());
         }
         Kind::Upsert => {
-            query.fetch_all(&mut target.conn).await?;
-            target.rows += n as u64;
+            upsert_rows(&mut *conn, table, &batch.keys, &batch.columns).await?;
             return Ok(());
         }
-        _ => query.fetch_all(&mut target.conn).await?,
+        Kind::Update(set) => update_sql(table, set),
+        Kind::Delete => {
+            sqlx::query(sqlx::AssertSqlSafe(delete_sql(table)))
+                .bind(&batch.keys)
+                .execute(&mut *conn)
+                .await?;
+            return Ok(());
+        }
     };
-    target.rows += touched.len() as u64;
-    // A delete whose row is gone is done (a cascade in the service database may have got there
-    // first); only an update that finds no row means the databases diverged.
-    if touched.len() < n && !tolerant && !matches!(batch.kind, Kind::Delete) {
-        let found: HashSet<&String> = touched.iter().collect();
-        let absent: Vec<&String> = batch
+    let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(&batch.keys);
+    for column in &batch.columns {
+        query = query.bind(column);
+    }
+    let found = query.fetch_all(&mut *conn).await?;
+    // Only an update that finds no row means the databases diverged.
+    if found.len() < n && !tolerant {
+        let found: HashSet<&str> = found.iter().map(String::as_str).collect();
+        let absent: Vec<&str> = batch
             .keys
             .iter()
+            .copied()
             .filter(|k| !found.contains(k))
-            .take(5)
             .collect();
-        return Err(MigrateError::Other(format!(
-            "{} rows of {} to {} are not in the {} database (first: {}): it diverged from the \
-             legacy database; the sync stopped without applying that transaction",
-            n - touched.len(),
-            table.name,
-            match batch.kind {
-                Kind::Delete => "delete",
-                _ => "update",
-            },
-            table.service.name(),
-            absent
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
+        return Err(diverged(table, "update", &absent));
     }
+    Ok(())
+}
+
+fn key_text<'a>(values: &'a [Value], index: usize, table: &Table) -> Result<&'a str> {
+    match values.get(index) {
+        Some(Value::Text(s)) => Ok(s),
+        _ => Err(MigrateError::Other(format!(
+            "a change of {} carries no key",
+            table.name
+        ))),
+    }
+}
+
+/// The key of an old row (`K` or `O`).
+pub fn old_key(old: &crate::cdc::pgoutput::OldRow, table_key_index: usize) -> Option<String> {
+    match old.values().get(table_key_index) {
+        Some(Value::Text(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Records every key `run` changes, with the commit that last changed it.
+async fn record_touched(conn: &mut PgConnection, run: &[Pending]) -> Result<()> {
+    for (table, keys) in net::touched(run) {
+        let (keys, lsns): (Vec<&str>, Vec<Lsn>) = keys.into_iter().unzip();
+        insert_touched(conn, table, &keys, &lsns).await?;
+    }
+    Ok(())
+}
+
+async fn insert_touched(
+    conn: &mut PgConnection,
+    table: &str,
+    keys: &[&str],
+    lsns: &[Lsn],
+) -> Result<()> {
+    let last = lsns.iter().max().copied().unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO mfe_migration.sync_changes (table_name, commit_lsn, keys, lsns) \
+         VALUES ($1, $2::text::pg_lsn, $3, $4::text[]::pg_lsn[])",
+    )
+    .bind(table)
+    .bind(last.to_string())
+    .bind(keys)
+    .bind(lsns.iter().map(|l| l.to_string()).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -687,11 +788,40 @@ pub fn upsert_sql(table: &Table) -> String {
     )
 }
 
+/// `UPDATE ... FROM unnest(keys, col...)` setting the contract columns `set`; returns the keys
+/// it found.
+fn update_sql(table: &Table, set: &[usize]) -> String {
+    let t = format!("public.{}", ident(table.name));
+    let sets: Vec<String> = set
+        .iter()
+        .enumerate()
+        .map(|(k, i)| {
+            let c = &table.columns[*i];
+            format!("{} = CAST(u.c{} AS {})", ident(c.name), k + 2, c.data_type)
+        })
+        .collect();
+    format!(
+        "UPDATE {t} SET {} FROM {} WHERE {t}.{key} = u.c1 RETURNING u.c1",
+        sets.join(", "),
+        unnest(set.len() + 1),
+        key = ident(table.key),
+    )
+}
+
+fn delete_sql(table: &Table) -> String {
+    let t = format!("public.{}", ident(table.name));
+    format!(
+        "DELETE FROM {t} USING {} WHERE {t}.{key} = u.c1",
+        unnest(1),
+        key = ident(table.key)
+    )
+}
+
 async fn upsert_rows(
     conn: &mut PgConnection,
     table: &Table,
-    keys: &[String],
-    columns: &[Vec<Option<String>>],
+    keys: &[&str],
+    columns: &[Vec<Option<&str>>],
 ) -> sqlx::Result<()> {
     let sql = upsert_sql(table);
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(keys);
@@ -705,30 +835,6 @@ async fn upsert_rows(
 /// A unique or foreign key violation: the row conflicts with a state the stream moves past.
 fn superseded(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("23505" | "23503")))
-}
-
-async fn record_touched(
-    conn: &mut PgConnection,
-    table: &str,
-    keys: &[String],
-    commit: Lsn,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO mfe_migration.sync_touched (table_name, key, commit_lsn) \
-         SELECT $1, k, $3::text::pg_lsn FROM unnest($2::text[]) AS k \
-         ON CONFLICT (table_name, key) DO UPDATE SET commit_lsn = EXCLUDED.commit_lsn",
-    )
-    .bind(table)
-    .bind({
-        let mut unique = keys.to_vec();
-        unique.sort_unstable();
-        unique.dedup();
-        unique
-    })
-    .bind(commit.to_string())
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// `unnest($1::text[], ..., $n::text[]) AS u(c1, ..., cn)`.

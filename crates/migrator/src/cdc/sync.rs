@@ -1,40 +1,53 @@
-//! `sync`: reads the slot's changes and applies them, until caught up or, with `follow`, until
+//! `sync`: streams the slot's changes and applies them, until caught up or, with `follow`, until
 //! stopped.
 //!
-//! The slot is read with `pg_logical_slot_peek_binary_changes` up to the server's position at the
-//! start of each round, a bounded number of changes at a time (decoding stops at a transaction's
-//! end, so a round holds whole transactions), and its rows are applied as they arrive: a legacy
-//! transaction of a million rows never sits in memory. The slot is advanced only after every
-//! target committed what the round held: to the last commit applied, or, when the round drained
-//! the stream up to its position, to that position (no commit of the publication's tables lies
-//! between; a transaction still open there commits later and is still decoded then).
+//! Three stages run at once, as PostgreSQL's own apply worker overlaps receiving and applying:
+//! the walsender decodes ([`crate::cdc::stream`]), this task routes each change to the service
+//! database it belongs to, and one worker per service database applies ([`Target`]), each in its
+//! own commit order, independently of the others. The channels between them are bounded, so
+//! memory stays flat whatever the size of a legacy transaction.
+//!
+//! Every [`CHECKPOINT_EVERY`], between two legacy transactions, each worker commits what it has
+//! applied with its position and acknowledges; the slot is confirmed up to a position only once
+//! all four have. A kill at any point leaves each target at a legacy commit, and the stream
+//! starts again at or before the lowest of them; each target skips what it holds.
+//!
+//! "Caught up" is exact: the sync writes a fence into the legacy WAL when it starts (a
+//! transactional `pg_logical_emit_message`); once the fence arrives, every transaction that
+//! committed before the start has too.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
 use platform::Service;
 use serde::Serialize;
-use sqlx::PgConnection;
+use tokio::sync::mpsc;
 
-use crate::cdc::apply::{self, Applier, RowChange};
-use crate::cdc::pgoutput::{self, Lsn, Message};
+use crate::cdc::apply::{self, Ack, Op, Target};
+use crate::cdc::net::{Pending, RowChange};
+use crate::cdc::pgoutput::{Lsn, Message};
+use crate::cdc::relations::{self, Relations};
 use crate::cdc::slot::{self, PUBLICATION};
+use crate::cdc::stream::{Event, Stream};
 use crate::connect;
-use crate::contract::TABLES;
 use crate::endpoints::Endpoints;
 use crate::error::{MigrateError, Result};
 use crate::progress::Progress;
-
-/// Changes decoded per round (the round ends at the end of the transaction that reaches it).
-const ROUND_CHANGES: i32 = 20_000;
 
 /// The advisory lock (in the legacy database) a running sync holds.
 const SYNC_LOCK: i64 = 0x6d66_655f_7379_6e63; // "mfe_sync"
 
 /// The message prefix of cutover's end-of-stream marker.
 pub const MARKER_PREFIX: &str = "mfe-cutover";
+
+/// The message prefix of the fence a sync writes when it starts.
+const FENCE_PREFIX: &str = "mfe-sync-fence";
+
+/// How often the targets commit and the slot is confirmed: the lag a checkpoint adds.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Operations queued per target (each a change, at most a few KB).
+const QUEUE: usize = 4096;
 
 #[derive(Debug, Clone, Default)]
 pub struct SyncOptions {
@@ -53,7 +66,7 @@ pub struct SyncOptions {
 pub struct SyncReport {
     pub transactions: u64,
     pub rows: u64,
-    /// The last commit applied.
+    /// The position confirmed to the slot at the end.
     pub position: Option<String>,
     /// Bytes of WAL between the slot and the server's position at the end.
     pub lag_bytes: i64,
@@ -69,32 +82,123 @@ pub struct Lag {
     pub changes_per_second: f64,
 }
 
-/// The legacy columns of the contract tables: (name, type oid, typmod) in column order.
-async fn legacy_catalog(
-    conn: &mut PgConnection,
-) -> Result<HashMap<String, Vec<(String, u32, i32)>>> {
-    let rows: Vec<(String, String, i64, i32)> = sqlx::query_as(
-        "SELECT c.relname::text, a.attname::text, a.atttypid::bigint, a.atttypmod \
-         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
-         JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = 'public' AND c.relname = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped \
-         ORDER BY c.relname, a.attnum",
-    )
-    .bind(TABLES.iter().map(|t| t.name).collect::<Vec<_>>())
-    .fetch_all(conn)
-    .await?;
-    let mut out: HashMap<String, Vec<(String, u32, i32)>> = HashMap::new();
-    for (table, column, oid, typmod) in rows {
-        out.entry(table)
-            .or_default()
-            .push((column, oid as u32, typmod));
-    }
-    Ok(out)
-}
-
 fn pg_time(micros_since_2000: i64) -> Option<chrono::DateTime<chrono::Utc>> {
     const UNIX_2000: i64 = 946_684_800_000_000;
     chrono::DateTime::from_timestamp_micros(micros_since_2000.checked_add(UNIX_2000)?)
+}
+
+/// The four workers, their queues, and what each acknowledged.
+struct Workers {
+    queues: Vec<mpsc::Sender<Op>>,
+    acks: mpsc::UnboundedReceiver<Ack>,
+    acked: Vec<Lsn>,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(targets: Vec<Target>) -> Self {
+        let (ack_tx, acks) = mpsc::unbounded_channel();
+        let mut queues = Vec::new();
+        let mut handles = Vec::new();
+        for (i, target) in targets.into_iter().enumerate() {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            queues.push(tx);
+            handles.push(tokio::spawn(target.run(i, rx, ack_tx.clone())));
+        }
+        let acked = vec![Lsn(0); queues.len()];
+        Self {
+            queues,
+            acks,
+            acked,
+            handles,
+        }
+    }
+
+    async fn send(&mut self, target: usize, op: Op) -> Result<()> {
+        if self.queues[target].send(op).await.is_err() {
+            // The worker ended: it said why.
+            return Err(self.failure().await);
+        }
+        Ok(())
+    }
+
+    /// The error a worker ended with.
+    async fn failure(&mut self) -> MigrateError {
+        while let Some(ack) = self.acks.recv().await {
+            if let Ack::Failed { error, .. } = ack {
+                return error;
+            }
+        }
+        MigrateError::Other("a target's worker ended without a reason".into())
+    }
+
+    async fn checkpoint(&mut self, upto: Lsn) -> Result<()> {
+        for i in 0..self.queues.len() {
+            self.send(i, Op::Checkpoint(upto)).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes an acknowledgement; the position every target has committed.
+    fn take(&mut self, ack: Ack) -> Result<Lsn> {
+        match ack {
+            Ack::Committed { target, upto } => {
+                self.acked[target] = self.acked[target].max(upto);
+                Ok(self.committed())
+            }
+            Ack::Failed { error, .. } => Err(error),
+        }
+    }
+
+    fn committed(&self) -> Lsn {
+        self.acked.iter().copied().min().unwrap_or_default()
+    }
+
+    /// Waits until every target committed up to `upto`.
+    async fn wait_for(&mut self, upto: Lsn) -> Result<()> {
+        while self.committed() < upto {
+            let ack = self.acks.recv().await.ok_or_else(|| {
+                MigrateError::Other("the targets' workers ended before committing".into())
+            })?;
+            self.take(ack)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the workers: what they did not commit is rolled back (and not confirmed).
+    async fn close(self) {
+        drop(self.queues);
+        for h in self.handles {
+            let _ = h.await;
+        }
+    }
+}
+
+/// What the routing task knows of the stream.
+#[derive(Default)]
+struct Cursor {
+    /// The legacy transaction being received: its commit position, time, and the targets it
+    /// touched so far.
+    current: Option<(Lsn, Option<chrono::DateTime<chrono::Utc>>)>,
+    touched: [bool; 4],
+    /// The end of the last transaction received, or a later position the server reported
+    /// between transactions.
+    upto: Lsn,
+    checkpointed: Lsn,
+    last_checkpoint: Option<Instant>,
+    last_commit_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// No transaction arrived since the server last said it had sent everything.
+    idle: bool,
+    after_marker: bool,
+    fence_seen: bool,
+    changes: u64,
+}
+
+fn target_of(service: Service) -> usize {
+    Service::ALL
+        .iter()
+        .position(|s| *s == service)
+        .expect("a service")
 }
 
 pub async fn sync(
@@ -106,178 +210,347 @@ pub async fn sync(
 ) -> Result<SyncReport> {
     let started = Instant::now();
     let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
-    if slot::info(&mut legacy).await?.is_none() {
+    let Some(info) = slot::info(&mut legacy).await? else {
         return Err(MigrateError::Usage(
             "there is no capture slot on the legacy database: `copy` makes one when the server \
              allows logical decoding (else use `sync --method diff`)"
                 .into(),
         ));
-    }
-    // One sync at a time: two would read the same changes and apply them side by side. The lock
-    // is this connection's, so it goes with the process, however it ends.
-    // A killed sync's backend ends soon after it next fails to reach its client.
-    let _ = sqlx::raw_sql("SET client_connection_check_interval = 1000")
-        .execute(&mut legacy)
-        .await;
-    let give_up = Instant::now() + opts.wait_for_other;
-    loop {
-        let mine: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(SYNC_LOCK)
-            .fetch_one(&mut legacy)
-            .await?;
-        if mine {
-            break;
-        }
-        if Instant::now() >= give_up {
-            return Err(MigrateError::SyncBusy);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
+    lock(&mut legacy, opts.wait_for_other).await?;
     let slot_name = slot::slot_of(&mut legacy).await?;
-    let catalog = legacy_catalog(&mut legacy).await?;
+    let catalog = relations::legacy_catalog(&mut legacy).await?;
+    let mut horizon = Lsn(0);
     let mut targets = Vec::new();
     for service in Service::ALL {
         let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
         sqlx::raw_sql(apply::POSITION_SQL)
             .execute(&mut conn)
             .await?;
-        targets.push((service, conn));
+        let h: Option<String> = sqlx::query_scalar(
+            "SELECT horizon_lsn::text FROM mfe_migration.capture WHERE slot = $1",
+        )
+        .bind(&slot_name)
+        .fetch_optional(&mut conn)
+        .await?;
+        if let Some(h) = h.and_then(|h| h.parse::<Lsn>().ok()) {
+            horizon = horizon.max(h);
+        }
+        targets.push(Target::new(service, conn, &slot_name).await?);
     }
-    let mut applier = Applier::new(&slot_name, targets, catalog).await?;
+    // The fence: once it arrives, everything committed before this point has.
+    let fence = format!(
+        "{}-{}",
+        std::process::id(),
+        started.elapsed().as_nanos() ^ chrono::Utc::now().timestamp_micros() as u128
+    );
+    if !opts.follow {
+        sqlx::query("SELECT pg_logical_emit_message(true, $1, $2)")
+            .bind(FENCE_PREFIX)
+            .bind(&fence)
+            .execute(&mut legacy)
+            .await?;
+    }
+    let mut stream = open_stream(
+        endpoints.legacy(),
+        &slot_name,
+        info.confirmed,
+        opts.wait_for_other,
+    )
+    .await?;
+    let mut workers = Workers::start(targets);
+    let mut relations = Relations::new(catalog);
     let mut report = SyncReport::default();
+    let mut cursor = Cursor {
+        upto: info.confirmed,
+        checkpointed: info.confirmed,
+        ..Cursor::default()
+    };
+    let mut confirmed = info.confirmed;
+    let mut last_lag = Instant::now();
+    let mut changes_at_lag = 0u64;
     tokio::pin!(stop);
-    let mut last_commit_time: Option<chrono::DateTime<chrono::Utc>> = None;
-    // Set once the marker was applied, across rounds: any change after it is a writer that got
-    // past the freeze.
-    let mut after_marker = false;
-    let outcome: Result<()> = async {
+    let outcome: Result<bool> = async {
         loop {
-            let round_started = Instant::now();
-            // The flushed position: decoding reads no further, and advancing the slot to a
-            // position it has not decoded would skip a commit.
-            let upto: String = sqlx::query_scalar("SELECT pg_current_wal_flush_lsn()::text")
-                .fetch_one(&mut legacy)
-                .await?;
-            let upto: Lsn = upto.parse().map_err(MigrateError::Other)?;
-            let mut messages = 0i64;
-            let mut changes_in_round = 0u64;
-            let mut last_end: Option<Lsn> = None;
-            let mut begin_time = None;
-            {
-                let mut rows = sqlx::query_as::<_, (Vec<u8>,)>(
-                    "SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3, \
-                     'proto_version', '1', 'publication_names', $4, 'messages', 'true')",
-                )
-                .bind(&slot_name)
-                .bind(upto.to_string())
-                .bind(ROUND_CHANGES)
-                .bind(PUBLICATION)
-                .fetch(&mut legacy);
-                while let Some((data,)) = rows.try_next().await? {
-                    messages += 1;
-                    match pgoutput::parse(&data).map_err(|e| MigrateError::Other(e.to_string()))? {
-                        Message::Begin { final_lsn, commit_time, .. } => {
-                            applier.begin(final_lsn);
-                            begin_time = pg_time(commit_time);
-                        }
-                        Message::Relation(rel) => applier.relation(&rel)?,
-                        Message::Insert { relation, new } => {
-                            if after_marker {
-                                return Err(past_marker());
-                            }
-                            changes_in_round += 1;
-                            applier.change(relation, RowChange::Insert { values: new }).await?;
-                        }
-                        Message::Update { relation, old, new } => {
-                            if after_marker {
-                                return Err(past_marker());
-                            }
-                            changes_in_round += 1;
-                            let old_key = match &old {
-                                Some(old) => apply::old_key(old, applier.key_index(relation)?),
-                                None => None,
-                            };
-                            applier
-                                .change(relation, RowChange::Update { old_key, values: new })
-                                .await?;
-                        }
-                        Message::Delete { relation, old } => {
-                            if after_marker {
-                                return Err(past_marker());
-                            }
-                            changes_in_round += 1;
-                            let key = apply::old_key(&old, applier.key_index(relation)?)
-                                .ok_or_else(|| MigrateError::Other("a delete without its key".into()))?;
-                            applier.change(relation, RowChange::Delete { key }).await?;
-                        }
-                        Message::Truncate { relations, .. } => {
-                            if after_marker {
-                                return Err(past_marker());
-                            }
-                            changes_in_round += 1;
-                            applier.truncate(&relations).await?;
-                        }
-                        Message::Logical { prefix, content, .. } if prefix == MARKER_PREFIX => {
-                            let content = String::from_utf8_lossy(&content).to_string();
-                            if opts.until_marker.as_deref() == Some(content.as_str()) {
-                                after_marker = true;
-                                report.marker_seen = true;
-                            }
-                        }
-                        Message::Commit { end_lsn, .. } => {
-                            let applied = applier.commit(begin_time).await?;
-                            report.transactions += 1;
-                            report.rows += applied.rows;
-                            last_end = Some(end_lsn);
-                            last_commit_time = begin_time.or(last_commit_time);
-                        }
-                        Message::Logical { .. } | Message::Type | Message::Origin => {}
+            if last_lag.elapsed() >= Duration::from_secs(1) {
+                let lag_bytes = slot::info(&mut legacy).await?.map_or(0, |i| i.lag_bytes);
+                let secs = last_lag.elapsed().as_secs_f64();
+                on_lag(Lag {
+                    bytes: lag_bytes,
+                    seconds: if cursor.idle {
+                        0.0
+                    } else {
+                        cursor.last_commit_time.map_or(0.0, |t| {
+                            (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0
+                        })
+                    },
+                    changes_per_second: (cursor.changes - changes_at_lag) as f64 / secs,
+                });
+                report.lag_bytes = lag_bytes;
+                changes_at_lag = cursor.changes;
+                last_lag = Instant::now();
+            }
+            tokio::select! {
+                biased;
+                ack = workers.acks.recv() => {
+                    let ack = ack.ok_or_else(|| MigrateError::Other("the targets' workers ended".into()))?;
+                    let committed = workers.take(ack)?;
+                    if committed > confirmed {
+                        confirmed = committed;
+                        stream.confirm(confirmed);
                     }
                 }
-            }
-            let drained = messages < i64::from(ROUND_CHANGES);
-            let advance_to = if drained { Some(upto) } else { last_end };
-            if let Some(lsn) = advance_to {
-                slot::advance(&mut legacy, &slot_name, lsn).await?;
-                report.position = Some(lsn.to_string());
-            }
-            let info = slot::info(&mut legacy).await?;
-            let lag_bytes = info.map_or(0, |i| i.lag_bytes);
-            let round_secs = round_started.elapsed().as_secs_f64().max(0.001);
-            on_lag(Lag {
-                bytes: lag_bytes,
-                seconds: if drained {
-                    0.0
-                } else {
-                    last_commit_time.map_or(0.0, |t| {
-                        (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0
-                    })
-                },
-                changes_per_second: changes_in_round as f64 / round_secs,
-            });
-            report.lag_bytes = lag_bytes;
-            if report.marker_seen && drained {
-                return Ok(());
-            }
-            if drained && !opts.follow && opts.until_marker.is_none() {
-                return Ok(());
-            }
-            if drained {
-                tokio::select! {
-                    _ = &mut stop => return Ok(()),
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = &mut stop => return Ok(false),
+                event = stream.next() => {
+                    let event = event?.ok_or_else(|| {
+                        MigrateError::Other("the legacy server ended the replication stream".into())
+                    })?;
+                    route(event, &mut cursor, &mut relations, &mut workers, &mut report, opts, &fence, horizon).await?;
+                    // The fence's own transaction has ended: everything before it is routed.
+                    if cursor.fence_seen && cursor.current.is_none() && !opts.follow {
+                        return Ok(true);
+                    }
+                    let due = cursor.last_checkpoint.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY);
+                    if cursor.current.is_none() && cursor.upto > cursor.checkpointed && due {
+                        workers.checkpoint(cursor.upto).await?;
+                        cursor.checkpointed = cursor.upto;
+                        cursor.last_checkpoint = Some(Instant::now());
+                    }
                 }
-            } else if futures::poll!(&mut stop).is_ready() {
-                return Ok(());
             }
         }
     }
     .await;
-    applier.close().await;
-    outcome?;
+    let finished = match outcome {
+        Ok(_) if cursor.current.is_none() => {
+            // Between transactions: commit everything received, then confirm it.
+            let upto = cursor.upto;
+            let done = async {
+                workers.checkpoint(upto).await?;
+                workers.wait_for(upto).await
+            }
+            .await;
+            done.map(|()| upto)
+        }
+        // Stopped inside a transaction: what the targets did not commit comes again next time.
+        Ok(_) => Ok(workers.committed()),
+        Err(e) => Err(e),
+    };
+    workers.close().await;
+    let result = match finished {
+        Ok(upto) => {
+            if upto > confirmed {
+                confirmed = upto;
+                stream.confirm(confirmed);
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    stream.close().await;
+    result?;
+    report.position = Some(confirmed.to_string());
+    report.rows = cursor.changes;
+    report.lag_bytes = slot::info(&mut legacy).await?.map_or(0, |i| i.lag_bytes);
     progress.table_step("sync", "caught up");
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// One sync at a time: two would read the same changes and apply them side by side. The lock is
+/// this connection's, so it goes with the process, however it ends. A killed sync's backend ends
+/// soon after it next fails to reach its client.
+async fn lock(legacy: &mut sqlx::PgConnection, wait: Duration) -> Result<()> {
+    let _ = sqlx::raw_sql("SET client_connection_check_interval = 1000")
+        .execute(&mut *legacy)
+        .await;
+    let give_up = Instant::now() + wait;
+    loop {
+        let mine: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(SYNC_LOCK)
+            .fetch_one(&mut *legacy)
+            .await?;
+        if mine {
+            return Ok(());
+        }
+        if Instant::now() >= give_up {
+            return Err(MigrateError::SyncBusy);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Streams the slot; a walsender of a killed sync may still hold it a moment.
+async fn open_stream(url: &str, slot: &str, from: Lsn, wait: Duration) -> Result<Stream> {
+    let give_up = Instant::now() + wait.max(Duration::from_secs(10));
+    loop {
+        match Stream::open(url, slot, PUBLICATION, from).await {
+            Ok(s) => return Ok(s),
+            Err(e) if e.to_string().contains("is active for PID") && Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn route(
+    event: Event,
+    cursor: &mut Cursor,
+    relations: &mut Relations,
+    workers: &mut Workers,
+    report: &mut SyncReport,
+    opts: &SyncOptions,
+    fence: &str,
+    horizon: Lsn,
+) -> Result<()> {
+    let message = match event {
+        Event::Position(lsn) => {
+            if cursor.current.is_none() && lsn > cursor.upto {
+                cursor.upto = lsn;
+                cursor.idle = true;
+            }
+            return Ok(());
+        }
+        Event::Message(m) => m,
+    };
+    match message {
+        Message::Begin {
+            final_lsn,
+            commit_time,
+            ..
+        } => {
+            cursor.current = Some((final_lsn, pg_time(commit_time)));
+            cursor.touched = [false; 4];
+            cursor.idle = false;
+        }
+        Message::Relation(rel) => relations.describe(&rel)?,
+        Message::Insert { relation, new } => {
+            let change = RowChange::Insert {
+                values: relations.in_contract_order(relation, new)?,
+            };
+            dispatch(cursor, relations.table(relation)?, change, workers, horizon).await?;
+        }
+        Message::Update { relation, old, new } => {
+            let old_key = match &old {
+                Some(old) => apply::old_key(old, relations.key_index(relation)?),
+                None => None,
+            };
+            let change = RowChange::Update {
+                old_key,
+                values: relations.in_contract_order(relation, new)?,
+            };
+            dispatch(cursor, relations.table(relation)?, change, workers, horizon).await?;
+        }
+        Message::Delete { relation, old } => {
+            let key = apply::old_key(&old, relations.key_index(relation)?)
+                .ok_or_else(|| MigrateError::Other("a delete without its key".into()))?;
+            let change = RowChange::Delete { key };
+            dispatch(cursor, relations.table(relation)?, change, workers, horizon).await?;
+        }
+        Message::Truncate {
+            relations: truncated,
+            ..
+        } => {
+            if cursor.after_marker {
+                return Err(past_marker());
+            }
+            let (commit, _) = cursor.current.ok_or_else(outside)?;
+            let mut by_target: [Vec<&'static crate::contract::Table>; 4] = Default::default();
+            for relation in truncated {
+                let table = relations.table(relation)?;
+                by_target[target_of(table.service)].push(table);
+            }
+            for (i, tables) in by_target.into_iter().enumerate() {
+                if tables.is_empty() {
+                    continue;
+                }
+                begin_on(cursor, i, commit, workers, horizon).await?;
+                cursor.changes += 1;
+                workers.send(i, Op::Truncate(tables)).await?;
+            }
+        }
+        Message::Logical {
+            prefix, content, ..
+        } => {
+            let content = String::from_utf8_lossy(&content);
+            if prefix == MARKER_PREFIX && opts.until_marker.as_deref() == Some(content.as_ref()) {
+                cursor.after_marker = true;
+                report.marker_seen = true;
+            } else if prefix == FENCE_PREFIX && content == fence {
+                cursor.fence_seen = true;
+            }
+        }
+        Message::Commit { end_lsn, .. } => {
+            let (commit, time) = cursor.current.take().ok_or_else(outside)?;
+            for i in 0..4 {
+                if cursor.touched[i] {
+                    workers.send(i, Op::Commit { commit, time }).await?;
+                }
+            }
+            // A transaction of messages only (a fence, a marker) applies nothing.
+            if cursor.touched.iter().any(|t| *t) {
+                report.transactions += 1;
+            }
+            cursor.upto = cursor.upto.max(end_lsn);
+            cursor.last_commit_time = time.or(cursor.last_commit_time);
+        }
+        Message::Type | Message::Origin => {}
+    }
+    Ok(())
+}
+
+async fn begin_on(
+    cursor: &mut Cursor,
+    target: usize,
+    commit: Lsn,
+    workers: &mut Workers,
+    horizon: Lsn,
+) -> Result<()> {
+    if !cursor.touched[target] {
+        cursor.touched[target] = true;
+        workers
+            .send(
+                target,
+                Op::Begin {
+                    commit,
+                    tolerant: commit <= horizon,
+                },
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+async fn dispatch(
+    cursor: &mut Cursor,
+    table: &'static crate::contract::Table,
+    change: RowChange,
+    workers: &mut Workers,
+    horizon: Lsn,
+) -> Result<()> {
+    if cursor.after_marker {
+        return Err(past_marker());
+    }
+    let (commit, _) = cursor.current.ok_or_else(outside)?;
+    let target = target_of(table.service);
+    begin_on(cursor, target, commit, workers, horizon).await?;
+    cursor.changes += 1;
+    workers
+        .send(
+            target,
+            Op::Change(Pending {
+                table,
+                commit,
+                change,
+            }),
+        )
+        .await
+}
+
+fn outside() -> MigrateError {
+    MigrateError::Other("a change outside a transaction in the stream".into())
 }
 
 /// Brings the service databases up to the legacy database's current position: by syncing here,
