@@ -114,10 +114,11 @@ END;
 SQL
 burst() {
     pgbench -n -h 127.0.0.1 -p 5432 -U postgres -c "$CLIENTS" -j 2 -T "$1" -D npay="$NPAY" \
-        -f "$WORK/burst.sql" "$LEGACY_DB" 2>&1 | awk '/number of transactions actually processed/ {print $NF} /^tps/ {print $3}' | paste -sd' '
+        -f "$WORK/burst.sql" "$LEGACY_DB" 2>&1 |
+        awk '/number of transactions actually processed/ {split($NF, n, "/"); tx = n[1]} /^tps/ {tps = $3} END {print tx, tps}'
 }
 say "== burst: pgbench ${BURST}s on the legacy database"
-read -r burst_tx burst_tps < <(burst "$BURST" | tr '/' ' ' | awk '{print $1, $3}')
+read -r burst_tx burst_tps < <(burst "$BURST")
 # The end of the backlog, in both streams: a row the subscriber's side is watched for.
 psql_on 5432 "$LEGACY_DB" -c "INSERT INTO system_config (key, value, updated_at) VALUES ('bench.cdc.end', '{}', now())" >/dev/null
 changes=$((burst_tx * 3 + 1))
@@ -163,13 +164,15 @@ if [ "$FOLLOW" -gt 0 ]; then
     max_secs=0
     while kill -0 "$load" 2>/dev/null; do
         sleep 5
+        # Only while the writes run: once they stop, "seconds behind the last commit" only grows.
+        kill -0 "$load" 2>/dev/null || break
         read -r bytes secs < <(psql_on 5432 "$LEGACY_DB" -Atc "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint FROM pg_replication_slots WHERE slot_name = 'mfe_migration_$LEGACY_DB'" | tr '\n' ' '; psql_on 5433 bench_cdc_payments -Atc "SELECT round(extract(epoch FROM clock_timestamp() - commit_time)::numeric, 2) FROM mfe_migration.sync_position")
         printf '%6.0f %12s %10s\n' "$(echo "$(now) - $start" | bc)" "$bytes" "$secs"
         [ "$bytes" -le "$max_bytes" ] || max_bytes=$bytes
         max_secs=$(echo "if ($secs > $max_secs) $secs else $max_secs" | bc)
     done
     wait "$load" || true
-    read -r ftx ftps < <(tr '/' ' ' <"$WORK/follow-burst.txt" | awk '{print $1, $3}')
+    read -r ftx ftps <"$WORK/follow-burst.txt"
     # Caught up once the writes stop.
     t0=$(now)
     until [ "$(psql_on 5432 "$LEGACY_DB" -Atc "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) < 100000 FROM pg_replication_slots WHERE slot_name = 'mfe_migration_$LEGACY_DB'")" = t ]; do
