@@ -13,6 +13,7 @@
 #
 #   bash bench/cdc.sh                       # the whole run
 #   BURST=20 FOLLOW=30 bash bench/cdc.sh    # a quick one
+#   SCALE=10 FOLLOW=0 bash bench/cdc.sh     # the cutover's freeze at scale 10
 #   NO_BUILD=1 ...                          # use target/release/mfe as it is
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,8 +22,9 @@ SCALE="${SCALE:-1}"
 CLIENTS="${CLIENTS:-8}"
 BURST="${BURST:-60}"
 FOLLOW="${FOLLOW:-300}"
+ROLLBACK_BURST="${ROLLBACK_BURST:-20}"
 PG="postgresql://postgres:postgres@localhost"
-LEGACY_DB=bench_cdc_legacy
+LEGACY_DB="bench_cdc_s${SCALE//./_}"
 SUB_DB=bench_cdc_sub
 SUB_PORT=5433
 declare -A PORT=([auth]=5432 [payments]=5433 [admin]=5434 [profile]=5435)
@@ -37,6 +39,7 @@ for s in auth payments admin profile; do
     export "${s^^}_DATABASE_URL=$PG:${PORT[$s]}/bench_cdc_$s"
 done
 WORK="$(mktemp -d /tmp/bench-cdc.XXXXXX)"
+export MFE_TOPOLOGY_FILE="$WORK/topology.env"
 FOLLOWER=""
 cleanup() {
     [ -z "$FOLLOWER" ] || kill "$FOLLOWER" 2>/dev/null || true
@@ -65,6 +68,10 @@ psql_on 5432 "$LEGACY_DB" -c "SELECT pg_drop_replication_slot(slot_name) FROM pg
 psql_on "$SUB_PORT" postgres -c "DROP DATABASE IF EXISTS $SUB_DB WITH (FORCE)" >/dev/null
 psql_on 5432 "$LEGACY_DB" >/dev/null <<'SQL'
 DROP SCHEMA IF EXISTS mfe_cutover CASCADE;
+DROP SCHEMA IF EXISTS mfe_rollback CASCADE;
+-- What earlier runs wrote: every run starts from the same rows.
+DELETE FROM payment_transactions WHERE status_message IN ('cdc bench', 'cdc rollback bench');
+DELETE FROM audit_logs WHERE action IN ('bench.cdc', 'bench.cdc.rollback');
 CREATE SCHEMA IF NOT EXISTS bench_cdc;
 DROP TABLE IF EXISTS bench_cdc.pay;
 CREATE TABLE bench_cdc.pay AS SELECT row_number() OVER (ORDER BY id) AS n, id FROM payments;
@@ -189,3 +196,71 @@ fi
 # --- 5. exact -------------------------------------------------------------------------------
 say "== verify"
 $MFE migrate verify >/dev/null && say "verify: the service databases equal the legacy database"
+
+# --- 6. cutover under the burst ----------------------------------------------------------------
+say "== cutover while pgbench writes (sync --follow running, verify under the load first)"
+$MFE migrate sync --follow >"$WORK/follow2.log" 2>&1 &
+FOLLOWER=$!
+burst 3600 >"$WORK/cutover-burst.txt" &
+load=$!
+sleep 10
+t0=$(now)
+$MFE migrate verify >/dev/null
+verify_secs=$(echo "$(now) - $t0" | bc)
+$MFE migrate cutover --json >"$WORK/cutover.json"
+# The freeze ended every legacy session: pgbench's clients and the follower.
+wait "$load" || true
+wait "$FOLLOWER" || true
+FOLLOWER=""
+python3 - "$WORK/cutover.json" "$verify_secs" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+steps = ", ".join(f"{name} {secs:.3f}s" for name, secs in r["steps"])
+print(f"RESULT cutover under the burst: verify (writes running) {float(sys.argv[2]):.1f}s; "
+      f"write freeze {r['freezeSeconds']:.3f}s ({r['transactionsInFreeze']} transactions synced "
+      f"and {r['verifiedRows']} rows verified inside it); steps: {steps}")
+PY
+
+# --- 7. rollback of a burst written into the service databases -----------------------------------
+if [ "$ROLLBACK_BURST" -gt 0 ]; then
+    say "== rollback of ${ROLLBACK_BURST}s of writes into the service databases"
+    cat >"$WORK/payments.sql" <<'SQL'
+\set n random(1, :npay)
+BEGIN;
+UPDATE payments SET status = 'completed', psp_status = 'rollback', updated_at = now()::timestamp(3)
+  WHERE id = (SELECT id FROM payments ORDER BY id LIMIT 1 OFFSET :n - 1);
+INSERT INTO payment_transactions (id, payment_id, status, status_message, created_at)
+  SELECT gen_random_uuid()::text, id, 'completed', 'cdc rollback bench', now() FROM payments
+  ORDER BY id LIMIT 1 OFFSET :n - 1;
+END;
+SQL
+    cat >"$WORK/admin.sql" <<'SQL'
+INSERT INTO audit_logs (id, action, resource_type, details, created_at)
+  VALUES (gen_random_uuid()::text, 'bench.cdc.rollback', 'payment', '{"bench": true}', now());
+SQL
+    count() {
+        awk '/number of transactions actually processed/ {split($NF, n, "/"); print n[1]}'
+    }
+    pgbench -n -h 127.0.0.1 -p 5433 -U postgres -c 4 -j 1 -T "$ROLLBACK_BURST" -D npay=1000 \
+        -f "$WORK/payments.sql" bench_cdc_payments 2>&1 | count >"$WORK/rb-payments.txt" &
+    p1=$!
+    pgbench -n -h 127.0.0.1 -p 5434 -U postgres -c 4 -j 1 -T "$ROLLBACK_BURST" \
+        -f "$WORK/admin.sql" bench_cdc_admin 2>&1 | count >"$WORK/rb-admin.txt" &
+    p2=$!
+    wait "$p1" "$p2"
+    rb_changes=$(( $(cat "$WORK/rb-payments.txt") * 2 + $(cat "$WORK/rb-admin.txt") ))
+    t0=$(now)
+    $MFE migrate rollback --json >"$WORK/rollback.json"
+    rb_secs=$(echo "$(now) - $t0" | bc)
+    python3 - "$WORK/rollback.json" "$rb_changes" "$rb_secs" "$sub_rate" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+changes, secs, builtin = int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+rate = changes / secs
+written = sum(t["inserted"] + t["updated"] + t["deleted"] for t in r.get("tables", []))
+print(f"RESULT rollback: {changes} row changes in the service databases, {written} rows written "
+      f"back, in {secs:.1f}s: {rate:.0f} changes/s (built-in apply worker {builtin:.0f}/s: "
+      f"ratio {rate / builtin:.2f}); freeze {r.get('freezeSeconds', 0):.3f}s")
+print("rollback report:", json.dumps({k: v for k, v in r.items() if k not in ("tables", "carried")}))
+PY
+fi
