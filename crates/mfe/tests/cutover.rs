@@ -340,3 +340,44 @@ async fn a_cutover_killed_inside_its_freeze_is_started_again_by_the_next_one() {
     let (code, report) = f.verify_json();
     assert_eq!(code, 0, "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_changed_before_the_cutover_are_verified_before_its_freeze() {
+    let f = Fixture::ready_for_cutover(0.01).await;
+    // Changed after the last verify: compared while writes could still go on, not in the freeze.
+    f.legacy_sql(
+        "INSERT INTO audit_logs (id, action) SELECT 'early-' || i, 'x' FROM generate_series(1, 3000) i;
+         UPDATE payments SET description = 'changed early' WHERE id IN (SELECT id FROM payments ORDER BY id LIMIT 500);",
+    )
+    .await;
+    f.run_ok_async(&["sync"]).await;
+    let topology =
+        std::env::temp_dir().join(format!("mfe-topology-ahead-{}.env", std::process::id()));
+    let out = f
+        .run_async(
+            &["cutover", "--json"],
+            &[("MFE_TOPOLOGY_FILE", topology.display().to_string())],
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = report["steps"].as_array().unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s[0] == "verify the changed rows (writes running)"),
+        "{report}"
+    );
+    // Nothing changed between that look and the freeze: nothing left to compare inside it.
+    assert!(
+        report["verifiedRows"].as_u64().unwrap() < 100,
+        "the freeze compared rows already compared before it: {report}"
+    );
+    let _ = std::fs::remove_file(&topology);
+    let (code, verified) = f.verify_json();
+    assert_eq!(code, 0, "after the cutover: {verified}");
+}

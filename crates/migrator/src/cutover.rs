@@ -9,7 +9,10 @@
 //! 3. A marker of its own, written after the freeze (`pg_logical_emit_message`), ends the stream;
 //!    sync applies exactly up to it. A change after the marker means a writer got past the freeze.
 //! 4. Verify what the sync changed since the last clean verify (`mfe_migration.sync_changes`),
-//!    row by row on both sides: it fits inside the freeze.
+//!    row by row on both sides: before the freeze, while writes go on, every row changed up to
+//!    each service database's position then; inside the freeze, only the rows changed after it
+//!    and those that differed before. So the freeze does not grow with the rows written since
+//!    the last verify.
 //! 5. The services' own state (outbox, inbox, jobs) in legacy, if they ran there, is made the
 //!    same in their databases ([`crate::carry`]).
 //! 6. Switch: the topology file the services and `mfe dev` read says `split`; the journal records
@@ -27,6 +30,7 @@ use sqlx::PgConnection;
 
 use crate::cdc::back;
 use crate::cdc::freeze;
+use crate::cdc::pgoutput::Lsn;
 use crate::cdc::slot;
 use crate::cdc::sync::{self, Lag, MARKER_PREFIX, SyncOptions};
 use crate::contract::{TABLES, Table};
@@ -153,6 +157,22 @@ pub async fn cutover(
         )));
     }
 
+    // Most changed rows are compared now, while writes go on: only what changes from here on
+    // (and what differed now) is left for the freeze.
+    let t = Instant::now();
+    progress.table_step("cutover", "verifying what changed (writes running)");
+    let ahead = match verify_ahead(endpoints).await {
+        Ok(ahead) => ahead,
+        Err(e) => {
+            let _ = drop_way_back(endpoints).await;
+            return Err(e);
+        }
+    };
+    steps.push((
+        "verify the changed rows (writes running)".to_string(),
+        t.elapsed().as_secs_f64(),
+    ));
+
     // The way back, before the freeze: making a slot waits for every transaction open on the
     // service database's server, which must not stretch the freeze. Keys the last sync writes
     // after it are harmless: a rollback rewrites changed rows from their current state.
@@ -217,7 +237,9 @@ pub async fn cutover(
 
         let t = Instant::now();
         progress.table_step("cutover", "verifying what changed");
-        let verified = verify_touched(endpoints).await.map_err(|e| ("verify", e))?;
+        let verified = verify_touched(endpoints, &ahead)
+            .await
+            .map_err(|e| ("verify", e))?;
         steps.push((
             "verify the changed rows".to_string(),
             t.elapsed().as_secs_f64(),
@@ -322,9 +344,53 @@ pub(crate) fn write_topology_file(path: &Path, text: &str) -> std::io::Result<()
     std::fs::rename(&tmp, path)
 }
 
-/// Compares, row by row on both sides, every row the sync changed since the last clean verify;
-/// returns how many rows were compared.
-async fn verify_touched(endpoints: &Endpoints) -> Result<u64> {
+/// What [`verify_ahead`] found, per service: the position it compared up to, whether each table
+/// was compared, and the keys that differed then (rows in flight, or a real difference).
+#[derive(Debug, Default)]
+struct Ahead {
+    upto: Vec<(Service, Lsn)>,
+    /// Tables whose changed rows were not compared ahead (truncated since the last verify).
+    whole: Vec<&'static str>,
+    differed: Vec<(&'static str, String)>,
+}
+
+/// While writes go on: every row the sync changed up to each service database's current
+/// position, compared on both sides. A row equal now needs no look inside the freeze unless it
+/// changes again (it is then among the rows changed after that position); one that differs now
+/// is looked at again inside the freeze.
+async fn verify_ahead(endpoints: &Endpoints) -> Result<Ahead> {
+    let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
+    let slot = slot::slot_of(&mut legacy).await?;
+    let mut ahead = Ahead::default();
+    for service in Service::ALL {
+        let mut target = connect::connection(service.name(), endpoints.target(service)).await?;
+        let upto = crate::cdc::apply::position(&mut target, &slot)
+            .await?
+            .unwrap_or_default();
+        ahead.upto.push((service, upto));
+        for table in TABLES.iter().filter(|t| t.service == service) {
+            let keys = crate::cdc::apply::touched_keys_upto(&mut target, table.name, upto).await?;
+            if keys.iter().any(|k| k == "*") {
+                ahead.whole.push(table.name);
+                continue;
+            }
+            for chunk in keys.chunks(5000) {
+                let l = crate::verify::row_digests(&mut legacy, table, chunk).await?;
+                let t = crate::verify::row_digests(&mut target, table, chunk).await?;
+                for key in chunk {
+                    if l.get(key) != t.get(key) {
+                        ahead.differed.push((table.name, key.clone()));
+                    }
+                }
+            }
+        }
+    }
+    Ok(ahead)
+}
+
+/// Compares, row by row on both sides, every row the sync changed since the last clean verify
+/// that [`verify_ahead`] did not find equal; returns how many rows were compared.
+async fn verify_touched(endpoints: &Endpoints, ahead: &Ahead) -> Result<u64> {
     let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
     let mut compared = 0u64;
     // A change the stream lost would not be among the touched rows: the counts catch it. They
@@ -362,7 +428,24 @@ async fn verify_touched(endpoints: &Endpoints) -> Result<u64> {
     for service in Service::ALL {
         let mut target = connect::connection(service.name(), endpoints.target(service)).await?;
         for table in TABLES.iter().filter(|t| t.service == service) {
-            let keys = crate::cdc::apply::touched_keys(&mut target, table.name, None).await?;
+            let after = ahead
+                .upto
+                .iter()
+                .find(|(s, _)| *s == service)
+                .map(|(_, lsn)| *lsn)
+                .filter(|_| !ahead.whole.contains(&table.name));
+            let mut keys = crate::cdc::apply::touched_keys(&mut target, table.name, after).await?;
+            if after.is_some() {
+                keys.extend(
+                    ahead
+                        .differed
+                        .iter()
+                        .filter(|(t, _)| *t == table.name)
+                        .map(|(_, k)| k.clone()),
+                );
+                keys.sort_unstable();
+                keys.dedup();
+            }
             if keys.iter().any(|k| k == "*") {
                 let (l, t) = (
                     table_digest(&mut legacy, table).await?,

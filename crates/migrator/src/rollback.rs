@@ -421,6 +421,7 @@ fn is_parent(table: &Table) -> bool {
 /// rows refused on the way (a unique value still held, a parent not there yet) are tried again
 /// until a round changes nothing. What remains is a conflict.
 async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Result<()> {
+    let mut lap = Lap::default();
     let mut tx = legacy.begin().await?;
     // Thawed inside this transaction: its locks keep every other session out until it commits,
     // and a write-back that fails leaves the legacy database frozen.
@@ -482,6 +483,7 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
             .await?;
     }
 
+    lap.mark("truncated");
     // Which changed rows are gone from their service database.
     let mut changed_rows = 0u64;
     for table in TABLES {
@@ -513,6 +515,7 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
         }
     }
 
+    lap.mark("absent");
     let mut written: Vec<WrittenBack> = TABLES
         .iter()
         .map(|t| WrittenBack {
@@ -527,6 +530,7 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
         written[at(table.name)].deleted += delete_absent(&mut tx, table).await?;
     }
 
+    lap.mark("deletes");
     // Upserts, parents first; a table's refused rows are tried again once the rest of it is in.
     let mut pending: Vec<Refused> = Vec::new();
     for table in TABLES {
@@ -548,6 +552,7 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
         pending.extend(retry(&mut tx, refused_here, &mut written, &at).await?);
     }
 
+    lap.mark("upserts");
     // Parents gone from their service database, once nothing points to them; and again the rows
     // refused, until a round changes nothing.
     loop {
@@ -565,6 +570,7 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
         }
     }
 
+    lap.mark("parents");
     // What is left: conflicts, recorded beside the legacy data for the operator.
     let mut conflicts: Vec<Conflict> = Vec::new();
     for table in TABLES.iter().filter(|t| is_parent(t)) {
@@ -601,6 +607,7 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
     }
     record_conflicts(&mut tx, &cutover, &conflicts, &pending).await?;
 
+    lap.mark("conflicts");
     // Verify: every changed row that is not a conflict is equal on both sides; each table's
     // count differs by exactly its conflicts.
     let mut verified = 0u64;
@@ -675,6 +682,7 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
         )));
     }
 
+    lap.mark("verify");
     let frozen_seconds: f64 = sqlx::query_scalar(
         "SELECT extract(epoch FROM clock_timestamp() - frozen_at)::float8 FROM mfe_rollback.state WHERE id = 1",
     )
@@ -695,7 +703,26 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    lap.mark("commit");
+    tracing::debug!(steps = %lap.0.join(", "), "write-back");
     Ok(())
+}
+
+/// How long each step of the write-back took, for `RUST_LOG=migrator=debug`.
+struct Lap(Vec<String>, std::time::Instant);
+
+impl Default for Lap {
+    fn default() -> Self {
+        Self(Vec::new(), std::time::Instant::now())
+    }
+}
+
+impl Lap {
+    fn mark(&mut self, step: &str) {
+        self.0
+            .push(format!("{step} {:.3}s", self.1.elapsed().as_secs_f64()));
+        self.1 = std::time::Instant::now();
+    }
 }
 
 /// Deletes the rows of `table` gone from its service database, except those other legacy rows

@@ -131,6 +131,22 @@ pub async fn touched_keys(
     .await?)
 }
 
+/// The keys of `table` the sync changed by a commit at or before `upto`.
+pub async fn touched_keys_upto(
+    conn: &mut PgConnection,
+    table: &str,
+    upto: Lsn,
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT u.k FROM mfe_migration.sync_changes c, unnest(c.keys, c.lsns) AS u(k, l) \
+         WHERE c.table_name = $1 AND u.l <= $2::text::pg_lsn",
+    )
+    .bind(table)
+    .bind(upto.to_string())
+    .fetch_all(conn)
+    .await?)
+}
+
 /// What the sync tells a target, in the legacy commit order.
 #[derive(Debug)]
 pub enum Op {
@@ -442,22 +458,36 @@ async fn apply_net(
         let Some(net) = nets.get(table.name) else {
             continue;
         };
-        let upserts: Vec<&str> = net
-            .keys
-            .iter()
-            .copied()
-            .filter(|k| net.rows[k].fold == Fold::Upsert)
-            .collect();
-        if !upserts.is_empty() {
+        // A row first seen as an insert was absent before the run: a plain insert (cheaper than
+        // an upsert's speculative insertion). Should it be there after all (a replay up to the
+        // horizon, a diverged database), the unique key refuses it and the run goes in order,
+        // by upserts. Up to the horizon every row is upserted.
+        for plain in [true, false] {
+            let keys: Vec<&str> = net
+                .keys
+                .iter()
+                .copied()
+                .filter(|k| {
+                    let row = &net.rows[k];
+                    row.fold == Fold::Upsert && (row.fresh && !tolerant) == plain
+                })
+                .collect();
+            if keys.is_empty() {
+                continue;
+            }
             let columns: Vec<Vec<Option<&str>>> = (0..table.columns.len())
                 .map(|c| {
-                    upserts
-                        .iter()
+                    keys.iter()
                         .map(|k| text(net::value(run, &net.rows[k].since, c)))
                         .collect()
                 })
                 .collect();
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(upsert_sql(table))).bind(&upserts);
+            let sql = if plain {
+                insert_sql(table)
+            } else {
+                upsert_sql(table)
+            };
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&keys);
             for column in &columns {
                 query = query.bind(column);
             }
@@ -785,6 +815,18 @@ pub fn upsert_sql(table: &Table) -> String {
         from = unnest(all.len() + 1),
         key = ident(table.key),
         updates = updates.join(", ")
+    )
+}
+
+/// [`upsert_sql`] without its `ON CONFLICT`: rows known to be new.
+fn insert_sql(table: &Table) -> String {
+    let all: Vec<usize> = (0..table.columns.len()).collect();
+    format!(
+        "INSERT INTO public.{t} ({names}) SELECT {casts} FROM {from}",
+        t = ident(table.name),
+        names = table.column_list(),
+        casts = casts(table, &all, 2),
+        from = unnest(all.len() + 1),
     )
 }
 

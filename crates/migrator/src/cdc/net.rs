@@ -97,6 +97,8 @@ pub enum Fold {
 #[derive(Debug, Clone)]
 pub struct KeyNet {
     pub fold: Fold,
+    /// First seen as an insert: absent before the run (the stream is consistent).
+    pub fresh: bool,
     /// Positions (in the run) of the changes since the key's last insert or delete, in order.
     pub since: Vec<usize>,
 }
@@ -132,12 +134,14 @@ pub fn fold(run: &[Pending]) -> Result<HashMap<&'static str, TableNet<'_>>, Unfo
                     RowChange::Delete { .. } => (Fold::Delete, Vec::new()),
                 };
                 net.keys.push(key);
-                net.rows.insert(key, KeyNet { fold, since });
+                let fresh = fold == Fold::Upsert;
+                net.rows.insert(key, KeyNet { fold, fresh, since });
             }
             Some(k) => match (k.fold, &p.change) {
                 (Fold::Upsert | Fold::Update, RowChange::Update { .. }) => k.since.push(i),
                 (_, RowChange::Delete { .. }) => {
                     k.fold = Fold::Delete;
+                    k.fresh = false;
                     k.since.clear();
                 }
                 (Fold::Delete, RowChange::Insert { .. }) => {
@@ -255,6 +259,7 @@ mod tests {
         let nets = fold(&run).unwrap();
         let k = &nets["system_config"].rows["a"];
         assert_eq!(k.fold, Fold::Upsert);
+        assert!(k.fresh);
         assert_eq!(value(&run, &k.since, 1), &Value::Text("2".into()));
         assert_eq!(value(&run, &k.since, 2), &Value::Text("long".into()));
     }
@@ -306,6 +311,7 @@ mod tests {
         let t = &nets["system_config"];
         assert_eq!(t.keys, vec!["a", "b"]);
         assert_eq!(t.rows["a"].fold, Fold::Upsert);
+        assert!(!t.rows["a"].fresh, "it was there before the run");
         assert_eq!(
             value(&run, &t.rows["a"].since, 1),
             &Value::Text("new".into())
