@@ -161,7 +161,7 @@ pub async fn cutover(
     // (and what differed now) is left for the freeze.
     let t = Instant::now();
     progress.table_step("cutover", "verifying what changed (writes running)");
-    let ahead = match verify_ahead(endpoints).await {
+    let ahead = match look_ahead(endpoints).await {
         Ok(ahead) => ahead,
         Err(e) => {
             let _ = drop_way_back(endpoints).await;
@@ -354,38 +354,86 @@ struct Ahead {
     differed: Vec<(&'static str, String)>,
 }
 
-/// While writes go on: every row the sync changed up to each service database's current
-/// position, compared on both sides. A row equal now needs no look inside the freeze unless it
+impl Ahead {
+    fn upto_of(&self, service: Service) -> Option<Lsn> {
+        self.upto
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map(|(_, lsn)| *lsn)
+    }
+}
+
+/// Rows left for the freeze below which the look ahead stops.
+const LEFT_FOR_THE_FREEZE: u64 = 5_000;
+
+/// Passes of [`verify_ahead`], each after a catch-up, until one compares few rows: the first
+/// compares every row changed since the last verify (seconds at scale), the next what changed
+/// meanwhile, and so on, as the writes allow.
+async fn look_ahead(endpoints: &Endpoints) -> Result<Ahead> {
+    let mut ahead = Ahead::default();
+    for pass in 0..5 {
+        if pass > 0 {
+            sync::catch_up(endpoints).await?;
+        }
+        if verify_ahead(endpoints, &mut ahead).await? < LEFT_FOR_THE_FREEZE {
+            break;
+        }
+    }
+    Ok(ahead)
+}
+
+/// While writes go on: every row the sync changed after the last pass's position (all, the
+/// first time) up to each service database's current position, and the rows that differed in the
+/// last pass, compared on both sides. A row equal now needs no look inside the freeze unless it
 /// changes again (it is then among the rows changed after that position); one that differs now
-/// is looked at again inside the freeze.
-async fn verify_ahead(endpoints: &Endpoints) -> Result<Ahead> {
+/// is looked at again. Returns how many rows it compared.
+async fn verify_ahead(endpoints: &Endpoints, ahead: &mut Ahead) -> Result<u64> {
     let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
     let slot = slot::slot_of(&mut legacy).await?;
-    let mut ahead = Ahead::default();
+    let mut compared = 0u64;
+    let mut differed = Vec::new();
     for service in Service::ALL {
         let mut target = connect::connection(service.name(), endpoints.target(service)).await?;
         let upto = crate::cdc::apply::position(&mut target, &slot)
             .await?
             .unwrap_or_default();
-        ahead.upto.push((service, upto));
+        let after = ahead.upto_of(service).unwrap_or_default();
         for table in TABLES.iter().filter(|t| t.service == service) {
-            let keys = crate::cdc::apply::touched_keys_upto(&mut target, table.name, upto).await?;
+            if ahead.whole.contains(&table.name) {
+                continue;
+            }
+            let mut keys =
+                crate::cdc::apply::touched_keys_between(&mut target, table.name, after, upto)
+                    .await?;
             if keys.iter().any(|k| k == "*") {
                 ahead.whole.push(table.name);
                 continue;
             }
+            keys.extend(
+                ahead
+                    .differed
+                    .iter()
+                    .filter(|(t, _)| *t == table.name)
+                    .map(|(_, k)| k.clone()),
+            );
+            keys.sort_unstable();
+            keys.dedup();
             for chunk in keys.chunks(5000) {
                 let l = crate::verify::row_digests(&mut legacy, table, chunk).await?;
                 let t = crate::verify::row_digests(&mut target, table, chunk).await?;
+                compared += chunk.len() as u64;
                 for key in chunk {
                     if l.get(key) != t.get(key) {
-                        ahead.differed.push((table.name, key.clone()));
+                        differed.push((table.name, key.clone()));
                     }
                 }
             }
         }
+        ahead.upto.retain(|(s, _)| *s != service);
+        ahead.upto.push((service, upto));
     }
-    Ok(ahead)
+    ahead.differed = differed;
+    Ok(compared)
 }
 
 /// Compares, row by row on both sides, every row the sync changed since the last clean verify
@@ -429,10 +477,7 @@ async fn verify_touched(endpoints: &Endpoints, ahead: &Ahead) -> Result<u64> {
         let mut target = connect::connection(service.name(), endpoints.target(service)).await?;
         for table in TABLES.iter().filter(|t| t.service == service) {
             let after = ahead
-                .upto
-                .iter()
-                .find(|(s, _)| *s == service)
-                .map(|(_, lsn)| *lsn)
+                .upto_of(service)
                 .filter(|_| !ahead.whole.contains(&table.name));
             let mut keys = crate::cdc::apply::touched_keys(&mut target, table.name, after).await?;
             if after.is_some() {

@@ -131,17 +131,20 @@ pub async fn touched_keys(
     .await?)
 }
 
-/// The keys of `table` the sync changed by a commit at or before `upto`.
-pub async fn touched_keys_upto(
+/// The keys of `table` the sync changed by a commit after `after` and at or before `upto`.
+pub async fn touched_keys_between(
     conn: &mut PgConnection,
     table: &str,
+    after: Lsn,
     upto: Lsn,
 ) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(
         "SELECT DISTINCT u.k FROM mfe_migration.sync_changes c, unnest(c.keys, c.lsns) AS u(k, l) \
-         WHERE c.table_name = $1 AND u.l <= $2::text::pg_lsn",
+         WHERE c.table_name = $1 AND c.commit_lsn > $2::text::pg_lsn \
+           AND u.l > $2::text::pg_lsn AND u.l <= $3::text::pg_lsn",
     )
     .bind(table)
+    .bind(after.to_string())
     .bind(upto.to_string())
     .fetch_all(conn)
     .await?)
