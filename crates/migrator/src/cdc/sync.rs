@@ -352,6 +352,13 @@ pub async fn sync(
     report.position = Some(confirmed.to_string());
     report.rows = cursor.changes;
     report.lag_bytes = slot::info(&mut legacy).await?.map_or(0, |i| i.lag_bytes);
+    // The last figures, also for a sync shorter than one report interval.
+    on_lag(Lag {
+        bytes: report.lag_bytes,
+        seconds: 0.0,
+        changes_per_second: (cursor.changes - changes_at_lag) as f64
+            / last_lag.elapsed().as_secs_f64().max(0.001),
+    });
     progress.table_step("sync", "caught up");
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
