@@ -122,9 +122,11 @@ impl Workers {
         Ok(())
     }
 
-    /// The error a worker ended with.
+    /// The error a worker ended with (one that panicked says nothing: the others keep the
+    /// channel open, so the wait is bounded).
     async fn failure(&mut self) -> MigrateError {
-        while let Some(ack) = self.acks.recv().await {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while let Ok(Some(ack)) = tokio::time::timeout_at(deadline, self.acks.recv()).await {
             if let Ack::Failed { error, .. } = ack {
                 return error;
             }
