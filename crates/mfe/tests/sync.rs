@@ -118,29 +118,13 @@ async fn the_decoding_traps_are_applied_exactly() {
          FROM generate_series(1, 1000000) i",
     )
     .await;
-    let mut child = f
+    let child = f
         .command(&["sync"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let pid = child.id();
-    let mut peak_kib = 0u64;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            let rss = s
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            peak_kib = peak_kib.max(rss);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (status, peak_kib) = common::peak_rss(child).await;
     assert!(status.success());
     println!("sync of a 1M-row transaction: peak RSS {peak_kib} KiB");
     assert!(

@@ -297,3 +297,32 @@ async fn a_marker_inside_a_batch_ends_the_stream_exactly_there() {
     }
     f.run_ok_async(&["abort"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_of_large_values_is_applied_in_bounded_memory() {
+    let f = Fixture::seeded(0.01).await;
+    f.run_ok_async(&["prepare"]).await;
+    f.run_ok_async(&["copy"]).await;
+    // 800 rows of 1 MB each (TOASTed, compressed on disk; decoded whole): 800 MB in one
+    // transaction, which no queue may hold.
+    f.legacy_sql(
+        "INSERT INTO audit_logs (id, action, user_agent)
+         SELECT 'large-' || i, 'large', repeat(md5(i::text), 32768) FROM generate_series(1, 800) i",
+    )
+    .await;
+    let child = f
+        .command(&["sync"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (status, peak_kib) = common::peak_rss(child).await;
+    assert!(status.success());
+    println!("sync of 800 MB of values in one transaction: peak RSS {peak_kib} KiB");
+    assert!(
+        peak_kib < 384 * 1024,
+        "800 MB of values took {peak_kib} KiB: the queues held them"
+    );
+    assert_exact(&f, "large values");
+    f.run_ok_async(&["abort"]).await;
+}

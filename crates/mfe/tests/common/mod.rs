@@ -190,3 +190,25 @@ pub async fn counts(pool: &PgPool) -> Vec<i64> {
     }
     out
 }
+
+/// Waits for `child`, sampling its resident memory every 20 ms; its exit status and peak RSS in
+/// KiB.
+pub async fn peak_rss(mut child: std::process::Child) -> (std::process::ExitStatus, u64) {
+    let pid = child.id();
+    let mut peak_kib = 0u64;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, peak_kib);
+        }
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let rss = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            peak_kib = peak_kib.max(rss);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -40,7 +40,7 @@ use crate::sql::ident;
 /// Changes per run (one set of statements).
 pub const RUN_ROWS: usize = 10_000;
 /// Bytes of values per run (a run of big TOASTed texts is cut sooner).
-pub const RUN_BYTES: usize = 16 << 20;
+pub const RUN_BYTES: usize = 8 << 20;
 /// A target transaction commits at the next legacy commit once it holds this many changes, even
 /// before the sync asks (a backlog of huge transactions).
 const TRANSACTION_ROWS: u64 = 200_000;
@@ -169,6 +169,9 @@ pub enum Op {
     Checkpoint(Lsn),
 }
 
+/// An operation in a target's queue, with the share of the queue's byte budget it holds.
+pub type Queued = (Op, Option<tokio::sync::OwnedSemaphorePermit>);
+
 /// A target's answer to a checkpoint: everything before the position is committed there.
 #[derive(Debug)]
 pub enum Ack {
@@ -223,10 +226,12 @@ impl Target {
     pub async fn run(
         mut self,
         index: usize,
-        mut ops: mpsc::Receiver<Op>,
+        mut ops: mpsc::Receiver<Queued>,
         acks: mpsc::UnboundedSender<Ack>,
     ) {
-        while let Some(op) = ops.recv().await {
+        // The budget a queued change holds is given back once the change is in the run (which
+        // has its own bound).
+        while let Some((op, _budget)) = ops.recv().await {
             let step = match op {
                 Op::Checkpoint(upto) => self.checkpoint().await.map(|()| Some(upto)),
                 op => self.handle(op).await.map(|()| None),

@@ -23,6 +23,9 @@ use crate::error::{MigrateError, Result};
 const RENDERING: &str = "-c DateStyle=ISO,MDY -c IntervalStyle=postgres -c extra_float_digits=1 \
                          -c bytea_output=hex -c TimeZone=UTC -c standard_conforming_strings=on";
 
+/// Messages the client reads ahead (each one row change, or a begin or commit).
+const STREAM_BUFFER: usize = 32;
+
 /// What the stream delivers.
 #[derive(Debug)]
 pub enum Event {
@@ -87,7 +90,8 @@ fn config(url: &str, slot: &str, publication: &str, from: Lsn) -> Result<Replica
     // Never report less than the slot already confirmed.
     .with_ack_lsn(pgwire_replication::Lsn::from_u64(from.0))
     .with_status_interval(Duration::from_millis(100))
-    .with_buffer_size(8192)
+    // Messages read ahead of the router: the bound of what waits here is this many rows.
+    .with_buffer_size(STREAM_BUFFER)
     .with_options(RENDERING)
     .with_application_name("mfe migrate sync");
     cfg.tls = pgwire_replication::TlsConfig::disabled();

@@ -23,7 +23,7 @@ use platform::Service;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::cdc::apply::{self, Ack, Op, Target};
+use crate::cdc::apply::{self, Ack, Op, Queued, Target};
 use crate::cdc::net::{Pending, RowChange};
 use crate::cdc::pgoutput::{Lsn, Message};
 use crate::cdc::relations::{self, Relations};
@@ -46,8 +46,11 @@ const FENCE_PREFIX: &str = "mfe-sync-fence";
 /// How often the targets commit and the slot is confirmed: the lag a checkpoint adds.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
-/// Operations queued per target (each a change, at most a few KB).
+/// Operations queued per target.
 const QUEUE: usize = 4096;
+/// Bytes of values queued per target, in KiB: rows of many MB (TOASTed values) fill a queue
+/// long before its count does.
+const QUEUE_KIB: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Default)]
 pub struct SyncOptions {
@@ -89,7 +92,8 @@ fn pg_time(micros_since_2000: i64) -> Option<chrono::DateTime<chrono::Utc>> {
 
 /// The four workers, their queues, and what each acknowledged.
 struct Workers {
-    queues: Vec<mpsc::Sender<Op>>,
+    queues: Vec<mpsc::Sender<Queued>>,
+    budgets: Vec<std::sync::Arc<tokio::sync::Semaphore>>,
     acks: mpsc::UnboundedReceiver<Ack>,
     acked: Vec<Lsn>,
     handles: Vec<tokio::task::JoinHandle<()>>,
@@ -106,8 +110,12 @@ impl Workers {
             handles.push(tokio::spawn(target.run(i, rx, ack_tx.clone())));
         }
         let acked = vec![Lsn(0); queues.len()];
+        let budgets = (0..queues.len())
+            .map(|_| std::sync::Arc::new(tokio::sync::Semaphore::new(QUEUE_KIB)))
+            .collect();
         Self {
             queues,
+            budgets,
             acks,
             acked,
             handles,
@@ -115,7 +123,21 @@ impl Workers {
     }
 
     async fn send(&mut self, target: usize, op: Op) -> Result<()> {
-        if self.queues[target].send(op).await.is_err() {
+        let budget = match &op {
+            Op::Change(p) => {
+                // A row larger than the whole budget takes all of it.
+                let kib = (p.change.bytes() / 1024 + 1).min(QUEUE_KIB) as u32;
+                Some(
+                    self.budgets[target]
+                        .clone()
+                        .acquire_many_owned(kib)
+                        .await
+                        .expect("the budget is never closed"),
+                )
+            }
+            _ => None,
+        };
+        if self.queues[target].send((op, budget)).await.is_err() {
             // The worker ended: it said why.
             return Err(self.failure().await);
         }
