@@ -51,7 +51,7 @@ use crate::sql::ident;
 use crate::{connect, journal};
 
 /// Keys per statement.
-const CHUNK: usize = 2000;
+const CHUNK: usize = 10_000;
 
 const STATE_SQL: &str = "
 CREATE SCHEMA IF NOT EXISTS mfe_rollback;
@@ -322,7 +322,7 @@ async fn stage_and_write_back(
     let t = Instant::now();
     progress.table_step("rollback", "reading the way back");
     for (service, conn) in &mut services {
-        back::drain(conn, *service, &mut *legacy).await?;
+        back::drain(endpoints.target(*service), conn, *service, &mut *legacy).await?;
     }
     steps.push(("read the changes".into(), t.elapsed().as_secs_f64()));
 
@@ -535,19 +535,28 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
     let mut pending: Vec<Refused> = Vec::new();
     for table in TABLES {
         let mut refused_here = Vec::new();
-        let mut after = String::new();
-        loop {
-            let keys = changed_keys(&mut tx, table, &after).await?;
-            let Some(last) = keys.last() else { break };
-            after = last.clone();
-            let rows = fetch_rows(service_conn(services, table.service), table, &keys).await?;
-            if rows.is_empty() {
-                continue;
-            }
-            let (i, u, refused) = upsert(&mut tx, table, rows).await?;
+        // The next chunk is read from the service database while this one is written to legacy.
+        let mut keys = changed_keys(&mut tx, table, "").await?;
+        let mut rows = fetch_rows(service_conn(services, table.service), table, &keys).await?;
+        while let Some(last) = keys.last().cloned() {
+            let next_keys = changed_keys(&mut tx, table, &last).await?;
+            let service = service_conn(services, table.service);
+            let (written_now, next_rows) = tokio::try_join!(
+                async {
+                    if rows.is_empty() {
+                        Ok((0, 0, Vec::new()))
+                    } else {
+                        upsert(&mut tx, table, std::mem::take(&mut rows)).await
+                    }
+                },
+                fetch_rows(service, table, &next_keys)
+            )?;
+            let (i, u, refused) = written_now;
             written[at(table.name)].inserted += i;
             written[at(table.name)].updated += u;
             refused_here.extend(refused);
+            keys = next_keys;
+            rows = next_rows;
         }
         pending.extend(retry(&mut tx, refused_here, &mut written, &at).await?);
     }
@@ -638,12 +647,11 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
         .fetch_one(&mut *tx)
         .await?;
         let count = format!("SELECT count(*) FROM public.{}", ident(table.name));
-        let l: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count.clone()))
-            .fetch_one(&mut *tx)
-            .await?;
-        let s: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count))
-            .fetch_one(service_conn(services, table.service))
-            .await?;
+        let (l, s): (i64, i64) = tokio::try_join!(
+            sqlx::query_scalar(sqlx::AssertSqlSafe(count.clone())).fetch_one(&mut *tx),
+            sqlx::query_scalar(sqlx::AssertSqlSafe(count))
+                .fetch_one(service_conn(services, table.service)),
+        )?;
         if l - s != kept - refused {
             differences.push(format!(
                 "{}: {l} rows in legacy, {s} in the {} database ({kept} kept, {refused} not written)",
@@ -660,9 +668,11 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
                 .into_iter()
                 .filter(|k| !skip.contains(k.as_str()))
                 .collect();
-            let l = crate::verify::row_digests(&mut tx, table, &keys).await?;
-            let s = crate::verify::row_digests(service_conn(services, table.service), table, &keys)
-                .await?;
+            // Both sides at once: the legacy transaction and the service database's connection.
+            let (l, s) = tokio::try_join!(
+                crate::verify::row_digests(&mut tx, table, &keys),
+                crate::verify::row_digests(service_conn(services, table.service), table, &keys),
+            )?;
             verified += keys.len() as u64;
             for key in &keys {
                 if l.get(key) != s.get(key) {

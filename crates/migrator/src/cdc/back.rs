@@ -15,20 +15,17 @@
 //! stream leaves out, and lets the write-back order rows by the legacy foreign keys rather than
 //! by the order the services happened to write them.
 
-use futures::TryStreamExt;
 use platform::Service;
 use sqlx::PgConnection;
 
-use crate::cdc::pgoutput::{self, Lsn, Message, Value};
+use crate::cdc::pgoutput::{Lsn, Message, Value};
 use crate::cdc::slot::{self, named};
+use crate::cdc::stream::{Event, Stream};
 use crate::contract::{Table, tables_of};
 use crate::error::{MigrateError, Result};
 
 /// The publication of the way back, in each service database.
 pub const PUBLICATION: &str = "mfe_rollback";
-
-/// Changes decoded per round.
-const ROUND_CHANGES: i32 = 50_000;
 
 /// The way-back slot of the service database `database`.
 pub fn slot_name(database: &str) -> String {
@@ -109,132 +106,155 @@ pub struct Changed {
     pub key: String,
 }
 
-/// Reads the way-back slot of `service`'s database (`conn`) to its end, a round at a time, and
-/// records each round's changed keys in `mfe_rollback.changed` of `staging` (the legacy
-/// database) before advancing the slot past them. Returns the number of keys read.
+/// The prefix of the fence that ends the way back's stream.
+const FENCE_PREFIX: &str = "mfe-rollback-fence";
+
+/// Keys staged at a time (then the slot is confirmed past them).
+const STAGE_KEYS: usize = 50_000;
+
+/// Reads the way-back slot of `service`'s database (`url`, `conn`) to its end over the
+/// replication protocol ([`crate::cdc::stream`]), and records the changed keys in
+/// `mfe_rollback.changed` of `staging` (the legacy database), confirming the slot past them once
+/// they are recorded. Returns the number of keys read.
 ///
-/// The database must be frozen: the stream then has an end.
+/// The database must be frozen: a fence written now is then the end of the stream.
 pub async fn drain(
+    url: &str,
     conn: &mut PgConnection,
     service: Service,
     staging: &mut PgConnection,
 ) -> Result<u64> {
     let name = slot_of(&mut *conn).await?;
+    let Some(way) = info(&mut *conn).await? else {
+        return Err(MigrateError::Other(format!(
+            "the {} database has no way-back slot {name}",
+            service.name()
+        )));
+    };
+    let fence = format!(
+        "{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    sqlx::query("SELECT pg_logical_emit_message(true, $1, $2)")
+        .bind(FENCE_PREFIX)
+        .bind(&fence)
+        .execute(&mut *conn)
+        .await?;
+    let mut stream = Stream::open(url, &name, PUBLICATION, way.confirmed).await?;
+    let read = read_to_fence(&mut stream, service, staging, &fence).await;
+    stream.close().await;
+    read
+}
+
+async fn read_to_fence(
+    stream: &mut Stream,
+    service: Service,
+    staging: &mut PgConnection,
+    fence: &str,
+) -> Result<u64> {
     let tables: Vec<&'static Table> = tables_of(service).collect();
     // pgoutput relation id -> (table, position of its key in the stream's tuples).
     let mut relations: std::collections::HashMap<u32, (&'static Table, usize)> =
         std::collections::HashMap::new();
+    let mut changed = std::collections::HashSet::new();
     let mut total = 0u64;
+    let mut fenced = false;
     loop {
-        let upto: String = sqlx::query_scalar("SELECT pg_current_wal_flush_lsn()::text")
-            .fetch_one(&mut *conn)
-            .await?;
-        let mut messages = 0i64;
-        let mut changed = std::collections::HashSet::new();
-        let mut last_end: Option<Lsn> = None;
-        {
-            let mut rows = sqlx::query_as::<_, (Vec<u8>,)>(
-                "SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3, \
-                 'proto_version', '1', 'publication_names', $4)",
-            )
-            .bind(&name)
-            .bind(&upto)
-            .bind(ROUND_CHANGES)
-            .bind(PUBLICATION)
-            .fetch(&mut *conn);
-            while let Some((data,)) = rows.try_next().await? {
-                messages += 1;
-                let message =
-                    pgoutput::parse(&data).map_err(|e| MigrateError::Other(e.to_string()))?;
-                let key_of = |relation: u32, values: &[Value]| -> Result<Changed> {
-                    let (table, at) = relations.get(&relation).ok_or_else(|| {
+        let Some(event) = stream.next().await? else {
+            return Err(MigrateError::Other(format!(
+                "the {} database ended the way back's stream before its end",
+                service.name()
+            )));
+        };
+        let Event::Message(message) = event else {
+            continue;
+        };
+        let key_of = |relation: u32, values: &[Value]| -> Result<Changed> {
+            let (table, at) = relations.get(&relation).ok_or_else(|| {
+                MigrateError::Other(format!(
+                    "a change names relation {relation}, which the stream did not describe"
+                ))
+            })?;
+            match values.get(*at) {
+                Some(Value::Text(key)) => Ok(Changed {
+                    table: table.name,
+                    key: key.clone(),
+                }),
+                _ => Err(MigrateError::Other(format!(
+                    "a change of {} carries no key",
+                    table.name
+                ))),
+            }
+        };
+        match message {
+            Message::Relation(rel) => {
+                let table = tables
+                    .iter()
+                    .find(|t| t.name == rel.name && rel.namespace == "public")
+                    .ok_or_else(|| {
                         MigrateError::Other(format!(
-                            "a change names relation {relation}, which the stream did not describe"
+                            "the way back carries table {}.{}, which {} does not own",
+                            rel.namespace,
+                            rel.name,
+                            service.name()
                         ))
                     })?;
-                    match values.get(*at) {
-                        Some(Value::Text(key)) => Ok(Changed {
-                            table: table.name,
-                            key: key.clone(),
-                        }),
-                        _ => Err(MigrateError::Other(format!(
-                            "a change of {} carries no key",
-                            table.name
-                        ))),
-                    }
-                };
-                match message {
-                    Message::Relation(rel) => {
-                        let table = tables
-                            .iter()
-                            .find(|t| t.name == rel.name && rel.namespace == "public")
-                            .ok_or_else(|| {
-                                MigrateError::Other(format!(
-                                    "the way back carries table {}.{}, which {} does not own",
-                                    rel.namespace,
-                                    rel.name,
-                                    service.name()
-                                ))
-                            })?;
-                        let at = rel
-                            .columns
-                            .iter()
-                            .position(|c| c.name == table.key)
-                            .ok_or_else(|| {
-                                MigrateError::Other(format!(
-                                    "the {} table {} lost its key column {}",
-                                    service.name(),
-                                    table.name,
-                                    table.key
-                                ))
-                            })?;
-                        relations.insert(rel.oid, (*table, at));
-                    }
-                    Message::Insert { relation, new } => {
-                        changed.insert(key_of(relation, &new)?);
-                    }
-                    Message::Update { relation, old, new } => {
-                        changed.insert(key_of(relation, &new)?);
-                        if let Some(old) = old {
-                            changed.insert(key_of(relation, old.values())?);
-                        }
-                    }
-                    Message::Delete { relation, old } => {
-                        changed.insert(key_of(relation, old.values())?);
-                    }
-                    Message::Truncate {
-                        relations: rels, ..
-                    } => {
-                        for relation in rels {
-                            let (table, _) = relations.get(&relation).ok_or_else(|| {
-                                MigrateError::Other(format!(
-                                    "a truncate names relation {relation}, which the stream did not describe"
-                                ))
-                            })?;
-                            changed.insert(Changed {
-                                table: table.name,
-                                key: "*".into(),
-                            });
-                        }
-                    }
-                    Message::Commit { end_lsn, .. } => last_end = Some(end_lsn),
-                    _ => {}
+                let at = rel
+                    .columns
+                    .iter()
+                    .position(|c| c.name == table.key)
+                    .ok_or_else(|| {
+                        MigrateError::Other(format!(
+                            "the {} table {} lost its key column {}",
+                            service.name(),
+                            table.name,
+                            table.key
+                        ))
+                    })?;
+                relations.insert(rel.oid, (*table, at));
+            }
+            Message::Insert { relation, new } => {
+                changed.insert(key_of(relation, &new)?);
+            }
+            Message::Update { relation, old, new } => {
+                changed.insert(key_of(relation, &new)?);
+                if let Some(old) = old {
+                    changed.insert(key_of(relation, old.values())?);
                 }
             }
-        }
-        total += changed.len() as u64;
-        let drained = messages < i64::from(ROUND_CHANGES);
-        stage(staging, changed.into_iter().collect()).await?;
-        let advance_to = if drained {
-            Some(upto.parse::<Lsn>().map_err(MigrateError::Other)?)
-        } else {
-            last_end
-        };
-        if let Some(lsn) = advance_to {
-            slot::advance(&mut *conn, &name, lsn).await?;
-        }
-        if drained {
-            return Ok(total);
+            Message::Delete { relation, old } => {
+                changed.insert(key_of(relation, old.values())?);
+            }
+            Message::Truncate {
+                relations: rels, ..
+            } => {
+                for relation in rels {
+                    let (table, _) = relations.get(&relation).ok_or_else(|| {
+                        MigrateError::Other(format!(
+                            "a truncate names relation {relation}, which the stream did not describe"
+                        ))
+                    })?;
+                    changed.insert(Changed {
+                        table: table.name,
+                        key: "*".into(),
+                    });
+                }
+            }
+            Message::Logical {
+                prefix, content, ..
+            } if prefix == FENCE_PREFIX && content == fence.as_bytes() => fenced = true,
+            Message::Commit { end_lsn, .. } => {
+                if fenced || changed.len() >= STAGE_KEYS {
+                    total += changed.len() as u64;
+                    stage(staging, std::mem::take(&mut changed).into_iter().collect()).await?;
+                    stream.confirm(end_lsn);
+                }
+                if fenced {
+                    return Ok(total);
+                }
+            }
+            _ => {}
         }
     }
 }

@@ -260,17 +260,6 @@ pub(crate) async fn drop_named(
     Ok(dropped.is_some())
 }
 
-/// Moves the slot's confirmed position to `lsn`: the server may then recycle the WAL before it.
-/// Only ever to a position every target has applied (or that holds no change for them).
-pub async fn advance(conn: &mut PgConnection, slot: &str, lsn: Lsn) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)")
-        .bind(slot)
-        .bind(lsn.to_string())
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

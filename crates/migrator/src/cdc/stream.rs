@@ -93,7 +93,7 @@ fn config(url: &str, slot: &str, publication: &str, from: Lsn) -> Result<Replica
     // Messages read ahead of the router: the bound of what waits here is this many rows.
     .with_buffer_size(STREAM_BUFFER)
     .with_options(RENDERING)
-    .with_application_name("mfe migrate sync");
+    .with_application_name("mfe migrate");
     cfg.tls = pgwire_replication::TlsConfig::disabled();
     Ok(cfg)
 }
