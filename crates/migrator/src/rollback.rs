@@ -321,9 +321,12 @@ async fn stage_and_write_back(
 
     let t = Instant::now();
     progress.table_step("rollback", "reading the way back");
-    for (service, conn) in &mut services {
-        back::drain(endpoints.target(*service), conn, *service, &mut *legacy).await?;
-    }
+    // The four at once, each staging on a legacy connection of its own.
+    futures::future::try_join_all(services.iter_mut().map(|(service, conn)| async move {
+        let mut staging = connect::connection("legacy", endpoints.legacy()).await?;
+        back::drain(endpoints.target(*service), conn, *service, &mut staging).await
+    }))
+    .await?;
     steps.push(("read the changes".into(), t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
