@@ -118,12 +118,7 @@ async fn the_decoding_traps_are_applied_exactly() {
          FROM generate_series(1, 1000000) i",
     )
     .await;
-    let child = f
-        .command(&["sync"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = f.spawn_quiet(&["sync"]);
     let (status, peak_kib) = common::peak_rss(child).await;
     assert!(status.success());
     println!("sync of a 1M-row transaction: peak RSS {peak_kib} KiB");
@@ -180,12 +175,7 @@ async fn a_sync_killed_at_several_points_resumes_without_losing_or_repeating_a_c
     )
     .await;
     for delay_ms in [150u64, 400, 900, 1500, 2500] {
-        let mut cmd = f.command(&["sync"]);
-        let mut child = cmd
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = f.spawn_quiet(&["sync"]);
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         let _ = child.kill();
         let _ = child.wait();

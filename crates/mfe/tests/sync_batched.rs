@@ -77,12 +77,7 @@ async fn a_burst_of_100k_small_transactions_killed_mid_batch_is_applied_exactly_
     // positions the targets committed.
     let mut cut_mid_way = 0;
     for delay_ms in [700u64, 1500, 2500, 4000] {
-        let mut child = f
-            .command(&["sync"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = f.spawn_quiet(&["sync"]);
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         let finished = child.try_wait().unwrap().is_some();
         let _ = child.kill();
@@ -310,12 +305,7 @@ async fn a_transaction_of_large_values_is_applied_in_bounded_memory() {
          SELECT 'large-' || i, 'large', repeat(md5(i::text), 32768) FROM generate_series(1, 400) i",
     )
     .await;
-    let child = f
-        .command(&["sync"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = f.spawn_quiet(&["sync"]);
     let (status, peak_kib) = common::peak_rss(child).await;
     assert!(status.success());
     println!("sync of 400 MB of values in one transaction: peak RSS {peak_kib} KiB");

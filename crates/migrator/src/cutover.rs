@@ -355,6 +355,18 @@ struct Ahead {
 }
 
 impl Ahead {
+    /// `keys` with the keys of `table` that differed in the last pass, each once.
+    fn add_differed(&self, table: &str, keys: &mut Vec<String>) {
+        keys.extend(
+            self.differed
+                .iter()
+                .filter(|(t, _)| *t == table)
+                .map(|(_, k)| k.clone()),
+        );
+        keys.sort_unstable();
+        keys.dedup();
+    }
+
     fn upto_of(&self, service: Service) -> Option<Lsn> {
         self.upto
             .iter()
@@ -409,24 +421,10 @@ async fn verify_ahead(endpoints: &Endpoints, ahead: &mut Ahead) -> Result<u64> {
                 ahead.whole.push(table.name);
                 continue;
             }
-            keys.extend(
-                ahead
-                    .differed
-                    .iter()
-                    .filter(|(t, _)| *t == table.name)
-                    .map(|(_, k)| k.clone()),
-            );
-            keys.sort_unstable();
-            keys.dedup();
-            for chunk in keys.chunks(5000) {
-                let l = crate::verify::row_digests(&mut legacy, table, chunk).await?;
-                let t = crate::verify::row_digests(&mut target, table, chunk).await?;
-                compared += chunk.len() as u64;
-                for key in chunk {
-                    if l.get(key) != t.get(key) {
-                        differed.push((table.name, key.clone()));
-                    }
-                }
+            ahead.add_differed(table.name, &mut keys);
+            compared += keys.len() as u64;
+            for key in differing(&mut legacy, &mut target, table, &keys).await? {
+                differed.push((table.name, key));
             }
         }
         ahead.upto.retain(|(s, _)| *s != service);
@@ -481,15 +479,7 @@ async fn verify_touched(endpoints: &Endpoints, ahead: &Ahead) -> Result<u64> {
                 .filter(|_| !ahead.whole.contains(&table.name));
             let mut keys = crate::cdc::apply::touched_keys(&mut target, table.name, after).await?;
             if after.is_some() {
-                keys.extend(
-                    ahead
-                        .differed
-                        .iter()
-                        .filter(|(t, _)| *t == table.name)
-                        .map(|(_, k)| k.clone()),
-                );
-                keys.sort_unstable();
-                keys.dedup();
+                ahead.add_differed(table.name, &mut keys);
             }
             if keys.iter().any(|k| k == "*") {
                 let (l, t) = (
@@ -502,15 +492,9 @@ async fn verify_touched(endpoints: &Endpoints, ahead: &Ahead) -> Result<u64> {
                 }
                 continue;
             }
-            for chunk in keys.chunks(5000) {
-                let l = crate::verify::row_digests(&mut legacy, table, chunk).await?;
-                let t = crate::verify::row_digests(&mut target, table, chunk).await?;
-                compared += chunk.len() as u64;
-                for key in chunk {
-                    if l.get(key) != t.get(key) {
-                        differences.push(format!("{} {key}", table.name));
-                    }
-                }
+            compared += keys.len() as u64;
+            for key in differing(&mut legacy, &mut target, table, &keys).await? {
+                differences.push(format!("{} {key}", table.name));
             }
         }
     }
@@ -524,6 +508,25 @@ async fn verify_touched(endpoints: &Endpoints, ahead: &Ahead) -> Result<u64> {
             differences.join(", ")
         )))
     }
+}
+
+/// The keys among `keys` whose rows differ between legacy and the service database (or are on
+/// one side only), compared by digest in chunks, both sides read at once.
+async fn differing(
+    legacy: &mut PgConnection,
+    target: &mut PgConnection,
+    table: &Table,
+    keys: &[String],
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for chunk in keys.chunks(5000) {
+        let (l, t) = tokio::try_join!(
+            crate::verify::row_digests(&mut *legacy, table, chunk),
+            crate::verify::row_digests(&mut *target, table, chunk),
+        )?;
+        out.extend(chunk.iter().filter(|k| l.get(*k) != t.get(*k)).cloned());
+    }
+    Ok(out)
 }
 
 async fn table_digest(conn: &mut PgConnection, table: &Table) -> Result<String> {

@@ -68,6 +68,15 @@ impl Fixture {
         cmd
     }
 
+    /// `mfe migrate <args>` started with its output discarded (to be killed or watched).
+    pub fn spawn_quiet(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mfe starts")
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("mfe runs")
     }

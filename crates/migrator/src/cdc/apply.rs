@@ -120,15 +120,7 @@ pub async fn touched_keys(
     table: &str,
     after: Option<Lsn>,
 ) -> Result<Vec<String>> {
-    let after = after.unwrap_or_default().to_string();
-    Ok(sqlx::query_scalar(
-        "SELECT DISTINCT u.k FROM mfe_migration.sync_changes c, unnest(c.keys, c.lsns) AS u(k, l) \
-         WHERE c.table_name = $1 AND c.commit_lsn > $2::text::pg_lsn AND u.l > $2::text::pg_lsn",
-    )
-    .bind(table)
-    .bind(after)
-    .fetch_all(conn)
-    .await?)
+    touched_keys_between(conn, table, after.unwrap_or_default(), Lsn(u64::MAX)).await
 }
 
 /// The keys of `table` the sync changed by a commit after `after` and at or before `upto`.
@@ -190,10 +182,10 @@ pub struct Target {
     /// The legacy transaction being received, and whether it is skipped (applied before).
     current: Option<Lsn>,
     skip: bool,
-    tolerant: bool,
     run: Vec<Pending>,
     run_bytes: usize,
-    run_tolerant: bool,
+    /// The changes of the run are up to the horizon (a run never mixes both).
+    tolerant: bool,
     /// The last legacy commit in the open transaction, and how many it holds.
     last_commit: Option<(Lsn, Option<chrono::DateTime<chrono::Utc>>)>,
     transactions: i64,
@@ -212,10 +204,9 @@ impl Target {
             open: false,
             current: None,
             skip: false,
-            tolerant: false,
             run: Vec::new(),
             run_bytes: 0,
-            run_tolerant: false,
+            tolerant: false,
             last_commit: None,
             transactions: 0,
             rows: 0,
@@ -270,11 +261,10 @@ impl Target {
                     self.open_transaction().await?;
                     self.skip = commit <= self.applied;
                 }
-                if tolerant != self.run_tolerant {
+                if tolerant != self.tolerant {
                     self.flush().await?;
                 }
                 self.tolerant = tolerant;
-                self.run_tolerant = tolerant;
             }
             Op::Change(pending) => {
                 if self.skip {
@@ -392,7 +382,7 @@ impl Target {
         }
         let run = std::mem::take(&mut self.run);
         self.run_bytes = 0;
-        let tolerant = self.run_tolerant;
+        let tolerant = self.tolerant;
         let conn = &mut self.conn;
         record_touched(conn, &run).await?;
         match net::fold(&run) {

@@ -20,7 +20,7 @@ use sqlx::PgConnection;
 
 use crate::cdc::pgoutput::{Lsn, Message, Value};
 use crate::cdc::slot::{self, named};
-use crate::cdc::stream::{Event, Stream};
+use crate::cdc::stream::{Event, Stream, write_fence};
 use crate::contract::{Table, tables_of};
 use crate::error::{MigrateError, Result};
 
@@ -131,16 +131,7 @@ pub async fn drain(
             service.name()
         )));
     };
-    let fence = format!(
-        "{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
-    );
-    sqlx::query("SELECT pg_logical_emit_message(true, $1, $2)")
-        .bind(FENCE_PREFIX)
-        .bind(&fence)
-        .execute(&mut *conn)
-        .await?;
+    let fence = write_fence(&mut *conn, FENCE_PREFIX).await?;
     let mut stream = Stream::open(url, &name, PUBLICATION, way.confirmed).await?;
     let read = read_to_fence(&mut stream, service, staging, &fence).await;
     stream.close().await;

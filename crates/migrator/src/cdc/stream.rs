@@ -98,6 +98,23 @@ fn config(url: &str, slot: &str, publication: &str, from: Lsn) -> Result<Replica
     Ok(cfg)
 }
 
+/// Writes a fence into the WAL of the database `conn` is connected to (a transactional
+/// `pg_logical_emit_message` under `prefix`); once a stream of it delivers the fence, every
+/// transaction committed before this call has been delivered. Returns the fence's content.
+pub async fn write_fence(conn: &mut sqlx::PgConnection, prefix: &str) -> Result<String> {
+    let fence = format!(
+        "{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    sqlx::query("SELECT pg_logical_emit_message(true, $1, $2)")
+        .bind(prefix)
+        .bind(&fence)
+        .execute(conn)
+        .await?;
+    Ok(fence)
+}
+
 impl Stream {
     /// Starts streaming `slot` (of `publication`) from `from`, its confirmed position.
     pub async fn open(url: &str, slot: &str, publication: &str, from: Lsn) -> Result<Self> {

@@ -28,7 +28,7 @@ use crate::cdc::net::{Pending, RowChange};
 use crate::cdc::pgoutput::{Lsn, Message};
 use crate::cdc::relations::{self, Relations};
 use crate::cdc::slot::{self, PUBLICATION};
-use crate::cdc::stream::{Event, Stream};
+use crate::cdc::stream::{Event, Stream, write_fence};
 use crate::connect;
 use crate::endpoints::Endpoints;
 use crate::error::{MigrateError, Result};
@@ -263,18 +263,11 @@ pub async fn sync(
         targets.push(Target::new(service, conn, &slot_name).await?);
     }
     // The fence: once it arrives, everything committed before this point has.
-    let fence = format!(
-        "{}-{}",
-        std::process::id(),
-        started.elapsed().as_nanos() ^ chrono::Utc::now().timestamp_micros() as u128
-    );
-    if !opts.follow {
-        sqlx::query("SELECT pg_logical_emit_message(true, $1, $2)")
-            .bind(FENCE_PREFIX)
-            .bind(&fence)
-            .execute(&mut legacy)
-            .await?;
-    }
+    let fence = if opts.follow {
+        String::new()
+    } else {
+        write_fence(&mut legacy, FENCE_PREFIX).await?
+    };
     let mut stream = open_stream(
         endpoints.legacy(),
         &slot_name,
