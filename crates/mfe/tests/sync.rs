@@ -502,3 +502,34 @@ async fn replaying_changes_the_snapshot_already_holds_converges_even_when_an_ema
     assert_eq!(code, 0, "{report}");
     f.run_ok_async(&["abort"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_while_a_sync_follows_ends_that_sync_and_drops_the_slot() {
+    let f = Fixture::seeded(0.01).await;
+    f.run_ok_async(&["prepare"]).await;
+    f.run_ok_async(&["copy"]).await;
+    // The follower holds the slot for as long as it streams.
+    let mut follower = f.spawn_quiet(&["sync", "--follow"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pool = f.legacy.pool().await;
+    let active: bool = sqlx::query_scalar("SELECT bool_or(active) FROM pg_replication_slots")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(active, "the follower streams the slot");
+    f.run_ok_async(&["abort"]).await;
+    let slots: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(slots, 0, "abort dropped the slot");
+    let status = tokio::task::spawn_blocking(move || follower.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        !status.success(),
+        "the follower stops with an error: its slot is gone"
+    );
+}

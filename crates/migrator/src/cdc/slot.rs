@@ -245,12 +245,33 @@ pub(crate) async fn drop_named(
     slot: &str,
     publication: &str,
 ) -> sqlx::Result<bool> {
-    let dropped: Option<bool> = sqlx::query_scalar(
-        "SELECT pg_drop_replication_slot(slot_name) IS NULL FROM pg_replication_slots WHERE slot_name = $1",
-    )
-    .bind(slot)
-    .fetch_optional(&mut *conn)
-    .await?;
+    // A slot being streamed (a `sync --follow`) cannot be dropped: its session is ended first,
+    // as cutover's freeze ends it, and the slot is dropped once the server has let it go.
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let dropped: Option<bool> = loop {
+        sqlx::query(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
+             WHERE slot_name = $1 AND active_pid IS NOT NULL",
+        )
+        .bind(slot)
+        .execute(&mut *conn)
+        .await?;
+        match sqlx::query_scalar(
+            "SELECT pg_drop_replication_slot(slot_name) IS NULL FROM pg_replication_slots WHERE slot_name = $1",
+        )
+        .bind(slot)
+        .fetch_optional(&mut *conn)
+        .await
+        {
+            // 55006: still active, the ended session not gone yet.
+            Err(sqlx::Error::Database(d))
+                if d.code().as_deref() == Some("55006") && std::time::Instant::now() < give_up =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => break other?,
+        }
+    };
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP PUBLICATION IF EXISTS {}",
         ident(publication)
