@@ -521,6 +521,24 @@ async fn values_that_change_hands_and_equal_but_differently_printed_json_are_wri
         ),
     )
     .await;
+    // A profile replaced by a new one of the same user (user_id is unique): the new row comes
+    // first, while legacy still holds the old one, whose delete frees the user_id.
+    let profile = f.target(PROFILE).await;
+    let (old_profile, owner): (String, String) =
+        sqlx::query_as("SELECT id, user_id FROM user_profiles ORDER BY id DESC LIMIT 1")
+            .fetch_one(&profile)
+            .await
+            .unwrap();
+    sql(
+        &profile,
+        &format!(
+            "CREATE TEMP TABLE replaced AS SELECT * FROM user_profiles WHERE id = '{old_profile}'; \
+             DELETE FROM user_profiles WHERE id = '{old_profile}'; \
+             UPDATE replaced SET id = '0-rb-profile'; \
+             INSERT INTO user_profiles SELECT * FROM replaced"
+        ),
+    )
+    .await;
     // jsonb calls {"n": 10} and {"n": 10.0} equal; they print, and verify, differently.
     let (key,): (String,) = sqlx::query_as("SELECT key FROM system_config ORDER BY key LIMIT 1")
         .fetch_one(&admin)
@@ -549,6 +567,7 @@ async fn values_that_change_hands_and_equal_but_differently_printed_json_are_wri
     );
     assert_eq!(written(&report, "users"), (1, 1, 0), "{report}");
     assert_eq!(written(&report, "system_config"), (0, 1, 0), "{report}");
+    assert_eq!(written(&report, "user_profiles"), (1, 0, 1), "{report}");
     let (code, verify) = f.verify_json();
     assert_eq!(code, 0, "{verify}");
     let holder: String = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
@@ -557,6 +576,13 @@ async fn values_that_change_hands_and_equal_but_differently_printed_json_are_wri
         .await
         .unwrap();
     assert_eq!(holder, "0-rb-first");
+    let profile_of_owner: String =
+        sqlx::query_scalar("SELECT id FROM user_profiles WHERE user_id = $1")
+            .bind(&owner)
+            .fetch_one(&legacy)
+            .await
+            .unwrap();
+    assert_eq!(profile_of_owner, "0-rb-profile");
     std::fs::remove_file(&topology).ok();
 }
 

@@ -4,14 +4,18 @@
 //! 1. **Freeze** the service databases (the same statement triggers as cutover's freeze, sessions
 //!    ended). The services must be stopped first (`mfe migrate rollback` asks `mfe dev`); a service
 //!    still running gets errors from its database, never a lost write.
-//! 2. **Stage** which rows changed: each service database's way-back slot ([`crate::cdc::back`]),
-//!    read to its end, gives the keys; they go to `mfe_rollback.changed` in the legacy database,
-//!    and only then is the slot advanced. Staging twice is harmless.
-//! 3. **Write back**, in one legacy transaction that also thaws the legacy database and records
+//! 2. **Stage** which rows changed: the four service databases' way-back slots
+//!    ([`crate::cdc::back`]), read at once to their ends, give the keys; they go to a temporary
+//!    table of the write-back's transaction. The slots are not advanced: a rollback killed before
+//!    the write-back commits reads them again (keys are a set: reading twice is harmless).
+//! 3. **Write back**, in that legacy transaction, which also thaws the legacy database and records
 //!    the outcome: a killed write-back leaves nothing half-written. Each changed row's current
-//!    state in its (frozen) service database is the truth: present, it is upserted; absent, it is
-//!    deleted. Deletes go first, children before parents (a unique value a delete frees can then be
-//!    taken by an insert), then upserts, parents before children.
+//!    state in its (frozen) service database is the truth: present, it is written (a row whose
+//!    first change was an insert by a plain insert, the others by an upsert); absent, it is
+//!    deleted. Tables go parents first, each row read once from its service database; a table's
+//!    rows nothing points to are deleted once it is through, then the rows a constraint refused
+//!    as a batch (a unique value such a delete frees) are written again; parents gone from their
+//!    service database are deleted last, once no row points to them.
 //! 4. **The conflict policy.** The legacy database keeps the cross-service foreign keys the split
 //!    dropped. Two kinds of change cannot be written as they are, and neither is dropped silently:
 //!    - a delete of a row that other rows still reference (written back or already in legacy:
@@ -23,8 +27,11 @@
 //!
 //!    Each is reported by table and id with the reason; `mfe_rollback.conflicts` keeps them.
 //! 5. **Verify** inside the same transaction: every changed row that is not a conflict is equal on
-//!    both sides, and each table's row count differs by exactly its conflicts. A difference
-//!    aborts the transaction: legacy stays frozen and unchanged.
+//!    both sides (legacy's row digest against the service row's, taken when it was read), and
+//!    each table's row count (legacy's before the write-back, counted while the way back is read,
+//!    plus what the write-back inserted, minus what it deleted) differs from the service
+//!    database's by exactly its conflicts. A difference aborts the transaction: legacy stays
+//!    frozen and unchanged.
 //! 6. **Carry** the services' own state (outbox, inbox, jobs: [`crate::carry`]) into their
 //!    schemas in legacy.
 //! 7. **Switch** the topology file to `shared`, drop the legacy capture slot (it would keep WAL
@@ -66,12 +73,8 @@ CREATE TABLE IF NOT EXISTS mfe_rollback.state (
     done_at TIMESTAMPTZ,
     report JSONB
 );
--- The rows the services changed since cutover ('*': the whole table).
-CREATE TABLE IF NOT EXISTS mfe_rollback.changed (
-    table_name TEXT NOT NULL,
-    key TEXT NOT NULL,
-    PRIMARY KEY (table_name, key)
-);
+-- Where earlier versions staged the changed keys (now in the write-back's own transaction).
+DROP TABLE IF EXISTS mfe_rollback.changed;
 -- Changes the legacy database could not take as they are (see the module's policy).
 -- Kept across rollbacks of later cutovers: a refused row's only copy is here.
 CREATE TABLE IF NOT EXISTS mfe_rollback.conflicts (
@@ -182,11 +185,9 @@ pub async fn rollback(
         _ => {
             // The first run for this cutover (a state left by an earlier cutover's rollback is
             // history).
-            sqlx::raw_sql(
-                "BEGIN; DELETE FROM mfe_rollback.changed; DELETE FROM mfe_rollback.state; COMMIT;",
-            )
-            .execute(&mut legacy)
-            .await?;
+            sqlx::raw_sql("DELETE FROM mfe_rollback.state")
+                .execute(&mut legacy)
+                .await?;
             sqlx::query(
                 "INSERT INTO mfe_rollback.state (id, cutover, step) VALUES (1, $1, 'staging')",
             )
@@ -229,11 +230,18 @@ pub async fn rollback(
 
     let t = Instant::now();
     progress.table_step("rollback", "carrying the services' own state");
-    let mut carried = Vec::new();
-    for service in Service::ALL {
-        let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
-        carried.extend(crate::carry::carry(&mut conn, &mut legacy, service).await?);
-    }
+    // The four at once: each service's schema in legacy is its own, carried on a connection of
+    // its own.
+    let carried: Vec<crate::carry::Carried> =
+        futures::future::try_join_all(Service::ALL.into_iter().map(|service| async move {
+            let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
+            let mut to = connect::connection("legacy", endpoints.legacy()).await?;
+            crate::carry::carry(&mut conn, &mut to, service).await
+        }))
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
     steps.push((
         "carry the services' state".into(),
         t.elapsed().as_secs_f64(),
@@ -319,21 +327,7 @@ async fn stage_and_write_back(
         t.elapsed().as_secs_f64(),
     ));
 
-    let t = Instant::now();
-    progress.table_step("rollback", "reading the way back");
-    // The four at once, each staging on a legacy connection of its own.
-    futures::future::try_join_all(services.iter_mut().map(|(service, conn)| async move {
-        let mut staging = connect::connection("legacy", endpoints.legacy()).await?;
-        back::drain(endpoints.target(*service), conn, *service, &mut staging).await
-    }))
-    .await?;
-    steps.push(("read the changes".into(), t.elapsed().as_secs_f64()));
-
-    let t = Instant::now();
-    progress.table_step("rollback", "writing back");
-    write_back(legacy, &mut services).await?;
-    steps.push(("write back, verify, thaw".into(), t.elapsed().as_secs_f64()));
-    Ok(())
+    write_back(endpoints, progress, legacy, &mut services, steps).await
 }
 
 /// Makes the service databases writable again (a rollback that failed before writing back).
@@ -423,18 +417,44 @@ fn is_parent(table: &Table) -> bool {
 /// parents gone from their service database are deleted where no row points to them any more;
 /// rows refused on the way (a unique value still held, a parent not there yet) are tried again
 /// until a round changes nothing. What remains is a conflict.
-async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Result<()> {
-    let mut lap = Lap::default();
+async fn write_back(
+    endpoints: &Endpoints,
+    progress: &dyn Progress,
+    legacy: &mut PgConnection,
+    services: &mut Services,
+    steps: &mut Vec<(String, f64)>,
+) -> Result<()> {
+    let t = Instant::now();
+    progress.table_step("rollback", "reading the way back");
     let mut tx = legacy.begin().await?;
+    // What it stages and reads lives in temporary tables of this transaction: a killed rollback
+    // reads the way back again.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "{};
+         CREATE TEMP TABLE fetched (table_name TEXT, key TEXT, digest TEXT) ON COMMIT DROP;",
+        back::STAGED_SQL
+    )))
+    .execute(&mut *tx)
+    .await?;
+    // Each table's rows on both sides, counted on connections of their own while the way back
+    // is read: both sides are frozen, and this transaction has not locked a table yet.
+    let (census, ()) = tokio::try_join!(
+        census(endpoints),
+        read_way_back(endpoints, &mut tx, services)
+    )?;
     // Thawed inside this transaction: its locks keep every other session out until it commits,
     // and a write-back that fails leaves the legacy database frozen.
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "SET LOCAL lock_timeout = '30s'; {}
-         CREATE TEMP TABLE absent (table_name TEXT, key TEXT, PRIMARY KEY (table_name, key)) ON COMMIT DROP;",
+        "SET LOCAL lock_timeout = '30s'; {}",
         freeze::thaw_sql()
     )))
     .execute(&mut *tx)
     .await?;
+    steps.push(("read the changes".into(), t.elapsed().as_secs_f64()));
+
+    let t = Instant::now();
+    progress.table_step("rollback", "writing back");
+    let mut lap = Lap::default();
     let cutover: String = sqlx::query_scalar("SELECT cutover FROM mfe_rollback.state WHERE id = 1")
         .fetch_one(&mut *tx)
         .await?;
@@ -442,7 +462,7 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
     // A truncated table: every key on either side.
     for table in TABLES {
         let whole: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM mfe_rollback.changed WHERE table_name = $1 AND key = '*')",
+            "SELECT EXISTS (SELECT 1 FROM staged WHERE table_name = $1 AND key = '*')",
         )
         .bind(table.name)
         .fetch_one(&mut *tx)
@@ -451,7 +471,7 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
             continue;
         }
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO mfe_rollback.changed SELECT $1, {k} FROM public.{t} ON CONFLICT DO NOTHING",
+            "INSERT INTO staged (table_name, key) SELECT $1, {k} FROM public.{t}",
             k = ident(table.key),
             t = ident(table.name)
         )))
@@ -472,53 +492,20 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
             let Some(last) = keys.last() else { break };
             after = last.clone();
             sqlx::query(
-                "INSERT INTO mfe_rollback.changed SELECT $1, k FROM unnest($2::text[]) AS k \
-                 ON CONFLICT DO NOTHING",
+                "INSERT INTO staged (table_name, key) SELECT $1, k FROM unnest($2::text[]) AS k",
             )
             .bind(table.name)
             .bind(&keys)
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("DELETE FROM mfe_rollback.changed WHERE table_name = $1 AND key = '*'")
+        sqlx::query("DELETE FROM staged WHERE table_name = $1 AND key = '*'")
             .bind(table.name)
             .execute(&mut *tx)
             .await?;
     }
 
     lap.mark("truncated");
-    // Which changed rows are gone from their service database.
-    let mut changed_rows = 0u64;
-    for table in TABLES {
-        let mut after = String::new();
-        loop {
-            let keys = changed_keys(&mut tx, table, &after).await?;
-            let Some(last) = keys.last() else { break };
-            after = last.clone();
-            changed_rows += keys.len() as u64;
-            let present: std::collections::HashSet<String> =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT {k}::text FROM public.{t} WHERE {k} = ANY($1)",
-                    k = ident(table.key),
-                    t = ident(table.name)
-                )))
-                .bind(&keys)
-                .fetch_all(service_conn(services, table.service))
-                .await?
-                .into_iter()
-                .collect();
-            let gone: Vec<&String> = keys.iter().filter(|k| !present.contains(*k)).collect();
-            sqlx::query(
-                "INSERT INTO absent SELECT $1, k FROM unnest($2::text[]) AS k ON CONFLICT DO NOTHING",
-            )
-            .bind(table.name)
-            .bind(gone)
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
-
-    lap.mark("absent");
     let mut written: Vec<WrittenBack> = TABLES
         .iter()
         .map(|t| WrittenBack {
@@ -528,43 +515,46 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
         .collect();
     let at = |name: &str| TABLES.iter().position(|t| t.name == name).expect("a table");
 
-    // Rows nothing points to, children first.
-    for table in TABLES.iter().rev().filter(|t| !is_parent(t)) {
-        written[at(table.name)].deleted += delete_absent(&mut tx, table).await?;
-    }
-
-    lap.mark("deletes");
-    // Upserts, parents first; a table's refused rows are tried again once the rest of it is in.
+    // Parents first. Each changed row is read once from its service database (the next chunk
+    // while this one is written): present, it is written and its digest kept for verify; absent,
+    // it is recorded for the deletes. A table's rows nothing points to are deleted once the table
+    // is through (a unique value they free can then be taken by the rows held back till then).
+    let mut changed_rows = 0u64;
     let mut pending: Vec<Refused> = Vec::new();
     for table in TABLES {
-        let mut refused_here = Vec::new();
-        // The next chunk is read from the service database while this one is written to legacy.
+        let mut held = Vec::new();
         let mut keys = changed_keys(&mut tx, table, "").await?;
         let mut rows = fetch_rows(service_conn(services, table.service), table, &keys).await?;
-        while let Some(last) = keys.last().cloned() {
+        while let Some((last, _)) = keys.last().cloned() {
+            changed_rows += keys.len() as u64;
             let next_keys = changed_keys(&mut tx, table, &last).await?;
             let service = service_conn(services, table.service);
-            let (written_now, next_rows) = tokio::try_join!(
-                async {
-                    if rows.is_empty() {
-                        Ok((0, 0, Vec::new()))
-                    } else {
-                        upsert(&mut tx, table, std::mem::take(&mut rows)).await
-                    }
-                },
+            let (chunk, next_rows) = tokio::try_join!(
+                write_chunk(&mut tx, table, &keys, std::mem::take(&mut rows)),
                 fetch_rows(service, table, &next_keys)
             )?;
-            let (i, u, refused) = written_now;
+            written[at(table.name)].inserted += chunk.inserted;
+            written[at(table.name)].updated += chunk.updated;
+            held.extend(chunk.held);
+            keys = next_keys;
+            rows = next_rows;
+        }
+        if !is_parent(table) {
+            written[at(table.name)].deleted += delete_absent(&mut tx, table).await?;
+        }
+        let mut refused_here = Vec::new();
+        for chunk in held.chunks(CHUNK) {
+            let (i, u, refused) = upsert(&mut tx, table, chunk.to_vec()).await?;
             written[at(table.name)].inserted += i;
             written[at(table.name)].updated += u;
             refused_here.extend(refused);
-            keys = next_keys;
-            rows = next_rows;
         }
         pending.extend(retry(&mut tx, refused_here, &mut written, &at).await?);
     }
 
     lap.mark("upserts");
+    // Its statistics: the deletes and verify join it to the legacy tables by their keys.
+    sqlx::raw_sql("ANALYZE fetched").execute(&mut *tx).await?;
     // Parents gone from their service database, once nothing points to them; and again the rows
     // refused, until a round changes nothing.
     loop {
@@ -587,7 +577,8 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
     let mut conflicts: Vec<Conflict> = Vec::new();
     for table in TABLES.iter().filter(|t| is_parent(t)) {
         let kept: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT a.key FROM absent a JOIN public.{t} t ON t.{k} = a.key WHERE a.table_name = $1 ORDER BY a.key",
+            "SELECT a.key FROM fetched a JOIN public.{t} t ON t.{k} = a.key \
+             WHERE a.table_name = $1 AND a.digest IS NULL ORDER BY a.key",
             t = ident(table.name),
             k = ident(table.key)
         )))
@@ -623,9 +614,10 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
     // Verify: every changed row that is not a conflict is equal on both sides; each table's
     // count differs by exactly its conflicts.
     let mut verified = 0u64;
+    let mut differing = 0u64;
     let mut differences = Vec::new();
     for table in TABLES {
-        let skip: std::collections::HashSet<&str> = conflicts
+        let skip: Vec<&str> = conflicts
             .iter()
             .filter(|c| c.table == table.name)
             .map(|c| c.key.as_str())
@@ -649,43 +641,27 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
         .bind(&refused_keys)
         .fetch_one(&mut *tx)
         .await?;
-        let count = format!("SELECT count(*) FROM public.{}", ident(table.name));
-        let (l, s): (i64, i64) = tokio::try_join!(
-            sqlx::query_scalar(sqlx::AssertSqlSafe(count.clone())).fetch_one(&mut *tx),
-            sqlx::query_scalar(sqlx::AssertSqlSafe(count))
-                .fetch_one(service_conn(services, table.service)),
-        )?;
+        let compared = compare_fetched(&mut tx, table, &skip).await?;
+        // Legacy's rows now: those before, with what the write-back inserted and deleted (every
+        // statement it ran is counted; none cascades: a parent is deleted only once nothing
+        // points to it).
+        let (before, s) = census[at(table.name)];
+        let w = &written[at(table.name)];
+        let l = before + w.inserted as i64 - w.deleted as i64;
         if l - s != kept - refused {
             differences.push(format!(
                 "{}: {l} rows in legacy, {s} in the {} database ({kept} kept, {refused} not written)",
                 table.name,
                 table.service.name()
             ));
+            differing += 1;
         }
-        let mut after = String::new();
-        loop {
-            let keys = changed_keys(&mut tx, table, &after).await?;
-            let Some(last) = keys.last() else { break };
-            after = last.clone();
-            let keys: Vec<String> = keys
-                .into_iter()
-                .filter(|k| !skip.contains(k.as_str()))
-                .collect();
-            // Both sides at once: the legacy transaction and the service database's connection.
-            let (l, s) = tokio::try_join!(
-                crate::verify::row_digests(&mut tx, table, &keys),
-                crate::verify::row_digests(service_conn(services, table.service), table, &keys),
-            )?;
-            verified += keys.len() as u64;
-            for key in &keys {
-                if l.get(key) != s.get(key) {
-                    differences.push(format!("{} {key}", table.name));
-                }
-            }
-        }
+        verified += compared.rows;
+        differing += compared.differing;
+        differences.extend(compared.first.iter().map(|k| format!("{} {k}", table.name)));
     }
-    if !differences.is_empty() {
-        let n = differences.len();
+    if differing > 0 {
+        let n = differing;
         differences.truncate(10);
         // Dropping the transaction rolls it back: legacy stays frozen and unchanged.
         return Err(MigrateError::Other(format!(
@@ -718,6 +694,74 @@ async fn write_back(legacy: &mut PgConnection, services: &mut Services) -> Resul
     tx.commit().await?;
     lap.mark("commit");
     tracing::debug!(steps = %lap.0.join(", "), "write-back");
+    steps.push(("write back, verify, thaw".into(), t.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+/// Each contract table's row count (in [`TABLES`] order): in legacy, and in its service database.
+async fn census(endpoints: &Endpoints) -> Result<Vec<(i64, i64)>> {
+    let count = |url: String, name: &'static str, tables: Vec<&'static Table>| async move {
+        let mut conn = connect::connection(name, &url).await?;
+        sqlx::raw_sql("SET lock_timeout = '30s'")
+            .execute(&mut conn)
+            .await?;
+        let mut counts = Vec::new();
+        for table in tables {
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM public.{}",
+                ident(table.name)
+            )))
+            .fetch_one(&mut conn)
+            .await?;
+            counts.push((table.name, n));
+        }
+        Ok::<_, MigrateError>(counts)
+    };
+    let mut sides = vec![count(
+        endpoints.legacy().to_string(),
+        "legacy",
+        TABLES.iter().collect(),
+    )];
+    for service in Service::ALL {
+        sides.push(count(
+            endpoints.target(service).to_string(),
+            service.name(),
+            crate::contract::tables_of(service).collect(),
+        ));
+    }
+    let mut sides = futures::future::try_join_all(sides).await?.into_iter();
+    let legacy: HashMap<&str, i64> = sides.next().into_iter().flatten().collect();
+    let service: HashMap<&str, i64> = sides.flatten().collect();
+    Ok(TABLES
+        .iter()
+        .map(|t| (legacy[t.name], service[t.name]))
+        .collect())
+}
+
+/// Reads the four way-back slots at once, staging their keys in this transaction's `staged`.
+async fn read_way_back(
+    endpoints: &Endpoints,
+    tx: &mut PgConnection,
+    services: &mut Services,
+) -> Result<()> {
+    let (sink, mut batches) = tokio::sync::mpsc::channel::<back::Batch>(services.len());
+    let readers = futures::future::try_join_all(services.iter_mut().map(|(service, conn)| {
+        let sink = sink.clone();
+        async move { back::drain(endpoints.target(*service), conn, *service, sink).await }
+    }));
+    drop(sink);
+    let stager = async {
+        // From 1: keys a truncate adds later come first (0), not fresh.
+        let mut seq = 1;
+        while let Some(batch) = batches.recv().await {
+            seq = back::stage(&mut *tx, batch, seq).await?;
+        }
+        sqlx::raw_sql(back::STAGED_INDEX_SQL)
+            .execute(&mut *tx)
+            .await?;
+        Ok::<_, MigrateError>(())
+    };
+    tokio::try_join!(readers, stager)?;
     Ok(())
 }
 
@@ -752,7 +796,8 @@ async fn delete_absent(conn: &mut PgConnection, table: &Table) -> Result<u64> {
         })
         .collect();
     Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM public.{t} t USING absent a WHERE a.table_name = $1 AND a.key = t.{k}{guards}",
+        "DELETE FROM public.{t} t USING fetched a \
+         WHERE a.table_name = $1 AND a.digest IS NULL AND a.key = t.{k}{guards}",
         t = ident(table.name),
         k = ident(table.key)
     )))
@@ -838,11 +883,16 @@ async fn record_conflicts(
     Ok(())
 }
 
-/// The next chunk of changed keys of `table` after `after`, in key order.
-async fn changed_keys(conn: &mut PgConnection, table: &Table, after: &str) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT key FROM mfe_rollback.changed WHERE table_name = $1 AND key > $2 \
-         ORDER BY key LIMIT $3",
+/// The next chunk of changed keys of `table` after `after`, in key order, each with whether its
+/// first change since cutover was an insert.
+async fn changed_keys(
+    conn: &mut PgConnection,
+    table: &Table,
+    after: &str,
+) -> Result<Vec<(String, bool)>> {
+    Ok(sqlx::query_as(
+        "SELECT DISTINCT ON (key) key, fresh FROM staged WHERE table_name = $1 AND key > $2 \
+         ORDER BY key, seq LIMIT $3",
     )
     .bind(table.name)
     .bind(after)
@@ -851,19 +901,28 @@ async fn changed_keys(conn: &mut PgConnection, table: &Table, after: &str) -> Re
     .await?)
 }
 
-/// The rows of `keys` in `table`, as text in contract column order.
+/// A service row read for the write-back: its digest as verify computes it, and its columns as
+/// text in contract order.
+struct Fetched {
+    digest: String,
+    row: Vec<Option<String>>,
+}
+
+/// The rows of `keys` in `table` that its service database has.
 async fn fetch_rows(
     conn: &mut PgConnection,
     table: &Table,
-    keys: &[String],
-) -> Result<Vec<Vec<Option<String>>>> {
+    keys: &[(String, bool)],
+) -> Result<Vec<Fetched>> {
     let columns: Vec<String> = table
         .columns
         .iter()
         .map(|c| format!("{}::text", ident(c.name)))
         .collect();
+    let keys: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {} FROM public.{} WHERE {} = ANY($1)",
+        "SELECT md5(ROW({})::text), {} FROM public.{} WHERE {} = ANY($1)",
+        table.column_list(),
         columns.join(", "),
         ident(table.name),
         ident(table.key)
@@ -873,11 +932,176 @@ async fn fetch_rows(
     .await?;
     rows.iter()
         .map(|row| {
-            (0..table.columns.len())
-                .map(|i| row.try_get::<Option<String>, _>(i).map_err(Into::into))
-                .collect()
+            Ok(Fetched {
+                digest: row.try_get(0)?,
+                row: (1..=table.columns.len())
+                    .map(|i| row.try_get::<Option<String>, _>(i))
+                    .collect::<sqlx::Result<_>>()?,
+            })
         })
         .collect()
+}
+
+/// What [`write_chunk`] wrote, and the rows it held back for after the table's deletes.
+struct Chunk {
+    inserted: u64,
+    updated: u64,
+    held: Vec<Vec<Option<String>>>,
+}
+
+/// Writes one chunk of changed keys of `table` with the service rows read for them: records each
+/// key in `fetched` (with its digest, none when the service database no longer has the row);
+/// inserts the rows legacy never had, upserts the others. Rows a constraint refuses as a batch
+/// are held back.
+async fn write_chunk(
+    conn: &mut PgConnection,
+    table: &'static Table,
+    keys: &[(String, bool)],
+    rows: Vec<Fetched>,
+) -> Result<Chunk> {
+    let key_index = table.key_index();
+    let mut digests: HashMap<&str, &str> = HashMap::with_capacity(rows.len());
+    for r in &rows {
+        if let Some(key) = r.row[key_index].as_deref() {
+            digests.insert(key, r.digest.as_str());
+        }
+    }
+    let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+    let found: Vec<Option<&str>> = names.iter().map(|k| digests.get(k).copied()).collect();
+    sqlx::query(
+        "INSERT INTO fetched SELECT $1, k, d FROM unnest($2::text[], $3::text[]) AS u (k, d)",
+    )
+    .bind(table.name)
+    .bind(&names)
+    .bind(&found)
+    .execute(&mut *conn)
+    .await?;
+
+    let fresh: std::collections::HashSet<&str> = keys
+        .iter()
+        .filter(|(_, f)| *f)
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let (new, mut others): (Vec<_>, Vec<_>) = rows
+        .into_iter()
+        .map(|r| r.row)
+        .partition(|row| row[key_index].as_deref().is_some_and(|k| fresh.contains(k)));
+    let mut chunk = Chunk {
+        inserted: 0,
+        updated: 0,
+        held: Vec::new(),
+    };
+    if !new.is_empty() {
+        savepoint(&mut *conn).await?;
+        let result = insert_rows(&mut *conn, table, &new).await;
+        match settle(&mut *conn, result).await? {
+            Some(n) => chunk.inserted += n,
+            // A key legacy has after all, or a value another row holds: upserted with the rest.
+            None => others.extend(new),
+        }
+    }
+    if !others.is_empty() {
+        savepoint(&mut *conn).await?;
+        let result = upsert_rows(&mut *conn, table, &others).await;
+        match settle(&mut *conn, result).await? {
+            Some((i, u)) => {
+                chunk.inserted += i;
+                chunk.updated += u;
+            }
+            None => chunk.held = others,
+        }
+    }
+    Ok(chunk)
+}
+
+/// Starts the savepoint a batch statement runs under ([`settle`] ends it).
+async fn savepoint(conn: &mut PgConnection) -> Result<()> {
+    sqlx::raw_sql("SAVEPOINT mfe_batch").execute(conn).await?;
+    Ok(())
+}
+
+/// Ends the savepoint of a batch statement that gave `result`: `None` (and nothing written) when
+/// a legacy constraint refused the batch.
+async fn settle<T>(conn: &mut PgConnection, result: sqlx::Result<T>) -> Result<Option<T>> {
+    match result {
+        Ok(value) => {
+            sqlx::raw_sql("RELEASE SAVEPOINT mfe_batch")
+                .execute(conn)
+                .await?;
+            Ok(Some(value))
+        }
+        Err(e) if refused(&e).is_none() => Err(e.into()),
+        Err(_) => {
+            sqlx::raw_sql("ROLLBACK TO SAVEPOINT mfe_batch")
+                .execute(conn)
+                .await?;
+            Ok(None)
+        }
+    }
+}
+
+/// One plain insert of whole rows legacy does not have.
+async fn insert_rows(
+    conn: &mut PgConnection,
+    table: &Table,
+    rows: &[Vec<Option<String>>],
+) -> sqlx::Result<u64> {
+    let key_index = table.key_index();
+    let keys: Vec<Option<String>> = rows.iter().map(|r| r[key_index].clone()).collect();
+    let mut query =
+        sqlx::query(sqlx::AssertSqlSafe(crate::cdc::apply::insert_sql(table))).bind(keys);
+    for i in 0..table.columns.len() {
+        let column: Vec<Option<String>> = rows.iter().map(|r| r[i].clone()).collect();
+        query = query.bind(column);
+    }
+    Ok(query.execute(conn).await?.rows_affected())
+}
+
+/// How the rows written back compare with the service rows read for them.
+struct Compared {
+    rows: u64,
+    differing: u64,
+    /// The first keys that differ.
+    first: Vec<String>,
+}
+
+/// Compares each row of `table` recorded in `fetched` (except `skip`) with legacy's, in the
+/// server: its digest there, or its absence, must be the service database's.
+async fn compare_fetched(
+    conn: &mut PgConnection,
+    table: &Table,
+    skip: &[&str],
+) -> Result<Compared> {
+    let cols: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| format!("t.{}", ident(c.name)))
+        .collect();
+    let differs = format!(
+        "f.digest IS DISTINCT FROM CASE WHEN t.{k} IS NULL THEN NULL ELSE md5(ROW({cols})::text) END",
+        k = ident(table.key),
+        cols = cols.join(", ")
+    );
+    // OFFSET 0 keeps the comparison in the subquery: pulled up, it would be computed twice.
+    let (rows, differing, first): (i64, i64, Vec<String>) =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*), count(*) FILTER (WHERE differs), \
+                 coalesce((array_agg(key ORDER BY key) FILTER (WHERE differs))[1:10], '{{}}') \
+             FROM (SELECT f.key, {differs} AS differs \
+                   FROM fetched f LEFT JOIN public.{t} t ON t.{k} = f.key \
+                   WHERE f.table_name = $1 AND NOT (f.key = ANY($2)) OFFSET 0) c",
+            t = ident(table.name),
+            k = ident(table.key)
+        )))
+        .bind(table.name)
+        .bind(skip)
+        .fetch_one(conn)
+        .await?;
+    Ok(Compared {
+        rows: rows as u64,
+        differing: differing as u64,
+        first,
+    })
 }
 
 /// Why each of `keys` (rows of `table` whose delete was held back) stays: the rows that point
@@ -929,23 +1153,11 @@ async fn upsert(
     table: &'static Table,
     rows: Vec<Vec<Option<String>>>,
 ) -> Result<(u64, u64, Vec<Refused>)> {
-    sqlx::raw_sql("SAVEPOINT mfe_batch")
-        .execute(&mut *conn)
-        .await?;
-    match upsert_rows(conn, table, &rows).await {
-        Ok((i, u)) => {
-            sqlx::raw_sql("RELEASE SAVEPOINT mfe_batch")
-                .execute(&mut *conn)
-                .await?;
-            Ok((i, u, Vec::new()))
-        }
-        Err(e) if refused(&e).is_none() => Err(e.into()),
-        Err(_) => {
-            sqlx::raw_sql("ROLLBACK TO SAVEPOINT mfe_batch")
-                .execute(&mut *conn)
-                .await?;
-            upsert_each(conn, table, rows).await
-        }
+    savepoint(&mut *conn).await?;
+    let result = upsert_rows(&mut *conn, table, &rows).await;
+    match settle(&mut *conn, result).await? {
+        Some((i, u)) => Ok((i, u, Vec::new())),
+        None => upsert_each(conn, table, rows).await,
     }
 }
 

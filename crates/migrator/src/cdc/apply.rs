@@ -817,7 +817,7 @@ pub fn upsert_sql(table: &Table) -> String {
 }
 
 /// [`upsert_sql`] without its `ON CONFLICT`: rows known to be new.
-fn insert_sql(table: &Table) -> String {
+pub fn insert_sql(table: &Table) -> String {
     let all: Vec<usize> = (0..table.columns.len()).collect();
     format!(
         "INSERT INTO public.{t} ({names}) SELECT {casts} FROM {from}",

@@ -109,20 +109,24 @@ pub struct Changed {
 /// The prefix of the fence that ends the way back's stream.
 const FENCE_PREFIX: &str = "mfe-rollback-fence";
 
-/// Keys staged at a time (then the slot is confirmed past them).
-const STAGE_KEYS: usize = 50_000;
+/// Keys handed to the stager at a time.
+const STAGE_KEYS: usize = 20_000;
+
+/// A batch of changed keys, each with whether its first change since cutover was an insert.
+pub type Batch = Vec<(Changed, bool)>;
 
 /// Reads the way-back slot of `service`'s database (`url`, `conn`) to its end over the
-/// replication protocol ([`crate::cdc::stream`]), and records the changed keys in
-/// `mfe_rollback.changed` of `staging` (the legacy database), confirming the slot past them once
-/// they are recorded. Returns the number of keys read.
+/// replication protocol ([`crate::cdc::stream`]) and hands the changed keys to `sink` in batches
+/// (a key may come in several). Returns the number of keys read.
 ///
-/// The database must be frozen: a fence written now is then the end of the stream.
+/// The slot is not confirmed: it stays where cutover made it until the rollback's write-back has
+/// committed (a rollback killed before reads it again), and is dropped after. The database must
+/// be frozen: a fence written now is then the end of the stream.
 pub async fn drain(
     url: &str,
     conn: &mut PgConnection,
     service: Service,
-    staging: &mut PgConnection,
+    sink: tokio::sync::mpsc::Sender<Batch>,
 ) -> Result<u64> {
     let name = slot_of(&mut *conn).await?;
     let Some(way) = info(&mut *conn).await? else {
@@ -133,7 +137,7 @@ pub async fn drain(
     };
     let fence = write_fence(&mut *conn, FENCE_PREFIX).await?;
     let mut stream = Stream::open(url, &name, PUBLICATION, way.confirmed).await?;
-    let read = read_to_fence(&mut stream, service, staging, &fence).await;
+    let read = read_to_fence(&mut stream, service, &sink, &fence).await;
     stream.close().await;
     read
 }
@@ -141,14 +145,16 @@ pub async fn drain(
 async fn read_to_fence(
     stream: &mut Stream,
     service: Service,
-    staging: &mut PgConnection,
+    sink: &tokio::sync::mpsc::Sender<Batch>,
     fence: &str,
 ) -> Result<u64> {
     let tables: Vec<&'static Table> = tables_of(service).collect();
     // pgoutput relation id -> (table, position of its key in the stream's tuples).
     let mut relations: std::collections::HashMap<u32, (&'static Table, usize)> =
         std::collections::HashMap::new();
-    let mut changed = std::collections::HashSet::new();
+    // Key -> whether its first change since cutover was an insert: a row legacy never had, which
+    // the write-back can insert without looking for it first.
+    let mut changed: std::collections::HashMap<Changed, bool> = std::collections::HashMap::new();
     let mut total = 0u64;
     let mut fenced = false;
     loop {
@@ -206,16 +212,20 @@ async fn read_to_fence(
                 relations.insert(rel.oid, (*table, at));
             }
             Message::Insert { relation, new } => {
-                changed.insert(key_of(relation, &new)?);
+                changed.entry(key_of(relation, &new)?).or_insert(true);
             }
             Message::Update { relation, old, new } => {
-                changed.insert(key_of(relation, &new)?);
+                changed.entry(key_of(relation, &new)?).or_insert(false);
                 if let Some(old) = old {
-                    changed.insert(key_of(relation, old.values())?);
+                    changed
+                        .entry(key_of(relation, old.values())?)
+                        .or_insert(false);
                 }
             }
             Message::Delete { relation, old } => {
-                changed.insert(key_of(relation, old.values())?);
+                changed
+                    .entry(key_of(relation, old.values())?)
+                    .or_insert(false);
             }
             Message::Truncate {
                 relations: rels, ..
@@ -226,20 +236,26 @@ async fn read_to_fence(
                             "a truncate names relation {relation}, which the stream did not describe"
                         ))
                     })?;
-                    changed.insert(Changed {
-                        table: table.name,
-                        key: "*".into(),
-                    });
+                    changed.insert(
+                        Changed {
+                            table: table.name,
+                            key: "*".into(),
+                        },
+                        false,
+                    );
                 }
             }
             Message::Logical {
                 prefix, content, ..
             } if prefix == FENCE_PREFIX && content == fence.as_bytes() => fenced = true,
-            Message::Commit { end_lsn, .. } => {
+            Message::Commit { .. } => {
                 if fenced || changed.len() >= STAGE_KEYS {
                     total += changed.len() as u64;
-                    stage(staging, std::mem::take(&mut changed).into_iter().collect()).await?;
-                    stream.confirm(end_lsn);
+                    let batch = std::mem::take(&mut changed).into_iter().collect();
+                    if sink.send(batch).await.is_err() {
+                        // The stager stopped: its error is the rollback's.
+                        return Ok(total);
+                    }
                 }
                 if fenced {
                     return Ok(total);
@@ -250,19 +266,34 @@ async fn read_to_fence(
     }
 }
 
-/// Records changed keys (idempotent: a key staged twice is one key).
-async fn stage(staging: &mut PgConnection, changed: Vec<Changed>) -> Result<()> {
-    for chunk in changed.chunks(10_000) {
-        let tables: Vec<&str> = chunk.iter().map(|c| c.table).collect();
-        let keys: Vec<&str> = chunk.iter().map(|c| c.key.as_str()).collect();
+/// The temporary table of the write-back's transaction the changed keys are staged in: a key
+/// may be there more than once, its first change the one of lowest `seq`. Indexed once loaded
+/// ([`STAGED_INDEX_SQL`]): appending and then sorting once is cheaper than a unique index kept
+/// up to date under random keys.
+pub const STAGED_SQL: &str = "CREATE TEMP TABLE staged (table_name TEXT NOT NULL, key TEXT NOT NULL, \
+     fresh BOOLEAN NOT NULL DEFAULT false, seq BIGINT NOT NULL DEFAULT 0) ON COMMIT DROP";
+
+pub const STAGED_INDEX_SQL: &str = "CREATE INDEX ON staged (table_name, key, seq)";
+
+/// Stages a batch of changed keys, numbered from `seq` on (a service's keys come in its stream's
+/// order); returns the next number.
+pub async fn stage(conn: &mut PgConnection, batch: Batch, mut seq: i64) -> Result<i64> {
+    for chunk in batch.chunks(10_000) {
+        let tables: Vec<&str> = chunk.iter().map(|(c, _)| c.table).collect();
+        let keys: Vec<&str> = chunk.iter().map(|(c, _)| c.key.as_str()).collect();
+        let fresh: Vec<bool> = chunk.iter().map(|(_, f)| *f).collect();
         sqlx::query(
-            "INSERT INTO mfe_rollback.changed (table_name, key) \
-             SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+            "INSERT INTO staged (table_name, key, fresh, seq) \
+             SELECT t, k, f, $4 + n FROM unnest($1::text[], $2::text[], $3::bool[]) \
+                 WITH ORDINALITY AS u (t, k, f, n)",
         )
         .bind(tables)
         .bind(keys)
-        .execute(&mut *staging)
+        .bind(fresh)
+        .bind(seq)
+        .execute(&mut *conn)
         .await?;
+        seq += chunk.len() as i64;
     }
-    Ok(())
+    Ok(seq)
 }
