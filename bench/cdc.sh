@@ -41,8 +41,19 @@ done
 WORK="$(mktemp -d /tmp/bench-cdc.XXXXXX)"
 export MFE_TOPOLOGY_FILE="$WORK/topology.env"
 FOLLOWER=""
+drop_rb_subs() {
+    for sp in payments:5433 admin:5434; do
+        local s=${sp%%:*} p=${sp#*:}
+        psql_on "$SUB_PORT" "$SUB_DB" -c "ALTER SUBSCRIPTION bench_rb_$s DISABLE" >/dev/null 2>&1 || true
+        psql_on "$SUB_PORT" "$SUB_DB" -c "ALTER SUBSCRIPTION bench_rb_$s SET (slot_name = NONE)" >/dev/null 2>&1 || true
+        psql_on "$SUB_PORT" "$SUB_DB" -c "DROP SUBSCRIPTION IF EXISTS bench_rb_$s" >/dev/null 2>&1 || true
+        psql_on "$p" "bench_cdc_$s" -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'bench_rb_$s'" >/dev/null 2>&1 || true
+        psql_on "$p" "bench_cdc_$s" -c "DROP PUBLICATION IF EXISTS bench_rb" >/dev/null 2>&1 || true
+    done
+}
 cleanup() {
     [ -z "$FOLLOWER" ] || kill "$FOLLOWER" 2>/dev/null || true
+    drop_rb_subs
     psql_on "$SUB_PORT" "$SUB_DB" -c "ALTER SUBSCRIPTION bench_cdc_sub DISABLE" >/dev/null 2>&1 || true
     psql_on "$SUB_PORT" "$SUB_DB" -c "ALTER SUBSCRIPTION bench_cdc_sub SET (slot_name = NONE)" >/dev/null 2>&1 || true
     psql_on "$SUB_PORT" "$SUB_DB" -c "DROP SUBSCRIPTION IF EXISTS bench_cdc_sub" >/dev/null 2>&1 || true
@@ -241,6 +252,21 @@ SQL
     count() {
         awk '/number of transactions actually processed/ {split($NF, n, "/"); print n[1]}'
     }
+    # The built-in apply worker on the same backlog: a slot per service database made before the
+    # burst, and a subscription of each into the subscriber (a copy of legacy's tables), enabled
+    # after the rollback, each applying its own database's changes (two apply workers at once).
+    RB_SUBS="payments:5433 admin:5434"
+    for sp in $RB_SUBS; do
+        s=${sp%%:*} p=${sp#*:}
+        psql_on "$p" "bench_cdc_$s" >/dev/null <<SQL
+CREATE PUBLICATION bench_rb FOR TABLE $( [ "$s" = payments ] && echo "payments, payment_transactions" || echo "audit_logs" );
+SELECT 1 FROM pg_create_logical_replication_slot('bench_rb_$s', 'pgoutput');
+SQL
+        psql_on "$SUB_PORT" "$SUB_DB" -c "CREATE SUBSCRIPTION bench_rb_$s
+            CONNECTION 'host=127.0.0.1 port=$p dbname=bench_cdc_$s user=postgres password=postgres'
+            PUBLICATION bench_rb
+            WITH (create_slot = false, slot_name = 'bench_rb_$s', copy_data = false, enabled = false)" >/dev/null
+    done
     pgbench -n -h 127.0.0.1 -p 5433 -U postgres -c 4 -j 1 -T "$ROLLBACK_BURST" -D npay=1000 \
         -f "$WORK/payments.sql" bench_cdc_payments 2>&1 | count >"$WORK/rb-payments.txt" &
     p1=$!
@@ -248,19 +274,40 @@ SQL
         -f "$WORK/admin.sql" bench_cdc_admin 2>&1 | count >"$WORK/rb-admin.txt" &
     p2=$!
     wait "$p1" "$p2"
-    rb_changes=$(( $(cat "$WORK/rb-payments.txt") * 2 + $(cat "$WORK/rb-admin.txt") ))
+    # The end of the backlog in each database: a row the subscriber is watched for.
+    tag="end-$(date +%s%N)"
+    psql_on 5433 bench_cdc_payments -c "INSERT INTO payment_transactions (id, payment_id, status, status_message, created_at) SELECT '$tag', id, 'completed', 'cdc rollback bench', now() FROM payments ORDER BY id LIMIT 1" >/dev/null
+    psql_on 5434 bench_cdc_admin -c "INSERT INTO audit_logs (id, action, resource_type, details, created_at) VALUES ('$tag', 'bench.cdc.rollback', 'payment', '{}', now())" >/dev/null
+    rb_changes=$(( $(cat "$WORK/rb-payments.txt") * 2 + $(cat "$WORK/rb-admin.txt") + 2 ))
     t0=$(now)
     $MFE migrate rollback --json >"$WORK/rollback.json"
     rb_secs=$(echo "$(now) - $t0" | bc)
-    python3 - "$WORK/rollback.json" "$rb_changes" "$rb_secs" "$sub_rate" <<'PY'
+    t0=$(now)
+    for sp in $RB_SUBS; do
+        psql_on "$SUB_PORT" "$SUB_DB" -c "ALTER SUBSCRIPTION bench_rb_${sp%%:*} ENABLE" >/dev/null
+    done
+    until [ "$(psql_on "$SUB_PORT" "$SUB_DB" -Atc "SELECT (SELECT count(*) FROM payment_transactions WHERE id = '$tag') + (SELECT count(*) FROM audit_logs WHERE id = '$tag')")" = 2 ]; do
+        sleep 0.05
+        if [ "$(echo "$(now) - $t0 > 600" | bc)" = 1 ]; then
+            echo "the subscriptions did not apply the rollback's backlog in 600 s (see the 5433 cluster's log)" >&2
+            exit 1
+        fi
+    done
+    rb_sub_secs=$(echo "$(now) - $t0" | bc)
+    rb_sub_rate=$(echo "$rb_changes / $rb_sub_secs" | bc)
+    drop_rb_subs
+    python3 - "$WORK/rollback.json" "$rb_changes" "$rb_secs" "$sub_rate" "$rb_sub_secs" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 changes, secs, builtin = int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+same_secs = float(sys.argv[5])
 rate = changes / secs
 written = sum(t["inserted"] + t["updated"] + t["deleted"] for t in r.get("tables", []))
 print(f"RESULT rollback: {changes} row changes in the service databases, {written} rows written "
-      f"back, in {secs:.1f}s: {rate:.0f} changes/s (built-in apply worker {builtin:.0f}/s: "
-      f"ratio {rate / builtin:.2f}); freeze {r.get('freezeSeconds', 0):.3f}s")
+      f"back, in {secs:.1f}s: {rate:.0f} changes/s; the built-in apply worker on the same "
+      f"backlog (two subscriptions) {same_secs:.1f}s: {changes / same_secs:.0f}/s, ratio "
+      f"{same_secs / secs:.2f} (on the forward backlog {builtin:.0f}/s: ratio {rate / builtin:.2f}); "
+      f"freeze {r.get('freezeSeconds', 0):.3f}s")
 print("rollback report:", json.dumps({k: v for k, v in r.items() if k not in ("tables", "carried")}))
 PY
 fi
