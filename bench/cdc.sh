@@ -10,6 +10,10 @@
 #      after the burst) from the same backlog: changes/s of each and their ratio.
 #   4. `mfe migrate sync --follow` while the burst runs FOLLOW seconds (300): its lag every 5 s.
 #   5. `mfe migrate verify`: the service databases equal the legacy one.
+#   6. `mfe migrate cutover` under the burst (the write freeze).
+#   7. A burst written into the service databases for ROLLBACK_BURST seconds (20), then
+#      `mfe migrate rollback`, then two subscriptions (the built-in apply worker) of those
+#      databases' slots made before the burst: the same backlog applied both ways.
 #
 #   bash bench/cdc.sh                       # the whole run
 #   BURST=20 FOLLOW=30 bash bench/cdc.sh    # a quick one
