@@ -140,6 +140,59 @@ async fn export_then_import_gives_the_same_checksums_as_copy() {
 }
 
 #[tokio::test]
+async fn an_export_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::seeded(0.01).await;
+    let dir = std::env::temp_dir().join(format!("mfe-private-{}", uuid_like()));
+    // A directory that already exists, open to all, is narrowed too.
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    f.run_ok(&["export", "--out", dir.to_str().unwrap()]);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        files += 1;
+    }
+    // The seven tables and the manifest.
+    assert_eq!(files, 8);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn a_password_in_the_url_query_is_never_printed() {
+    let f = Fixture::seeded(0.01).await;
+    // Trust authentication: the password is taken and ignored.
+    let url = format!("{}?password=q-s3cret-never-shown", f.legacy.url);
+    for args in [vec!["plan"], vec!["plan", "--json"], vec!["status"]] {
+        let out = f
+            .command(&args)
+            .env("SHARED_DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!printed.contains("q-s3cret"), "{args:?}: {printed}");
+    }
+    // A URL that cannot connect is named in the error, masked.
+    let unreachable = "postgresql://postgres@127.0.0.1:1/nowhere?password=q-s3cret-never-shown";
+    let out = f
+        .command(&["plan"])
+        .env("SHARED_DATABASE_URL", unreachable)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!printed.contains("q-s3cret"), "{printed}");
+    assert!(printed.contains("password=***"), "{printed}");
+}
+
+#[tokio::test]
 async fn a_damaged_archive_is_refused_before_anything_is_written() {
     let f = Fixture::seeded(0.01).await;
     let dir = std::env::temp_dir().join(format!("mfe-damaged-{}", uuid_like()));

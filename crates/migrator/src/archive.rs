@@ -94,7 +94,7 @@ pub async fn export(
             dir.display()
         )));
     }
-    std::fs::create_dir_all(dir)?;
+    private_dir(dir)?;
     sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut coordinator)
         .await?;
@@ -136,7 +136,7 @@ pub async fn export(
     };
     let tmp = dir.join(format!(".{MANIFEST}.partial"));
     {
-        let mut file = File::create(&tmp)?;
+        let mut file = private_file(&tmp)?;
         file.write_all(
             serde_json::to_string_pretty(&manifest)
                 .expect("manifest serialises")
@@ -150,6 +150,30 @@ pub async fn export(
         tables,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A file of the export, readable by its owner only: the files hold password hashes and live
+/// refresh tokens. A file left by an earlier run is narrowed too.
+fn private_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// The export's directory, made (or narrowed) to its owner only.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 async fn export_table(
@@ -167,7 +191,7 @@ async fn export_table(
     let (tx, mut rx) = mpsc::channel::<Bytes>(16);
     let writer_path = partial.clone();
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(String, u64)> {
-        let file = HashingWriter::new(File::create(&writer_path)?);
+        let file = HashingWriter::new(private_file(&writer_path)?);
         let mut encoder = zstd::Encoder::new(file, ZSTD_LEVEL)?;
         while let Some(bytes) = rx.blocking_recv() {
             encoder.write_all(&bytes)?;

@@ -336,19 +336,45 @@ pub fn mask_url(url: &str) -> String {
     let rest = &url[scheme_end + 3..];
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
+    let masked = match authority.rfind('@') {
+        Some(at) => match authority[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..scheme_end + 3],
+                &authority[..colon],
+                &url[scheme_end + 3 + at..]
+            ),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    };
+    mask_query_passwords(&masked)
+}
+
+/// `?password=...` (and `sslpassword`) in a URL's query string: libpq and sqlx take a password
+/// there too.
+fn mask_query_passwords(url: &str) -> String {
+    let Some(query_at) = url.find('?') else {
         return url.to_string();
     };
-    let userinfo = &authority[..at];
-    match userinfo.find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end + 3],
-            &userinfo[..colon],
-            &url[scheme_end + 3 + at..]
-        ),
-        None => url.to_string(),
-    }
+    let (head, query) = url.split_at(query_at + 1);
+    let (query, fragment) = match query.find('#') {
+        Some(hash) => query.split_at(hash),
+        None => (query, ""),
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((name, _))
+                if name.eq_ignore_ascii_case("password")
+                    || name.eq_ignore_ascii_case("sslpassword") =>
+            {
+                format!("{name}=***")
+            }
+            _ => param.to_string(),
+        })
+        .collect();
+    format!("{head}{}{fragment}", params.join("&"))
 }
 
 #[cfg(test)]
@@ -452,6 +478,22 @@ mod tests {
         assert_eq!(
             mask_url("amqp://guest:guest@localhost:5672/%2f"),
             "amqp://guest:***@localhost:5672/%2f"
+        );
+    }
+
+    #[test]
+    fn a_password_in_the_query_string_is_masked() {
+        assert_eq!(
+            mask_url("postgresql://postgres@localhost/db?sslmode=disable&password=q-s3cret"),
+            "postgresql://postgres@localhost/db?sslmode=disable&password=***"
+        );
+        assert_eq!(
+            mask_url("postgresql://u:p@localhost/db?PASSWORD=x&sslpassword=y&application_name=a"),
+            "postgresql://u:***@localhost/db?PASSWORD=***&sslpassword=***&application_name=a"
+        );
+        assert_eq!(
+            mask_url("postgresql://localhost/db?application_name=a"),
+            "postgresql://localhost/db?application_name=a"
         );
     }
 }
