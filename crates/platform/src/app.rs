@@ -92,9 +92,17 @@ where
     };
     let result = runtime.block_on(async move {
         let topology = config.topology;
+        let topology_from = config.topology_source.clone();
         let database = mask_url(config.database_url.expose_secret());
+        if let Some(var) = &config.unused_database_url {
+            tracing::warn!(
+                %service, ?topology, %topology_from, %database,
+                "{var} is set but unused: the topology is {topology:?} (from {topology_from}), so \
+                 the service uses the shared database; set DATABASE_TOPOLOGY=split to use {var}"
+            );
+        }
         let app = start(config).await?;
-        tracing::info!(%service, port = app.port(), ?topology, %database, "listening");
+        tracing::info!(%service, port = app.port(), ?topology, %topology_from, %database, "listening");
         app.run_until(crate::server::shutdown_signal()).await?;
         tracing::info!(%service, "stopped");
         anyhow::Ok(())

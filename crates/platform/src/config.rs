@@ -146,6 +146,8 @@ impl ConfigError {
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     vars: HashMap<String, String>,
+    /// The topology file that gave `DATABASE_TOPOLOGY`, when it was that file.
+    topology_file: Option<std::path::PathBuf>,
 }
 
 impl Env {
@@ -154,6 +156,7 @@ impl Env {
     pub fn from_process() -> Self {
         let env = Self {
             vars: std::env::vars().collect(),
+            topology_file: None,
         };
         let file = env.string_or("MFE_TOPOLOGY_FILE", DEFAULT_TOPOLOGY_FILE);
         env.with_topology_file(std::path::Path::new(&file))
@@ -174,6 +177,7 @@ impl Env {
             if let Some(value) = line.strip_prefix("DATABASE_TOPOLOGY=") {
                 self.vars
                     .insert("DATABASE_TOPOLOGY".into(), value.trim().to_string());
+                self.topology_file = Some(path.to_path_buf());
             }
         }
         self
@@ -187,6 +191,7 @@ impl Env {
                 .into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
+            topology_file: None,
         }
     }
 
@@ -284,6 +289,12 @@ pub struct ServiceConfig {
     pub host: String,
     pub port: u16,
     pub topology: Topology,
+    /// Where the topology came from, for the start-up log: the environment, the topology file
+    /// (with its path), or the default.
+    pub topology_source: String,
+    /// A database URL the service was given that its topology leaves unused (the variable's
+    /// name): `{PREFIX}_DATABASE_URL` under `shared`.
+    pub unused_database_url: Option<String>,
     /// The database the service uses under the configured topology.
     pub database_url: SecretString,
     pub db_max_connections: u32,
@@ -306,6 +317,14 @@ impl ServiceConfig {
                 env.postgres_url_or("SHARED_DATABASE_URL", DEFAULT_SHARED_DATABASE_URL)?
             }
         };
+        let topology_source = match (&env.topology_file, env.get("DATABASE_TOPOLOGY")) {
+            (Some(file), _) => format!("the topology file {}", file.display()),
+            (None, Some(_)) => "the environment (DATABASE_TOPOLOGY)".to_string(),
+            (None, None) => "the default".to_string(),
+        };
+        let own_url = format!("{prefix}_DATABASE_URL");
+        let unused_database_url =
+            (topology == Topology::Shared && env.get(&own_url).is_some()).then_some(own_url);
         let db_max_connections: u32 = env.parse_or(&format!("{prefix}_DB_MAX_CONNECTIONS"), 10)?;
         if db_max_connections == 0 {
             return Err(ConfigError::new(
@@ -318,6 +337,8 @@ impl ServiceConfig {
             host: env.string_or(&format!("{prefix}_SERVICE_HOST"), "0.0.0.0"),
             port: env.parse_or(&format!("{prefix}_SERVICE_PORT"), service.default_port())?,
             topology,
+            topology_source,
+            unused_database_url,
             database_url: database_url.into(),
             db_max_connections,
             auth_service_url: env.http_url_or("AUTH_SERVICE_URL", DEFAULT_AUTH_SERVICE_URL)?,
@@ -479,6 +500,33 @@ mod tests {
             mask_url("amqp://guest:guest@localhost:5672/%2f"),
             "amqp://guest:***@localhost:5672/%2f"
         );
+    }
+
+    #[test]
+    fn a_service_knows_where_its_topology_came_from_and_which_url_it_leaves_unused() {
+        let path = std::env::temp_dir().join(format!("topology-src-{}.env", std::process::id()));
+        std::fs::write(&path, "DATABASE_TOPOLOGY=shared\n").unwrap();
+        let env = Env::from_pairs([("AUTH_DATABASE_URL", "postgresql://localhost/auth_db")])
+            .with_topology_file(&path);
+        let cfg = ServiceConfig::from_env(Service::Auth, &env).unwrap();
+        assert_eq!(cfg.topology, Topology::Shared);
+        assert_eq!(
+            cfg.topology_source,
+            format!("the topology file {}", path.display())
+        );
+        assert_eq!(
+            cfg.unused_database_url.as_deref(),
+            Some("AUTH_DATABASE_URL")
+        );
+
+        let env = Env::from_pairs([("DATABASE_TOPOLOGY", "split")]).with_topology_file(&path);
+        let cfg = ServiceConfig::from_env(Service::Auth, &env).unwrap();
+        assert_eq!(cfg.topology_source, "the environment (DATABASE_TOPOLOGY)");
+        assert_eq!(cfg.unused_database_url, None);
+
+        let cfg = ServiceConfig::from_env(Service::Auth, &Env::default()).unwrap();
+        assert_eq!(cfg.topology_source, "the default");
+        std::fs::remove_file(&path).ok();
     }
 
     #[test]
