@@ -440,3 +440,35 @@ async fn the_four_services_run_on_the_legacy_database_and_keep_to_their_schemas(
             .unwrap();
     assert_eq!(kept, expired_before);
 }
+
+/// A service started from a checkout whose topology file says `shared`, given its own database
+/// URL: it says the topology came from that file, and that the URL it was given goes unused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_says_where_its_topology_came_from_and_which_url_it_ignores() {
+    let platform = SharedPlatform::seed(23);
+    let file = std::env::temp_dir().join(format!("topology-{}.env", uuid::Uuid::new_v4()));
+    std::fs::write(&file, "DATABASE_TOPOLOGY=shared\n").unwrap();
+    let mut env = platform.broker.env("auth-service");
+    env.push(("SHARED_DATABASE_URL".into(), platform.legacy.url.clone()));
+    env.push(("MFE_TOPOLOGY_FILE".into(), file.display().to_string()));
+    env.push((
+        "AUTH_DATABASE_URL".into(),
+        "postgresql://postgres:postgres@127.0.0.1:5432/never_used_by_auth".into(),
+    ));
+    env.push((
+        "AUTH_DATA_DIR".into(),
+        platform.auth_data.display().to_string(),
+    ));
+    let auth = e2e::ServiceProcess::start("auth-service", &env);
+    let logs = auth.logs();
+    assert!(
+        logs.contains(&format!("the topology file {}", file.display())),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("AUTH_DATABASE_URL is set but unused"),
+        "{logs}"
+    );
+    drop(auth);
+    std::fs::remove_file(&file).ok();
+}
