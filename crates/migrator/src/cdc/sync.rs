@@ -218,6 +218,27 @@ struct Cursor {
     changes: u64,
 }
 
+impl Cursor {
+    /// Between transactions, with something received since the last checkpoint.
+    fn checkpoint_pending(&self) -> bool {
+        self.current.is_none() && self.upto > self.checkpointed
+    }
+
+    fn checkpoint_due(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        self.last_checkpoint.map_or(now, |t| {
+            tokio::time::Instant::from_std(t) + CHECKPOINT_EVERY
+        })
+    }
+
+    async fn checkpoint(&mut self, workers: &mut Workers) -> Result<()> {
+        workers.checkpoint(self.upto).await?;
+        self.checkpointed = self.upto;
+        self.last_checkpoint = Some(Instant::now());
+        Ok(())
+    }
+}
+
 fn target_of(service: Service) -> usize {
     Service::ALL
         .iter()
@@ -327,12 +348,15 @@ pub async fn sync(
                     if cursor.fence_seen && cursor.current.is_none() && !opts.follow {
                         return Ok(true);
                     }
-                    let due = cursor.last_checkpoint.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY);
-                    if cursor.current.is_none() && cursor.upto > cursor.checkpointed && due {
-                        workers.checkpoint(cursor.upto).await?;
-                        cursor.checkpointed = cursor.upto;
-                        cursor.last_checkpoint = Some(Instant::now());
+                    if cursor.checkpoint_pending() && cursor.checkpoint_due() <= tokio::time::Instant::now() {
+                        cursor.checkpoint(&mut workers).await?;
                     }
+                }
+                // The stream went quiet with transactions applied but not committed: a follow
+                // would otherwise hold them until the server's next message, up to its
+                // keepalive interval (30 s).
+                _ = tokio::time::sleep_until(cursor.checkpoint_due()), if cursor.checkpoint_pending() => {
+                    cursor.checkpoint(&mut workers).await?;
                 }
             }
         }
@@ -578,8 +602,8 @@ fn outside() -> MigrateError {
 }
 
 /// Brings the service databases up to the legacy database's current position: by syncing here,
-/// or, while another sync (`--follow`) runs, by waiting (at most 30 s) until it has applied what
-/// was committed before this call.
+/// or, while another sync (`--follow`) runs, by waiting until it has applied what was committed
+/// before this call (an error if it stalls).
 pub async fn catch_up(endpoints: &Endpoints) -> Result<()> {
     let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
     if slot::info(&mut legacy).await?.is_none() {
@@ -599,21 +623,36 @@ pub async fn catch_up(endpoints: &Endpoints) -> Result<()> {
         Err(MigrateError::SyncBusy) => {}
         Err(e) => return Err(e),
     }
-    // Another sync (`--follow`) is at it: wait until it has applied what is committed now.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Another sync (`--follow`) is at it: wait until it has applied what is committed now. The
+    // slot is confirmed only up to what all four targets committed. A follow that stops moving
+    // is an error: the caller would otherwise go on as if caught up.
     let goal: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
         .fetch_one(&mut legacy)
         .await?;
     let goal: Lsn = goal.parse().map_err(MigrateError::Other)?;
-    while Instant::now() < deadline {
-        let confirmed = slot::info(&mut legacy).await?.map(|i| i.confirmed);
-        if confirmed.is_some_and(|c| c >= goal) {
+    let mut seen = Lsn(0);
+    let mut deadline = Instant::now() + STALLED_FOLLOW;
+    loop {
+        let confirmed = slot::info(&mut legacy).await?.map_or(goal, |i| i.confirmed);
+        if confirmed >= goal {
             return Ok(());
+        }
+        if confirmed > seen {
+            seen = confirmed;
+            deadline = Instant::now() + STALLED_FOLLOW;
+        } else if Instant::now() >= deadline {
+            return Err(MigrateError::Other(format!(
+                "the running `sync --follow` has confirmed nothing for {} s (at {confirmed}, \
+                 waiting for {goal}): see its output, or stop it and run `mfe migrate sync`",
+                STALLED_FOLLOW.as_secs()
+            )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok(())
 }
+
+/// How long a running follow may confirm nothing while another phase waits for it.
+const STALLED_FOLLOW: Duration = Duration::from_secs(30);
 
 fn past_marker() -> MigrateError {
     MigrateError::Other(
