@@ -149,6 +149,8 @@ echo "  legacy mfe_poc2 (scale $SCALE) migrated live to auth_db, payments_db, ad
 grep -m1 "frozen for" data/logs/cutover.txt | sed 's/^/  /' || true
 echo "  the flow registered $(jq -r .email data/logs/flow.json), paid $(jq -r .paymentId data/logs/flow.json) through the sandbox; the audit chain verifies"
 echo "  listening: auth $AUTH, payments $PAYMENTS, admin $ADMIN, profile $PROFILE, psp-sandbox $PSP_URL"
+status_json=$($MFE migrate status --json)
+echo "  migration: $(jq -r '.state' <<<"$status_json"); legacy capture slot: $(jq -r 'if .capture.exists then "still there" else "dropped by cutover" end' <<<"$status_json"); WAL kept by the way back: $(jq -r '[.wayBack[].retainedBytes] | add // 0' <<<"$status_json") bytes in $(jq -r '.wayBack | length' <<<"$status_json") slots"
 
 if [ "$ROLLBACK" = 1 ]; then
     echo

@@ -214,7 +214,7 @@ function render(s) {
   renderTables(s.tables);
   renderChart();
   renderVerify(s.verify);
-  renderSync(s.sync);
+  renderSync(s.sync, s.migration);
   renderCutover(s.cutover);
   renderRollback(s.rollback);
   renderHub(s.hub);
@@ -560,9 +560,11 @@ function kv(dl, pairs) {
     h('div', null, h('dt', null, k), h('dd', null, v === null || v === undefined || v === '' ? DASH : v))));
 }
 
-function renderSync(s) {
+function renderSync(s, m) {
   const body = $('sync-body');
   s = s || {};
+  m = m || {};
+  const slots = Array.isArray(m.slots) ? m.slots : [];
   const positions = Array.isArray(s.positions) ? s.positions : [];
   const lagKind = isNum(s.lagSeconds) && s.lagSeconds > 30 ? 'warn' : '';
   const stats = h('div', { class: 'stats small-stats' },
@@ -582,7 +584,11 @@ function renderSync(s) {
         h('td', null, p.commitTime ? timeEl(p.commitTime) : DASH),
       )))))
     : h('p', { class: 'empty' }, 'No applied positions yet.');
-  body.replaceChildren(stats, slot, table);
+  const state = h('p', { class: 'summary', 'data-testid': 'migration-state' }, 'Migration: ', h('strong', null, m.state || 'not started'));
+  const held = h('ul', { class: 'summary', 'data-testid': 'slots' }, slots.length
+    ? slots.map((x) => h('li', null, h('span', { class: 'mono' }, x.slot), ` (${x.database}) keeps ${fmtBytes(x.retainedBytes)} of WAL`))
+    : [h('li', null, 'No slot of the migration keeps WAL.')]);
+  body.replaceChildren(state, stats, slot, held, table);
 }
 
 function renderCutover(c) {

@@ -23,6 +23,10 @@ pub struct JournalView {
     pub positions: Vec<SyncPosition>,
     pub frozen_at: Option<String>,
     pub rollback: Option<crate::snapshot::RollbackView>,
+    /// The migration's state: the furthest any service database records.
+    pub state: Option<migrator::state::State>,
+    /// The way-back slot of each service database that has one.
+    pub way_back: Vec<(Service, migrator::cdc::back::WayBack)>,
     /// Databases that could not be read, and why.
     pub problems: Vec<String>,
 }
@@ -99,6 +103,8 @@ impl Collector {
         for (service, read) in targets {
             match read {
                 Ok(Ok(read)) => {
+                    view.state = view.state.max(read.state);
+                    view.way_back.extend(read.way_back.map(|w| (service, w)));
                     view.tables.extend(read.tables);
                     view.runs.extend(read.runs);
                     view.positions.extend(read.positions);

@@ -130,6 +130,7 @@ impl Model {
             cutover: cutover_view(live, i.journal),
             rollback: rollback_view(live, i.journal),
             hub: i.hub.clone(),
+            migration: migration_view(i.journal),
         }
     }
 
@@ -271,6 +272,29 @@ fn verify_view(run: &Run) -> Option<VerifyView> {
             })
             .unwrap_or_default(),
     })
+}
+
+fn migration_view(journal: &JournalView) -> MigrationView {
+    let capture = journal
+        .capture
+        .as_ref()
+        .filter(|c| c.exists)
+        .map(|c| SlotHold {
+            slot: c.slot.clone(),
+            database: "legacy".into(),
+            retained_bytes: c.retained_bytes.unwrap_or(0),
+        });
+    MigrationView {
+        state: journal.state.map(|s| s.as_str().to_string()),
+        slots: capture
+            .into_iter()
+            .chain(journal.way_back.iter().map(|(service, w)| SlotHold {
+                slot: w.slot.clone(),
+                database: service.name().to_string(),
+                retained_bytes: w.retained_bytes,
+            }))
+            .collect(),
+    }
 }
 
 fn sync_view(live: Option<&LiveState>, journal: &JournalView) -> SyncView {

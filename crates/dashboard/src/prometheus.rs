@@ -159,6 +159,19 @@ pub fn render(s: &Snapshot) -> String {
         );
         o.value("mfe_migration_sync_lag_seconds", &[], lag);
     }
+    if !s.migration.slots.is_empty() {
+        o.help(
+            "mfe_migration_slot_retained_bytes",
+            "WAL a server keeps for a slot of the migration.",
+        );
+        for slot in &s.migration.slots {
+            o.value(
+                "mfe_migration_slot_retained_bytes",
+                &[("slot", &slot.slot), ("database", &slot.database)],
+                slot.retained_bytes as f64,
+            );
+        }
+    }
     o.help("mfe_migration_cutover_state", "1 for the cutover's state.");
     o.value(
         "mfe_migration_cutover_state",

@@ -25,6 +25,27 @@ pub struct Snapshot {
     pub cutover: CutoverView,
     pub rollback: RollbackView,
     pub hub: HubView,
+    /// Where the migration stands and the WAL each of its slots makes a server keep.
+    pub migration: MigrationView,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationView {
+    /// `prepared`, `copying`, `copied`, `syncing`, `cut over`, `rolled back`, `aborted`; `None`
+    /// before `prepare`.
+    pub state: Option<String>,
+    pub slots: Vec<SlotHold>,
+}
+
+/// A replication slot of the migration and the WAL its server keeps for it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SlotHold {
+    pub slot: String,
+    /// `legacy` (the capture) or the service database of a way back.
+    pub database: String,
+    pub retained_bytes: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]

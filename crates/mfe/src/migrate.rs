@@ -168,15 +168,6 @@ pub enum SyncMethod {
     Diff,
 }
 
-/// What `abort` did.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AbortReport {
-    pub slot: String,
-    pub slot_dropped: bool,
-    pub way_back_dropped: bool,
-}
-
 /// Where to read and write; flags override the services' environment variables.
 #[derive(Args)]
 pub struct Databases {
@@ -292,6 +283,28 @@ impl Reporting {
 }
 
 impl Phase {
+    fn step(&self) -> migrator::state::Step {
+        use migrator::state::Step;
+        match self {
+            Phase::Plan => Step::Plan,
+            Phase::Prepare => Step::Prepare,
+            Phase::Copy { .. } => Step::Copy,
+            Phase::Verify { .. } => Step::Verify,
+            Phase::Export { .. } => Step::Export,
+            Phase::Import { .. } => Step::Import,
+            Phase::Sync {
+                method: SyncMethod::Diff,
+                ..
+            } => Step::SyncDiff,
+            Phase::Sync { .. } => Step::SyncSlot,
+            Phase::Cutover { .. } => Step::Cutover,
+            Phase::Rollback { .. } => Step::Rollback,
+            Phase::Abort { .. } => Step::Abort,
+            Phase::Status => Step::Status,
+            Phase::Dashboard { .. } => Step::Dashboard,
+        }
+    }
+
     /// The phases worth watching, by their name in the view.
     fn long_name(&self) -> Option<&'static str> {
         Some(match self {
@@ -314,6 +327,7 @@ async fn run_phase(
     json: bool,
 ) -> Result<u8, MigrateError> {
     let endpoints = databases.endpoints()?;
+    migrator::state::admit(&endpoints, phase.step()).await?;
     let reporting = Reporting::new(&phase, ui, &endpoints, json).await?;
     Ok(match phase {
         Phase::Plan => show(&migrator::plan::plan(&endpoints).await?, json),
@@ -481,35 +495,10 @@ async fn run_phase(
             anchored?;
             show(&report, json)
         }
-        Phase::Abort { forget_way_back } => {
-            let mut way_back = false;
-            for service in Service::ALL {
-                let mut conn =
-                    migrator::connect::connection(service.name(), endpoints.target(service))
-                        .await?;
-                way_back |= migrator::cdc::back::info(&mut conn).await?.is_some();
-            }
-            if way_back && !forget_way_back {
-                return Err(MigrateError::Usage(
-                    "the platform was cut over and its way back is captured: abort would drop it,                      and with it any rollback; add --forget-way-back once the service databases                      are trusted"
-                        .into(),
-                ));
-            }
-            if way_back {
-                migrator::cutover::drop_way_back(&endpoints).await?;
-            }
-            let mut legacy = migrator::connect::connection("legacy", endpoints.legacy()).await?;
-            let slot = migrator::cdc::slot::slot_of(&mut legacy).await?;
-            let dropped = migrator::cdc::slot::drop(&mut legacy).await?;
-            show(
-                &AbortReport {
-                    slot_dropped: dropped,
-                    slot,
-                    way_back_dropped: way_back,
-                },
-                json,
-            )
-        }
+        Phase::Abort { forget_way_back } => show(
+            &migrator::abort::abort(&endpoints, forget_way_back).await?,
+            json,
+        ),
         Phase::Status => show(&migrator::status::status(&endpoints).await?, json),
         Phase::Dashboard { listen } => {
             let view = ui.start(ui.ui.unwrap_or(listen), &endpoints, None).await?;

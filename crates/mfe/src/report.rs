@@ -202,6 +202,10 @@ impl Report for ImportReport {
 
 impl Report for Status {
     fn print(&self) {
+        println!(
+            "migration: {}\n",
+            self.state.map_or("not started", migrator::state::State::as_str)
+        );
         let rows: Vec<Vec<String>> = self
             .tables
             .iter()
@@ -341,7 +345,7 @@ impl Report for SyncReport {
     }
 }
 
-impl Report for crate::migrate::AbortReport {
+impl Report for migrator::abort::AbortReport {
     fn print(&self) {
         if self.slot_dropped {
             println!(

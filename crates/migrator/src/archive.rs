@@ -299,6 +299,7 @@ pub async fn import(
     let targets = load::open_targets(endpoints, jobs as u32 + 1).await?;
     let pools = &targets.pools;
     let entries = load::preflight(pools).await?;
+    crate::state::advance(endpoints, crate::state::State::Copying, "import").await?;
     let rows: BTreeMap<&'static str, i64> = TABLES
         .iter()
         .map(|t| {
@@ -355,6 +356,7 @@ pub async fn import(
         )
         .await?;
     }
+    crate::state::advance(endpoints, crate::state::State::Copied, "import").await?;
     Ok(report)
 }
 

@@ -65,6 +65,7 @@ pub async fn copy(
     let targets = load::open_targets(endpoints, jobs as u32 + 1).await?;
     let pools = &targets.pools;
     let entries = load::preflight(pools).await?;
+    crate::state::advance(endpoints, crate::state::State::Copying, "copy").await?;
 
     // The capture slot first, the snapshot after: see `cdc::slot`. A copy that starts afresh
     // starts a fresh stream too (a slot left by an earlier attempt would replay all it kept);
@@ -184,6 +185,7 @@ pub async fn copy(
         )
         .await?;
     }
+    crate::state::advance(endpoints, crate::state::State::Copied, "copy").await?;
     Ok(report)
 }
 

@@ -16,7 +16,10 @@
 //! 5. The services' own state (outbox, inbox, jobs) in legacy, if they ran there, is made the
 //!    same in their databases ([`crate::carry`]).
 //! 6. Switch: the topology file the services and `mfe dev` read says `split`; the journal records
-//!    the cutover with its freeze and position.
+//!    the cutover with its freeze and position, and the migration's state becomes `cut over`.
+//! 7. The legacy capture slot is dropped: the legacy database is frozen, so it has nothing left
+//!    to capture, and kept it would hold WAL without bound. A cutover killed before that drops
+//!    it when run again.
 //!
 //! A failure at any step after the freeze makes the legacy database writable again and switches
 //! nothing; the error names the step.
@@ -106,6 +109,24 @@ pub async fn cutover(
     progress: &dyn Progress,
 ) -> Result<CutoverReport> {
     let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
+    if cut_over(endpoints).await? {
+        // Recorded, then killed before the switch or before the slot went: finish it.
+        if !std::fs::read_to_string(&opts.topology_file)
+            .is_ok_and(|t| t.contains("DATABASE_TOPOLOGY=split"))
+        {
+            write_topology(&opts.topology_file)?;
+            progress.note("the recorded cutover had not switched the topology file: written now");
+        }
+        if slot::drop(&mut legacy).await? {
+            progress.note("the recorded cutover had left the legacy capture slot: dropped now");
+        }
+        return Err(MigrateError::WrongState {
+            state: crate::state::State::CutOver.to_string(),
+            why: "the migration is cut over: the legacy database is frozen and the platform runs \
+                  on the service databases (see status). `mfe migrate rollback` moves it back"
+                .into(),
+        });
+    }
     if slot::info(&mut legacy).await?.is_none() {
         return Err(MigrateError::Usage(
             "there is no capture slot on the legacy database: cutover follows copy (with logical \
@@ -114,20 +135,6 @@ pub async fn cutover(
         ));
     }
     if freeze::is_frozen(&mut legacy).await? {
-        if cut_over(endpoints).await? {
-            // Recorded, then killed before the switch: finish it.
-            if !std::fs::read_to_string(&opts.topology_file)
-                .is_ok_and(|t| t.contains("DATABASE_TOPOLOGY=split"))
-            {
-                write_topology(&opts.topology_file)?;
-                progress
-                    .note("the recorded cutover had not switched the topology file: written now");
-            }
-            return Err(MigrateError::Usage(
-                "the platform was already cut over: the legacy database is frozen (see status)"
-                    .into(),
-            ));
-        }
         // A cutover killed inside its freeze: nothing was switched, so start again from a
         // writable legacy database.
         progress.note("a previous cutover stopped inside its freeze: thawing and starting again");
@@ -276,6 +283,9 @@ pub async fn cutover(
             journal::record_run(&mut conn, "cutover", "ok", &detail)
                 .await
                 .map_err(|e| ("record", MigrateError::from(e)))?;
+            crate::state::advance_here(&mut conn, crate::state::State::CutOver, "cutover")
+                .await
+                .map_err(|e| ("record", e))?;
         }
         write_topology(&opts.topology_file).map_err(|e| ("switch", MigrateError::from(e)))?;
         steps.push(("record and switch".to_string(), t.elapsed().as_secs_f64()));
@@ -296,6 +306,15 @@ pub async fn cutover(
             )));
         }
     };
+    // The marker is applied and the legacy database frozen: the slot has nothing left to
+    // capture, and kept it would make the legacy server keep WAL without bound.
+    let slot_dropped = slot::drop(&mut legacy).await;
+    if let Err(e) = &slot_dropped {
+        progress.note(&format!(
+            "the legacy capture slot could not be dropped ({e}): run `mfe migrate cutover` again \
+             to drop it"
+        ));
+    }
     let report = CutoverReport {
         freeze_seconds,
         marker_lsn,

@@ -2,6 +2,7 @@
 //! database per service, in the seed's phases. A library so that tests and benchmarks drive the
 //! same code the CLI runs.
 
+pub mod abort;
 pub mod archive;
 pub mod carry;
 pub mod cdc;
@@ -22,6 +23,7 @@ pub mod progress;
 pub mod resync;
 pub mod rollback;
 pub mod sql;
+pub mod state;
 pub mod status;
 pub mod throttle;
 pub mod verify;

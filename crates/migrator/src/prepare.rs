@@ -51,5 +51,6 @@ pub async fn prepare(endpoints: &Endpoints) -> Result<Vec<Prepared>> {
             migrations: migrator.iter().count(),
         });
     }
+    crate::state::advance(endpoints, crate::state::State::Prepared, "prepare").await?;
     Ok(out)
 }

@@ -207,6 +207,7 @@ pub async fn rollback(
             }
         });
         report.steps.clear();
+        crate::state::advance(endpoints, crate::state::State::RolledBack, "rollback").await?;
         // Killed after recording but before the switch reached the file: switch again.
         ensure_shared(&opts.topology_file, progress)?;
         report.topology_file = opts.topology_file.display().to_string();
@@ -263,6 +264,7 @@ pub async fn rollback(
         let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
         journal::ensure(&mut conn).await?;
         journal::record_run(&mut conn, "rollback", "ok", &detail).await?;
+        crate::state::advance_here(&mut conn, crate::state::State::RolledBack, "rollback").await?;
     }
     sqlx::query("UPDATE mfe_rollback.state SET step = 'done', done_at = now() WHERE id = 1")
         .execute(&mut legacy)

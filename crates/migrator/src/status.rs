@@ -32,6 +32,8 @@ pub struct PhaseRun {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
+    /// Where the migration stands (`None`: not started, or no service database reachable).
+    pub state: Option<crate::state::State>,
     pub tables: Vec<TableStatus>,
     /// The latest run of each phase in each service database.
     pub phases: Vec<PhaseRun>,
@@ -123,6 +125,10 @@ pub async fn status(endpoints: &Endpoints) -> Result<Status> {
         sync.extend(read.positions);
     }
     Ok(Status {
+        state: crate::state::current(endpoints).await.unwrap_or_else(|e| {
+            tracing::warn!("the migration's state: {e}");
+            None
+        }),
         tables,
         phases,
         capture,
@@ -135,6 +141,10 @@ pub async fn status(endpoints: &Endpoints) -> Result<Status> {
 /// live view both read it so).
 #[derive(Debug, Clone, Default)]
 pub struct ServiceJournal {
+    /// The migration's state as this database records it.
+    pub state: Option<crate::state::State>,
+    /// The way back's slot here, after a cutover.
+    pub way_back: Option<crate::cdc::back::WayBack>,
     pub tables: Vec<TableJournal>,
     /// The latest run of each phase.
     pub runs: Vec<Run>,
@@ -217,7 +227,18 @@ pub async fn read_service(
         .fetch_all(&mut *conn)
         .await?
     };
-    let mut read = ServiceJournal::default();
+    let mut read = ServiceJournal {
+        way_back: crate::cdc::back::info(&mut *conn).await?,
+        ..ServiceJournal::default()
+    };
+    if has_journal {
+        read.state = crate::state::recorded(&mut *conn)
+            .await
+            .map_err(|e| match e {
+                crate::MigrateError::Database(e) => e,
+                other => sqlx::Error::Protocol(other.to_string()),
+            })?;
+    }
     for table in tables_of(service) {
         let Some(row) = rows.iter().find(|r| r.name == table.name) else {
             continue;

@@ -263,6 +263,7 @@ pub async fn sync(
         ));
     };
     lock(&mut legacy, opts.wait_for_other).await?;
+    crate::state::advance(endpoints, crate::state::State::Syncing, "sync").await?;
     let slot_name = slot::slot_of(&mut legacy).await?;
     let catalog = relations::legacy_catalog(&mut legacy).await?;
     let mut horizon = Lsn(0);
