@@ -204,7 +204,8 @@ impl Report for Status {
     fn print(&self) {
         println!(
             "migration: {}\n",
-            self.state.map_or("not started", migrator::state::State::as_str)
+            self.state
+                .map_or("not started", migrator::state::State::as_str)
         );
         let rows: Vec<Vec<String>> = self
             .tables

@@ -386,6 +386,27 @@ async fn watch_to_the_end(f: &Fixture, args: &[&str], env: &[(&str, &str)]) -> V
     seen
 }
 
+/// `mfe migrate dashboard` (the journal alone) until its snapshot satisfies `until`.
+async fn journal_view(f: &Fixture, what: &str, until: impl Fn(&Value) -> bool) -> Value {
+    let (_running, base, _log) = start_with_view(f, &["dashboard", "--listen", "127.0.0.1:0"], &[]);
+    wait_for(&reqwest::Client::new(), &base, what, until).await
+}
+
+/// The slots the view says keep WAL: (database, retained bytes).
+fn slots(s: &Value) -> Vec<(String, i64)> {
+    s["migration"]["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["database"].as_str().unwrap().to_string(),
+                x["retainedBytes"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn sync_cutover_and_rollback_each_show_their_state_in_the_view() {
     let f = Fixture::seeded(0.02).await;
@@ -424,6 +445,20 @@ async fn sync_cutover_and_rollback_each_show_their_state_in_the_view() {
         last["sync"]["changesPerSecond"].as_f64().is_some(),
         "sync's own figures"
     );
+    let s = journal_view(&f, "syncing, with the capture slot", |s| {
+        s["migration"]["state"] == "syncing"
+    })
+    .await;
+    assert_eq!(
+        slots(&s)
+            .iter()
+            .map(|(d, _)| d.as_str())
+            .collect::<Vec<_>>(),
+        ["legacy"],
+        "{:#}",
+        s["migration"]
+    );
+    assert!(slots(&s)[0].1 > 0, "the WAL the capture keeps");
 
     f.run_ok_async(&["verify"]).await;
     let seen = watch_to_the_end(&f, &["cutover"], &env).await;
@@ -434,11 +469,21 @@ async fn sync_cutover_and_rollback_each_show_their_state_in_the_view() {
         seen.iter().any(|s| s["cutover"]["step"].is_string()),
         "no step of the cutover was seen while it ran"
     );
+    // Only the way back keeps WAL now: the legacy capture slot went with the cutover.
+    let s = journal_view(&f, "cut over", |s| s["migration"]["state"] == "cut over").await;
+    let held = slots(&s);
+    assert_eq!(held.len(), 4, "{:#}", s["migration"]);
+    assert!(held.iter().all(|(d, b)| d != "legacy" && *b >= 0));
 
     let seen = watch_to_the_end(&f, &["rollback"], &env).await;
     let last = seen.last().unwrap();
     assert_eq!(last["rollback"]["state"], "done", "{:#}", last["rollback"]);
     assert!(last["rollback"]["doneAt"].as_str().is_some());
     assert!(last["rollback"]["frozenAt"].as_str().is_some());
+    let s = journal_view(&f, "rolled back", |s| {
+        s["migration"]["state"] == "rolled back"
+    })
+    .await;
+    assert!(slots(&s).is_empty(), "{:#}", s["migration"]);
     let _ = std::fs::remove_file(&topology);
 }

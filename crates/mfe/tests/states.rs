@@ -44,7 +44,8 @@ struct Scratch(std::path::PathBuf);
 
 impl Scratch {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("mfe-states-{}-{}", std::process::id(), nanos()));
+        let dir =
+            std::env::temp_dir().join(format!("mfe-states-{}-{}", std::process::id(), nanos()));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
     }
@@ -83,14 +84,23 @@ impl Walk {
         let args = args(phase, self.dir.path(), &self.topology());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.f
-            .run_async(&args, &[("MFE_DEV_PIDFILE", self.dir.path().join("no-dev.pid").display().to_string())])
+            .run_async(
+                &args,
+                &[(
+                    "MFE_DEV_PIDFILE",
+                    self.dir.path().join("no-dev.pid").display().to_string(),
+                )],
+            )
             .await
     }
 
     async fn state(&self) -> String {
         let out = self.f.run_ok_async(&["status", "--json"]).await;
         let status: serde_json::Value = serde_json::from_str(&out).unwrap();
-        status["state"].as_str().unwrap_or("not started").to_string()
+        status["state"]
+            .as_str()
+            .unwrap_or("not started")
+            .to_string()
     }
 
     /// What the services own: every service database's contract tables, as text.
@@ -255,10 +265,14 @@ async fn a_copy_that_did_not_finish_is_resumed_before_anything_follows_it() {
     let w = Walk::new(0.01).await;
     w.moves("prepare", "prepared").await;
     // Slowed down, then killed once it has started.
-    let mut copy = w.f.spawn_quiet(&["copy", "--max-rate", "100", "--jobs", "1"]);
+    let mut copy =
+        w.f.spawn_quiet(&["copy", "--max-rate", "100", "--jobs", "1"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while w.state().await != "copying" {
-        assert!(std::time::Instant::now() < deadline, "the copy never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the copy never started"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     copy.kill().unwrap();
@@ -292,7 +306,11 @@ async fn copied_and_syncing_run_every_phase_but_rollback() {
     assert_eq!(w.legacy_slots().await, 1);
     w.moves("cutover", "cut over").await;
     // The legacy database is frozen: its capture slot has nothing left to capture.
-    assert_eq!(w.legacy_slots().await, 0, "cutover dropped the capture slot");
+    assert_eq!(
+        w.legacy_slots().await,
+        0,
+        "cutover dropped the capture slot"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,7 +341,14 @@ async fn after_cutover_nothing_overwrites_the_services_writes_and_rollback_ends_
     .unwrap();
     w.refuses(
         "cut over",
-        &["prepare", "copy", "import", "sync", "sync --method diff", "cutover"],
+        &[
+            "prepare",
+            "copy",
+            "import",
+            "sync",
+            "sync --method diff",
+            "cutover",
+        ],
     )
     .await;
     w.reads("cut over").await;
@@ -352,7 +377,14 @@ async fn after_cutover_nothing_overwrites_the_services_writes_and_rollback_ends_
 
     w.refuses(
         "rolled back",
-        &["prepare", "copy", "import", "sync", "sync --method diff", "cutover"],
+        &[
+            "prepare",
+            "copy",
+            "import",
+            "sync",
+            "sync --method diff",
+            "cutover",
+        ],
     )
     .await;
     w.reads("rolled back").await;

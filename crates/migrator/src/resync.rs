@@ -54,7 +54,12 @@ pub async fn diff_sync(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<DiffSyncReport> {
     let started = Instant::now();
-    crate::state::advance(endpoints, crate::state::State::Syncing, "sync --method diff").await?;
+    crate::state::advance(
+        endpoints,
+        crate::state::State::Syncing,
+        "sync --method diff",
+    )
+    .await?;
     let mut report = DiffSyncReport::default();
     tokio::pin!(stop);
     loop {
