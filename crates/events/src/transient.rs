@@ -18,13 +18,16 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
 
 /// SQLSTATEs of outages and conflicts that a later attempt can get past: connection exceptions
 /// (08), insufficient resources (53), operator intervention such as a shutdown (57P), serialization
-/// failures and deadlocks (40001, 40P01).
+/// failures and deadlocks (40001, 40P01), and a read-only database (25006): a migration's freeze,
+/// which ends when the service is moved to the database that takes its writes, or a standby not
+/// promoted yet.
 fn transient_sqlstate(code: &str) -> bool {
     code.starts_with("08")
         || code.starts_with("53")
         || code.starts_with("57P")
         || code == "40001"
         || code == "40P01"
+        || code == "25006"
 }
 
 /// A handler's way to say "not now": the event goes back to the queue (after a pause) instead of
@@ -36,11 +39,16 @@ pub struct RetryLater(pub String);
 
 /// [`is_transient`] for a handler's boxed error, which may wrap a database error, or a
 /// [`RetryLater`].
+/// The whole chain of causes is looked at: a handler may wrap the database's error in its own.
 pub fn is_transient_boxed(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
-    error.is::<RetryLater>()
-        || error
-            .downcast_ref::<sqlx::Error>()
-            .is_some_and(is_transient)
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<RetryLater>() || e.downcast_ref::<sqlx::Error>().is_some_and(is_transient) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -50,7 +58,7 @@ mod tests {
     #[test]
     fn outages_and_conflicts_are_transient_data_errors_are_not() {
         for code in [
-            "08006", "08001", "53300", "57P01", "57P03", "40001", "40P01",
+            "08006", "08001", "53300", "57P01", "57P03", "40001", "40P01", "25006",
         ] {
             assert!(transient_sqlstate(code), "{code}");
         }
@@ -63,5 +71,11 @@ mod tests {
         assert!(is_transient_boxed(boxed.as_ref()));
         let boxed: Box<dyn std::error::Error + Send + Sync> = "bad payload".into();
         assert!(!is_transient_boxed(boxed.as_ref()));
+        #[derive(Debug, thiserror::Error)]
+        #[error("the handler's own error")]
+        struct Wrapped(#[source] sqlx::Error);
+        let boxed: Box<dyn std::error::Error + Send + Sync> =
+            Box::new(Wrapped(sqlx::Error::PoolTimedOut));
+        assert!(is_transient_boxed(boxed.as_ref()));
     }
 }

@@ -466,3 +466,36 @@ async fn a_payload_serde_json_cannot_represent_does_not_stop_the_events_after_it
     .unwrap();
     assert_eq!(published, 2);
 }
+
+/// A database frozen by a migration (its tables refuse writes with SQLSTATE 25006, as `mfe migrate
+/// cutover` and `rollback` freeze them) is an outage to wait out: the event is retried without
+/// counting towards the dead-letter queue, and applied once the database takes writes again.
+#[tokio::test]
+async fn a_read_only_database_is_waited_out_never_dead_lettered() {
+    let hub = hub().await;
+    let freeze = "CREATE FUNCTION svc.refuse() RETURNS trigger LANGUAGE plpgsql AS $f$
+        BEGIN RAISE EXCEPTION 'frozen by the test' USING ERRCODE = 'read_only_sql_transaction'; END
+        $f$;
+        CREATE TRIGGER frozen BEFORE INSERT OR UPDATE OR DELETE ON svc.applied
+            FOR EACH STATEMENT EXECUTE FUNCTION svc.refuse();";
+    sqlx::raw_sql(freeze).execute(&hub.pool).await.unwrap();
+    let handler = Arc::new(Recorder {
+        failing: AtomicBool::new(false),
+    });
+    let health = BrokerHealth::new();
+    hub.consumer(handler, &health);
+    hub.relay(&health);
+    wait_connected(&health).await;
+    hub.record(11).await;
+    // Long enough for every retry to be used up, were the refusal counted.
+    tokio::time::sleep(WAIT).await;
+    let dlq = hub.settings.dead_letter_queue();
+    assert_eq!(hub.broker.depth(&dlq).await, 0, "nothing dead-lettered");
+    assert!(hub.applied().await.is_empty());
+    sqlx::raw_sql("DROP TRIGGER frozen ON svc.applied")
+        .execute(&hub.pool)
+        .await
+        .unwrap();
+    assert_eq!(hub.wait_applied(1).await, [11]);
+    assert_eq!(hub.broker.depth(&dlq).await, 0);
+}

@@ -625,3 +625,109 @@ async fn a_rollback_that_cannot_proceed_leaves_the_service_databases_writable() 
     assert!(text.contains("DATABASE_TOPOLOGY=split"), "{text}");
     std::fs::remove_file(&topology).ok();
 }
+
+/// SQLSTATE of `DELETE FROM` every table of `schema` in `pool`'s database, per table: 25006
+/// (read-only) where the freeze covers it, none where it took the write.
+async fn writes_refused(pool: &sqlx::PgPool, schema: &str) -> Vec<(String, Option<String>)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relkind = 'r' ORDER BY 1",
+    )
+    .bind(schema)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    for t in tables {
+        let mut tx = pool.begin().await.unwrap();
+        let r = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DELETE FROM {schema}.{t}")))
+            .execute(&mut *tx)
+            .await;
+        let code = r.err().and_then(|e| {
+            e.as_database_error()
+                .and_then(|d| d.code())
+                .map(|c| c.to_string())
+        });
+        tx.rollback().await.unwrap();
+        out.push((t, code));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_freeze_covers_the_services_own_tables_on_both_sides() {
+    let topology = topology_file("own");
+    let f = Fixture::ready_for_cutover(0.005).await;
+    // The services ran on the legacy database (shared topology): their own schemas are there.
+    let legacy = f.legacy.pool().await;
+    for service in platform::Service::ALL {
+        let mut conn = legacy.acquire().await.unwrap();
+        migrator::prepare::migrator(service)
+            .run(&mut *conn)
+            .await
+            .unwrap();
+    }
+    let out = f
+        .run_async(
+            &["cutover"],
+            &[("MFE_TOPOLOGY_FILE", topology.display().to_string())],
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let legacy = f.legacy.pool().await;
+    for service in platform::Service::ALL {
+        let refused = writes_refused(&legacy, service.schema()).await;
+        assert!(refused.len() >= 2, "{refused:?}");
+        for (table, code) in &refused {
+            assert_eq!(
+                code.as_deref(),
+                Some("25006"),
+                "legacy {}.{table} takes writes after cutover",
+                service.schema()
+            );
+        }
+    }
+    legacy.close().await;
+
+    let out = f
+        .run_async(
+            &["rollback"],
+            &[("MFE_TOPOLOGY_FILE", topology.display().to_string())],
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (i, service) in platform::Service::ALL.into_iter().enumerate() {
+        let pool = f.target(i).await;
+        for (table, code) in writes_refused(&pool, service.schema()).await {
+            assert_eq!(
+                code.as_deref(),
+                Some("25006"),
+                "{}'s {table} takes writes after rollback",
+                service.name()
+            );
+        }
+        pool.close().await;
+    }
+    // Legacy takes writes again, its services' tables included.
+    let legacy = f.legacy.pool().await;
+    for service in platform::Service::ALL {
+        for (table, code) in writes_refused(&legacy, service.schema()).await {
+            assert_eq!(
+                code,
+                None,
+                "legacy {}.{table} after rollback",
+                service.schema()
+            );
+        }
+    }
+    legacy.close().await;
+    let _ = std::fs::remove_file(&topology);
+}

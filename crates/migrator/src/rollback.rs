@@ -308,20 +308,14 @@ async fn stage_and_write_back(
                 back::slot_name(&current_database(&mut conn).await?)
             )));
         }
-        let tables: Vec<&Table> = crate::contract::tables_of(service).collect();
-        freeze::freeze_tables(
-            &mut conn,
-            &tables,
-            freeze::SERVICE_FROZEN,
-            opts.lock_timeout,
-        )
-        .await
-        .map_err(|e| {
-            MigrateError::Other(format!(
-                "rollback failed at step freeze ({}): {e}; nothing was written back",
-                service.name()
-            ))
-        })?;
+        freeze::freeze_service(&mut conn, service, opts.lock_timeout)
+            .await
+            .map_err(|e| {
+                MigrateError::Other(format!(
+                    "rollback failed at step freeze ({}): {e}; nothing was written back",
+                    service.name()
+                ))
+            })?;
         services.push((service, conn));
     }
     steps.push((
@@ -336,8 +330,7 @@ async fn stage_and_write_back(
 async fn thaw_services(endpoints: &Endpoints) -> Result<()> {
     for service in Service::ALL {
         let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
-        let tables: Vec<&Table> = crate::contract::tables_of(service).collect();
-        freeze::thaw_tables(&mut conn, &tables).await?;
+        freeze::thaw(&mut conn).await?;
     }
     Ok(())
 }

@@ -81,9 +81,9 @@ fn as_text<S: serde::Serializer>(lsn: &Lsn, s: S) -> std::result::Result<S::Ok, 
 pub async fn info(conn: &mut PgConnection) -> sqlx::Result<Option<WayBack>> {
     let slot = slot_of(&mut *conn).await?;
     let row: Option<(String, i64, i64)> = sqlx::query_as(
-        "SELECT confirmed_flush_lsn::text, \
-                pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, \
-                pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint \
+        "SELECT coalesce(confirmed_flush_lsn, '0/0')::text, \
+                coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint, \
+                coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint \
          FROM pg_replication_slots WHERE slot_name = $1",
     )
     .bind(&slot)

@@ -8,10 +8,16 @@
 //! lock that waits for the writers in flight, so once the freeze commits, no write to those
 //! tables can commit after it. The sessions connected before are ended, so none of them keeps a
 //! transaction open across the freeze.
+//!
+//! The services' own tables (their schemas) are frozen with the contract tables: a service still
+//! running on the frozen side gets SQLSTATE 25006 for its outbox and inbox too, which its
+//! consumers wait out as an outage, instead of writing what the switch would leave behind.
 
 use std::time::Duration;
 
 use sqlx::PgConnection;
+
+use platform::Service;
 
 use crate::contract::{TABLES, Table};
 use crate::sql::{ident, literal};
@@ -35,16 +41,49 @@ const LEGACY_FROZEN: &str = "the legacy database is frozen: the platform was cut
 /// Why a service database refuses writes during and after a rollback.
 pub const SERVICE_FROZEN: &str = "this service database is frozen: the platform was rolled back to the legacy database (mfe migrate rollback)";
 
-/// Freezes the legacy contract tables. Waits at most `lock_timeout` for the writers in flight.
+/// Freezes the legacy database: the contract tables and the services' own tables there (their
+/// schemas: outbox, inbox, jobs, idempotency keys), which a service still running on it would
+/// otherwise go on writing after `carry` copied them. Waits at most `lock_timeout` for the
+/// writers in flight.
 pub async fn freeze(conn: &mut PgConnection, lock_timeout: Duration) -> sqlx::Result<()> {
-    let tables: Vec<&Table> = TABLES.iter().collect();
-    freeze_tables(conn, &tables, LEGACY_FROZEN, lock_timeout).await
+    let mut relations: Vec<String> = TABLES.iter().map(public).collect();
+    let schemas: Vec<&str> = Service::ALL.iter().map(|s| s.schema()).collect();
+    relations.extend(own_tables(&mut *conn, &schemas).await?);
+    freeze_relations(conn, &relations, LEGACY_FROZEN, lock_timeout).await
 }
 
-/// Freezes `tables` (in `public`) of the database `conn` is connected to; writers get `why`.
-pub async fn freeze_tables(
+/// Freezes `service`'s database during and after a rollback: its contract tables and its own.
+pub async fn freeze_service(
     conn: &mut PgConnection,
-    tables: &[&Table],
+    service: Service,
+    lock_timeout: Duration,
+) -> sqlx::Result<()> {
+    let mut relations: Vec<String> = crate::contract::tables_of(service).map(public).collect();
+    relations.extend(own_tables(&mut *conn, &[service.schema()]).await?);
+    freeze_relations(conn, &relations, SERVICE_FROZEN, lock_timeout).await
+}
+
+fn public(table: &Table) -> String {
+    format!("public.{}", ident(table.name))
+}
+
+/// The tables of `schemas` in the database `conn` is connected to, qualified and quoted.
+async fn own_tables(conn: &mut PgConnection, schemas: &[&str]) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p') ORDER BY 1",
+    )
+    .bind(schemas)
+    .fetch_all(conn)
+    .await
+}
+
+/// Freezes `relations` (qualified, quoted) of the database `conn` is connected to; writers get
+/// `why`.
+async fn freeze_relations(
+    conn: &mut PgConnection,
+    relations: &[String],
     why: &str,
     lock_timeout: Duration,
 ) -> sqlx::Result<()> {
@@ -66,8 +105,7 @@ pub async fn freeze_tables(
         schema = ident(SCHEMA),
         why = literal(why),
     );
-    for table in tables {
-        let t = format!("public.{}", ident(table.name));
+    for t in relations {
         sql.push_str(&format!(
             "DROP TRIGGER IF EXISTS {trigger} ON {t};
              CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {t}
@@ -97,26 +135,14 @@ pub async fn freeze_tables(
     Ok(())
 }
 
-/// Makes the legacy database writable again.
+/// Makes the database `conn` is connected to writable again (legacy after a failed cutover, a
+/// service database after a failed rollback).
 pub async fn thaw(conn: &mut PgConnection) -> sqlx::Result<()> {
-    let tables: Vec<&Table> = TABLES.iter().collect();
-    thaw_tables(conn, &tables).await
-}
-
-/// The statements that thaw the legacy database, to run inside a transaction of the caller's
-/// (rollback thaws in the transaction that writes the changes back).
-pub fn thaw_sql() -> String {
-    let tables: Vec<&Table> = TABLES.iter().collect();
-    thaw_tables_sql(&tables)
-}
-
-/// Thaws `tables` of the database `conn` is connected to.
-pub async fn thaw_tables(conn: &mut PgConnection, tables: &[&Table]) -> sqlx::Result<()> {
     // Bounded: dropping a trigger locks its table, and waiting behind a long reader would block
     // everyone else behind this thaw.
     let sql = format!(
         "BEGIN; SET LOCAL lock_timeout = '10s'; {} COMMIT;",
-        thaw_tables_sql(tables)
+        thaw_sql()
     );
     if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .execute(&mut *conn)
@@ -128,17 +154,24 @@ pub async fn thaw_tables(conn: &mut PgConnection, tables: &[&Table]) -> sqlx::Re
     Ok(())
 }
 
-fn thaw_tables_sql(tables: &[&Table]) -> String {
-    let mut sql = String::new();
-    for table in tables {
-        sql.push_str(&format!(
-            "DROP TRIGGER IF EXISTS {} ON public.{};",
-            ident(TRIGGER),
-            ident(table.name)
-        ));
-    }
-    sql.push_str(&format!("DROP SCHEMA IF EXISTS {} CASCADE;", ident(SCHEMA)));
-    sql
+/// The statements that thaw a database, to run inside a transaction of the caller's (rollback
+/// thaws legacy in the transaction that writes the changes back): every table the freeze
+/// trigger is on, whichever tables that was.
+pub fn thaw_sql() -> String {
+    format!(
+        "DO $thaw$
+         DECLARE r record;
+         BEGIN
+             FOR r IN SELECT DISTINCT tgrelid::regclass AS rel FROM pg_trigger
+                      WHERE tgname = {name} LOOP
+                 EXECUTE format('DROP TRIGGER %I ON %s', {name}, r.rel);
+             END LOOP;
+         END
+         $thaw$;
+         DROP SCHEMA IF EXISTS {schema} CASCADE;",
+        name = literal(TRIGGER),
+        schema = ident(SCHEMA)
+    )
 }
 
 /// Whether the legacy database is frozen.

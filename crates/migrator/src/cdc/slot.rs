@@ -114,9 +114,9 @@ pub struct SlotInfo {
 pub async fn info(conn: &mut PgConnection) -> sqlx::Result<Option<SlotInfo>> {
     let slot = slot_of(&mut *conn).await?;
     let row: Option<(String, i64, i64)> = sqlx::query_as(
-        "SELECT confirmed_flush_lsn::text, \
-                pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, \
-                pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint \
+        "SELECT coalesce(confirmed_flush_lsn, '0/0')::text, \
+                coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint, \
+                coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint \
          FROM pg_replication_slots WHERE slot_name = $1",
     )
     .bind(&slot)
