@@ -107,6 +107,18 @@ mod tests {
         assert_eq!(p.verify("wrong horse", &h), Verdict::Mismatch);
     }
 
+    /// `mfe migrate rollback` locks a user the services deleted but legacy keeps by prefixing
+    /// its hash with `!`: no password opens it, whatever the hash behind.
+    #[test]
+    fn a_locked_hash_matches_no_password() {
+        let p = Passwords::new();
+        let argon = p.hash("right");
+        let bcrypt = bcrypt::hash("right", 4).unwrap();
+        for locked in [format!("!{argon}"), format!("!{bcrypt}")] {
+            assert_eq!(p.verify("right", &locked), Verdict::Mismatch, "{locked}");
+        }
+    }
+
     #[test]
     fn legacy_bcrypt_hashes_verify_and_ask_for_a_rehash() {
         let p = Passwords::new();

@@ -331,6 +331,19 @@ async fn the_foreign_key_conflict_policy_keeps_referenced_rows_and_sets_refused_
         .await
         .unwrap();
     assert_eq!(still, 1, "the referenced user stays");
+    let (hash,): (String,) = sqlx::query_as("SELECT password_hash FROM users WHERE id = $1")
+        .bind(&sender)
+        .fetch_one(&legacy)
+        .await
+        .unwrap();
+    assert!(
+        hash.starts_with('!'),
+        "the kept account cannot log in: {hash}"
+    );
+    assert!(
+        kept["reason"].as_str().unwrap().contains("locked"),
+        "{kept}"
+    );
     let payments_of_sender: i64 =
         sqlx::query_scalar("SELECT count(*) FROM payments WHERE sender_id = $1")
             .bind(&sender)
@@ -728,6 +741,142 @@ async fn the_freeze_covers_the_services_own_tables_on_both_sides() {
             );
         }
     }
+    legacy.close().await;
+    let _ = std::fs::remove_file(&topology);
+}
+
+/// `mfe admin verify-audit` against the database at `url`: its exit code and output.
+fn verify_audit(url: &str) -> (i32, String) {
+    let out = std::process::Command::new(common::BIN)
+        .args(["admin", "verify-audit", "--url", url])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_deleted_after_cutover_goes_by_legacys_own_rules_and_the_audit_chain_verifies() {
+    let topology = topology_file("rules");
+    let f = Fixture::ready_for_cutover(0.01).await;
+    let legacy = f.legacy.pool().await;
+    // A user who sent no payment, with a profile (CASCADE), audit rows and a payment received
+    // (SET NULL), written on the legacy platform (the cutover's sync takes them over).
+    let user = "rb-rules-user".to_string();
+    sql(
+        &legacy,
+        "INSERT INTO users (id, email, password_hash, name, role, updated_at) \
+           VALUES ('rb-rules-user', 'rules@example.com', 'x', 'Rules', 'CUSTOMER', now());
+         INSERT INTO user_profiles (id, user_id, updated_at)
+           VALUES ('rb-rules-profile', 'rb-rules-user', now());
+         INSERT INTO audit_logs (id, user_id, action, resource_type, created_at)
+           VALUES ('rb-rules-a1', 'rb-rules-user', 'user.login', 'user', now()),
+                  ('rb-rules-a2', 'rb-rules-user', 'user.updated', 'user', now());
+         INSERT INTO payments (id, sender_id, recipient_id, amount, status, type, updated_at)
+           SELECT 'rb-rules-pay', id, 'rb-rules-user', 7.00, 'completed', 'instant', now()
+           FROM users WHERE id <> 'rb-rules-user' ORDER BY id LIMIT 1;",
+    )
+    .await;
+    // Admin ran on the legacy database before the migration: its chain anchors the audit rows.
+    {
+        let mut conn = legacy.acquire().await.unwrap();
+        admin_service::MIGRATOR.run(&mut *conn).await.unwrap();
+    }
+    admin_service::audit::chain::anchor(
+        &legacy,
+        admin_service::audit::chain::Anchoring::FirstStart,
+    )
+    .await
+    .unwrap();
+    let (code, out) = verify_audit(&f.legacy.url);
+    assert_eq!(code, 0, "{out}");
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_logs WHERE user_id = $1")
+        .bind(&user)
+        .fetch_one(&legacy)
+        .await
+        .unwrap();
+    let out = f
+        .run_async(
+            &["cutover"],
+            &[("MFE_TOPOLOGY_FILE", topology.display().to_string())],
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // An admin deletes the user: auth deletes it (its own foreign key takes the tokens); the
+    // profile service has not caught up, so its profile is still in profile_db.
+    let auth = f.target(AUTH).await;
+    sql(&auth, &format!("DELETE FROM users WHERE id = '{user}'")).await;
+
+    let (code, report, stderr) = rollback(&f, &topology).await;
+    assert_eq!(
+        code, 0,
+        "legacy takes the delete by its own rules: {report} {stderr}"
+    );
+    assert_eq!(report["conflicts"].as_array().unwrap().len(), 0, "{report}");
+    let table = |name: &str| {
+        report["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(table("users")["deleted"], 1, "{report}");
+    assert_eq!(table("user_profiles")["cascaded"], 1, "{report}");
+    assert_eq!(table("audit_logs")["cleared"], audited, "{report}");
+    assert_eq!(table("payments")["cleared"], 1, "{report}");
+
+    let gone: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM users WHERE id = $1) \
+              + (SELECT count(*) FROM user_profiles WHERE user_id = $1) \
+              + (SELECT count(*) FROM audit_logs WHERE user_id = $1)",
+    )
+    .bind(&user)
+    .fetch_one(&legacy)
+    .await
+    .unwrap();
+    assert_eq!(
+        gone, 0,
+        "deleted, its profile with it, its audit rows no longer point to it"
+    );
+    let recorded: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_name, action FROM mfe_rollback.cleared WHERE parent_key = $1 ORDER BY 1",
+    )
+    .bind(&user)
+    .fetch_all(&legacy)
+    .await
+    .unwrap();
+    assert_eq!(recorded.len() as i64, audited + 2, "{recorded:?}");
+    assert!(recorded.contains(&("payments".into(), "set null".into())));
+    assert!(recorded.contains(&("user_profiles".into(), "cascade".into())));
+    assert!(recorded.contains(&("audit_logs".into(), "set null".into())));
+    // The chain holds: the cleared references are recorded beside it.
+    let (code, out) = verify_audit(&f.legacy.url);
+    assert_eq!(
+        code, 0,
+        "the audit chain verifies after the rollback: {out}"
+    );
+    // Clearing a reference by hand is still a change the chain finds.
+    sql(
+        &legacy,
+        "UPDATE audit_logs SET user_id = NULL \
+         WHERE id = (SELECT min(id) FROM audit_logs WHERE user_id IS NOT NULL)",
+    )
+    .await;
+    let (code, out) = verify_audit(&f.legacy.url);
+    assert_eq!(code, 1, "{out}");
     legacy.close().await;
     let _ = std::fs::remove_file(&topology);
 }

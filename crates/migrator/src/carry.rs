@@ -33,6 +33,10 @@ const NOT_CARRIED: &[&str] = &[
     "audit_chain_head",
 ];
 
+/// Tables merged rather than made equal: each side records there what happened on it (admin's
+/// audit references a foreign key cleared), and both sides' records hold.
+const MERGED: &[&str] = &["audit_cleared_refs"];
+
 /// Rows per statement.
 const BATCH: usize = 2000;
 
@@ -155,16 +159,24 @@ async fn copy_tables(
                 "{qualified} has no primary key on the side it is carried to: its rows cannot be merged"
             )));
         }
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DELETE FROM {qualified}")))
-            .execute(&mut *to)
-            .await?;
+        let merged = MERGED.contains(&table.as_str());
+        if !merged {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DELETE FROM {qualified}")))
+                .execute(&mut *to)
+                .await?;
+        }
         let list = columns
             .iter()
             .map(|c| ident(c))
             .collect::<Vec<_>>()
             .join(", ");
         let insert = format!(
-            "INSERT INTO {qualified} ({list}) SELECT {list} FROM json_populate_recordset(NULL::{qualified}, $1::json)"
+            "INSERT INTO {qualified} ({list}) SELECT {list} FROM json_populate_recordset(NULL::{qualified}, $1::json){}",
+            if merged {
+                " ON CONFLICT DO NOTHING"
+            } else {
+                ""
+            }
         );
         let mut rows = 0u64;
         // JSON text as PostgreSQL prints it: a number keeps every digit and its scale.
@@ -193,10 +205,9 @@ async fn write(to: &mut PgConnection, insert: &str, batch: Vec<String>) -> Resul
     if batch.is_empty() {
         return Ok(0);
     }
-    let n = batch.len() as u64;
-    sqlx::query(sqlx::AssertSqlSafe(insert.to_string()))
+    Ok(sqlx::query(sqlx::AssertSqlSafe(insert.to_string()))
         .bind(format!("[{}]", batch.join(",")))
         .execute(to)
-        .await?;
-    Ok(n)
+        .await?
+        .rows_affected())
 }

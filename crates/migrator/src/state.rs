@@ -166,11 +166,10 @@ pub fn refusal(step: Step, state: Option<State>) -> Option<String> {
              would overwrite what the services wrote since. `mfe migrate rollback` moves the \
              platform back to the legacy database; `verify` and `status` only read"
         ),
-        _ => format!(
-            "the migration was rolled back: the platform runs on the legacy database again and the \
-             service databases are frozen. To migrate again, drop the four service databases and \
-             start from `mfe migrate prepare`"
-        ),
+        _ => "the migration was rolled back: the platform runs on the legacy database again and \
+              the service databases are frozen. To migrate again, drop the four service databases \
+              and start from `mfe migrate prepare`"
+            .to_string(),
     };
     match (step, state) {
         (_, Some(s @ (CutOver | RolledBack)))
@@ -234,10 +233,18 @@ pub async fn admit(endpoints: &Endpoints, step: Step) -> Result<Option<State>> {
     }
     let state = current(endpoints).await?;
     match refusal(step, state) {
-        Some(why) => Err(MigrateError::WrongState {
-            state: state.map_or("not started", State::as_str).to_string(),
-            why,
-        }),
+        Some(why) => {
+            // A legacy database off the contract is the first thing to fix: said before the state.
+            let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
+            let differences = crate::check::legacy_differences(&mut legacy).await?;
+            if !differences.is_empty() {
+                return Err(MigrateError::ContractMismatch(differences));
+            }
+            Err(MigrateError::WrongState {
+                state: state.map_or("not started", State::as_str).to_string(),
+                why,
+            })
+        }
         None => Ok(state),
     }
 }

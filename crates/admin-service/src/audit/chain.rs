@@ -20,7 +20,9 @@ use utoipa::ToSchema;
 
 macro_rules! canonical {
     () => {
-        "jsonb_build_array(a.id, a.user_id, a.action, a.resource_type, a.resource_id, \
+        "jsonb_build_array(a.id, coalesce(a.user_id, \
+         (SELECT r.user_id FROM admin.audit_cleared_refs r WHERE r.audit_id = a.id)), \
+         a.action, a.resource_type, a.resource_id, \
          CASE WHEN a.details IS NULL THEN NULL ELSE jsonb_build_array(a.details) END, \
          a.ip_address, a.user_agent, CASE WHEN isfinite(a.created_at) \
          THEN to_char(a.created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS BC') ELSE a.created_at::text END)::text"
@@ -29,7 +31,8 @@ macro_rules! canonical {
 /// The canonical form of the `audit_logs` row aliased `a`: a JSON array of its columns in
 /// PostgreSQL's own text form (jsonb output is normalised, the time has a fixed format), so the
 /// writer and every later verifier see the same bytes. `details` is wrapped so that SQL NULL and
-/// JSON `null` differ.
+/// JSON `null` differ. A user id the database's own `ON DELETE SET NULL` cleared is read from
+/// `admin.audit_cleared_refs` (migration 0003): the row is what admin chained.
 pub const CANONICAL: &str = canonical!();
 
 /// [`CANONICAL`] of a row an outer join may not have found: NULL then.

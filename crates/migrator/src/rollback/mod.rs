@@ -17,10 +17,11 @@
 //!    as a batch (a unique value such a delete frees) are written again; parents gone from their
 //!    service database are deleted last, once no row points to them.
 //! 4. **The conflict policy.** The legacy database keeps the cross-service foreign keys the split
-//!    dropped. Two kinds of change cannot be written as they are, and neither is dropped silently:
-//!    - a delete of a row that other rows still reference (written back or already in legacy:
-//!      `RESTRICT` would refuse it, `CASCADE` and `SET NULL` would rewrite rows another service
-//!      keeps): the row is **kept** in legacy;
+//!    dropped, and a parent's delete is written by their rules ([`rules`]: `CASCADE` and `SET
+//!    NULL` act as legacy would, recorded in `mfe_rollback.cleared`). Two kinds of change cannot
+//!    be written as they are, and neither is dropped silently:
+//!    - a delete legacy refuses (a `RESTRICT` child still points to the row): the row is **kept**
+//!      in legacy (a kept user's password is locked);
 //!    - a row the legacy constraints refuse (a payment whose sender was deleted in auth and never
 //!      existed in legacy; a unique value a kept row still holds): it is **not written**; its
 //!      whole row is kept in `mfe_rollback.conflicts`.
@@ -56,6 +57,8 @@ use crate::error::{MigrateError, Result};
 use crate::progress::Progress;
 use crate::sql::ident;
 use crate::{connect, journal};
+
+mod rules;
 
 /// Keys per statement.
 const CHUNK: usize = 10_000;
@@ -105,6 +108,12 @@ pub struct WrittenBack {
     pub inserted: u64,
     pub updated: u64,
     pub deleted: u64,
+    /// Rows legacy's `ON DELETE CASCADE` deleted with a parent the services deleted.
+    #[serde(default)]
+    pub cascaded: u64,
+    /// References legacy's `ON DELETE SET NULL` cleared (the rows stay).
+    #[serde(default)]
+    pub cleared: u64,
 }
 
 /// A change the legacy database could not take as it is.
@@ -142,7 +151,7 @@ impl RollbackReport {
     pub fn rows_written(&self) -> u64 {
         self.tables
             .iter()
-            .map(|t| t.inserted + t.updated + t.deleted)
+            .map(|t| t.inserted + t.updated + t.deleted + t.cascaded + t.cleared)
             .sum()
     }
 }
@@ -175,6 +184,9 @@ pub async fn rollback(
     };
     let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
     sqlx::raw_sql(STATE_SQL).execute(&mut legacy).await?;
+    sqlx::raw_sql(rules::CLEARED_SQL)
+        .execute(&mut legacy)
+        .await?;
     let state: Option<(String, String)> =
         sqlx::query_as("SELECT cutover, step FROM mfe_rollback.state WHERE id = 1")
             .fetch_optional(&mut legacy)
@@ -445,6 +457,13 @@ async fn write_back(
     )))
     .execute(&mut *tx)
     .await?;
+    // Admin's schema in legacy up to date before any delete: its trigger records the audit
+    // references legacy's SET NULL clears, which its chain's verification then reads.
+    crate::prepare::migrator(Service::Admin)
+        .run(&mut *tx)
+        .await
+        .map_err(|e| MigrateError::Other(format!("admin's migrations on legacy: {e}")))?;
+    let rules = rules::Rules::read(&mut tx).await?;
     steps.push(("read the changes".into(), t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
@@ -550,13 +569,24 @@ async fn write_back(
     lap.mark("upserts");
     // Its statistics: the deletes and verify join it to the legacy tables by their keys.
     sqlx::raw_sql("ANALYZE fetched").execute(&mut *tx).await?;
-    // Parents gone from their service database, once nothing points to them; and again the rows
-    // refused, until a round changes nothing.
+    // Parents gone from their service database, once no refusing child points to them (legacy's
+    // CASCADE and SET NULL act); and again the rows refused, until a round changes nothing.
+    let mut acted: Vec<rules::Acted> = Vec::new();
     loop {
         let mut progress = 0u64;
         for table in TABLES.iter().rev().filter(|t| is_parent(t)) {
-            let deleted = delete_absent(&mut tx, table).await?;
+            let (deleted, by_rules) =
+                rules::delete_parents(&mut tx, table, &rules, &cutover).await?;
             written[at(table.name)].deleted += deleted;
+            for a in &by_rules {
+                let w = &mut written[at(a.table)];
+                if a.cascade {
+                    w.cascaded += 1;
+                } else {
+                    w.cleared += 1;
+                }
+            }
+            acted.extend(by_rules);
             progress += deleted;
         }
         let before = pending.len();
@@ -580,8 +610,18 @@ async fn write_back(
         .bind(table.name)
         .fetch_all(&mut *tx)
         .await?;
+        let locked = if table.name == "users" {
+            rules::lock_kept_users(&mut tx, &kept).await?
+        } else {
+            0
+        };
         for chunk in kept.chunks(CHUNK) {
-            let reasons = why_kept(&mut tx, table, chunk).await?;
+            let mut reasons = why_kept(&mut tx, table, chunk, &rules).await?;
+            if locked > 0 {
+                for reason in reasons.values_mut() {
+                    reason.push_str("; its password is locked: the account cannot log in");
+                }
+            }
             for key in chunk {
                 conflicts.push(Conflict {
                     table: table.name.into(),
@@ -606,16 +646,40 @@ async fn write_back(
     record_conflicts(&mut tx, &cutover, &conflicts, &pending).await?;
 
     lap.mark("conflicts");
-    // Verify: every changed row that is not a conflict is equal on both sides; each table's
-    // count differs by exactly its conflicts.
+    // Verify: every changed row that is not a conflict, and that legacy's own rules did not
+    // change, is equal on both sides; each table's count differs by exactly its conflicts and
+    // the rows legacy's CASCADE deleted that its service database still holds.
     let mut verified = 0u64;
     let mut differing = 0u64;
     let mut differences = Vec::new();
     for table in TABLES {
+        let cascaded_keys: Vec<String> = acted
+            .iter()
+            .filter(|a| a.table == table.name && a.cascade)
+            .map(|a| a.key.clone())
+            .collect();
+        let cascaded_in_service: i64 = if cascaded_keys.is_empty() {
+            0
+        } else {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM public.{t} WHERE {key} = ANY($1)",
+                t = ident(table.name),
+                key = ident(table.key)
+            )))
+            .bind(&cascaded_keys)
+            .fetch_one(service_conn(services, table.service))
+            .await?
+        };
         let skip: Vec<&str> = conflicts
             .iter()
             .filter(|c| c.table == table.name)
             .map(|c| c.key.as_str())
+            .chain(
+                acted
+                    .iter()
+                    .filter(|a| a.table == table.name)
+                    .map(|a| a.key.as_str()),
+            )
             .collect();
         let kept = conflicts
             .iter()
@@ -637,15 +701,15 @@ async fn write_back(
         .fetch_one(&mut *tx)
         .await?;
         let compared = compare_fetched(&mut tx, table, &skip).await?;
-        // Legacy's rows now: those before, with what the write-back inserted and deleted (every
-        // statement it ran is counted; none cascades: a parent is deleted only once nothing
-        // points to it).
+        // Legacy's rows now: those before, with what the write-back inserted and deleted, and
+        // what legacy's CASCADE deleted (recorded before each parent's delete).
         let (before, s) = census[at(table.name)];
         let w = &written[at(table.name)];
-        let l = before + w.inserted as i64 - w.deleted as i64;
-        if l - s != kept - refused {
+        let l = before + w.inserted as i64 - w.deleted as i64 - w.cascaded as i64;
+        if l - s != kept - refused - cascaded_in_service {
             differences.push(format!(
-                "{}: {l} rows in legacy, {s} in the {} database ({kept} kept, {refused} not written)",
+                "{}: {l} rows in legacy, {s} in the {} database ({kept} kept, {refused} not \
+                 written, {cascaded_in_service} deleted by legacy's cascade)",
                 table.name,
                 table.service.name()
             ));
@@ -1105,9 +1169,10 @@ async fn why_kept(
     conn: &mut PgConnection,
     table: &Table,
     keys: &[String],
+    rules: &rules::Rules,
 ) -> Result<HashMap<String, String>> {
     let mut refs: HashMap<String, Vec<String>> = HashMap::new();
-    for fk in children_of(table) {
+    for fk in rules.refusing(table) {
         let child = crate::contract::table(fk.table).expect("a contract table");
         let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {col}, {k} FROM public.{c} WHERE {col} = ANY($1) ORDER BY {k}",
@@ -1131,8 +1196,8 @@ async fn why_kept(
             (
                 k,
                 format!(
-                    "deleted in the {} database after cutover, but still referenced in legacy \
-                     by {}",
+                    "deleted in the {} database after cutover, but legacy refuses the delete: \
+                     still referenced by {}",
                     table.service.name(),
                     list.join(", ")
                 ),
