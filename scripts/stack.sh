@@ -39,7 +39,8 @@ max_wal_size = 4GB
 checkpoint_timeout = 15min
 maintenance_work_mem = 256MB
 wal_level = logical
-max_replication_slots = 64"
+max_replication_slots = 64
+max_wal_senders = 64"
 readonly EXTRA_HBA="# Managed by scripts/stack.sh - dev/test only: trust every loopback connection.
 # TYPE  DATABASE        USER            ADDRESS                 METHOD
 local   all             all                                     trust
@@ -56,6 +57,9 @@ readonly WANT_MAX_CONN=200 WANT_MAX_WAL_MB=4096 WANT_MWM_KB=262144 WANT_SB_PAGES
 # Logical decoding for the migration's change capture: a slot per migrated database (tests run
 # many side by side).
 readonly WANT_SLOTS=64
+# Each sync streams over a WAL sender, a rollback over one per service database; parallel tests
+# run many at once (the default, 10, runs out).
+readonly WANT_SENDERS=64
 
 # Never let libpq pick up a caller's environment (we test the exact URLs the services use).
 unset PGHOST PGHOSTADDR PGPORT PGUSER PGPASSWORD PGDATABASE PGSERVICE PGSERVICEFILE PGPASSFILE \
@@ -136,7 +140,7 @@ admin_sql() {
     runuser -u postgres -- psql -XAtqw -v ON_ERROR_STOP=1 -h /var/run/postgresql -p "$port" -d postgres "$@"
 }
 
-# "cluster_name|max_connections|max_wal_size|maintenance_work_mem|shared_buffers|checkpoint_timeout|has_password|wal_level|max_replication_slots"
+# "cluster_name|max_connections|max_wal_size|maintenance_work_mem|shared_buffers|checkpoint_timeout|has_password|wal_level|max_replication_slots|max_wal_senders"
 readonly STATE_SQL="select current_setting('cluster_name'),
   (select setting from pg_settings where name = 'max_connections'),
   (select setting from pg_settings where name = 'max_wal_size'),
@@ -145,14 +149,15 @@ readonly STATE_SQL="select current_setting('cluster_name'),
   (select setting from pg_settings where name = 'checkpoint_timeout'),
   (select rolpassword is not null from pg_authid where rolname = 'postgres'),
   current_setting('wal_level'),
-  current_setting('max_replication_slots')"
+  current_setting('max_replication_slots'),
+  current_setting('max_wal_senders')"
 
 # Do the current settings ($2 = state line) satisfy what cluster $1 should have?
 state_ok() {
-    local name="$1" cname maxc walmb mwm sb ckpt haspw wal slots
-    IFS='|' read -r cname maxc walmb mwm sb ckpt haspw wal slots <<<"$2"
+    local name="$1" cname maxc walmb mwm sb ckpt haspw wal slots senders
+    IFS='|' read -r cname maxc walmb mwm sb ckpt haspw wal slots senders <<<"$2"
     [[ "$cname" == "$PGV/$name" && "$haspw" == t && "$wal" == logical ]] || return 1
-    ((slots >= WANT_SLOTS)) || return 1
+    ((slots >= WANT_SLOTS && senders >= WANT_SENDERS)) || return 1
     [[ "$walmb" == "$WANT_MAX_WAL_MB" && "$mwm" == "$WANT_MWM_KB" ]] || return 1
     if [[ "$name" == main ]]; then
         ((maxc >= WANT_MAX_CONN))
@@ -246,7 +251,7 @@ create_cluster() {
 
 # Slow path: create/configure/start cluster $1 and make sure it is usable.
 pg_ensure() {
-    local name="$1" port="${PORT[$1]}" dir changed=0 started=0 state cname maxc walmb mwm sb ckpt haspw wal slots
+    local name="$1" port="${PORT[$1]}" dir changed=0 started=0 state cname maxc walmb mwm sb ckpt haspw wal slots senders
     dir="$(cluster_dir "$name")"
     ACTED=0
 
@@ -296,7 +301,7 @@ pg_ensure() {
     fi
 
     state="$(admin_sql "$port" -F'|' -c "$STATE_SQL")" || die "cannot query cluster $PGV/$name"
-    IFS='|' read -r cname maxc walmb mwm sb ckpt haspw wal slots <<<"$state"
+    IFS='|' read -r cname maxc walmb mwm sb ckpt haspw wal slots senders <<<"$state"
     [[ "$cname" == "$PGV/$name" ]] ||
         die "port $port is served by cluster '$cname', expected $PGV/$name"
 
@@ -314,13 +319,14 @@ pg_ensure() {
             wait_pg "$port" || die "cluster $PGV/main did not come back after restart"
             act "raised max_connections on $PGV/main from $maxc to $WANT_MAX_CONN (restarted)"
         fi
-        if [[ "$wal" != logical ]] || ((slots < WANT_SLOTS)); then
+        if [[ "$wal" != logical ]] || ((slots < WANT_SLOTS || senders < WANT_SENDERS)); then
             # The migration captures the legacy database's changes by logical decoding.
             admin_sql "$port" -c "alter system set wal_level = logical" >/dev/null
             admin_sql "$port" -c "alter system set max_replication_slots = $WANT_SLOTS" >/dev/null
+            admin_sql "$port" -c "alter system set max_wal_senders = $WANT_SENDERS" >/dev/null
             pg_ctl_do restart main
             wait_pg "$port" || die "cluster $PGV/main did not come back after restart"
-            act "set wal_level=logical, max_replication_slots=$WANT_SLOTS on $PGV/main for the migration's change capture (restarted)"
+            act "set wal_level=logical, max_replication_slots=$WANT_SLOTS, max_wal_senders=$WANT_SENDERS on $PGV/main for the migration's change capture (restarted)"
         fi
         if [[ "$walmb" != "$WANT_MAX_WAL_MB" ]]; then
             admin_sql "$port" -c "alter system set max_wal_size = '4GB'" >/dev/null
@@ -360,7 +366,7 @@ pg_ensure() {
         fi
     elif [[ "$maxc" != "$WANT_MAX_CONN" || "$sb" != "$WANT_SB_PAGES" || "$ckpt" != "$WANT_CKPT_S" ||
         "$walmb" != "$WANT_MAX_WAL_MB" || "$mwm" != "$WANT_MWM_KB" || "$wal" != logical ||
-        "$slots" != "$WANT_SLOTS" ]]; then
+        "$slots" != "$WANT_SLOTS" || "$senders" != "$WANT_SENDERS" ]]; then
         # Something (ALTER SYSTEM in postgresql.auto.conf) overrides conf.d/90-stack.conf.
         admin_sql "$port" -c 'alter system reset all' >/dev/null
         admin_sql "$port" -c 'select pg_reload_conf()' >/dev/null
