@@ -16,8 +16,18 @@ use crate::ui::Bars;
 
 #[derive(Subcommand)]
 pub enum Phase {
-    /// Check the legacy database against the contract and show what goes where. Changes nothing.
-    Plan,
+    /// Check the legacy database against the contract, show what goes where, and run the preflight
+    /// of a live migration (wal_level, free slots and WAL senders, max_slot_wal_keep_size, long
+    /// transactions, replica identity, disk for the WAL a slot keeps): each ok, warn or fail with
+    /// what to change. Exit code 1 when a check fails. Changes nothing.
+    Plan {
+        /// Transactions open longer than this on the legacy server are reported.
+        #[arg(long, default_value_t = 300)]
+        long_transaction_seconds: u64,
+        /// How long sync is expected to run before cutover (for the WAL the slot keeps).
+        #[arg(long, default_value_t = 1.0)]
+        sync_hours: f64,
+    },
     /// Create the four service databases if missing and apply each service's own migrations.
     Prepare,
     /// Stream every table from the legacy database into its service database (binary COPY, one
@@ -286,7 +296,7 @@ impl Phase {
     fn step(&self) -> migrator::state::Step {
         use migrator::state::Step;
         match self {
-            Phase::Plan => Step::Plan,
+            Phase::Plan { .. } => Step::Plan,
             Phase::Prepare => Step::Prepare,
             Phase::Copy { .. } => Step::Copy,
             Phase::Verify { .. } => Step::Verify,
@@ -330,7 +340,21 @@ async fn run_phase(
     migrator::state::admit(&endpoints, phase.step()).await?;
     let reporting = Reporting::new(&phase, ui, &endpoints, json).await?;
     Ok(match phase {
-        Phase::Plan => show(&migrator::plan::plan(&endpoints).await?, json),
+        Phase::Plan {
+            long_transaction_seconds,
+            sync_hours,
+        } => {
+            if !(sync_hours.is_finite() && sync_hours >= 0.0) {
+                return Err(MigrateError::Usage(
+                    "--sync-hours must be a number of hours, 0 or more".into(),
+                ));
+            }
+            let opts = migrator::preflight::Options {
+                long_transaction: std::time::Duration::from_secs(long_transaction_seconds),
+                sync_hours,
+            };
+            show(&migrator::plan::plan(&endpoints, &opts).await?, json)
+        }
         Phase::Prepare => show(&migrator::prepare::prepare(&endpoints).await?, json),
         Phase::Copy {
             jobs,

@@ -63,6 +63,29 @@ impl Report for Plan {
         print_table(&["foreign key", "reference", "after the split"], &rows);
         println!();
         print_capture(&self.capture);
+        println!("\npreflight of a live migration:");
+        let rows: Vec<Vec<String>> = self
+            .preflight
+            .iter()
+            .map(|c| {
+                vec![
+                    c.level.as_str().to_uppercase(),
+                    c.check.into(),
+                    c.server.clone(),
+                    c.found.clone(),
+                    c.fix.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        print_table(&["", "check", "server", "found", "what to change"], &rows);
+    }
+
+    fn exit_code(&self) -> u8 {
+        if self.failed() {
+            exit::DIFFERENCES
+        } else {
+            exit::OK
+        }
     }
 }
 

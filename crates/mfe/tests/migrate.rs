@@ -589,3 +589,119 @@ async fn a_legacy_table_written_between_a_crash_and_the_resume_is_copied_again_w
     let (code, report) = f.verify_json();
     assert_eq!(code, 0, "{report:#}");
 }
+
+/// The preflight's checks of `plan --json`, by check name (the legacy server's, where several).
+fn preflight(out: &std::process::Output) -> Vec<Value> {
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "plan printed JSON; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    plan["preflight"].as_array().unwrap().clone()
+}
+
+fn check<'a>(checks: &'a [Value], name: &str) -> &'a Value {
+    checks
+        .iter()
+        .find(|c| c["check"] == name && c["server"].as_str().unwrap().contains("legacy"))
+        .unwrap_or_else(|| panic!("no {name} check: {checks:#?}"))
+}
+
+#[tokio::test]
+async fn plan_is_a_preflight_that_names_what_to_change() {
+    let f = Fixture::seeded(0.01).await;
+    // A live migration this server allows (the stack's settings): only the unbounded slot size
+    // is worth a warning.
+    let out = f.run(&["plan", "--json", "--sync-hours", "0"]);
+    assert_eq!(out.status.code(), Some(0));
+    let checks = preflight(&out);
+    for name in [
+        "wal_level",
+        "replication slots",
+        "WAL senders",
+        "long transactions",
+        "replica identity",
+        "disk for WAL",
+    ] {
+        assert_eq!(
+            check(&checks, name)["level"],
+            "ok",
+            "{:#}",
+            check(&checks, name)
+        );
+    }
+    let keep = check(&checks, "max_slot_wal_keep_size");
+    assert_eq!(keep["level"], "warn");
+    assert!(keep["fix"].as_str().unwrap().contains("MFE_SLOT_WARN_GB"));
+    // Every service database's server is looked at (they are not created yet).
+    for service in ["payments-service", "admin-service", "profile-service"] {
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["check"] == "wal_level"
+                    && c["server"].as_str().unwrap().contains(service)),
+            "{service}: {checks:#?}"
+        );
+    }
+
+    // A table whose updates logical decoding could not publish, and a transaction left open.
+    let legacy = f.legacy.pool().await;
+    sqlx::raw_sql("ALTER TABLE audit_logs REPLICA IDENTITY NOTHING")
+        .execute(&legacy)
+        .await
+        .unwrap();
+    let mut open = legacy.begin().await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *open)
+        .await
+        .unwrap();
+    sqlx::query("SELECT txid_current()")
+        .execute(&mut *open)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let out = f.run(&[
+        "plan",
+        "--json",
+        "--sync-hours",
+        "0",
+        "--long-transaction-seconds",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a failed check fails the plan");
+    let checks = preflight(&out);
+    let identity = check(&checks, "replica identity");
+    assert_eq!(identity["level"], "fail");
+    assert!(
+        identity["found"].as_str().unwrap().contains("audit_logs"),
+        "{identity}"
+    );
+    assert!(
+        identity["fix"]
+            .as_str()
+            .unwrap()
+            .contains("REPLICA IDENTITY FULL")
+    );
+    let long = check(&checks, "long transactions");
+    assert_eq!(long["level"], "warn");
+    assert!(
+        long["found"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("pid {pid} ")),
+        "{long}"
+    );
+    open.rollback().await.unwrap();
+    // The human form says the same, with what to change.
+    let out = f.run(&["plan", "--sync-hours", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAIL") && text.contains("replica identity"),
+        "{text}"
+    );
+    // A nonsense estimate is refused.
+    let out = f.run(&["plan", "--sync-hours", "-1"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -18,6 +18,7 @@ pub mod journal;
 pub mod lease;
 pub mod load;
 pub mod plan;
+pub mod preflight;
 pub mod prepare;
 pub mod progress;
 pub mod resync;

@@ -1,4 +1,5 @@
-//! `plan`: what goes where. Reads the legacy catalog only; changes nothing anywhere.
+//! `plan`: what goes where, and whether the servers allow a live migration
+//! ([`crate::preflight`]). Reads catalogs and settings only; changes nothing anywhere.
 
 use platform::Service;
 use serde::Serialize;
@@ -36,10 +37,21 @@ pub struct Plan {
     pub foreign_keys: Vec<ForeignKeyPlan>,
     /// Whether `copy` can capture changes for live sync, and any slot already there.
     pub capture: crate::cdc::slot::CaptureState,
+    /// The preflight of a live migration: each check ok, warn or fail, with what to change.
+    pub preflight: Vec<crate::preflight::Check>,
+}
+
+impl Plan {
+    /// Whether a preflight check failed.
+    pub fn failed(&self) -> bool {
+        self.preflight
+            .iter()
+            .any(|c| c.level == crate::preflight::Level::Fail)
+    }
 }
 
 /// Checks the legacy database against the contract and describes the migration.
-pub async fn plan(endpoints: &Endpoints) -> Result<Plan> {
+pub async fn plan(endpoints: &Endpoints, opts: &crate::preflight::Options) -> Result<Plan> {
     let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
     let differences = check::legacy_differences(&mut legacy).await?;
     if !differences.is_empty() {
@@ -73,11 +85,13 @@ pub async fn plan(endpoints: &Endpoints) -> Result<Plan> {
         })
         .collect();
     let capture = crate::cdc::slot::state(&mut legacy).await?;
+    let (servers, facts) = crate::preflight::gather(endpoints, opts).await?;
     Ok(Plan {
         legacy: platform::config::mask_url(endpoints.legacy()),
         tables,
         foreign_keys,
         capture,
+        preflight: crate::preflight::assess(&servers, &facts, opts),
     })
 }
 
