@@ -210,6 +210,45 @@ async fn there_and_back(platform_before_cutover: bool) {
         )
         .await;
     assert_eq!(deleted.status, 204, "{}", deleted.body);
+    // The most ordinary admin action: deleting users. One the legacy platform had (its audit
+    // rows and payments received point to it: legacy's SET NULL), one registered after cutover
+    // (its audit rows reach legacy only through the rollback).
+    let senders: Vec<String> = sqlx::query_scalar("SELECT DISTINCT sender_id FROM payments")
+        .fetch_all(&pools[1])
+        .await
+        .unwrap();
+    let legacy_users: Vec<String> = sqlx::query_scalar(
+        "SELECT u.id FROM users u WHERE u.role = 'CUSTOMER' AND u.email NOT IN \
+         ('alice@legacy.test', 'after.cutover@rollback.test') ORDER BY u.id",
+    )
+    .fetch_all(&pools[0])
+    .await
+    .unwrap();
+    let old_user = legacy_users
+        .into_iter()
+        .find(|u| !senders.contains(u))
+        .expect("a legacy customer who sent no payment");
+    let brief = auth
+        .post(
+            "/auth/register",
+            None,
+            &json!({"email": "brief@rollback.test", "password": "a-long-password-2", "name": "Brief"}),
+        )
+        .await;
+    assert_eq!(brief.status, 201, "{}", brief.body);
+    let brief_id = brief.body["user"]["id"].as_str().unwrap().to_string();
+    settled(&pools).await;
+    for id in [&old_user, &brief_id] {
+        let gone = auth
+            .call(
+                Method::DELETE,
+                &format!("/users/{id}"),
+                Some(&ops_token),
+                None,
+            )
+            .await;
+        assert_eq!(gone.status, 204, "delete {id}: {}", gone.body);
+    }
     if let Some(refresh) = &refresh {
         let out = auth
             .post("/auth/logout", None, &json!({"refreshToken": refresh}))
@@ -238,6 +277,16 @@ async fn there_and_back(platform_before_cutover: bool) {
         })
         .sum();
     assert!(written >= 8, "{report}");
+    let by_rules: u64 = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["cleared"].as_u64().unwrap() + t["cascaded"].as_u64().unwrap())
+        .sum();
+    assert!(
+        by_rules >= 1,
+        "legacy's SET NULL acted on the deleted users' rows: {report}"
+    );
     assert!(stage.topology().contains("DATABASE_TOPOLOGY=shared"));
     let (code, verify, err) = stage.run(&["migrate", "verify", "--json"]).await;
     assert_eq!(code, 0, "verify after the rollback: {err}\n{verify}");
@@ -285,6 +334,17 @@ async fn there_and_back(platform_before_cutover: bool) {
         l("SELECT count(*) FROM system_config WHERE key = 'rollback.gone'".into()).await,
         0
     );
+    for id in [&old_user, &brief_id] {
+        assert_eq!(
+            l(format!(
+                "SELECT (SELECT count(*) FROM users WHERE id = '{id}') \
+                      + (SELECT count(*) FROM audit_logs WHERE user_id = '{id}')"
+            ))
+            .await,
+            0,
+            "{id} is deleted in legacy, by legacy's rules"
+        );
+    }
 
     // The services, restarted by mfe dev on the shared topology, serve it.
     all_ready(&stage).await;

@@ -41,6 +41,7 @@ const SERVICE_TABLES: [(&str, &[&str]); 4] = [
             "audit_anchor",
             "audit_chain",
             "audit_chain_head",
+            "audit_cleared_refs",
             "outbox",
             "processed_events",
         ],

@@ -6,7 +6,7 @@
 //! row by row, which names the ids of the rows that changed, are missing or are extra. Then every
 //! foreign key the split dropped is checked across databases for orphaned references.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -63,6 +63,9 @@ pub struct TableVerify {
     pub target_rows: i64,
     pub buckets_differing: usize,
     pub differences: Differences,
+    /// After a rollback: rows that differ because legacy's own foreign keys acted on a delete the
+    /// services made (`mfe_rollback.cleared`): not differences.
+    pub by_legacy_rules: u64,
     pub ok: bool,
 }
 
@@ -175,22 +178,26 @@ pub async fn verify(
         let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
         synced_before.push(crate::cdc::apply::synced_position(&mut conn).await?);
     }
+    let exempt = Arc::new(rolled_back_by_rules(endpoints).await?);
     let mut tasks = Vec::new();
     for table in TABLES {
         let endpoints = endpoints.clone();
+        let exempt = exempt.clone();
         let mut opts = opts.clone();
         if live {
             opts.max_listed = opts.max_listed.max(LIVE_RECHECK_MAX);
         }
         let progress = progress.clone();
         tasks.push(tokio::spawn(async move {
-            verify_table(&endpoints, table, &opts, progress.as_ref()).await
+            let exempt = exempt.get(table.name).cloned().unwrap_or_default();
+            verify_table(&endpoints, table, &opts, &exempt, progress.as_ref()).await
         }));
     }
     // Orphans are counted beside the table checks: the two are independent.
     let orphan_task = {
         let (endpoints, max_listed) = (endpoints.clone(), opts.max_listed);
-        tokio::spawn(async move { count_all_orphans(&endpoints, max_listed).await })
+        let exempt = exempt.clone();
+        tokio::spawn(async move { count_all_orphans(&endpoints, max_listed, &exempt).await })
     };
     let mut tables = Vec::new();
     for task in tasks {
@@ -215,7 +222,7 @@ pub async fn verify(
     if live && orphans.iter().any(|o| o.orphans > 0) {
         // A legacy transaction across services lands in their databases one after the other.
         crate::cdc::sync::catch_up(endpoints).await?;
-        orphans = count_all_orphans(endpoints, opts.max_listed).await?;
+        orphans = count_all_orphans(endpoints, opts.max_listed, &exempt).await?;
     }
     for t in &mut tables {
         t.differences.changed.truncate(opts.max_listed);
@@ -251,10 +258,44 @@ pub async fn verify(
     Ok(report)
 }
 
+/// After a rollback (the migration's state says so): the rows legacy's own foreign keys changed
+/// when the rollback wrote back a delete, by table: key -> whether a cascade removed it.
+async fn rolled_back_by_rules(
+    endpoints: &Endpoints,
+) -> Result<HashMap<String, HashMap<String, bool>>> {
+    let mut by_table: HashMap<String, HashMap<String, bool>> = HashMap::new();
+    if crate::state::current(endpoints).await? != Some(crate::state::State::RolledBack) {
+        return Ok(by_table);
+    }
+    let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
+    let recorded: bool = sqlx::query_scalar(
+        "SELECT to_regclass('mfe_rollback.cleared') IS NOT NULL \
+         AND to_regclass('mfe_rollback.state') IS NOT NULL",
+    )
+    .fetch_one(&mut legacy)
+    .await?;
+    if !recorded {
+        return Ok(by_table);
+    }
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT c.table_name, c.key, c.action FROM mfe_rollback.cleared c \
+         JOIN mfe_rollback.state s ON s.cutover = c.cutover",
+    )
+    .fetch_all(&mut legacy)
+    .await?;
+    for (table, key, action) in rows {
+        let cascade = action == "cascade";
+        let entry = by_table.entry(table).or_default().entry(key).or_default();
+        *entry |= cascade;
+    }
+    Ok(by_table)
+}
+
 async fn verify_table(
     endpoints: &Endpoints,
     table: &'static Table,
     opts: &VerifyOptions,
+    exempt: &HashMap<String, bool>,
     progress: &dyn Progress,
 ) -> Result<TableVerify> {
     progress.table_step(table.name, "verifying");
@@ -283,7 +324,7 @@ async fn verify_table(
     );
     differing.sort_unstable();
     differing.dedup();
-    let differences = if differing.is_empty() {
+    let mut differences = if differing.is_empty() {
         Differences::default()
     } else {
         diff_rows(
@@ -292,10 +333,14 @@ async fn verify_table(
             table,
             hashing,
             &differing,
-            opts.max_listed,
+            opts.max_listed + exempt.len(),
         )
         .await?
     };
+    let (by_legacy_rules, cascaded) = set_exempt_aside(&mut differences, exempt);
+    differences.changed.truncate(opts.max_listed);
+    differences.missing.truncate(opts.max_listed);
+    differences.extra.truncate(opts.max_listed);
     progress.rows(table.name, legacy_rows as u64);
     progress.table_step(
         table.name,
@@ -311,9 +356,30 @@ async fn verify_table(
         legacy_rows,
         target_rows,
         buckets_differing: differing.len(),
-        ok: differences.is_empty() && legacy_rows == target_rows,
+        ok: differences.is_empty() && legacy_rows + cascaded == target_rows,
         differences,
+        by_legacy_rules,
     })
+}
+
+/// Takes the rows legacy's own rules changed out of `d` when every differing key was listed
+/// (else nothing is known of the unlisted ones, and all stay); returns how many were taken, and
+/// how many of those a cascade removed from legacy only (the service database has one more).
+fn set_exempt_aside(d: &mut Differences, exempt: &HashMap<String, bool>) -> (u64, i64) {
+    let complete = d.changed_count + d.missing_count + d.extra_count
+        == (d.changed.len() + d.missing.len() + d.extra.len()) as u64;
+    if exempt.is_empty() || !complete {
+        return (0, 0);
+    }
+    let before = d.changed.len() + d.missing.len() + d.extra.len();
+    d.changed.retain(|k| !exempt.contains_key(k));
+    let extra_before = d.extra.len();
+    d.extra.retain(|k| !exempt.get(k).copied().unwrap_or(false));
+    let cascaded = (extra_before - d.extra.len()) as i64;
+    d.changed_count = d.changed.len() as u64;
+    d.extra_count = d.extra.len() as u64;
+    let after = d.changed.len() + d.missing.len() + d.extra.len();
+    ((before - after) as u64, cascaded)
 }
 
 /// Rows that differed while the legacy database took writes: checked again, key by key, after
@@ -572,7 +638,14 @@ pub(crate) async fn diff_rows(
 /// side. The referenced keys are streamed (binary COPY) into a temporary table beside the
 /// referencing rows, once per pair of databases, and PostgreSQL counts with an anti-join: no sort
 /// of the large side, no key set held in this process.
-async fn count_all_orphans(endpoints: &Endpoints, max_listed: usize) -> Result<Vec<OrphanCheck>> {
+/// References that name no row on the other side, per foreign key the split dropped; after a
+/// rollback, not those legacy's own `SET NULL` cleared (`exempt`: the service databases keep the
+/// reference the services left).
+async fn count_all_orphans(
+    endpoints: &Endpoints,
+    max_listed: usize,
+    exempt: &HashMap<String, HashMap<String, bool>>,
+) -> Result<Vec<OrphanCheck>> {
     let dropped: Vec<&'static ForeignKey> = FOREIGN_KEYS.iter().filter(|fk| !fk.kept).collect();
     let mut out = Vec::new();
     let mut pairs: Vec<(&'static Table, &'static str)> = Vec::new();
@@ -625,13 +698,21 @@ async fn count_all_orphans(endpoints: &Endpoints, max_listed: usize) -> Result<V
             .execute(&mut referencing)
             .await?;
         for fk in fks {
+            let child = crate::contract::table(fk.table).expect("contract table");
+            let set_aside: Vec<&String> = exempt
+                .get(fk.table)
+                .map(|keys| keys.keys().collect())
+                .unwrap_or_default();
             let orphaned = format!(
-                "FROM public.{t} x WHERE x.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {keys} r WHERE r.k = x.{c})",
+                "FROM public.{t} x WHERE x.{c} IS NOT NULL AND NOT (x.{k} = ANY($1)) \
+                 AND NOT EXISTS (SELECT 1 FROM {keys} r WHERE r.k = x.{c})",
                 t = ident(fk.table),
-                c = ident(fk.column)
+                c = ident(fk.column),
+                k = ident(child.key)
             );
             let orphans: i64 =
                 sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) {orphaned}")))
+                    .bind(&set_aside)
                     .fetch_one(&mut referencing)
                     .await?;
             let examples: Vec<String> = if orphans > 0 {
@@ -639,6 +720,7 @@ async fn count_all_orphans(endpoints: &Endpoints, max_listed: usize) -> Result<V
                     "SELECT DISTINCT x.{c} {orphaned} ORDER BY 1 LIMIT {max_listed}",
                     c = ident(fk.column)
                 )))
+                .bind(&set_aside)
                 .fetch_all(&mut referencing)
                 .await?
             } else {
@@ -658,4 +740,49 @@ async fn count_all_orphans(endpoints: &Endpoints, max_listed: usize) -> Result<V
     // In contract order, whatever order the pairs ran in.
     out.sort_by_key(|o| dropped.iter().position(|fk| fk.name == o.foreign_key));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(changed: &[&str], missing: &[&str], extra: &[&str]) -> Differences {
+        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        Differences {
+            changed: v(changed),
+            missing: v(missing),
+            extra: v(extra),
+            changed_count: changed.len() as u64,
+            missing_count: missing.len() as u64,
+            extra_count: extra.len() as u64,
+        }
+    }
+
+    #[test]
+    fn rows_legacys_rules_changed_are_set_aside_and_nothing_else() {
+        let exempt: HashMap<String, bool> = [
+            ("cleared".to_string(), false),
+            ("cascaded".to_string(), true),
+        ]
+        .into();
+        let mut d = listed(&["cleared", "edited"], &["kept"], &["cascaded", "new"]);
+        assert_eq!(set_exempt_aside(&mut d, &exempt), (2, 1));
+        assert_eq!(d.changed, ["edited"]);
+        assert_eq!(
+            d.missing,
+            ["kept"],
+            "a row only legacy has is never set aside"
+        );
+        assert_eq!(d.extra, ["new"]);
+        assert_eq!((d.changed_count, d.missing_count, d.extra_count), (1, 1, 1));
+    }
+
+    #[test]
+    fn nothing_is_set_aside_when_some_differing_keys_were_not_listed() {
+        let exempt: HashMap<String, bool> = [("cleared".to_string(), false)].into();
+        let mut d = listed(&["cleared"], &[], &[]);
+        d.changed_count = 5;
+        assert_eq!(set_exempt_aside(&mut d, &exempt), (0, 0));
+        assert_eq!(d.changed_count, 5);
+    }
 }

@@ -111,6 +111,9 @@ pub(super) struct Acted {
     pub table: &'static str,
     pub key: String,
     pub cascade: bool,
+    /// Legacy had the row (a cascade deleted it there); false for a row never written because
+    /// its parent is gone.
+    pub in_legacy: bool,
 }
 
 /// Deletes the rows of `table` (a parent) gone from its service database that no refusing child
@@ -182,6 +185,7 @@ pub(super) async fn delete_parents(
             table: child.name,
             key,
             cascade: rule == OnDelete::Cascade,
+            in_legacy: true,
         }));
     }
     let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -210,4 +214,98 @@ pub(super) async fn lock_kept_users(tx: &mut PgConnection, keys: &[String]) -> R
     .execute(tx)
     .await?
     .rows_affected())
+}
+
+/// Rows legacy refused because a parent they point to is not there (the services deleted it, or
+/// made and deleted it after cutover), as legacy would hold them had that parent been deleted
+/// there: a `SET NULL` reference is cleared and the row goes back to be written, a `CASCADE` row
+/// is not written (it went with its parent). Each is recorded in `mfe_rollback.cleared`. Returns
+/// the rows to write again, the rows still refused, and what was done.
+pub(super) async fn refused_orphans(
+    tx: &mut PgConnection,
+    refused: Vec<super::Refused>,
+    rules: &Rules,
+    cutover: &str,
+) -> Result<(Vec<super::Refused>, Vec<super::Refused>, Vec<Acted>)> {
+    let mut again = Vec::new();
+    let mut still = Vec::new();
+    let mut acted = Vec::new();
+    'rows: for mut r in refused {
+        let key = super::key_of(r.table, &r.row);
+        let mut changed = false;
+        for fk in FOREIGN_KEYS.iter().filter(|fk| fk.table == r.table.name) {
+            let Some(rule) = rules.0.get(fk.name).copied() else {
+                continue;
+            };
+            let Some(action) = rule.action() else {
+                continue;
+            };
+            let at = r
+                .table
+                .columns
+                .iter()
+                .position(|c| c.name == fk.column)
+                .expect("a foreign key's column is in its table");
+            let Some(parent_key) = r.row[at].clone() else {
+                continue;
+            };
+            let parent = crate::contract::table(fk.references).expect("a contract table");
+            let present: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT EXISTS (SELECT 1 FROM public.{p} WHERE {k} = $1)",
+                p = ident(parent.name),
+                k = ident(fk.referenced_column)
+            )))
+            .bind(&parent_key)
+            .fetch_one(&mut *tx)
+            .await?;
+            if present {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO mfe_rollback.cleared \
+                     (cutover, table_name, key, column_name, action, parent_table, parent_key) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (cutover, table_name, key, column_name) \
+                     DO UPDATE SET action = EXCLUDED.action, at = now()",
+            )
+            .bind(cutover)
+            .bind(r.table.name)
+            .bind(&key)
+            .bind(fk.column)
+            .bind(action)
+            .bind(parent.name)
+            .bind(&parent_key)
+            .execute(&mut *tx)
+            .await?;
+            acted.push(Acted {
+                table: r.table.name,
+                key: key.clone(),
+                cascade: rule == OnDelete::Cascade,
+                in_legacy: false,
+            });
+            if rule == OnDelete::Cascade {
+                continue 'rows;
+            }
+            if r.table.name == "audit_logs" && fk.column == "user_id" {
+                // Written with the reference already cleared, so admin's trigger never sees it:
+                // recorded for its chain as the trigger would (admin's migrations ran first).
+                sqlx::query(
+                    "INSERT INTO admin.audit_cleared_refs (audit_id, user_id) VALUES ($1, $2) \
+                     ON CONFLICT (audit_id) DO NOTHING",
+                )
+                .bind(&key)
+                .bind(&parent_key)
+                .execute(&mut *tx)
+                .await?;
+            }
+            r.row[at] = None;
+            changed = true;
+        }
+        if changed {
+            again.push(r);
+        } else {
+            still.push(r);
+        }
+    }
+    Ok((again, still, acted))
 }
