@@ -80,9 +80,7 @@ pub async fn create_user(conn: &mut sqlx::PgConnection, new: &NewUser<'_>) -> Re
 /// Hashes off the async threads: argon2id takes tens of milliseconds by design.
 pub async fn hash_password(state: &AppState, password: String) -> Result<String> {
     let passwords = state.passwords.clone();
-    tokio::task::spawn_blocking(move || passwords.hash(&password))
-        .await
-        .map_err(|e| AuthError::Internal(format!("password hashing task: {e}")))
+    state.hashing.run(move || passwords.hash(&password)).await
 }
 
 /// The signed-in user; a service credential has none.
@@ -107,11 +105,16 @@ pub async fn login(
     password: String,
 ) -> Result<(UserRow, Issued)> {
     let email = email.trim();
-    if let Some(wait) = state.throttle.retry_after(email, client.ip.as_deref()) {
-        return Err(AuthError::Throttled {
-            retry_after_secs: wait.as_secs().max(1),
-        });
+    // Before any work: an over-long email would be kept by the throttle and sent to the audit log.
+    if email.chars().count() > validate::EMAIL_MAX {
+        return Err(too_long("email", validate::EMAIL_MAX));
     }
+    let reservation = state
+        .throttle
+        .reserve(email, client.ip.as_deref())
+        .map_err(|wait| AuthError::Throttled {
+            retry_after_secs: wait.as_secs().max(1),
+        })?;
     let attempt = |user_id: Option<String>| LoginAttempt {
         user_id,
         // jsonb cannot hold U+0000 either: the event shows it as U+FFFD.
@@ -119,15 +122,16 @@ pub async fn login(
         ip_address: client.ip.clone(),
         user_agent: client.user_agent.clone(),
     };
+    // The reservation stays a failure unless the password matches (also when this request is
+    // dropped meanwhile, or the check is refused as busy).
     let Some((user, rehash)) = check_password(state, email, password).await? else {
-        state.throttle.record_failure(email, client.ip.as_deref());
         let mut conn = state.pool.acquire().await?;
         outbox::OUTBOX
             .record(&mut conn, events::USER_LOGIN_FAILED, &attempt(None))
             .await?;
         return Err(AuthError::InvalidCredentials);
     };
-    state.throttle.record_success(email);
+    reservation.succeeded();
     if let Some(new_hash) = rehash
         && users::replace_password_hash(&state.pool, &user.id, &user.password_hash, &new_hash)
             .await?
@@ -169,24 +173,37 @@ async fn check_password(
         .collect();
     let tried = if exact.is_empty() { candidates } else { exact };
     let passwords = state.passwords.clone();
-    tokio::task::spawn_blocking(move || {
-        if tried.is_empty() || password.chars().count() > validate::PASSWORD_MAX {
-            passwords.verify_nobody(&password);
-            return None;
-        }
-        tried.into_iter().find_map(
-            |user| match passwords.verify(&password, &user.password_hash) {
-                Verdict::Match { needs_rehash } => {
-                    let rehash = needs_rehash.then(|| passwords.hash(&password));
-                    Some((user, rehash))
+    state
+        .hashing
+        .run(move || {
+            if tried.is_empty() || password.chars().count() > validate::PASSWORD_MAX {
+                passwords.verify_nobody(&password);
+                return None;
+            }
+            tried.into_iter().find_map(|user| {
+                match passwords.verify(&password, &user.password_hash) {
+                    Verdict::Match { needs_rehash } => {
+                        let rehash = needs_rehash.then(|| passwords.hash(&password));
+                        Some((user, rehash))
+                    }
+                    Verdict::Mismatch => None,
                 }
-                Verdict::Mismatch => None,
-            },
-        )
-    })
-    .await
-    .map_err(|e| AuthError::Internal(format!("password check task: {e}")))
+            })
+        })
+        .await
 }
+
+/// A 422 naming `field`, over `max` characters.
+fn too_long(field: &str, max: usize) -> AuthError {
+    AuthError::Validation(vec![platform::FieldError::new(
+        field,
+        format!("must be at most {max} characters"),
+    )])
+}
+
+/// The longest service client id and secret accepted (configured ones are far shorter).
+const CLIENT_ID_MAX: usize = 128;
+const CLIENT_SECRET_MAX: usize = 1024;
 
 /// An access token with role `SERVICE` for a configured service client (`AUTH_SERVICE_CLIENTS`).
 /// The secret is compared in constant time; failures are throttled like logins.
@@ -196,15 +213,19 @@ pub async fn service_token(
     client_id: &str,
     client_secret: &str,
 ) -> Result<String> {
-    let throttle_key = format!("{}{client_id}", contracts::auth::SERVICE_SUBJECT_PREFIX);
-    if let Some(wait) = state
-        .throttle
-        .retry_after(&throttle_key, client.ip.as_deref())
-    {
-        return Err(AuthError::Throttled {
-            retry_after_secs: wait.as_secs().max(1),
-        });
+    if client_id.chars().count() > CLIENT_ID_MAX {
+        return Err(too_long("clientId", CLIENT_ID_MAX));
     }
+    if client_secret.len() > CLIENT_SECRET_MAX {
+        return Err(too_long("clientSecret", CLIENT_SECRET_MAX));
+    }
+    let throttle_key = format!("{}{client_id}", contracts::auth::SERVICE_SUBJECT_PREFIX);
+    let reservation = state
+        .throttle
+        .reserve(&throttle_key, client.ip.as_deref())
+        .map_err(|wait| AuthError::Throttled {
+            retry_after_secs: wait.as_secs().max(1),
+        })?;
     let known = state.settings.service_clients.get(client_id);
     let secret_ok = known.is_some_and(|c| {
         bool::from(
@@ -215,10 +236,8 @@ pub async fn service_token(
         )
     });
     if !secret_ok {
-        state
-            .throttle
-            .record_failure(&throttle_key, client.ip.as_deref());
         return Err(AuthError::Unauthenticated);
     }
+    reservation.succeeded();
     sessions::sign_access(state, &throttle_key, None, contracts::auth::SERVICE_ROLE)
 }

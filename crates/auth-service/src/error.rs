@@ -24,6 +24,9 @@ pub enum AuthError {
     UserReferenced { constraint: String },
     #[error("too many failed attempts, retry later")]
     Throttled { retry_after_secs: u64 },
+    /// Every password-hashing worker is busy and the queue is full.
+    #[error("too many sign-ins at once, retry shortly")]
+    Busy { retry_after_secs: u64 },
     #[error("invalid request")]
     Validation(Vec<FieldError>),
     #[error(transparent)]
@@ -60,6 +63,7 @@ impl From<AuthError> for ApiError {
             AuthError::Throttled { retry_after_secs } => {
                 ApiError::too_many_requests(message, retry_after_secs)
             }
+            AuthError::Busy { retry_after_secs } => ApiError::busy(message, retry_after_secs),
             AuthError::Validation(fields) => ApiError::validation(fields),
             AuthError::Api(api) => api,
             AuthError::Database(e) => ApiError::from(e),

@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod directory;
 pub mod error;
 pub mod extract;
+pub mod hashing;
 pub mod keys;
 pub mod outbox;
 pub mod password;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub broker: Arc<BrokerHealth>,
     pub keys: Arc<Keys>,
     pub passwords: Arc<Passwords>,
+    /// Where passwords are hashed and checked: a bounded number at once.
+    pub hashing: Arc<hashing::HashPool>,
     pub throttle: Arc<LoginThrottle>,
     pub settings: Arc<AuthSettings>,
 }
@@ -80,6 +83,10 @@ impl AppState {
             broker: BrokerHealth::new(),
             keys: Arc::new(keys),
             passwords: Arc::new(Passwords::new()),
+            hashing: Arc::new(hashing::HashPool::new(
+                settings.hash_workers,
+                settings.hash_queue,
+            )),
             throttle: Arc::new(LoginThrottle::new(settings.throttle)),
             settings: Arc::new(settings),
         })

@@ -47,6 +47,11 @@ pub struct AuthSettings {
     pub service_clients: HashMap<String, ServiceClient>,
     pub bootstrap_admin: Option<BootstrapAdmin>,
     pub throttle: ThrottleSettings,
+    /// Passwords hashed or checked at once (`AUTH_HASH_WORKERS`, default: the cores), each
+    /// taking about 19 MiB; and requests waiting for one (`AUTH_HASH_QUEUE`, default 32) before
+    /// the next is answered 503.
+    pub hash_workers: usize,
+    pub hash_queue: usize,
     /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
     /// `AUTH_PURGE_EXPIRED_TOKENS` (`on`/`off`): whether expired rows of `refresh_tokens` are
@@ -124,6 +129,11 @@ impl AuthSettings {
                 max_failures_per_ip: env.parse_or("AUTH_LOGIN_MAX_FAILURES_PER_IP", 20)?,
                 window: env.seconds_or("AUTH_LOGIN_WINDOW_SECS", Duration::from_secs(15 * 60))?,
             },
+            hash_workers: match env.parse_or("AUTH_HASH_WORKERS", 0usize)? {
+                0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+                n => n,
+            },
+            hash_queue: env.parse_or("AUTH_HASH_QUEUE", 32usize)?,
             trust_forwarded_for: env.parse_or("AUTH_TRUST_FORWARDED_FOR", false)?,
             purge_expired_tokens: switch(env, "AUTH_PURGE_EXPIRED_TOKENS")?,
         })

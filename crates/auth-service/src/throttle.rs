@@ -3,6 +3,10 @@
 //!
 //! Kept in memory: it is a brake on guessing, not an account lock, and one instance's view is
 //! enough for that. A success clears the email's failures.
+//!
+//! Exact under any concurrency: an attempt is reserved (counted as a failure) before its password
+//! is checked, under the same lock as the decision, so a burst of attempts at once gets no more
+//! checks than the limit; a success takes its reservation back.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -41,10 +45,37 @@ impl LoginThrottle {
         }) as usize
     }
 
+    /// Reserves an attempt: counted as a failure from now on, unless [`Reservation::succeeded`]
+    /// takes it back. `Err` says how long the caller must wait, when it is over a limit.
+    pub fn reserve(&self, email: &str, ip: Option<&str>) -> Result<Reservation<'_>, Duration> {
+        let now = Instant::now();
+        let mut failures = self.failures.lock().expect("throttle lock");
+        if let Some(wait) = self.over_limit(&mut failures, email, ip, now) {
+            return Err(wait);
+        }
+        self.push(&mut failures, email, ip, now);
+        Ok(Reservation {
+            throttle: self,
+            email: email.to_string(),
+            ip: ip.map(str::to_string),
+            at: now,
+        })
+    }
+
     /// How long the caller must wait before trying again, if it is over a limit.
     pub fn retry_after(&self, email: &str, ip: Option<&str>) -> Option<Duration> {
         let now = Instant::now();
         let mut failures = self.failures.lock().expect("throttle lock");
+        self.over_limit(&mut failures, email, ip, now)
+    }
+
+    fn over_limit(
+        &self,
+        failures: &mut HashMap<String, VecDeque<Instant>>,
+        email: &str,
+        ip: Option<&str>,
+        now: Instant,
+    ) -> Option<Duration> {
         let mut wait = None;
         for (key, is_email) in Self::keys(email, ip) {
             if ip.is_none() && !is_email {
@@ -65,6 +96,16 @@ impl LoginThrottle {
     pub fn record_failure(&self, email: &str, ip: Option<&str>) {
         let now = Instant::now();
         let mut failures = self.failures.lock().expect("throttle lock");
+        self.push(&mut failures, email, ip, now);
+    }
+
+    fn push(
+        &self,
+        failures: &mut HashMap<String, VecDeque<Instant>>,
+        email: &str,
+        ip: Option<&str>,
+        now: Instant,
+    ) {
         if failures.len() > SWEEP_ABOVE {
             let window = self.settings.window;
             failures.retain(|_, times| times.back().is_some_and(|t| now - *t < window));
@@ -88,6 +129,21 @@ impl LoginThrottle {
         self.failures.lock().expect("throttle lock").remove(&key);
     }
 
+    /// A success: the email's failures go, and this attempt's count on the client address.
+    fn take_back(&self, email: &str, ip: Option<&str>, at: Instant) {
+        let mut failures = self.failures.lock().expect("throttle lock");
+        for (key, is_email) in Self::keys(email, ip) {
+            if is_email {
+                failures.remove(&key);
+            } else if ip.is_some()
+                && let Some(times) = failures.get_mut(&key)
+                && let Some(i) = times.iter().position(|t| *t == at)
+            {
+                times.remove(i);
+            }
+        }
+    }
+
     fn expire(&self, times: &mut VecDeque<Instant>, now: Instant) {
         while times
             .front()
@@ -95,6 +151,22 @@ impl LoginThrottle {
         {
             times.pop_front();
         }
+    }
+}
+
+/// An attempt counted before its outcome is known: a failure unless it succeeded. Dropped
+/// without an outcome (the request was dropped mid-check), it stays a failure.
+pub struct Reservation<'a> {
+    throttle: &'a LoginThrottle,
+    email: String,
+    ip: Option<String>,
+    at: Instant,
+}
+
+impl Reservation<'_> {
+    pub fn succeeded(self) {
+        self.throttle
+            .take_back(&self.email, self.ip.as_deref(), self.at);
     }
 }
 
@@ -144,5 +216,48 @@ mod tests {
         t.record_failure("a@x.io", None);
         t.record_success("A@x.io");
         assert!(t.retry_after("a@x.io", None).is_none());
+    }
+
+    #[test]
+    fn reservations_are_counted_before_their_outcome_and_a_success_takes_its_own_back() {
+        let t = throttle(3, 5, 60_000);
+        let held: Vec<_> = (0..3)
+            .map(|_| {
+                t.reserve("a@x.io", Some("1.1.1.1"))
+                    .expect("under the limit")
+            })
+            .collect();
+        assert!(
+            t.reserve("a@x.io", Some("1.1.1.1")).is_err(),
+            "three checks in flight use up the limit"
+        );
+        let mut held = held.into_iter();
+        held.next().unwrap().succeeded();
+        assert!(
+            t.reserve("a@x.io", Some("1.1.1.1")).is_ok(),
+            "a success clears the email"
+        );
+        drop(held);
+        // The ip kept the two dropped reservations and the last one: 3 of 5.
+        t.reserve("b@x.io", Some("1.1.1.1")).unwrap();
+        t.reserve("c@x.io", Some("1.1.1.1")).unwrap();
+        assert!(t.reserve("d@x.io", Some("1.1.1.1")).is_err());
+    }
+
+    #[test]
+    fn a_burst_from_many_threads_gets_exactly_the_limit() {
+        let t = std::sync::Arc::new(throttle(5, 1000, 60_000));
+        let granted = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..40 {
+                s.spawn(|| {
+                    if let Ok(r) = t.reserve("victim@x.io", Some("6.6.6.6")) {
+                        granted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        drop(r);
+                    }
+                });
+            }
+        });
+        assert_eq!(granted.into_inner(), 5);
     }
 }

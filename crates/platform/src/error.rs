@@ -132,6 +132,14 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code::UNAVAILABLE, message)
     }
 
+    /// A 503 for a service at its capacity: retry after `retry_after_secs`.
+    pub fn busy(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs.max(1)),
+            ..Self::unavailable(message)
+        }
+    }
+
     /// A 500 whose cause is logged with its whole chain and replaced by a generic message.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");

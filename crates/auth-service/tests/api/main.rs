@@ -1,3 +1,4 @@
+mod abuse;
 mod binary;
 mod events;
 mod helpers;
