@@ -8,7 +8,10 @@
 //! payment and its event, and stores its response there: the payment and the stored response
 //! commit together or not at all. An instant payment keeps holding its key while it is charged
 //! and then stores the answer it sends. A request that fails lets go of its key, so a failure is
-//! never replayed; one that dies before storing a response loses the key when its lease runs out,
+//! never replayed, while the key of a change that committed is never released (the release
+//! deletes only a key without a stored response, and waits for a commit in flight to see it:
+//! a request dropped during its COMMIT cannot free the key of the payment it made);
+//! one that dies before storing a response loses the key when its lease runs out,
 //! and a retry takes it over (if the first request was only slow, its transaction then finds the
 //! key gone and writes nothing); one that dies after storing it leaves that response, replayed
 //! once the lease ran out.

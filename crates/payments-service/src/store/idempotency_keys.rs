@@ -138,9 +138,13 @@ pub async fn finalize(
 
 /// Lets go of a key whose request failed, so that it may be retried.
 pub async fn release(pool: &PgPool, caller: &str, key: &str, owner: Uuid) -> sqlx::Result<()> {
+    // A stored response is the mark of a committed change (they commit together): that key is
+    // never released, whatever the request's fate after the commit. Not stored yet, the row may
+    // be held by the transaction that stores it: the delete waits for it and looks again.
     sqlx::query(
         "DELETE FROM payments.idempotency_keys \
-         WHERE caller = $1 AND key = $2 AND owner = $3 AND completed_at IS NULL",
+         WHERE caller = $1 AND key = $2 AND owner = $3 AND completed_at IS NULL \
+           AND response_status IS NULL",
     )
     .bind(caller)
     .bind(key)

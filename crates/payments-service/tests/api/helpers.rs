@@ -165,6 +165,21 @@ pub fn instant(to: &str, amount: &str) -> Value {
 }
 
 impl TestPayments {
+    /// Payments' router on the same database and settings, to drive requests in this process
+    /// (and drop them where a test wants).
+    pub async fn router(&self) -> axum::Router {
+        let (config, settings) = self.replica.clone();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(5)
+            .connect(platform::config::ExposeSecret::expose_secret(
+                &config.database_url,
+            ))
+            .await
+            .expect("payments' database");
+        let state = payments_service::AppState::new(pool, settings).expect("payments' state");
+        payments_service::router(state, &config)
+    }
+
     /// Another instance of payments on the same database (its own port), as a second replica.
     pub async fn spawn_replica(&self) -> Api {
         let (config, settings) = self.replica.clone();

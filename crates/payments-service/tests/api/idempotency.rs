@@ -317,3 +317,207 @@ async fn cancelling_takes_a_key_too() {
     assert_eq!(fresh.status, 409, "without the key it is a second cancel");
     assert_eq!(fresh.error_code(), "invalid_transition");
 }
+
+/// Polls a future until it has waited `limit` times, then gives up on it (it is dropped, as a
+/// client hanging up or a timeout drops a request): `None`. `Some` when it finished before.
+struct DropAfter<F: std::future::Future> {
+    fut: std::pin::Pin<Box<F>>,
+    waits: usize,
+    limit: usize,
+}
+
+impl<F: std::future::Future> std::future::Future for DropAfter<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.fut.as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+            std::task::Poll::Pending => {
+                self.waits += 1;
+                if self.waits >= self.limit {
+                    std::task::Poll::Ready(None)
+                } else {
+                    std::task::Poll::Pending
+                }
+            }
+        }
+    }
+}
+
+/// A keyed POST /payments dropped at each point where it waits (the claim, the lookups at auth,
+/// each statement, the COMMIT, the charge), then retried with the same key until it gets an
+/// answer: every time one payment, charged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_dropped_at_any_await_point_then_retried_makes_one_payment_charged_once() {
+    use tower::ServiceExt;
+    let t = spawn_paced(Pace {
+        idempotency_lease_secs: 1,
+        ..Pace::default()
+    })
+    .await;
+    let (alice, bob) = (t.user("drop-a").await, t.user("drop-b").await);
+    let router = t.router().await;
+    let mut made = Vec::new();
+    for limit in 1.. {
+        let key = format!("drop-{limit}");
+        let amount = format!("{}.{:02}", 1 + limit / 100, limit % 100);
+        let body = instant(&bob.email, &amount);
+        let request = axum::http::Request::post("/payments")
+            .header("authorization", format!("Bearer {}", alice.token))
+            .header("idempotency-key", &key)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        let outcome = DropAfter {
+            fut: Box::pin(router.clone().oneshot(request)),
+            waits: 0,
+            limit,
+        }
+        .await;
+        let finished = outcome.is_some();
+        // The retry, until the key answers (409 while the first request's key is held).
+        let answer = test_support::eventually(std::time::Duration::from_secs(15), || async {
+            let reply = t.post_keyed(&alice.token, &key, &body).await;
+            (reply.status != 409).then_some(reply)
+        })
+        .await
+        .unwrap_or_else(|| panic!("dropped after {limit} waits: the key never answered"));
+        assert!(
+            answer.status == 201 || answer.status == 200 || answer.status == 202,
+            "dropped after {limit} waits: {} {}",
+            answer.status,
+            answer.body
+        );
+        let id = answer.body["id"].as_str().unwrap().to_string();
+        let payments: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM payments WHERE sender_id = $1 AND amount = $2::numeric",
+        )
+        .bind(&alice.id)
+        .bind(&amount)
+        .fetch_one(&t.pool)
+        .await
+        .unwrap();
+        assert_eq!(payments, 1, "dropped after {limit} waits: one payment");
+        made.push((limit, id));
+        if finished {
+            break;
+        }
+    }
+    assert!(
+        made.len() >= 5,
+        "the request waits at several points: {made:?}"
+    );
+    // Each charged once: by the request, or by the worker when the request died first.
+    for (limit, id) in &made {
+        let charge = test_support::eventually(std::time::Duration::from_secs(20), || async {
+            t.charge(id).await.filter(|c| c["status"] != "pending")
+        })
+        .await
+        .unwrap_or_else(|| panic!("dropped after {limit} waits: payment {id} never charged"));
+        assert_eq!(
+            charge["attempts"], 1,
+            "dropped after {limit} waits: {charge}"
+        );
+    }
+    let charges = t.psp.get("/charges", None).await.body;
+    for (limit, id) in &made {
+        let same = charges["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["reference"] == id.as_str())
+            .count();
+        assert_eq!(same, 1, "dropped after {limit} waits: one charge for {id}");
+    }
+}
+
+/// The case the sweep above cannot time: the request dropped (a client hanging up, the 30 s
+/// timeout) while its COMMIT runs on the server, so the payment commits but the request never
+/// learns it. Its key must not be released: the retry gets the stored answer, and the payment
+/// is charged once (by the worker, the request being gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_dropped_while_its_commit_runs_keeps_its_key_and_is_charged_once() {
+    use tower::ServiceExt;
+    let t = spawn_paced(Pace {
+        idempotency_lease_secs: 1,
+        ..Pace::default()
+    })
+    .await;
+    let (alice, bob) = (t.user("commit-a").await, t.user("commit-b").await);
+    // A COMMIT that takes a while: a deferred trigger sleeps in it.
+    sqlx::raw_sql(
+        "CREATE FUNCTION public.slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$;
+         CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON payments
+           DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.slow_commit();",
+    )
+    .execute(&t.pool)
+    .await
+    .unwrap();
+    let router = t.router().await;
+    let key = "dropped-in-commit";
+    let body = instant(&bob.email, "7.77");
+    let request = axum::http::Request::post("/payments")
+        .header("authorization", format!("Bearer {}", alice.token))
+        .header("idempotency-key", key)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let in_commit = async {
+        loop {
+            let committing: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+                 AND state = 'active' AND query = 'COMMIT' AND pid <> pg_backend_pid())",
+            )
+            .fetch_one(&t.pool)
+            .await
+            .unwrap();
+            if committing {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::select! {
+        reply = router.oneshot(request) => panic!("the request finished before its COMMIT was seen: {:?}", reply.map(|r| r.status())),
+        () = in_commit => {}
+    }
+    // The request is dropped now, its COMMIT still running.
+    let answer = test_support::eventually(std::time::Duration::from_secs(15), || async {
+        let reply = t.post_keyed(&alice.token, key, &body).await;
+        (reply.status != 409).then_some(reply)
+    })
+    .await
+    .expect("the key answers");
+    assert!(
+        answer.status.is_success(),
+        "{} {}",
+        answer.status,
+        answer.body
+    );
+    assert_eq!(
+        answer
+            .headers
+            .get("idempotent-replayed")
+            .map(|v| v.to_str().unwrap()),
+        Some("true"),
+        "the retry gets the committed payment's answer: {}",
+        answer.body
+    );
+    let payments: i64 = sqlx::query_scalar("SELECT count(*) FROM payments WHERE sender_id = $1")
+        .bind(&alice.id)
+        .fetch_one(&t.pool)
+        .await
+        .unwrap();
+    assert_eq!(payments, 1, "one payment");
+    let id = answer.body["id"].as_str().unwrap().to_string();
+    let charge = test_support::eventually(std::time::Duration::from_secs(20), || async {
+        t.charge(&id).await.filter(|c| c["status"] != "pending")
+    })
+    .await
+    .expect("the worker charges it");
+    assert_eq!(charge["attempts"], 1, "{charge}");
+}
