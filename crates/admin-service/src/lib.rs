@@ -61,6 +61,8 @@ pub struct AppState {
     pub settings: Arc<AdminSettings>,
     /// The relay's and the consumer's broker connections, for `/ready`.
     pub broker: Arc<BrokerHealth>,
+    /// Exports running at once (each holds a connection: `audit::export`).
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {
@@ -89,6 +91,7 @@ impl AppState {
             auth,
             names: Arc::new(names),
             denials: Arc::new(DenialLimiter::new(settings.denied_audit_per_minute)),
+            exports: Arc::new(tokio::sync::Semaphore::new(settings.exports_at_once.max(1))),
             settings: Arc::new(settings),
             broker: BrokerHealth::new(),
         })

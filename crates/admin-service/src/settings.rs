@@ -29,6 +29,9 @@ pub struct AdminSettings {
     /// one (`ADMIN_DENIED_AUDIT_PER_MINUTE`, 30); the rest are counted into the next one written,
     /// so a flood of bad requests cannot flood the log.
     pub denied_audit_per_minute: u32,
+    /// Exports running at once (`ADMIN_EXPORTS_AT_ONCE`, 2): each holds a database connection
+    /// for its whole transfer; one more is answered 503 with `Retry-After`.
+    pub exports_at_once: usize,
 }
 
 impl AdminSettings {
@@ -45,6 +48,7 @@ impl AdminSettings {
                 .seconds_or("ADMIN_NAME_LOOKUP_PAUSE_SECS", Duration::from_secs(5))?,
             trust_forwarded_for: env.parse_or("ADMIN_TRUST_FORWARDED_FOR", false)?,
             denied_audit_per_minute: env.parse_or("ADMIN_DENIED_AUDIT_PER_MINUTE", 30u32)?,
+            exports_at_once: env.parse_or("ADMIN_EXPORTS_AT_ONCE", 2usize)?,
         })
     }
 }

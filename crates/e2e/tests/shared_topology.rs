@@ -15,9 +15,14 @@ use sqlx::PgPool;
 use test_support::{Api, Catalog, Reply, eventually};
 
 /// Indexes the services add to legacy tables (ARCHITECTURE.md, "Topologies").
-const ADDED_INDEXES: [(&str, &str); 4] = [
+const ADDED_INDEXES: [(&str, &str); 9] = [
     ("users", "users_email_lower_idx"),
     ("audit_logs", "audit_logs_resource_idx"),
+    ("audit_logs", "audit_logs_created_at_id_idx"),
+    ("audit_logs", "audit_logs_user_id_created_at_idx"),
+    ("audit_logs", "audit_logs_action_created_at_idx"),
+    ("audit_logs", "audit_logs_resource_type_created_at_idx"),
+    ("audit_logs", "audit_logs_resource_id_created_at_idx"),
     ("payments", "payments_sender_id_created_at_idx"),
     ("payments", "payments_recipient_id_created_at_idx"),
 ];

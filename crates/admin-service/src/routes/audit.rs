@@ -69,7 +69,8 @@ pub struct ExportParams {
     (status = 200, content((String = "text/csv"), (String = "application/x-ndjson")), description = "CSV with a header row, or NDJSON"),
     (status = 401, body = ErrorBody),
     (status = 403, body = ErrorBody, description = "not an ADMIN"),
-    (status = 422, body = ErrorBody, description = "a bad format or filter")))]
+    (status = 422, body = ErrorBody, description = "a bad format or filter"),
+    (status = 503, body = ErrorBody, description = "as many exports as ADMIN_EXPORTS_AT_ONCE run already; see Retry-After")))]
 pub async fn export(
     State(state): State<AppState>,
     _admin: Admin,
@@ -77,7 +78,19 @@ pub async fn export(
     Query(filters): Query<Filters>,
 ) -> Result<Response> {
     let filter = filters.check()?;
-    let body = Body::from_stream(export::stream(state.pool.clone(), filter, params.format));
+    let Ok(turn) = state.exports.clone().try_acquire_owned() else {
+        return Err(platform::ApiError::busy(
+            "as many exports as allowed are running; retry shortly",
+            5,
+        )
+        .into());
+    };
+    // The turn goes with the stream: released when the transfer ends, however it ends.
+    let rows = export::stream(state.pool.clone(), filter, params.format);
+    let body = Body::from_stream(futures_util::StreamExt::map(rows, move |chunk| {
+        let _turn = &turn;
+        chunk
+    }));
     let disposition = format!(
         "attachment; filename=\"audit-logs.{}\"",
         params.format.extension()

@@ -115,8 +115,53 @@ pub async fn list(
     after: Option<&(NaiveDateTime, String)>,
     limit: i64,
 ) -> sqlx::Result<Vec<AuditRow>> {
-    let mut q: QueryBuilder<Postgres> =
-        QueryBuilder::new(format!("SELECT {COLUMNS} FROM audit_logs a WHERE TRUE"));
+    let mut q = filtered("", filter, after);
+    q.push(" LIMIT ").push_bind(limit);
+    q.build_query_as().fetch_all(conn).await
+}
+
+/// The plan PostgreSQL chooses for a page of `filter` after `after` (`EXPLAIN`, text): what an
+/// operator or a test looks at to see that a page is an index range.
+pub async fn explain_list(
+    conn: &mut PgConnection,
+    filter: &Filter,
+    after: Option<&(NaiveDateTime, String)>,
+    limit: i64,
+) -> sqlx::Result<String> {
+    let mut q = filtered("EXPLAIN ", filter, after);
+    q.push(" LIMIT ").push_bind(limit);
+    let lines: Vec<String> = q.build_query_scalar().fetch_all(conn).await?;
+    Ok(lines.join("\n"))
+}
+
+/// Opens, in the caller's transaction, the cursor `audit_export` over every row matching
+/// `filter`, newest first: one snapshot, one plan, read with [`fetch_export`].
+pub async fn declare_export(conn: &mut PgConnection, filter: &Filter) -> sqlx::Result<()> {
+    let mut q = filtered("DECLARE audit_export NO SCROLL CURSOR FOR ", filter, None);
+    q.build().execute(conn).await?;
+    Ok(())
+}
+
+/// The next `n` rows of the cursor [`declare_export`] opened.
+pub async fn fetch_export(conn: &mut PgConnection, n: i64) -> sqlx::Result<Vec<AuditRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "FETCH FORWARD {n} FROM audit_export"
+    )))
+    .fetch_all(conn)
+    .await
+}
+
+/// The rows matching `filter` after `after`, newest first, behind `prefix`. Every filter has an
+/// index that gives this order (migration 0004): a page is a range read from its cursor on,
+/// whatever its depth.
+fn filtered(
+    prefix: &str,
+    filter: &Filter,
+    after: Option<&(NaiveDateTime, String)>,
+) -> QueryBuilder<Postgres> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "{prefix}SELECT {COLUMNS} FROM audit_logs a WHERE TRUE"
+    ));
     if let Some(user_id) = &filter.user_id {
         q.push(" AND a.user_id = ").push_bind(user_id);
     }
@@ -153,9 +198,8 @@ pub async fn list(
             .push_bind(id.as_str())
             .push(")");
     }
-    q.push(" ORDER BY a.created_at DESC, a.id DESC LIMIT ")
-        .push_bind(limit);
-    q.build_query_as().fetch_all(conn).await
+    q.push(" ORDER BY a.created_at DESC, a.id DESC");
+    q
 }
 
 #[cfg(test)]

@@ -251,3 +251,59 @@ async fn a_filter_postgresql_cannot_read_is_422_before_the_stream_starts() {
         assert_eq!(listed.status, 422, "{filter}: {}", listed.body);
     }
 }
+
+/// An export holds a database connection while it streams: only `ADMIN_EXPORTS_AT_ONCE` (2 by
+/// default) run at once, one more is told to retry, and a finished or abandoned one frees its
+/// turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_at_once_are_bounded_and_an_abandoned_one_frees_its_turn() {
+    let admin = spawn().await;
+    let token = admin.admin_token().await;
+    sqlx::raw_sql(
+        "INSERT INTO audit_logs (id, action, details, created_at)
+         SELECT 'bulk-' || n, 'bulk.export', jsonb_build_object('pad', repeat('x', 200)),
+                now() - n * interval '1 millisecond'
+         FROM generate_series(1, 200000) n",
+    )
+    .execute(&admin.pool)
+    .await
+    .unwrap();
+    let url = admin
+        .api
+        .url("/admin/audit-logs/export?format=ndjson&action=bulk.export");
+    let start = || async {
+        admin
+            .api
+            .http
+            .get(url.clone())
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+    };
+    // Two exports started and not read: the client is slow, they wait with their turns.
+    let (a, b) = (start().await, start().await);
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    let third = start().await;
+    assert_eq!(third.status(), 503);
+    assert_eq!(third.headers()["retry-after"], "5");
+    let body: Value = third.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exports"),
+        "{body}"
+    );
+    // One abandoned (the client hangs up), one read to its end: both turns come back.
+    drop(a);
+    let rows = b.text().await.unwrap().lines().count();
+    assert_eq!(rows, 200_000, "every row, from one snapshot");
+    let again = test_support::eventually(Duration::from_secs(10), || async {
+        let r = start().await;
+        (r.status() == 200).then_some(r)
+    })
+    .await
+    .expect("the turns come back");
+    assert_eq!(again.text().await.unwrap().lines().count(), 200_000);
+}
