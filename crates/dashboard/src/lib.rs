@@ -10,6 +10,7 @@
 //! names, row ids that differ and the platform's state, which is not for everyone on the network.
 
 pub mod collect;
+pub mod hosts;
 pub mod live;
 pub mod model;
 pub mod prometheus;
@@ -55,6 +56,8 @@ pub struct Options {
     pub queue_prefix: Option<String>,
     /// How often the journal is read and a snapshot published.
     pub every: Duration,
+    /// Names besides its address the view answers for (`Host`): a proxy's, a DNS name.
+    pub hosts: Vec<String>,
 }
 
 impl Options {
@@ -65,6 +68,7 @@ impl Options {
             amqp_url: None,
             queue_prefix: None,
             every: Duration::from_secs(1),
+            hosts: Vec::new(),
         }
     }
 }
@@ -134,6 +138,7 @@ impl Dashboard {
         let app = server::router(server::AppState {
             latest: latest.clone(),
             token: options.token.as_deref().map(Arc::from),
+            hosts: Arc::new(hosts::AllowedHosts::new(addr, &options.hosts)),
         });
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {

@@ -32,6 +32,7 @@ pub struct Published {
 pub struct AppState {
     pub latest: watch::Receiver<Published>,
     pub token: Option<Arc<str>>,
+    pub hosts: Arc<crate::hosts::AllowedHosts>,
 }
 
 const INDEX: &str = include_str!("../assets/index.html");
@@ -56,6 +57,16 @@ pub fn router(state: AppState) -> Router {
 /// The token (when set), from `Authorization: Bearer` or `?token=` (an EventSource cannot send
 /// headers); and headers that keep the page's data out of caches and frames.
 async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(refused) = foreign(&state, req.headers()) {
+        return (
+            StatusCode::FORBIDDEN,
+            axum::Json(serde_json::json!({"error": {
+                "code": "forbidden",
+                "message": refused,
+            }})),
+        )
+            .into_response();
+    }
     if let Some(expected) = &state.token {
         let given = bearer(req.headers()).or_else(|| query_token(req.uri().query()));
         let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected.as_bytes())));
@@ -89,6 +100,32 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
         HeaderValue::from_static("no-referrer"),
     );
     response
+}
+
+/// Why a request from another host or origin is refused (see [`crate::hosts`]); `None` when it
+/// is the view's own.
+fn foreign(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    match text(header::HOST) {
+        Some(host) if state.hosts.host(host) => {}
+        other => {
+            return Some(format!(
+                "this view does not answer for Host {:?}: use its address, or name it with --ui-host",
+                other.unwrap_or("")
+            ));
+        }
+    }
+    if let Some(origin) = text(header::ORIGIN)
+        && !state.hosts.origin(origin)
+    {
+        return Some(format!(
+            "this view does not answer requests from another origin ({origin})"
+        ));
+    }
+    if text(header::HeaderName::from_static("sec-fetch-site")) == Some("cross-site") {
+        return Some("this view does not answer requests from another site".into());
+    }
+    None
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {

@@ -216,7 +216,7 @@ impl Consumer {
                     Outcome::Applied => "applied",
                     Outcome::Duplicate => "duplicate",
                 };
-                metrics::counter!("events_consumed_total", "queue" => self.settings.queue.clone(), "type" => event_type, "outcome" => outcome).increment(1);
+                metrics::counter!("events_consumed_total", "queue" => self.settings.queue.clone(), "type" => contracts::events::metric_label(&event_type), "outcome" => outcome).increment(1);
                 delivery.ack(BasicAckOptions::default()).await?;
             }
             Err(ApplyError::Unavailable(e)) => {
@@ -287,7 +287,7 @@ impl Consumer {
                 AMQPValue::LongLongInt(i64::from(retries) + 1),
             );
             tracing::warn!(queue = %self.settings.queue, %event_type, attempt = retries + 1, %error, "event handling failed; will retry");
-            metrics::counter!("events_retried_total", "queue" => queue_labels, "type" => event_type.to_string()).increment(1);
+            metrics::counter!("events_retried_total", "queue" => queue_labels, "type" => contracts::events::metric_label(event_type)).increment(1);
             let expiration = self.settings.retry_delay.as_millis().to_string();
             (
                 self.settings.retry_queue(),
@@ -303,7 +303,7 @@ impl Consumer {
                 AMQPValue::LongLongInt(i64::from(retries)),
             );
             tracing::error!(queue = %self.settings.queue, %event_type, %error, "event dead-lettered after {retries} retries");
-            metrics::counter!("events_dead_lettered_total", "queue" => queue_labels, "type" => event_type.to_string()).increment(1);
+            metrics::counter!("events_dead_lettered_total", "queue" => queue_labels, "type" => contracts::events::metric_label(event_type)).increment(1);
             (
                 self.settings.dead_letter_queue(),
                 rebuilt(&delivery.properties, headers),

@@ -196,7 +196,7 @@ impl Relay {
             metrics::counter!(
                 "events_published_total",
                 "source" => self.settings.source.clone(),
-                "type" => event_type,
+                "type" => contracts::events::metric_label(&event_type),
             )
             .increment(1);
             ids.push(id);

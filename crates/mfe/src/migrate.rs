@@ -149,6 +149,11 @@ pub struct UiArgs {
     /// localhost. At least 16 characters.
     #[arg(long, env = "MFE_UI_TOKEN", global = true, hide_env_values = true)]
     ui_token: Option<String>,
+    /// A name besides its address the view answers for (a proxy's, a DNS name), as the `Host`
+    /// the browser sends; repeatable. Requests for any other name, or from another origin, are
+    /// refused.
+    #[arg(long = "ui-host", global = true, value_name = "NAME")]
+    ui_hosts: Vec<String>,
     /// The broker whose queues the view shows.
     #[arg(long = "ui-broker", env = "RABBITMQ_URL", default_value = platform::config::DEFAULT_RABBITMQ_URL, global = true, hide_env_values = true)]
     broker: String,
@@ -163,6 +168,7 @@ impl UiArgs {
     ) -> Result<dashboard::Dashboard, MigrateError> {
         let mut options = dashboard::Options::new(listen);
         options.token = self.ui_token.clone().filter(|t| !t.is_empty());
+        options.hosts = self.ui_hosts.clone();
         options.amqp_url = Some(self.broker.clone());
         let view = dashboard::Dashboard::start(endpoints, options, live)
             .await

@@ -487,3 +487,83 @@ async fn sync_cutover_and_rollback_each_show_their_state_in_the_view() {
     assert!(slots(&s).is_empty(), "{:#}", s["migration"]);
     let _ = std::fs::remove_file(&topology);
 }
+
+/// Without a token on localhost the view is still not readable by a web page: a `Host` that is
+/// not its address (DNS rebinding) and a request from another origin are refused; a name given
+/// with --ui-host is answered.
+#[tokio::test]
+async fn the_view_answers_only_its_own_host_and_origin() {
+    let f = Fixture::seeded(0.01).await;
+    f.run_ok_async(&["prepare"]).await;
+    let (_view, base, _log) = start_with_view(
+        &f,
+        &[
+            "dashboard",
+            "--listen",
+            "127.0.0.1:0",
+            "--ui-host",
+            "dash.internal.test",
+        ],
+        &[],
+    );
+    let port = base.rsplit(':').next().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let get = |host: Option<String>, origin: Option<&'static str>, site: Option<&'static str>| {
+        let mut r = http.get(format!("{base}/api/snapshot"));
+        if let Some(host) = host {
+            r = r.header("host", host);
+        }
+        if let Some(origin) = origin {
+            r = r.header("origin", origin);
+        }
+        if let Some(site) = site {
+            r = r.header("sec-fetch-site", site);
+        }
+        async move { r.send().await.unwrap() }
+    };
+    assert_eq!(get(None, None, None).await.status(), 200, "its own address");
+    assert_eq!(
+        get(Some(format!("localhost:{port}")), None, None)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get(Some(format!("dash.internal.test:{port}")), None, None)
+            .await
+            .status(),
+        200,
+        "a name given with --ui-host"
+    );
+    let rebound = get(Some(format!("rebind.attacker.test:{port}")), None, None).await;
+    assert_eq!(
+        rebound.status(),
+        403,
+        "a name resolved to 127.0.0.1 by an attacker"
+    );
+    let body: Value = rebound.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--ui-host"),
+        "{body}"
+    );
+    assert_eq!(
+        get(None, Some("http://evil.example"), None).await.status(),
+        403,
+        "another origin"
+    );
+    assert_eq!(get(None, Some("null"), None).await.status(), 403);
+    assert_eq!(
+        get(None, None, Some("cross-site")).await.status(),
+        403,
+        "a cross-site fetch without Origin"
+    );
+    let own = format!("http://127.0.0.1:{port}");
+    let own: &'static str = Box::leak(own.into_boxed_str());
+    assert_eq!(
+        get(None, Some(own), Some("same-origin")).await.status(),
+        200
+    );
+}

@@ -67,7 +67,7 @@ impl Handler for AuditWriter {
                 .to_std()
                 .unwrap_or_default()
                 .as_secs_f64();
-            metrics::counter!("admin_audit_rows_total", "action" => row.action.clone())
+            metrics::counter!("admin_audit_rows_total", "action" => contracts::events::metric_label(&row.action))
                 .increment(1);
             metrics::histogram!("admin_audit_lag_seconds").record(lag);
             metrics::gauge!("admin_audit_last_lag_seconds").set(lag);

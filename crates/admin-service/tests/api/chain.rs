@@ -272,3 +272,36 @@ async fn two_replicas_auditing_side_by_side_keep_one_chain() {
         "and their lag measured"
     );
 }
+
+/// Whoever can publish chooses an event's type: the metrics label it as one of the platform's
+/// types or `other`, so made-up types cannot create series without bound.
+#[tokio::test]
+async fn made_up_event_types_are_counted_as_other_not_as_new_series() {
+    let admin = spawn().await;
+    let token = admin.admin_token().await;
+    let made_up = format!("made.up.{}", uuid::Uuid::new_v4().simple());
+    for _ in 0..3 {
+        admin
+            .broker
+            .publish(&event(&made_up, "attacker", json!({})))
+            .await;
+    }
+    admin
+        .wait_for_rows(&token, &format!("action={made_up}"), 3)
+        .await;
+    let text = admin.api.get("/metrics", None).await.text;
+    assert!(
+        !text.contains(&made_up),
+        "no series named after it:\n{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("admin_audit_rows_total") && l.contains("action=\"other\"")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("events_consumed_total") && l.contains("type=\"other\"")),
+        "{text}"
+    );
+}
