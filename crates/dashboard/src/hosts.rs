@@ -33,7 +33,7 @@ impl AllowedHosts {
     /// Whether a `Host` value (`name`, `name:port`, `[v6]:port`) names this view.
     pub fn host(&self, host: &str) -> bool {
         let host = host.trim().to_ascii_lowercase();
-        if self.names.iter().any(|n| *n == host) {
+        if self.names.contains(&host) {
             return true;
         }
         let (name, port) = split(&host);
