@@ -26,7 +26,7 @@ pub struct JournalView {
     /// The migration's state: the furthest any service database records.
     pub state: Option<migrator::state::State>,
     /// The way-back slot of each service database that has one.
-    pub way_back: Vec<(Service, migrator::cdc::back::WayBack)>,
+    pub way_back: Vec<(Service, migrator::way_back::WayBack)>,
     /// Databases that could not be read, and why.
     pub problems: Vec<String>,
 }
@@ -173,7 +173,7 @@ struct RollbackRow {
 async fn read_legacy(pool: &PgPool, view: &mut JournalView) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     view.capture = Some(migrator::cdc::slot::state(&mut conn).await?);
-    view.frozen_at = migrator::cdc::freeze::frozen_since(&mut conn)
+    view.frozen_at = migrator::freeze::frozen_since(&mut conn)
         .await?
         .map(|at| at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
     let has_rollback: bool =

@@ -25,7 +25,7 @@ pub async fn abort(endpoints: &Endpoints, forget_way_back: bool) -> Result<Abort
     let mut way_back = false;
     for service in Service::ALL {
         if let Some(mut conn) = state::existing(service, endpoints.target(service)).await? {
-            way_back |= cdc::back::info(&mut conn).await?.is_some();
+            way_back |= crate::way_back::info(&mut conn).await?.is_some();
         }
     }
     if way_back && !forget_way_back {

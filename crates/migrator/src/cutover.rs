@@ -3,9 +3,9 @@
 //!
 //! 1. Refused unless the capture slot exists, the last verify was clean, and, after a catch-up
 //!    sync, the slot is less than `max_lag_bytes` behind.
-//! 2. The way back ([`crate::cdc::back`]): a slot on each service database, made before the
+//! 2. The way back ([`crate::way_back`]): a slot on each service database, made before the
 //!    freeze and before any service writes there, captures what the services change from now on
-//!    for a rollback. Then the freeze ([`crate::cdc::freeze`]): every write to the legacy tables refused, sessions ended.
+//!    for a rollback. Then the freeze ([`crate::freeze`]): every write to the legacy tables refused, sessions ended.
 //! 3. A marker of its own, written after the freeze (`pg_logical_emit_message`), ends the stream;
 //!    sync applies exactly up to it. A change after the marker means a writer got past the freeze.
 //! 4. Verify what the sync changed since the last clean verify (`mfe_migration.sync_changes`),
@@ -31,16 +31,16 @@ use platform::Service;
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::cdc::back;
-use crate::cdc::freeze;
 use crate::cdc::pgoutput::Lsn;
 use crate::cdc::slot;
 use crate::cdc::sync::{self, Lag, MARKER_PREFIX, SyncOptions};
 use crate::contract::{TABLES, Table};
 use crate::endpoints::Endpoints;
 use crate::error::{MigrateError, Result};
+use crate::freeze;
 use crate::progress::Progress;
 use crate::sql::ident;
+use crate::way_back as back;
 use crate::{connect, journal};
 
 #[derive(Debug, Clone)]

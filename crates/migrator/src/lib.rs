@@ -14,6 +14,7 @@ pub mod cutover;
 pub mod ddl;
 pub mod endpoints;
 pub mod error;
+pub mod freeze;
 pub mod journal;
 pub mod lease;
 pub mod load;
@@ -28,6 +29,7 @@ pub mod state;
 pub mod status;
 pub mod throttle;
 pub mod verify;
+pub mod way_back;
 
 pub use endpoints::Endpoints;
 pub use error::{MigrateError, Result};

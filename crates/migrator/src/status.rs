@@ -50,7 +50,7 @@ pub struct Status {
 pub struct WayBackState {
     pub service: &'static str,
     #[serde(flatten)]
-    pub slot: crate::cdc::back::WayBack,
+    pub slot: crate::way_back::WayBack,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -97,7 +97,7 @@ pub async fn status(endpoints: &Endpoints) -> Result<Status> {
                 continue;
             }
         };
-        if let Some(slot) = crate::cdc::back::info(&mut conn).await? {
+        if let Some(slot) = crate::way_back::info(&mut conn).await? {
             way_back.push(WayBackState {
                 service: service.name(),
                 slot,
@@ -144,7 +144,7 @@ pub struct ServiceJournal {
     /// The migration's state as this database records it.
     pub state: Option<crate::state::State>,
     /// The way back's slot here, after a cutover.
-    pub way_back: Option<crate::cdc::back::WayBack>,
+    pub way_back: Option<crate::way_back::WayBack>,
     pub tables: Vec<TableJournal>,
     /// The latest run of each phase.
     pub runs: Vec<Run>,
@@ -228,7 +228,7 @@ pub async fn read_service(
         .await?
     };
     let mut read = ServiceJournal {
-        way_back: crate::cdc::back::info(&mut *conn).await?,
+        way_back: crate::way_back::info(&mut *conn).await?,
         ..ServiceJournal::default()
     };
     if has_journal {

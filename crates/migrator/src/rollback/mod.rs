@@ -5,7 +5,7 @@
 //!    ended). The services must be stopped first (`mfe migrate rollback` asks `mfe dev`); a service
 //!    still running gets errors from its database, never a lost write.
 //! 2. **Stage** which rows changed: the four service databases' way-back slots
-//!    ([`crate::cdc::back`]), read at once to their ends, give the keys; they go to a temporary
+//!    ([`crate::way_back`]), read at once to their ends, give the keys; they go to a temporary
 //!    table of the write-back's transaction. The slots are not advanced: a rollback killed before
 //!    the write-back commits reads them again (keys are a set: reading twice is harmless).
 //! 3. **Write back**, in that legacy transaction, which also thaws the legacy database and records
@@ -49,13 +49,14 @@ use platform::Service;
 use serde::{Deserialize, Serialize};
 use sqlx::{Connection, PgConnection, Row};
 
-use crate::cdc::back;
-use crate::cdc::{freeze, slot};
+use crate::cdc::slot;
 use crate::contract::{FOREIGN_KEYS, TABLES, Table};
 use crate::endpoints::Endpoints;
 use crate::error::{MigrateError, Result};
+use crate::freeze;
 use crate::progress::Progress;
 use crate::sql::ident;
+use crate::way_back as back;
 use crate::{connect, journal};
 
 mod rules;
