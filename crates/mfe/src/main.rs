@@ -3,6 +3,7 @@
 mod admin;
 mod dev;
 mod devctl;
+mod exit;
 mod hub;
 mod legacy;
 mod migrate;

@@ -231,7 +231,7 @@ pub async fn run(phase: Phase, databases: &Databases, ui: &UiArgs, json: bool) -
         Ok(code) => code,
         Err(e) => {
             eprintln!("mfe migrate: {e}");
-            e.exit_code()
+            crate::exit::of(&e)
         }
     }
 }

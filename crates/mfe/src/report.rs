@@ -1,10 +1,10 @@
 //! How each phase's report is shown: as JSON (`--json`, for machines) or as tables, and which exit
 //! code it means. One [`Report`] impl per report type keeps both renderings side by side.
 
+use crate::exit;
 use migrator::archive::{ExportReport, ImportReport};
 use migrator::cdc::sync::SyncReport;
 use migrator::copy::CopyReport;
-use migrator::error::exit;
 use migrator::load::TableLoad;
 use migrator::plan::Plan;
 use migrator::prepare::Prepared;
@@ -423,9 +423,9 @@ impl Report for migrator::resync::DiffSyncReport {
 
     fn exit_code(&self) -> u8 {
         if self.converged {
-            migrator::error::exit::OK
+            exit::OK
         } else {
-            migrator::error::exit::DIFFERENCES
+            exit::DIFFERENCES
         }
     }
 }

@@ -1,11 +1,5 @@
-//! What can stop a migration phase, and the exit code each one means for the CLI.
-
-/// Exit codes of `mfe migrate` (documented in the runbook).
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const DIFFERENCES: u8 = 1;
-    pub const USAGE: u8 = 2;
-}
+//! What can stop a migration phase. What each means for a process (its exit code) is the CLI's
+//! business (`mfe`'s `exit` module).
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -49,12 +43,6 @@ pub enum MigrateError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Other(String),
-}
-
-impl MigrateError {
-    pub fn exit_code(&self) -> u8 {
-        exit::USAGE
-    }
 }
 
 pub type Result<T, E = MigrateError> = std::result::Result<T, E>;
