@@ -861,22 +861,16 @@ impl Lap {
     }
 }
 
-/// Deletes the rows of `table` gone from its service database, except those other legacy rows
-/// still point to; returns how many.
+/// Deletes the rows of `table` (one nothing points to: parents go by legacy's rules, see
+/// [`rules::delete_parents`]) gone from its service database; returns how many.
 async fn delete_absent(conn: &mut PgConnection, table: &Table) -> Result<u64> {
-    let guards: String = children_of(table)
-        .map(|fk| {
-            format!(
-                " AND NOT EXISTS (SELECT 1 FROM public.{c} c WHERE c.{col} = t.{k})",
-                c = ident(fk.table),
-                col = ident(fk.column),
-                k = ident(table.key)
-            )
-        })
-        .collect();
+    debug_assert!(
+        !is_parent(table),
+        "parents are deleted by rules::delete_parents"
+    );
     Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
         "DELETE FROM public.{t} t USING fetched a \
-         WHERE a.table_name = $1 AND a.digest IS NULL AND a.key = t.{k}{guards}",
+         WHERE a.table_name = $1 AND a.digest IS NULL AND a.key = t.{k}",
         t = ident(table.name),
         k = ident(table.key)
     )))
