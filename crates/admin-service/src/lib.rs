@@ -16,7 +16,7 @@ pub mod settings;
 pub mod store;
 pub mod views;
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use access::DenialLimiter;
@@ -24,27 +24,20 @@ use audit::names::Names;
 use auth_client::{AuthClient, Verifier};
 use axum::Router;
 use axum::extract::FromRef;
-use events::{BrokerHealth, Consumer, EventsSettings, HubTable, Relay, with_hub_tables};
+use events::{BrokerHealth, EventsSettings, Member, Subscription};
 use platform::app::{Application, open_database};
 use platform::http::{BearerAuth, ReadinessCheck, SystemState};
 use platform::readers::ReadPool;
-use platform::{Env, Service, ServiceConfig};
+use platform::{Service, ServiceConfig};
 use settings::AdminSettings;
 use sqlx::PgPool;
-use sqlx::migrate::Migrator;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// This service's schema migrations, then the event hub's tables it uses; the migration tool
-/// applies the same ones.
-pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
-    with_hub_tables(
-        sqlx::migrate!(),
-        SERVICE.schema(),
-        &[HubTable::Outbox, HubTable::Inbox],
-    )
-});
+/// This service's schema migrations, then the event hub's tables it uses (owned by the `schema`
+/// crate, which the migration tool applies too).
+pub use schema::migrations::ADMIN as MIGRATOR;
 
 pub const SERVICE: Service = Service::Admin;
 
@@ -108,8 +101,7 @@ impl ReadinessCheck for ChainReady {
 
     fn check(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
         Box::pin(async move {
-            let head: Option<i64> = sqlx::query_scalar("SELECT seq FROM admin.audit_chain_head")
-                .fetch_optional(&self.0)
+            let head = audit::chain::head_seq(&self.0)
                 .await
                 .map_err(|e| e.to_string())?;
             head.map(|_| ())
@@ -158,10 +150,7 @@ fn spawn_gauges(pool: PgPool) {
         let mut tick = tokio::time::interval(Duration::from_secs(15));
         loop {
             tick.tick().await;
-            let head: sqlx::Result<Option<i64>> =
-                sqlx::query_scalar("SELECT seq FROM admin.audit_chain_head")
-                    .fetch_optional(&pool)
-                    .await;
+            let head = audit::chain::head_seq(&pool).await;
             if let Ok(Some(seq)) = head {
                 metrics::gauge!("admin_audit_chain_entries").set(seq as f64);
             }
@@ -193,34 +182,25 @@ pub async fn build_with(
         Err(e) => return Err(e.into()),
     }
     let state = AppState::new(pool, settings)?;
-    let events = Arc::new(events);
-    Relay::new(
-        state.pool.clone(),
-        outbox::OUTBOX.clone(),
-        events.clone(),
-        state.broker.link("outbox relay"),
-    )
-    .spawn();
-    Consumer::new(
-        state.pool.clone(),
-        SERVICE.schema(),
-        events,
-        contracts::events::subscriptions::ADMIN,
-        Arc::new(audit::writer::AuditWriter {
+    Member {
+        pool: &state.pool,
+        schema: SERVICE.schema(),
+        settings: events,
+        outbox: outbox::OUTBOX.clone(),
+        broker: &state.broker,
+    }
+    .start(Some(Subscription {
+        routing_keys: contracts::events::subscriptions::ADMIN,
+        handler: Arc::new(audit::writer::AuditWriter {
             names: state.names.clone(),
             topology: config.topology,
         }),
-        state.broker.link("event consumer"),
-    )
-    .spawn();
+    }));
     spawn_gauges(state.pool.clone());
     Application::bind(&config, router(state, &config)).await
 }
 
 /// `main`'s entry: settings from the process environment.
 pub async fn build(config: ServiceConfig) -> anyhow::Result<Application> {
-    let env = Env::from_process();
-    let settings = AdminSettings::from_env(&config, &env)?;
-    let events = EventsSettings::from_env(&config, &env)?;
-    build_with(config, settings, events).await
+    events::build_from_process(config, build_with).await
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use auth_client::{AuthLink, ServiceCredentials};
-use platform::{ConfigError, Env, ServiceConfig};
+use platform::{ConfigError, Env, FromEnv, ServiceConfig};
 
 /// The client id auth knows admin by (`AUTH_SERVICE_CLIENTS`).
 pub const DEFAULT_AUTH_CLIENT_ID: &str = "admin-service";
@@ -34,14 +34,14 @@ pub struct AdminSettings {
     pub exports_at_once: usize,
 }
 
-impl AdminSettings {
-    pub fn from_env(config: &ServiceConfig, env: &Env) -> Result<Self, ConfigError> {
+impl FromEnv for AdminSettings {
+    fn from_env(config: &ServiceConfig, env: &Env) -> Result<Self, ConfigError> {
         let credentials = ServiceCredentials {
             client_id: env.string_or("ADMIN_AUTH_CLIENT_ID", DEFAULT_AUTH_CLIENT_ID),
             client_secret: env.required_secret("ADMIN_AUTH_CLIENT_SECRET", MIN_SECRET_LEN)?,
         };
         Ok(Self {
-            auth: AuthLink::from_env(config, env),
+            auth: AuthLink::from_env(config, env)?,
             credentials,
             name_lookup_timeout: env.millis_or("ADMIN_NAME_LOOKUP_TIMEOUT_MS", 300)?,
             name_lookup_pause: env

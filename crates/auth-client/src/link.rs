@@ -1,7 +1,7 @@
 //! How a service reaches auth and which of auth's tokens it accepts, read once from the
 //! environment: every service that calls auth takes these settings the same way.
 
-use platform::{Env, ServiceConfig};
+use platform::{ConfigError, Env, FromEnv, ServiceConfig};
 
 use crate::{AuthClient, BuildError, Verifier};
 
@@ -14,15 +14,17 @@ pub struct AuthLink {
     pub audience: String,
 }
 
-impl AuthLink {
-    pub fn from_env(config: &ServiceConfig, env: &Env) -> Self {
-        Self {
+impl FromEnv for AuthLink {
+    fn from_env(config: &ServiceConfig, env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
             url: config.auth_service_url.clone(),
             issuer: env.string_or("AUTH_JWT_ISSUER", contracts::auth::DEFAULT_ISSUER),
             audience: env.string_or("AUTH_JWT_AUDIENCE", contracts::auth::DEFAULT_AUDIENCE),
-        }
+        })
     }
+}
 
+impl AuthLink {
     /// Verifies access tokens with auth's published keys, for this issuer and audience.
     pub fn verifier(&self) -> Result<Verifier, BuildError> {
         Ok(Verifier::new(&self.url)?

@@ -21,19 +21,17 @@ pub mod throttle;
 pub mod tokens;
 pub mod validate;
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use events::{BrokerHealth, EventsSettings, Relay};
-use events::{HubTable, with_hub_tables};
+use events::{BrokerHealth, EventsSettings, Member};
 use platform::app::{Application, open_database};
 use platform::coalesce::Coalescer;
 use platform::http::{BearerAuth, SystemState};
 use platform::readers::ReadPool;
-use platform::{Env, Service, ServiceConfig, Topology};
+use platform::{Service, ServiceConfig, Topology};
 use sqlx::PgPool;
-use sqlx::migrate::Migrator;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -44,10 +42,9 @@ use crate::settings::{AuthSettings, TokenPurge};
 use crate::store::users::UserRow;
 use crate::throttle::LoginThrottle;
 
-/// This service's schema migrations, then the event hub's tables it uses; the migration tool
-/// applies the same ones.
-pub static MIGRATOR: LazyLock<Migrator> =
-    LazyLock::new(|| with_hub_tables(sqlx::migrate!(), SERVICE.schema(), &[HubTable::Outbox]));
+/// This service's schema migrations, then the event hub's tables it uses (owned by the `schema`
+/// crate, which the migration tool applies too).
+pub use schema::migrations::AUTH as MIGRATOR;
 
 pub const SERVICE: Service = Service::Auth;
 
@@ -145,14 +142,14 @@ pub async fn build_with(
         bootstrap::ensure_admin(&state, &admin, config.topology).await?;
     }
     let purge = state.settings.purges_expired_tokens(config.topology);
-    let relay_link = state.broker.link("outbox relay");
-    Relay::new(
-        state.pool.clone(),
-        outbox::OUTBOX.clone(),
-        Arc::new(events),
-        relay_link,
-    )
-    .spawn();
+    Member {
+        pool: &state.pool,
+        schema: SERVICE.schema(),
+        settings: events,
+        outbox: outbox::OUTBOX.clone(),
+        broker: &state.broker,
+    }
+    .start(None);
     announce(purge, config.topology);
     tokio::spawn(purge_expired_tokens(state.pool.clone(), purge.enabled));
     Application::bind(&config, router(state, &config)).await
@@ -160,10 +157,7 @@ pub async fn build_with(
 
 /// `main`'s entry: the auth and event settings come from the process environment.
 pub async fn build(config: ServiceConfig) -> anyhow::Result<Application> {
-    let env = Env::from_process();
-    let settings = AuthSettings::from_env(&env)?;
-    let events = EventsSettings::from_env(&config, &env)?;
-    build_with(config, settings, events).await
+    events::build_from_process(config, build_with).await
 }
 
 /// Says at start what auth will do with expired refresh tokens, and why.

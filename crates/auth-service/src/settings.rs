@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use platform::config::{SecretString, Topology};
-use platform::{ConfigError, Env};
+use platform::{ConfigError, Env, FromEnv, ServiceConfig};
 
 /// A service client allowed to obtain service credentials (`POST /auth/service-token`).
 #[derive(Debug, Clone)]
@@ -69,8 +69,8 @@ pub struct TokenPurge {
     pub explicit: bool,
 }
 
-impl AuthSettings {
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+impl FromEnv for AuthSettings {
+    fn from_env(_config: &ServiceConfig, env: &Env) -> Result<Self, ConfigError> {
         let key_source = match (
             env.get("AUTH_JWT_PRIVATE_KEY"),
             env.get("AUTH_JWT_PRIVATE_KEY_FILE"),
@@ -138,7 +138,9 @@ impl AuthSettings {
             purge_expired_tokens: switch(env, "AUTH_PURGE_EXPIRED_TOKENS")?,
         })
     }
+}
 
+impl AuthSettings {
     /// Whether expired refresh tokens are purged under `topology`. The default is on in the
     /// split topology, where `refresh_tokens` is auth's own table, and off in the shared one,
     /// where it is the legacy platform's data: a service running there (before cutover, after a
@@ -212,20 +214,25 @@ mod tests {
 
     use super::*;
 
+    /// Auth's settings read only their own variables: any platform config will do.
+    fn config() -> ServiceConfig {
+        ServiceConfig::from_env(platform::Service::Auth, &Env::default()).unwrap()
+    }
+
     #[test]
     fn service_clients_are_parsed_and_short_secrets_refused() {
         let env = Env::from_pairs([(
             "AUTH_SERVICE_CLIENTS",
             "payments-service=0123456789abcdef, admin-service=fedcba9876543210",
         )]);
-        let s = AuthSettings::from_env(&env).unwrap();
+        let s = AuthSettings::from_env(&config(), &env).unwrap();
         assert_eq!(s.service_clients.len(), 2);
         assert_eq!(
             s.service_clients["admin-service"].secret.expose_secret(),
             "fedcba9876543210"
         );
         let env = Env::from_pairs([("AUTH_SERVICE_CLIENTS", "payments-service=s3cr3t")]);
-        let err = AuthSettings::from_env(&env).unwrap_err();
+        let err = AuthSettings::from_env(&config(), &env).unwrap_err();
         assert_eq!(err.var, "AUTH_SERVICE_CLIENTS");
         assert!(
             !err.to_string().contains("s3cr3t"),
@@ -235,15 +242,17 @@ mod tests {
 
     #[test]
     fn bootstrap_admin_needs_both_variables() {
-        let err =
-            AuthSettings::from_env(&Env::from_pairs([("AUTH_BOOTSTRAP_ADMIN_EMAIL", "a@b.co")]))
-                .unwrap_err();
+        let err = AuthSettings::from_env(
+            &config(),
+            &Env::from_pairs([("AUTH_BOOTSTRAP_ADMIN_EMAIL", "a@b.co")]),
+        )
+        .unwrap_err();
         assert_eq!(err.var, "AUTH_BOOTSTRAP_ADMIN_PASSWORD");
     }
 
     #[test]
     fn expired_tokens_are_purged_by_default_only_in_the_split_topology() {
-        let unset = AuthSettings::from_env(&Env::default()).unwrap();
+        let unset = AuthSettings::from_env(&config(), &Env::default()).unwrap();
         assert_eq!(unset.purge_expired_tokens, None);
         let purge = |s: &AuthSettings, t| s.purges_expired_tokens(t).enabled;
         assert!(purge(&unset, Topology::Split));
@@ -256,9 +265,11 @@ mod tests {
             (" true ", true),
             ("false", false),
         ] {
-            let set =
-                AuthSettings::from_env(&Env::from_pairs([("AUTH_PURGE_EXPIRED_TOKENS", raw)]))
-                    .unwrap();
+            let set = AuthSettings::from_env(
+                &config(),
+                &Env::from_pairs([("AUTH_PURGE_EXPIRED_TOKENS", raw)]),
+            )
+            .unwrap();
             for topology in [Topology::Split, Topology::Shared] {
                 assert_eq!(
                     set.purges_expired_tokens(topology),
@@ -274,8 +285,11 @@ mod tests {
 
     #[test]
     fn a_purge_setting_that_is_not_on_or_off_is_refused() {
-        let err = AuthSettings::from_env(&Env::from_pairs([("AUTH_PURGE_EXPIRED_TOKENS", "yes")]))
-            .unwrap_err();
+        let err = AuthSettings::from_env(
+            &config(),
+            &Env::from_pairs([("AUTH_PURGE_EXPIRED_TOKENS", "yes")]),
+        )
+        .unwrap_err();
         assert_eq!(err.var, "AUTH_PURGE_EXPIRED_TOKENS");
         assert!(err.to_string().contains("`on` or `off`"), "{err}");
     }
@@ -288,7 +302,7 @@ mod tests {
             ("AUTH_BOOTSTRAP_ADMIN_PASSWORD", "correct horse battery"),
             ("AUTH_JWT_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----secret"),
         ]);
-        let shown = format!("{:?}", AuthSettings::from_env(&env).unwrap());
+        let shown = format!("{:?}", AuthSettings::from_env(&config(), &env).unwrap());
         for secret in [
             "0123456789abcdef",
             "correct horse battery",

@@ -10,8 +10,10 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 use migrator::Endpoints;
-use migrator::contract::tables_of;
-use migrator::status::{ISO_UTC as ISO, Run, SyncPosition, TableJournal};
+use migrator::status::{Run, SyncPosition, TableJournal};
+use schema::contract::tables_of;
+
+use crate::model::iso;
 
 /// One read of everything the journal and the databases know.
 #[derive(Debug, Clone, Default)]
@@ -162,40 +164,17 @@ fn unreachable(service: Service, view: &mut JournalView, why: String) {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct RollbackRow {
-    step: String,
-    frozen_at: Option<String>,
-    applied_at: Option<String>,
-    done_at: Option<String>,
-}
-
 async fn read_legacy(pool: &PgPool, view: &mut JournalView) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     view.capture = Some(migrator::cdc::slot::state(&mut conn).await?);
-    view.frozen_at = migrator::freeze::frozen_since(&mut conn)
-        .await?
-        .map(|at| at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
-    let has_rollback: bool =
-        sqlx::query_scalar("SELECT to_regclass('mfe_rollback.state') IS NOT NULL")
-            .fetch_one(&mut *conn)
-            .await?;
-    if has_rollback {
-        let state: Option<RollbackRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT step, to_char(frozen_at AT TIME ZONE 'UTC', '{ISO}') AS frozen_at,
-                        to_char(applied_at AT TIME ZONE 'UTC', '{ISO}') AS applied_at,
-                        to_char(done_at AT TIME ZONE 'UTC', '{ISO}') AS done_at
-                 FROM mfe_rollback.state WHERE id = 1"
-        )))
-        .fetch_optional(&mut *conn)
-        .await?;
-        view.rollback = state.map(|r| crate::snapshot::RollbackView {
-            state: r.step,
-            step: None,
-            frozen_at: r.frozen_at,
-            applied_at: r.applied_at,
-            done_at: r.done_at,
-        });
-    }
+    view.frozen_at = migrator::freeze::frozen_since(&mut conn).await?.map(iso);
+    let record = migrator::rollback::record::read(&mut conn).await?;
+    view.rollback = record.map(|r| crate::snapshot::RollbackView {
+        state: r.step,
+        step: None,
+        frozen_at: r.frozen_at.map(iso),
+        applied_at: r.applied_at.map(iso),
+        done_at: r.done_at.map(iso),
+    });
     Ok(())
 }

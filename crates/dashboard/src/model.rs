@@ -35,7 +35,7 @@ pub struct Inputs<'a> {
     pub wall: DateTime<Utc>,
 }
 
-fn iso(t: DateTime<Utc>) -> String {
+pub(crate) fn iso(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 

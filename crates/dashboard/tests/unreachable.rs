@@ -15,7 +15,7 @@ async fn unreachable_databases_are_named_without_their_passwords_and_the_view_st
         .unwrap()
         .journal()
         .await;
-    assert_eq!(view.tables.len(), migrator::contract::TABLES.len());
+    assert_eq!(view.tables.len(), schema::contract::TABLES.len());
     assert!(view.tables.iter().all(|t| t.state == "unreachable"));
     assert_eq!(view.problems.len(), 5, "{:?}", view.problems);
     for problem in &view.problems {

@@ -7,16 +7,16 @@ pub mod broker;
 pub mod consumer;
 pub mod dlq;
 pub mod envelope;
+pub mod member;
 pub mod outbox;
 pub mod relay;
-pub mod schema;
 pub mod settings;
 pub mod transient;
 
 pub use broker::{BrokerHealth, Link};
 pub use consumer::{Consumer, Handler, HandlerError, HandlerFuture};
 pub use envelope::Envelope;
+pub use member::{Member, Subscription, build_from_process};
 pub use outbox::Outbox;
 pub use relay::Relay;
-pub use schema::{HubTable, with_hub_tables};
 pub use settings::EventsSettings;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use platform::config::SecretString;
-use platform::{ConfigError, Env, ServiceConfig};
+use platform::{ConfigError, Env, FromEnv, ServiceConfig};
 
 pub const DEFAULT_EXCHANGE: &str = "mfe.events";
 
@@ -66,8 +66,8 @@ impl QueueType {
     }
 }
 
-impl EventsSettings {
-    pub fn from_env(config: &ServiceConfig, env: &Env) -> Result<Self, ConfigError> {
+impl FromEnv for EventsSettings {
+    fn from_env(config: &ServiceConfig, env: &Env) -> Result<Self, ConfigError> {
         let source = config.service.name().to_string();
         let prefetch: u16 = env.parse_or("EVENTS_PREFETCH", 32)?;
         if prefetch == 0 {
@@ -95,7 +95,9 @@ impl EventsSettings {
             queue_type: env.parse_or("EVENTS_QUEUE_TYPE", QueueType::Classic)?,
         })
     }
+}
 
+impl EventsSettings {
     pub fn retry_queue(&self) -> String {
         format!("{}.retry", self.queue)
     }

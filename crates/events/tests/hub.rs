@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use events::{
-    BrokerHealth, Consumer, Envelope, EventsSettings, Handler, HandlerFuture, HubTable, Outbox,
-    Relay,
+    BrokerHealth, Consumer, Envelope, EventsSettings, Handler, HandlerFuture, Outbox, Relay,
 };
+use schema::HubTable;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use test_support::{TestBroker, TestDb, eventually};

@@ -1,5 +1,5 @@
 //! The legacy database seeder behind `mfe legacy seed`: creates a POC-2 shared database
-//! (`schema/legacy-schema.sql`) and fills it with realistic data, so that every phase of the
+//! (`crates/schema/legacy-schema.sql`) and fills it with realistic data, so that every phase of the
 //! migration can be rehearsed, tested and benchmarked without a copy of production.
 //!
 //! Why it is built this way:
@@ -25,7 +25,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 use platform::config::mask_url;
 use platform::db::{DbError, ensure_database, parse_url, quote_ident};
 
-use migrator::contract::{ENUMS, TABLES};
+use schema::contract::{ENUMS, TABLES};
 
 use crate::hashes::password_hashes;
 use crate::writer::{Writer, count_rows, install_functions};
@@ -36,7 +36,7 @@ mod statements;
 mod writer;
 
 /// The legacy DDL, whose statements all run verbatim (in two parts: [`legacy_schema_parts`]).
-pub(crate) const LEGACY_SCHEMA: &str = include_str!("../../../schema/legacy-schema.sql");
+pub(crate) const LEGACY_SCHEMA: &str = schema::LEGACY_SCHEMA_SQL;
 
 /// Users, payments and audit log entries at scale 1 (counts are multiplied by the scale).
 pub(crate) const USERS_PER_SCALE: f64 = 10_000.0;
@@ -243,7 +243,7 @@ pub async fn seed(
         .execute(&mut *tx)
         .await
         .map_err(sql_err(
-            "building the indexes and foreign keys of schema/legacy-schema.sql",
+            "building the indexes and foreign keys of crates/schema/legacy-schema.sql",
         ))?;
     tx.commit().await.map_err(sql_err("committing"))?;
 
@@ -413,7 +413,7 @@ async fn prepare_schema(
     sqlx::raw_sql(sqlx::AssertSqlSafe(before))
         .execute(&mut *conn)
         .await
-        .map_err(sql_err("applying schema/legacy-schema.sql"))?;
+        .map_err(sql_err("applying crates/schema/legacy-schema.sql"))?;
     Ok(())
 }
 
@@ -440,7 +440,7 @@ async fn tables_with_rows(conn: &mut PgConnection) -> Result<Vec<String>, sqlx::
     Ok(filled)
 }
 
-/// `schema/legacy-schema.sql` in two parts, every statement verbatim: what the rows need first
+/// `crates/schema/legacy-schema.sql` in two parts, every statement verbatim: what the rows need first
 /// (types, tables with their primary keys, unique indexes), and what is cheaper to build over the
 /// loaded rows (plain indexes and foreign keys: one sort or one join each, instead of an index
 /// insertion and a lookup per row, which halves the load time). Both run in the seeding

@@ -1,8 +1,8 @@
 //! The statements' side of seeding: the session-local generator functions, and the writer that
 //! runs the generating statements in batches and reports progress.
 
-use migrator::contract::TABLES;
 use platform::db::quote_ident;
+use schema::contract::TABLES;
 use sqlx::PgConnection;
 
 use crate::statements::*;

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use legacy_seed::{self as seed, DEMO_USERS, SeedError, SeedOptions, SeedReport};
-use migrator::contract::{ENUMS, FOREIGN_KEYS, TABLES};
+use schema::contract::{ENUMS, FOREIGN_KEYS, TABLES};
 use sqlx::PgPool;
 use test_support::TestDb;
 

@@ -12,7 +12,7 @@ use legacy_seed::{self as seed, DEMO_USERS, SeedOptions, SeedReport};
 
 #[derive(clap::Subcommand)]
 pub enum LegacyCommand {
-    /// Create and fill a legacy database (schema/legacy-schema.sql) with realistic, deterministic
+    /// Create and fill a legacy database (crates/schema/legacy-schema.sql) with realistic, deterministic
     /// data: N*10k users, N*100k payments with their status histories, N*50k audit log entries,
     /// profiles, refresh tokens, settings, and a fixed set of hard cases (unicode, NULLs, JSON
     /// null, extreme amounts and timestamps). The same --scale and --seed give identical data.

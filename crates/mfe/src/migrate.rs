@@ -587,26 +587,11 @@ async fn anchor_switched_audit(url: &str) -> Result<(), MigrateError> {
         .connect(url)
         .await
         .map_err(|e| MigrateError::Other(format!("anchoring the switched audit rows: {e}")))?;
-    let chained: bool = sqlx::query_scalar(
-        "SELECT to_regclass('admin.audit_chain_head') IS NOT NULL \
-         AND EXISTS (SELECT 1 FROM admin.audit_chain)",
-    )
-    .fetch_one(&pool)
-    .await
-    .or_else(|_| Ok::<_, sqlx::Error>(false))
-    .unwrap_or(false);
-    if chained {
-        let anchored = admin_service::audit::chain::anchor(
-            &pool,
-            admin_service::audit::chain::Anchoring::Unchained,
-        )
+    let anchored = admin_service::audit::chain::anchor_switched(&pool)
         .await
         .map_err(|e| MigrateError::Other(format!("anchoring the switched audit rows: {e}")))?;
-        if let Some(rows) = anchored {
-            eprintln!(
-                "anchored {rows} audit row(s) the switch brought in, at the audit chain's end"
-            );
-        }
+    if let Some(rows) = anchored {
+        eprintln!("anchored {rows} audit row(s) the switch brought in, at the audit chain's end");
     }
     pool.close().await;
     Ok(())

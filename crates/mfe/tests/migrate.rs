@@ -29,7 +29,7 @@ async fn copy_then_verify_is_clean_and_every_column_round_trips() {
     assert_eq!(verify["ok"], true);
 
     let legacy = f.legacy.pool().await;
-    for table in migrator::contract::TABLES {
+    for table in schema::contract::TABLES {
         let index = platform::Service::ALL
             .iter()
             .position(|s| *s == table.service)
@@ -119,7 +119,7 @@ async fn export_then_import_gives_the_same_checksums_as_copy() {
     direct.run_ok(&["prepare"]);
     direct.run_ok(&["copy"]);
     for entry in exported["tables"].as_array().unwrap() {
-        let table = migrator::contract::table(entry["table"].as_str().unwrap()).unwrap();
+        let table = schema::contract::table(entry["table"].as_str().unwrap()).unwrap();
         let index = platform::Service::ALL
             .iter()
             .position(|s| *s == table.service)

@@ -174,7 +174,7 @@ async fn a_rollback_writes_every_change_back_and_a_second_one_writes_nothing() {
     assert_eq!(code, 0, "{verify}");
     for (i, owner) in platform::Service::ALL.into_iter().enumerate() {
         let service = f.target(i).await;
-        for table in migrator::contract::tables_of(owner) {
+        for table in schema::contract::tables_of(owner) {
             assert_eq!(
                 common::content(&legacy, table).await,
                 common::content(&service, table).await,

@@ -115,7 +115,7 @@ impl Walk {
                 out.push("absent".into());
                 continue;
             };
-            for table in migrator::contract::tables_of(service) {
+            for table in schema::contract::tables_of(service) {
                 let present: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
                     .bind(format!("public.{}", table.name))
                     .fetch_one(&pool)

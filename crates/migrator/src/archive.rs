@@ -19,12 +19,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::contract::{TABLES, Table};
 use crate::endpoints::Endpoints;
 use crate::error::{MigrateError, Result};
 use crate::load::{self, Feed, TableLoad};
 use crate::progress::Progress;
 use crate::{check, connect, journal, verify};
+use schema::contract::{TABLES, Table};
 
 pub const MANIFEST: &str = "manifest.json";
 const FORMAT: u32 = 1;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use sqlx::PgConnection;
 
-use crate::contract::{ENUMS, TABLES};
+use schema::contract::{ENUMS, TABLES};
 
 /// Every difference between the legacy database's `public` schema and the contract, one line each.
 pub async fn legacy_differences(conn: &mut PgConnection) -> Result<Vec<String>, sqlx::Error> {

@@ -14,7 +14,6 @@ use sqlx::{Connection, PgConnection};
 use crate::cdc::apply;
 use crate::cdc::pgoutput::Lsn;
 use crate::cdc::slot::{self, Capability};
-use crate::contract::{TABLES, Table};
 use crate::endpoints::Endpoints;
 use crate::error::{MigrateError, Result};
 use crate::journal::TableState;
@@ -22,6 +21,7 @@ use crate::load::{self, Feed, TableLoad};
 use crate::progress::Progress;
 use crate::sql::ident;
 use crate::{check, connect, journal};
+use schema::contract::{TABLES, Table};
 
 #[derive(Debug, Clone)]
 pub struct CopyOptions {

@@ -34,7 +34,6 @@ use sqlx::PgConnection;
 use crate::cdc::pgoutput::Lsn;
 use crate::cdc::slot;
 use crate::cdc::sync::{self, Lag, MARKER_PREFIX, SyncOptions};
-use crate::contract::{TABLES, Table};
 use crate::endpoints::Endpoints;
 use crate::error::{MigrateError, Result};
 use crate::freeze;
@@ -42,6 +41,7 @@ use crate::progress::Progress;
 use crate::sql::ident;
 use crate::way_back as back;
 use crate::{connect, journal};
+use schema::contract::{TABLES, Table};
 
 #[derive(Debug, Clone)]
 pub struct CutoverOptions {

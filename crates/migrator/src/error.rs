@@ -11,7 +11,7 @@ pub enum MigrateError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("the legacy database does not match the contract (schema/legacy-schema.sql):\n  {}", .0.join("\n  "))]
+    #[error("the legacy database does not match the contract (crates/schema/legacy-schema.sql):\n  {}", .0.join("\n  "))]
     ContractMismatch(Vec<String>),
     #[error(
         "{table} in the {service} database already holds {rows} rows that this tool did not copy; empty it first (nothing was written)"

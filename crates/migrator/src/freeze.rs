@@ -19,8 +19,8 @@ use sqlx::PgConnection;
 
 use platform::Service;
 
-use crate::contract::{TABLES, Table};
 use crate::sql::{ident, literal};
+use schema::contract::{TABLES, Table};
 
 const SCHEMA: &str = "mfe_cutover";
 const TRIGGER: &str = "mfe_cutover_frozen";
@@ -58,7 +58,7 @@ pub async fn freeze_service(
     service: Service,
     lock_timeout: Duration,
 ) -> sqlx::Result<()> {
-    let mut relations: Vec<String> = crate::contract::tables_of(service).map(public).collect();
+    let mut relations: Vec<String> = schema::contract::tables_of(service).map(public).collect();
     relations.extend(own_tables(&mut *conn, &[service.schema()]).await?);
     freeze_relations(conn, &relations, SERVICE_FROZEN, lock_timeout).await
 }

@@ -8,7 +8,6 @@ pub mod carry;
 pub mod cdc;
 pub mod check;
 pub mod connect;
-pub mod contract;
 pub mod copy;
 pub mod cutover;
 pub mod ddl;

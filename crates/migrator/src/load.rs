@@ -18,13 +18,13 @@ use serde::Serialize;
 use sqlx::postgres::PgPool;
 use sqlx::{Connection, PgConnection};
 
-use crate::contract::{TABLES, Table};
 use crate::error::{MigrateError, Result};
 use crate::journal::{self, Chunk, DdlKind, TableState};
 use crate::lease::{self, Lease};
 use crate::progress::Progress;
 use crate::sql::{ident, literal};
 use crate::{connect, ddl};
+use schema::contract::{TABLES, Table};
 
 /// Bytes gathered from the feed before one write to the target.
 const SEND_BUFFER: usize = 1 << 20;
@@ -487,7 +487,7 @@ fn spawn_index_build(run: &Arc<Run>, table: &'static Table) {
 async fn finish_service(run: &Run, service: Service) -> Result<()> {
     let mut conn = run.pools[service.name()].acquire().await?;
     let mut entries = Vec::new();
-    for table in crate::contract::tables_of(service) {
+    for table in schema::contract::tables_of(service) {
         let entry = journal::table(&mut conn, table.name)
             .await?
             .expect("journaled table");

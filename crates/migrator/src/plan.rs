@@ -4,10 +4,10 @@
 use platform::Service;
 use serde::Serialize;
 
-use crate::contract::{FOREIGN_KEYS, TABLES};
 use crate::endpoints::Endpoints;
 use crate::error::{MigrateError, Result};
 use crate::{check, connect};
+use schema::contract::{FOREIGN_KEYS, TABLES};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

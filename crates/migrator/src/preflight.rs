@@ -11,10 +11,10 @@ use platform::Service;
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::contract::TABLES;
 use crate::endpoints::Endpoints;
 use crate::error::Result;
 use crate::{cdc, connect};
+use schema::contract::TABLES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -3,20 +3,12 @@
 
 use platform::Service;
 use serde::Serialize;
-use sqlx::migrate::Migrator;
 
 use crate::endpoints::Endpoints;
 use crate::error::{MigrateError, Result};
 use crate::{check, connect, journal};
 
-pub fn migrator(service: Service) -> &'static Migrator {
-    match service {
-        Service::Auth => &auth_service::MIGRATOR,
-        Service::Payments => &payments_service::MIGRATOR,
-        Service::Admin => &admin_service::MIGRATOR,
-        Service::Profile => &profile_service::MIGRATOR,
-    }
-}
+pub use schema::migrator;
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

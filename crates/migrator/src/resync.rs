@@ -16,12 +16,12 @@ use sqlx::PgConnection;
 
 use crate::cdc::apply::upsert_sql;
 use crate::connect;
-use crate::contract::{FOREIGN_KEYS, TABLES, Table};
 use crate::endpoints::Endpoints;
 use crate::error::Result;
 use crate::progress::Progress;
 use crate::sql::ident;
 use crate::verify::{bucket_sums, choose_hashing, diff_rows};
+use schema::contract::{FOREIGN_KEYS, TABLES, Table};
 
 /// Rows read and written per statement.
 const CHUNK: usize = 1000;

@@ -3,10 +3,10 @@
 use platform::Service;
 use serde::Serialize;
 
-use crate::contract::tables_of;
 use crate::endpoints::Endpoints;
 use crate::error::Result;
 use crate::{connect, journal};
+use schema::contract::tables_of;
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -15,12 +15,12 @@ use platform::Service;
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::contract::{FOREIGN_KEYS, ForeignKey, TABLES, Table};
 use crate::endpoints::Endpoints;
 use crate::error::{MigrateError, Result};
 use crate::progress::Progress;
 use crate::sql::ident;
 use crate::{check, connect, journal};
+use schema::contract::{FOREIGN_KEYS, ForeignKey, TABLES, Table};
 
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
@@ -401,7 +401,7 @@ async fn recheck_live(
             .iter_mut()
             .filter(|t| !t.ok && t.differences.is_empty())
         {
-            let table = crate::contract::table(t.table).expect("contract table");
+            let table = schema::contract::table(t.table).expect("contract table");
             let mut target =
                 connect::connection(table.service.name(), endpoints.target(table.service)).await?;
             t.legacy_rows = row_count(&mut legacy, table).await?;
@@ -418,7 +418,7 @@ async fn recheck_live(
                 // checked again. Reported as they are.
                 continue;
             }
-            let table = crate::contract::table(t.table).expect("contract table");
+            let table = schema::contract::table(t.table).expect("contract table");
             let mut target =
                 connect::connection(table.service.name(), endpoints.target(table.service)).await?;
             let d = &mut t.differences;
@@ -469,7 +469,7 @@ async fn recheck_live(
         {
             continue;
         }
-        let table = crate::contract::table(t.table).expect("contract table");
+        let table = schema::contract::table(t.table).expect("contract table");
         let mut target =
             connect::connection(table.service.name(), endpoints.target(table.service)).await?;
         let after = since
@@ -650,7 +650,7 @@ async fn count_all_orphans(
     let mut out = Vec::new();
     let mut pairs: Vec<(&'static Table, &'static str)> = Vec::new();
     for fk in &dropped {
-        let from = crate::contract::table(fk.table).expect("contract table");
+        let from = schema::contract::table(fk.table).expect("contract table");
         if !pairs
             .iter()
             .any(|(t, r)| t.service == from.service && *r == fk.references)
@@ -659,7 +659,7 @@ async fn count_all_orphans(
         }
     }
     for (from, references) in pairs {
-        let to = crate::contract::table(references).expect("contract table");
+        let to = schema::contract::table(references).expect("contract table");
         let mut referencing =
             connect::connection(from.service.name(), endpoints.target(from.service)).await?;
         let mut referenced =
@@ -674,7 +674,7 @@ async fn count_all_orphans(
             .iter()
             .filter(|fk| {
                 fk.references == references
-                    && crate::contract::table(fk.table).map(|t| t.service) == Some(from.service)
+                    && schema::contract::table(fk.table).map(|t| t.service) == Some(from.service)
             })
             .collect();
         let referenced_column = fks[0].referenced_column;
@@ -698,7 +698,7 @@ async fn count_all_orphans(
             .execute(&mut referencing)
             .await?;
         for fk in fks {
-            let child = crate::contract::table(fk.table).expect("contract table");
+            let child = schema::contract::table(fk.table).expect("contract table");
             let set_aside: Vec<&String> = exempt
                 .get(fk.table)
                 .map(|keys| keys.keys().collect())

@@ -21,8 +21,8 @@ use sqlx::PgConnection;
 use crate::cdc::pgoutput::{Lsn, Message, Value};
 use crate::cdc::slot::{self, named};
 use crate::cdc::stream::{Event, Stream, write_fence};
-use crate::contract::{Table, tables_of};
 use crate::error::{MigrateError, Result};
+use schema::contract::{Table, tables_of};
 
 /// The publication of the way back, in each service database.
 pub const PUBLICATION: &str = "mfe_rollback";

@@ -19,9 +19,10 @@ use sqlx::PgConnection;
 
 use crate::AppState;
 use crate::error::{PaymentError, Result};
-use crate::lifecycle::{self, Change, Status};
+use crate::lifecycle::{self, Change};
 use crate::payments::{NewRecord, record_new};
 use crate::psp::{Charge, ChargeRequest, ChargeStatus, PspError};
+use crate::status::Status;
 use crate::store::jobs::{self, Job, Kind};
 use crate::store::payments as store;
 use crate::store::schedules;

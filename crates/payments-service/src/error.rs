@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use platform::ApiError;
 use platform::error::code;
 
-use crate::lifecycle::Status;
+use crate::status::Status;
 
 /// Codes of this service's own errors; clients match on them.
 pub mod codes {

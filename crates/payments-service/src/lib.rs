@@ -15,6 +15,7 @@ pub mod payments;
 pub mod psp;
 pub mod routes;
 pub mod settings;
+pub mod status;
 pub mod store;
 pub mod subscriptions;
 pub mod users;
@@ -22,33 +23,25 @@ pub mod validate;
 pub mod views;
 pub mod worker;
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use auth_client::{AuthClient, Verifier};
 use axum::Router;
 use axum::extract::FromRef;
-use events::{BrokerHealth, Consumer, EventsSettings, Relay};
-use events::{HubTable, with_hub_tables};
+use events::{BrokerHealth, EventsSettings, Member, Subscription};
 use platform::app::{Application, open_database};
 use platform::http::{BearerAuth, ReadinessCheck, SystemState};
 use platform::readers::ReadPool;
-use platform::{Env, Service, ServiceConfig};
+use platform::{Service, ServiceConfig};
 use settings::PaymentsSettings;
 use sqlx::PgPool;
-use sqlx::migrate::Migrator;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// This service's schema migrations, then the event hub's tables it uses; the migration tool
-/// applies the same ones.
-pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
-    with_hub_tables(
-        sqlx::migrate!(),
-        SERVICE.schema(),
-        &[HubTable::Outbox, HubTable::Inbox],
-    )
-});
+/// This service's schema migrations, then the event hub's tables it uses (owned by the `schema`
+/// crate, which the migration tool applies too).
+pub use schema::migrations::PAYMENTS as MIGRATOR;
 
 pub const SERVICE: Service = Service::Payments;
 
@@ -146,33 +139,24 @@ pub async fn build_with(
 ) -> anyhow::Result<Application> {
     let pool = open_database(&config, &MIGRATOR).await?;
     let state = AppState::new(pool, settings)?;
-    let events = Arc::new(events);
-    Relay::new(
-        state.pool.clone(),
-        outbox::OUTBOX.clone(),
-        events.clone(),
-        state.broker.link("outbox relay"),
-    )
-    .spawn();
-    Consumer::new(
-        state.pool.clone(),
-        SERVICE.schema(),
-        events,
-        contracts::events::subscriptions::PAYMENTS,
-        Arc::new(subscriptions::UserEvents {
+    Member {
+        pool: &state.pool,
+        schema: SERVICE.schema(),
+        settings: events,
+        outbox: outbox::OUTBOX.clone(),
+        broker: &state.broker,
+    }
+    .start(Some(Subscription {
+        routing_keys: contracts::events::subscriptions::PAYMENTS,
+        handler: Arc::new(subscriptions::UserEvents {
             auth: state.auth.clone(),
         }),
-        state.broker.link("event consumer"),
-    )
-    .spawn();
+    }));
     worker::spawn(state.clone());
     Application::bind(&config, router(state, &config)).await
 }
 
 /// `main`'s entry: settings from the process environment.
 pub async fn build(config: ServiceConfig) -> anyhow::Result<Application> {
-    let env = Env::from_process();
-    let settings = PaymentsSettings::from_env(&config, &env)?;
-    let events = EventsSettings::from_env(&config, &env)?;
-    build_with(config, settings, events).await
+    events::build_from_process(config, build_with).await
 }

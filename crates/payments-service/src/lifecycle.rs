@@ -5,81 +5,14 @@
 //! `payment_transactions` row, and a `payment.status_changed` event. A refused transition writes
 //! nothing.
 
-use std::fmt;
-use std::str::FromStr;
-
 use contracts::events::{PAYMENT_STATUS_CHANGED, PaymentStatusChanged};
-use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
-use utoipa::ToSchema;
 
 use crate::error::{PaymentError, Result};
+use crate::status::Status;
 use crate::store::payments::{self, PaymentRow, StatusUpdate};
 use crate::store::transactions;
 use crate::{money, outbox};
-
-/// The legacy `"PaymentStatus"` enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pending,
-    Processing,
-    Completed,
-    Failed,
-    Cancelled,
-}
-
-impl Status {
-    pub const ALL: [Status; 5] = [
-        Status::Pending,
-        Status::Processing,
-        Status::Completed,
-        Status::Failed,
-        Status::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Processing => "processing",
-            Status::Completed => "completed",
-            Status::Failed => "failed",
-            Status::Cancelled => "cancelled",
-        }
-    }
-
-    /// Whether a payment in this status may move to `to`.
-    pub fn can_become(self, to: Status) -> bool {
-        use Status::*;
-        matches!(
-            (self, to),
-            (Pending, Processing)
-                | (Pending, Cancelled)
-                | (Processing, Completed)
-                | (Processing, Failed)
-        )
-    }
-
-    pub fn is_final(self) -> bool {
-        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Status {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        Status::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| format!("unknown payment status {s:?}"))
-    }
-}
 
 /// One transition and what it records.
 #[derive(Debug, Clone, Default)]
@@ -143,36 +76,4 @@ pub async fn transition(
     metrics::counter!("payments_transitions_total", "from" => from.as_str(), "to" => to.as_str())
         .increment(1);
     Ok(row)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exactly_four_transitions_are_allowed() {
-        use Status::*;
-        let allowed: Vec<_> = Status::ALL
-            .into_iter()
-            .flat_map(|from| Status::ALL.into_iter().map(move |to| (from, to)))
-            .filter(|(from, to)| from.can_become(*to))
-            .collect();
-        assert_eq!(
-            allowed,
-            [
-                (Pending, Processing),
-                (Pending, Cancelled),
-                (Processing, Completed),
-                (Processing, Failed)
-            ]
-        );
-    }
-
-    #[test]
-    fn statuses_read_back_from_their_labels() {
-        for status in Status::ALL {
-            assert_eq!(status.as_str().parse::<Status>(), Ok(status));
-        }
-        assert!("PENDING".parse::<Status>().is_err());
-    }
 }

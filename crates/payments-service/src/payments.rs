@@ -13,7 +13,8 @@ use sqlx::PgConnection;
 
 use crate::error::{PaymentError, Result};
 use crate::idempotency::{self, Claimed, Lease, Stored};
-use crate::lifecycle::{self, Change, Status};
+use crate::lifecycle::{self, Change};
+use crate::status::Status;
 use crate::store::jobs::{self, Kind};
 use crate::store::payments::{self as store, Direction, ListFilter, PaymentRow};
 use crate::store::{schedules, transactions};

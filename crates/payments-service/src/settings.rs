@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use auth_client::{AuthLink, ServiceCredentials};
 use platform::config::SecretString;
-use platform::{ConfigError, Env, ServiceConfig};
+use platform::{ConfigError, Env, FromEnv, ServiceConfig};
 
 /// The client id auth knows payments by (`AUTH_SERVICE_CLIENTS`).
 pub const DEFAULT_AUTH_CLIENT_ID: &str = "payments-service";
@@ -55,15 +55,15 @@ pub struct WorkerSettings {
     pub reconcile_max: Duration,
 }
 
-impl PaymentsSettings {
-    pub fn from_env(config: &ServiceConfig, env: &Env) -> Result<Self, ConfigError> {
+impl FromEnv for PaymentsSettings {
+    fn from_env(config: &ServiceConfig, env: &Env) -> Result<Self, ConfigError> {
         let secret = env.required_secret("PAYMENTS_AUTH_CLIENT_SECRET", MIN_SECRET_LEN)?;
         let credentials = ServiceCredentials {
             client_id: env.string_or("PAYMENTS_AUTH_CLIENT_ID", DEFAULT_AUTH_CLIENT_ID),
             client_secret: secret,
         };
         Ok(Self {
-            auth: AuthLink::from_env(config, env),
+            auth: AuthLink::from_env(config, env)?,
             credentials,
             psp: PspSettings {
                 url: env.http_url_or("PSP_URL", DEFAULT_PSP_URL)?,

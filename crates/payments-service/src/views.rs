@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::lifecycle::Status;
 use crate::money;
+use crate::status::Status;
 use crate::store::payments::PaymentRow;
 use crate::store::transactions::TransactionRow;
 

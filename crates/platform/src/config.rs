@@ -281,6 +281,14 @@ impl Env {
 /// Where `mfe migrate cutover` writes the platform's topology (`MFE_TOPOLOGY_FILE`).
 pub const DEFAULT_TOPOLOGY_FILE: &str = "data/topology.env";
 
+/// Settings a part of a service reads from the environment beside the platform's own
+/// [`ServiceConfig`]: one shape for every service's settings, the hub's and auth's link, so that
+/// a service's start is written once ([`crate::app`]) and a bad value is always a
+/// [`ConfigError`] naming its variable.
+pub trait FromEnv: Sized {
+    fn from_env(config: &ServiceConfig, env: &Env) -> Result<Self, ConfigError>;
+}
+
 /// What every service needs to start, resolved from the environment.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {

@@ -20,6 +20,6 @@ pub mod server;
 pub mod telemetry;
 pub mod verified;
 
-pub use config::{ConfigError, Env, LogFormat, Service, ServiceConfig, Topology};
+pub use config::{ConfigError, Env, FromEnv, LogFormat, Service, ServiceConfig, Topology};
 pub use error::{ApiError, ErrorBody, ErrorDetail, FieldError, Validator};
 pub use extract::{Json, Query};

@@ -1,7 +1,7 @@
 //! The profile service's own settings, beyond the platform's [`ServiceConfig`].
 
 use auth_client::AuthLink;
-use platform::{Env, ServiceConfig};
+use platform::{ConfigError, Env, FromEnv, ServiceConfig};
 
 #[derive(Debug, Clone)]
 pub struct ProfileSettings {
@@ -9,10 +9,10 @@ pub struct ProfileSettings {
     pub auth: AuthLink,
 }
 
-impl ProfileSettings {
-    pub fn from_env(config: &ServiceConfig, env: &Env) -> Self {
-        Self {
-            auth: AuthLink::from_env(config, env),
-        }
+impl FromEnv for ProfileSettings {
+    fn from_env(config: &ServiceConfig, env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            auth: AuthLink::from_env(config, env)?,
+        })
     }
 }

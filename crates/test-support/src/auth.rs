@@ -2,7 +2,7 @@
 //! a fresh database, a bootstrap ADMIN and a service client, and signs users up and in.
 
 use auth_service::settings::{AuthSettings, BootstrapAdmin, KeySource, ServiceClient};
-use platform::{Env, Service};
+use platform::{Env, FromEnv, Service, ServiceConfig};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -34,7 +34,9 @@ pub struct TestUser {
 /// Auth's settings for tests: signing with `key_pem`, the bootstrap ADMIN and the service client
 /// above, everything else at its default.
 pub fn settings(key_pem: &str) -> AuthSettings {
-    let mut settings = AuthSettings::from_env(&Env::default()).expect("default auth settings");
+    let env = Env::default();
+    let config = ServiceConfig::from_env(Service::Auth, &env).expect("default platform config");
+    let mut settings = AuthSettings::from_env(&config, &env).expect("default auth settings");
     settings.key_source = KeySource::Pem(key_pem.to_string().into());
     settings.bootstrap_admin = Some(BootstrapAdmin {
         email: ADMIN_EMAIL.into(),

@@ -12,7 +12,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
-use platform::ServiceConfig;
+use platform::{FromEnv, ServiceConfig};
 
 /// The broker tests use: `TEST_RABBITMQ_URL`, else the local default.
 pub fn url() -> String {

@@ -19,5 +19,6 @@ pub use db::TestDb;
 pub use http::{Api, Reply};
 pub use wait::eventually;
 
-/// The legacy database's DDL (`schema/legacy-schema.sql`), the contract every schema is held to.
-pub const LEGACY_SCHEMA_SQL: &str = include_str!("../../../schema/legacy-schema.sql");
+/// The legacy database's DDL (`crates/schema/legacy-schema.sql`), the contract every schema is
+/// held to.
+pub use ::schema::LEGACY_SCHEMA_SQL;

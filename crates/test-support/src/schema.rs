@@ -1,4 +1,4 @@
-//! Holding a service's migrations to the legacy contract (`schema/legacy-schema.sql`).
+//! Holding a service's migrations to the legacy contract (`crates/schema/legacy-schema.sql`).
 
 use crate::catalog::Catalog;
 use crate::db::TestDb;

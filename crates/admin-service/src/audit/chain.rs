@@ -18,29 +18,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 
-macro_rules! canonical {
-    () => {
-        "jsonb_build_array(a.id, coalesce(a.user_id, \
-         (SELECT r.user_id FROM admin.audit_cleared_refs r WHERE r.audit_id = a.id)), \
-         a.action, a.resource_type, a.resource_id, \
-         CASE WHEN a.details IS NULL THEN NULL ELSE jsonb_build_array(a.details) END, \
-         a.ip_address, a.user_agent, CASE WHEN isfinite(a.created_at) \
-         THEN to_char(a.created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS BC') ELSE a.created_at::text END)::text"
-    };
-}
-/// The canonical form of the `audit_logs` row aliased `a`: a JSON array of its columns in
-/// PostgreSQL's own text form (jsonb output is normalised, the time has a fixed format), so the
-/// writer and every later verifier see the same bytes. `details` is wrapped so that SQL NULL and
-/// JSON `null` differ. A user id the database's own `ON DELETE SET NULL` cleared is read from
-/// `admin.audit_cleared_refs` (migration 0003): the row is what admin chained.
-pub const CANONICAL: &str = canonical!();
-
-/// [`CANONICAL`] of a row an outer join may not have found: NULL then.
-const JOINED: &str = concat!(
-    "CASE WHEN a.id IS NULL THEN NULL ELSE ",
-    canonical!(),
-    " END"
-);
+use crate::store::audit_chain as store;
 
 /// How many problems a verification lists (it counts them all).
 const LISTED_PROBLEMS: usize = 100;
@@ -96,15 +74,6 @@ pub enum ChainError {
     Database(#[from] sqlx::Error),
 }
 
-/// The chain's newest entry: (seq, hash).
-async fn read_head(conn: &mut PgConnection) -> Result<Option<(i64, Vec<u8>)>, ChainError> {
-    Ok(
-        sqlx::query_as("SELECT seq, hash FROM admin.audit_chain_head")
-            .fetch_optional(conn)
-            .await?,
-    )
-}
-
 /// Which rows to anchor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Anchoring {
@@ -120,22 +89,16 @@ pub enum Anchoring {
 pub async fn anchor(pool: &PgPool, how: Anchoring) -> Result<Option<u64>, ChainError> {
     let mut tx = pool.begin().await?;
     // Replicas starting together: one anchors, the others wait here and find the head.
-    sqlx::query("LOCK TABLE admin.audit_chain_head IN SHARE ROW EXCLUSIVE MODE")
-        .execute(&mut *tx)
-        .await?;
-    let head = read_head(&mut tx).await?;
-    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM admin.audit_chain")
-        .fetch_one(&mut *tx)
-        .await?;
+    store::lock_head(&mut tx).await?;
+    let head = store::head(&mut tx).await?;
+    let entries = store::entry_count(&mut tx).await?;
     let (seq, previous) = match (how, head) {
         (Anchoring::FirstStart, Some(_)) => return Ok(None),
         (Anchoring::FirstStart, None) if entries > 0 => return Ok(None),
         (Anchoring::FirstStart, None) => {
             // An empty chain beside an inbox that holds events means the chain was deleted:
             // anchoring now would bless whatever was changed meanwhile.
-            let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM admin.processed_events")
-                .fetch_one(&mut *tx)
-                .await?;
+            let audited = store::audited_events(&mut tx).await?;
             if audited > 0 {
                 return Err(ChainError::Wiped(audited));
             }
@@ -145,94 +108,58 @@ pub async fn anchor(pool: &PgPool, how: Anchoring) -> Result<Option<u64>, ChainE
         (Anchoring::Unchained, None) if entries > 0 => return Err(ChainError::NoHead),
         (Anchoring::Unchained, None) => (1, GENESIS.to_vec()),
     };
-    let anchored = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO admin.audit_anchor (audit_id, anchor_seq, position, digest) \
-         SELECT a.id, $1, row_number() OVER (ORDER BY a.created_at, a.id), \
-                sha256(convert_to({CANONICAL}, 'UTF8')) \
-         FROM audit_logs a \
-         WHERE NOT EXISTS (SELECT 1 FROM admin.audit_chain c WHERE c.audit_id = a.id) \
-           AND NOT EXISTS (SELECT 1 FROM admin.audit_anchor x WHERE x.audit_id = a.id)"
-    )))
-    .bind(seq)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let anchored = store::anchor_unchained(&mut tx, seq).await?;
     if how == Anchoring::Unchained && anchored == 0 {
         return Ok(None);
     }
     let mut block = Block::default();
     {
-        let mut digests = sqlx::query_scalar::<_, Vec<u8>>(
-            "SELECT digest FROM admin.audit_anchor WHERE anchor_seq = $1 ORDER BY position",
-        )
-        .bind(seq)
-        .fetch(&mut *tx);
+        let mut digests = store::anchor_digests(&mut tx, seq);
         while let Some(digest) = digests.try_next().await? {
             block.add(&digest);
         }
     }
     let hash = anchor_hash(&previous, &block.finish());
-    sqlx::query(
-        "INSERT INTO admin.audit_chain (seq, kind, anchored_rows, hash) VALUES ($1, 'anchor', $2, $3)",
-    )
-    .bind(seq)
-    .bind(anchored as i64)
-    .bind(hash.as_slice())
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO admin.audit_chain_head (seq, hash) VALUES ($1, $2) \
-         ON CONFLICT (singleton) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash",
-    )
-    .bind(seq)
-    .bind(hash.as_slice())
-    .execute(&mut *tx)
-    .await?;
+    store::insert_anchor_entry(&mut tx, seq, anchored, &hash).await?;
+    store::set_head(&mut tx, seq, &hash).await?;
     tx.commit().await?;
     Ok(Some(anchored))
+}
+
+/// After a migration's switch (cutover, rollback) brought audit rows into this database: when it
+/// keeps a chain, they are anchored as a new block at its end (as [`Anchoring::Unchained`]);
+/// `None` when there was nothing to anchor or no chain to anchor them to (a database without a
+/// chain gets the other side's, or admin anchors every row at its first start).
+pub async fn anchor_switched(pool: &PgPool) -> Result<Option<u64>, ChainError> {
+    if !store::kept(pool).await? {
+        return Ok(None);
+    }
+    anchor(pool, Anchoring::Unchained).await
+}
+
+/// The newest entry's position; `None` before the log was anchored.
+pub async fn head_seq(pool: &PgPool) -> Result<Option<i64>, ChainError> {
+    Ok(store::head_seq(pool).await?)
 }
 
 /// Chains the row `audit_id`, just written in `tx`: locks the head until `tx` ends, so entries
 /// follow each other in commit order. Returns the entry's position.
 pub async fn append(tx: &mut PgConnection, audit_id: &str) -> Result<i64, ChainError> {
-    let (seq, previous): (i64, Vec<u8>) =
-        sqlx::query_as("SELECT seq, hash FROM admin.audit_chain_head FOR UPDATE")
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(ChainError::NoHead)?;
-    let canonical: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT {CANONICAL} FROM audit_logs a WHERE a.id = $1"
-    )))
-    .bind(audit_id)
-    .fetch_one(&mut *tx)
-    .await?;
+    let (seq, previous) = store::head_for_update(tx)
+        .await?
+        .ok_or(ChainError::NoHead)?;
+    let canonical = store::canonical_row(tx, audit_id).await?;
     let hash = entry_hash(&previous, &canonical);
     let seq = seq + 1;
-    sqlx::query(
-        "INSERT INTO admin.audit_chain (seq, kind, audit_id, hash) VALUES ($1, 'row', $2, $3)",
-    )
-    .bind(seq)
-    .bind(audit_id)
-    .bind(hash.as_slice())
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("UPDATE admin.audit_chain_head SET seq = $1, hash = $2")
-        .bind(seq)
-        .bind(hash.as_slice())
-        .execute(&mut *tx)
-        .await?;
+    store::insert_row_entry(tx, seq, audit_id, &hash).await?;
+    store::set_head(tx, seq, &hash).await?;
     Ok(seq)
 }
 
 /// The hash (hex) of chain entry `seq`, if there is one: `--expect-head` checks that a head
 /// recorded earlier is still in the chain.
 pub async fn hash_at(pool: &PgPool, seq: i64) -> Result<Option<String>, ChainError> {
-    let hash: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT hash FROM admin.audit_chain WHERE seq = $1")
-            .bind(seq)
-            .fetch_optional(pool)
-            .await?;
-    Ok(hash.map(hex::encode))
+    Ok(store::hash_at(pool, seq).await?.map(hex::encode))
 }
 
 /// What a verification found.
@@ -316,23 +243,15 @@ impl Findings {
 /// time (bounded memory whatever the log's size).
 pub async fn verify(pool: &PgPool) -> Result<Verification, ChainError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    let head = read_head(&mut tx).await?;
+    crate::store::snapshot(&mut tx).await?;
+    let head = store::head(&mut tx).await?;
     let mut found = Findings::default();
     let (anchored_rows, blocks) = verify_anchors(&mut tx, &mut found).await?;
 
     let mut chained_rows = 0u64;
     let mut previous: Option<(i64, Vec<u8>)> = None;
     {
-        type Entry = (i64, String, Option<String>, Vec<u8>, Option<String>);
-        let mut entries = sqlx::query_as::<_, Entry>(sqlx::AssertSqlSafe(format!(
-            "SELECT c.seq, c.kind, c.audit_id, c.hash, {JOINED} \
-             FROM admin.audit_chain c LEFT JOIN audit_logs a ON a.id = c.audit_id \
-             ORDER BY c.seq"
-        )))
-        .fetch(&mut *tx);
+        let mut entries = store::entries(&mut tx);
         while let Some((seq, kind, audit_id, stored, canonical)) = entries.try_next().await? {
             let expected_seq = previous.as_ref().map_or(1, |(s, _)| s + 1);
             if seq != expected_seq {
@@ -436,13 +355,7 @@ async fn verify_anchors(
     let mut blocks: HashMap<i64, Hash> = HashMap::new();
     let mut current: Option<(i64, Block)> = None;
     let mut count = 0u64;
-    let mut rows =
-        sqlx::query_as::<_, (String, i64, Vec<u8>, Option<String>)>(sqlx::AssertSqlSafe(format!(
-            "SELECT x.audit_id, x.anchor_seq, x.digest, {JOINED} \
-             FROM admin.audit_anchor x LEFT JOIN audit_logs a ON a.id = x.audit_id \
-             ORDER BY x.anchor_seq, x.position"
-        )))
-        .fetch(&mut *tx);
+    let mut rows = store::anchored(tx);
     while let Some((audit_id, anchor_seq, digest, canonical)) = rows.try_next().await? {
         count += 1;
         if current.as_ref().is_none_or(|(seq, _)| *seq != anchor_seq) {
@@ -478,21 +391,10 @@ async fn verify_anchors(
 
 /// Rows neither anchored nor chained: written into `audit_logs` by someone other than admin.
 async fn verify_unchained(tx: &mut PgConnection, found: &mut Findings) -> Result<(), ChainError> {
-    const UNCHAINED: &str = "FROM audit_logs a \
-         WHERE NOT EXISTS (SELECT 1 FROM admin.audit_chain c WHERE c.audit_id = a.id) \
-           AND NOT EXISTS (SELECT 1 FROM admin.audit_anchor x WHERE x.audit_id = a.id)";
-    let count: i64 =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) {UNCHAINED}")))
-            .fetch_one(&mut *tx)
-            .await?;
+    let (count, ids) = store::unchained(tx, LISTED_PROBLEMS).await?;
     if count == 0 {
         return Ok(());
     }
-    let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT a.id {UNCHAINED} ORDER BY a.created_at, a.id LIMIT {LISTED_PROBLEMS}"
-    )))
-    .fetch_all(&mut *tx)
-    .await?;
     let listed = ids.len() as u64;
     for id in ids {
         found.add(

@@ -164,9 +164,7 @@ async fn open(
     filter: &Filter,
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+    crate::store::snapshot(&mut tx).await?;
     store::declare_export(&mut tx, filter).await?;
     Ok(tx)
 }

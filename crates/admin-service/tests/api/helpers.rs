@@ -7,7 +7,7 @@ use std::time::Duration;
 use admin_service::settings::AdminSettings;
 use chrono::Utc;
 use events::Envelope;
-use platform::{Env, Service, ServiceConfig, Topology};
+use platform::{Env, FromEnv, Service, ServiceConfig, Topology};
 use serde_json::Value;
 use sqlx::PgPool;
 use test_support::auth::{SERVICE_CLIENT, SERVICE_SECRET, TestAuth, TestUser, spawn_auth};

@@ -30,7 +30,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut AuthSettings)) -> TestAp
     spawn_app_on(TestDb::new().await, Topology::Split, customise).await
 }
 
-/// A database loaded with the legacy DDL (`schema/legacy-schema.sql`, foreign keys included), as
+/// A database loaded with the legacy DDL (`crates/schema/legacy-schema.sql`, foreign keys included), as
 /// the shared topology finds the legacy database.
 pub async fn legacy_db() -> TestDb {
     let db = TestDb::new().await;

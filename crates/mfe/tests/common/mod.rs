@@ -118,7 +118,7 @@ pub fn table<'a>(report: &'a Value, name: &str) -> &'a Value {
 
 /// Every table's full content, as text, in key order: equal on both sides means every column of
 /// every row round-tripped exactly.
-pub async fn content(pool: &PgPool, table: &migrator::contract::Table) -> String {
+pub async fn content(pool: &PgPool, table: &schema::contract::Table) -> String {
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT coalesce(md5(string_agg(ROW({cols})::text, E'\\n' ORDER BY {key} COLLATE \"C\")), 'empty') FROM public.{t}",
         cols = table.column_list(),

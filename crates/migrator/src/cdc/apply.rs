@@ -33,9 +33,9 @@ use tokio::sync::mpsc;
 
 use crate::cdc::net::{self, Fold, Pending, RowChange};
 use crate::cdc::pgoutput::{Lsn, Value};
-use crate::contract::{TABLES, Table};
 use crate::error::{MigrateError, Result};
 use crate::sql::ident;
+use schema::contract::{TABLES, Table};
 
 /// Changes per run (one set of statements).
 pub const RUN_ROWS: usize = 10_000;

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use crate::cdc::pgoutput::{Lsn, Value};
-use crate::contract::Table;
+use schema::contract::Table;
 
 /// A change of one row, its tuple in contract column order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,7 +214,7 @@ pub fn touched(run: &[Pending]) -> HashMap<&'static str, HashMap<&str, Lsn>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::table;
+    use schema::contract::table;
 
     fn cfg() -> &'static Table {
         table("system_config").unwrap()

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use sqlx::PgConnection;
 
 use crate::cdc::pgoutput::{Relation, Value};
-use crate::contract::{TABLES, Table};
 use crate::error::{MigrateError, Result};
+use schema::contract::{TABLES, Table};
 
 /// The legacy columns of the contract tables: (name, type oid, typmod) in column order.
 pub type Catalog = HashMap<String, Vec<(String, u32, i32)>>;

@@ -11,8 +11,8 @@
 use sqlx::PgConnection;
 
 use crate::cdc::pgoutput::Lsn;
-use crate::contract::TABLES;
 use crate::sql::ident;
+use schema::contract::TABLES;
 
 /// The publication the tool owns in the legacy database.
 pub const PUBLICATION: &str = "mfe_migration";
@@ -200,7 +200,7 @@ pub async fn create(conn: &mut PgConnection) -> sqlx::Result<Lsn> {
 pub(crate) async fn ensure_publication<'a>(
     conn: &mut PgConnection,
     name: &str,
-    tables: impl Iterator<Item = &'a crate::contract::Table>,
+    tables: impl Iterator<Item = &'a schema::contract::Table>,
 ) -> sqlx::Result<()> {
     let published: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")

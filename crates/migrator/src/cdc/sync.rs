@@ -506,7 +506,7 @@ async fn route(
                 return Err(past_marker());
             }
             let (commit, _) = cursor.current.ok_or_else(outside)?;
-            let mut by_target: [Vec<&'static crate::contract::Table>; 4] = Default::default();
+            let mut by_target: [Vec<&'static schema::contract::Table>; 4] = Default::default();
             for relation in truncated {
                 let table = relations.table(relation)?;
                 by_target[target_of(table.service)].push(table);
@@ -574,7 +574,7 @@ async fn begin_on(
 
 async fn dispatch(
     cursor: &mut Cursor,
-    table: &'static crate::contract::Table,
+    table: &'static schema::contract::Table,
     change: RowChange,
     workers: &mut Workers,
     horizon: Lsn,

@@ -50,7 +50,6 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::cdc::slot;
-use crate::contract::{FOREIGN_KEYS, TABLES, Table};
 use crate::endpoints::Endpoints;
 use crate::error::{MigrateError, Result};
 use crate::freeze;
@@ -58,7 +57,9 @@ use crate::progress::Progress;
 use crate::sql::ident;
 use crate::way_back as back;
 use crate::{connect, journal};
+use schema::contract::{FOREIGN_KEYS, TABLES, Table};
 
+pub mod record;
 mod rules;
 
 /// Keys per statement.
@@ -395,7 +396,7 @@ fn service_conn(services: &mut Services, service: Service) -> &mut PgConnection 
 }
 
 /// The foreign keys pointing at `table`.
-fn children_of(table: &Table) -> impl Iterator<Item = &'static crate::contract::ForeignKey> + '_ {
+fn children_of(table: &Table) -> impl Iterator<Item = &'static schema::contract::ForeignKey> + '_ {
     FOREIGN_KEYS
         .iter()
         .filter(move |fk| fk.references == table.name)
@@ -805,7 +806,7 @@ async fn census(endpoints: &Endpoints) -> Result<Vec<(i64, i64)>> {
         sides.push(count(
             endpoints.target(service).to_string(),
             service.name(),
-            crate::contract::tables_of(service).collect(),
+            schema::contract::tables_of(service).collect(),
         ));
     }
     let mut sides = futures::future::try_join_all(sides).await?.into_iter();
@@ -1187,7 +1188,7 @@ async fn why_kept(
 ) -> Result<HashMap<String, String>> {
     let mut refs: HashMap<String, Vec<String>> = HashMap::new();
     for fk in rules.refusing(table) {
-        let child = crate::contract::table(fk.table).expect("a contract table");
+        let child = schema::contract::table(fk.table).expect("a contract table");
         let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {col}, {k} FROM public.{c} WHERE {col} = ANY($1) ORDER BY {k}",
             col = ident(fk.column),

@@ -16,9 +16,9 @@ use std::collections::HashMap;
 
 use sqlx::PgConnection;
 
-use crate::contract::{FOREIGN_KEYS, ForeignKey, Table};
 use crate::error::Result;
 use crate::sql::ident;
+use schema::contract::{FOREIGN_KEYS, ForeignKey, Table};
 
 pub(super) const CLEARED_SQL: &str = "
 CREATE TABLE IF NOT EXISTS mfe_rollback.cleared (
@@ -161,7 +161,7 @@ pub(super) async fn delete_parents(
         let Some(action) = rule.action() else {
             continue;
         };
-        let child = crate::contract::table(fk.table).expect("a contract table");
+        let child = schema::contract::table(fk.table).expect("a contract table");
         let keys: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "INSERT INTO mfe_rollback.cleared \
                  (cutover, table_name, key, column_name, action, parent_table, parent_key) \
@@ -249,7 +249,7 @@ pub(super) async fn refused_orphans(
             let Some(parent_key) = r.row[at].clone() else {
                 continue;
             };
-            let parent = crate::contract::table(fk.references).expect("a contract table");
+            let parent = schema::contract::table(fk.references).expect("a contract table");
             let present: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT EXISTS (SELECT 1 FROM public.{p} WHERE {k} = $1)",
                 p = ident(parent.name),

@@ -13,8 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::Result;
-use crate::lifecycle::Status;
 use crate::payments::{self, Answer, ListQuery};
+use crate::status::Status;
 use crate::store::payments::Direction;
 use crate::validate::{NewPayment, PaymentType};
 use crate::views::{PaymentView, TransactionView};

@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 
-use crate::lifecycle::Status;
+use crate::status::Status;
 
 /// A row of `payments`, with its schedule when it has one.
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use sqlx::PgConnection;
 
-use crate::lifecycle::Status;
+use crate::status::Status;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TransactionRow {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use platform::{Env, Service, Topology};
+use platform::{Env, FromEnv, Service, Topology};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use test_support::auth::{SERVICE_CLIENT, SERVICE_SECRET, TestAuth, TestUser, spawn_auth};

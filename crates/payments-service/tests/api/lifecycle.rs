@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use payments_service::error::PaymentError;
-use payments_service::lifecycle::{Change, Status, transition};
+use payments_service::lifecycle::{Change, transition};
+use payments_service::status::Status;
 use serde_json::json;
 use sqlx::PgPool;
 

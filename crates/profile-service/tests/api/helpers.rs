@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use platform::{Env, Service, Topology};
+use platform::{Env, FromEnv, Service, Topology};
 use reqwest::Method;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -38,7 +38,8 @@ async fn spawn_platform_on(profile_db: TestDb, topology: Topology) -> TestPlatfo
     let mut config = test_support::spawn::config(Service::Profile, &profile_db.url);
     config.auth_service_url = auth.api.base.clone();
     config.topology = topology;
-    let settings = profile_service::settings::ProfileSettings::from_env(&config, &Env::default());
+    let settings = profile_service::settings::ProfileSettings::from_env(&config, &Env::default())
+        .expect("test settings");
     let events = broker.settings(&config);
     let app = profile_service::build_with(config, settings, events)
         .await

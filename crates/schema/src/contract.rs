@@ -1,4 +1,4 @@
-//! The legacy database's contract (`schema/legacy-schema.sql`) as data: which tables exist, their
+//! The legacy database's contract (`crates/schema/legacy-schema.sql`) as data: which tables exist, their
 //! columns and types, their keys, which service each goes to, and which foreign keys the split
 //! keeps or drops. Every phase checks a legacy database against it before touching anything.
 

@@ -29,7 +29,7 @@ impl HubTable {
     }
 
     /// The DDL for the service whose schema is `schema`. Its text, comments included, is part of
-    /// the migration's checksum: once released it never changes (`schema/migrations.lock`).
+    /// the migration's checksum: once released it never changes (`crates/schema/migrations.lock`).
     pub fn ddl(self, schema: &str) -> String {
         let s = platform::db::quote_ident(schema);
         match self {

@@ -1,19 +1,19 @@
 //! Applied migrations are never edited: a database migrated by an earlier build refuses to start
-//! when one of its applied migrations changed (sqlx compares checksums). `schema/migrations.lock`
+//! when one of its applied migrations changed (sqlx compares checksums). `crates/schema/migrations.lock`
 //! records every service's migrations (version, description, SHA-384 of the SQL); this test fails
 //! when one of them changes or disappears, and when a new one is not recorded yet.
 //!
 //! To add a migration: write it, run the test with `UPDATE_MIGRATIONS_LOCK=1` and commit the
 //! lock file with it. To change one that was released: don't; add a new one.
 
-use migrator::prepare::migrator;
 use platform::Service;
+use schema::migrator;
 
-const LOCK: &str = "../../schema/migrations.lock";
+const LOCK: &str = "migrations.lock";
 
 fn current() -> String {
     let mut out = String::from(
-        "# service version description sha384 -- written by crates/migrator/tests/migrations_lock.rs\n",
+        "# service version description sha384 -- written by crates/schema/tests/migrations_lock.rs\n",
     );
     for service in Service::ALL {
         for m in migrator(service).iter() {
@@ -37,7 +37,7 @@ fn released_migrations_are_never_changed() {
         std::fs::write(&path, &now).expect("write the lock file");
         return;
     }
-    let locked = std::fs::read_to_string(&path).expect("schema/migrations.lock exists");
+    let locked = std::fs::read_to_string(&path).expect("crates/schema/migrations.lock exists");
     for line in locked.lines().filter(|l| !l.starts_with('#')) {
         assert!(
             now.lines().any(|l| l == line),
@@ -48,7 +48,7 @@ fn released_migrations_are_never_changed() {
     for line in now.lines().filter(|l| !l.starts_with('#')) {
         assert!(
             locked.lines().any(|l| l == line),
-            "a migration is not in schema/migrations.lock yet: {line}\n\
+            "a migration is not in crates/schema/migrations.lock yet: {line}\n\
              (run this test with UPDATE_MIGRATIONS_LOCK=1 and commit the lock file)"
         );
     }
