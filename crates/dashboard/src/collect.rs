@@ -26,9 +26,9 @@ pub struct JournalView {
     pub frozen_at: Option<String>,
     pub rollback: Option<crate::snapshot::RollbackView>,
     /// The migration's state: the furthest any service database records.
-    pub state: Option<migrator::state::State>,
+    pub state: Option<migrator::engine::journal::state::State>,
     /// The way-back slot of each service database that has one.
-    pub way_back: Vec<(Service, migrator::way_back::WayBack)>,
+    pub way_back: Vec<(Service, migrator::rollback::way_back::WayBack)>,
     /// Databases that could not be read, and why.
     pub problems: Vec<String>,
 }
@@ -167,7 +167,9 @@ fn unreachable(service: Service, view: &mut JournalView, why: String) {
 async fn read_legacy(pool: &PgPool, view: &mut JournalView) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     view.capture = Some(migrator::cdc::slot::state(&mut conn).await?);
-    view.frozen_at = migrator::freeze::frozen_since(&mut conn).await?.map(iso);
+    view.frozen_at = migrator::engine::freeze::frozen_since(&mut conn)
+        .await?
+        .map(iso);
     let record = migrator::rollback::record::read(&mut conn).await?;
     view.rollback = record.map(|r| crate::snapshot::RollbackView {
         state: r.step,

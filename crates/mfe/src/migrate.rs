@@ -6,9 +6,10 @@
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
+use migrator::Endpoints;
+use migrator::MigrateError;
 use migrator::copy::CopyOptions;
 use migrator::verify::VerifyOptions;
-use migrator::{Endpoints, MigrateError};
 use platform::Service;
 
 use crate::report::show;
@@ -299,8 +300,8 @@ impl Reporting {
 }
 
 impl Phase {
-    fn step(&self) -> migrator::state::Step {
-        use migrator::state::Step;
+    fn step(&self) -> migrator::engine::journal::state::Step {
+        use migrator::engine::journal::state::Step;
         match self {
             Phase::Plan { .. } => Step::Plan,
             Phase::Prepare => Step::Prepare,
@@ -343,7 +344,7 @@ async fn run_phase(
     json: bool,
 ) -> Result<u8, MigrateError> {
     let endpoints = databases.endpoints()?;
-    migrator::state::admit(&endpoints, phase.step()).await?;
+    migrator::engine::journal::state::admit(&endpoints, phase.step()).await?;
     let reporting = Reporting::new(&phase, ui, &endpoints, json).await?;
     Ok(match phase {
         Phase::Plan {
@@ -355,7 +356,7 @@ async fn run_phase(
                     "--sync-hours must be a number of hours, 0 or more".into(),
                 ));
             }
-            let opts = migrator::preflight::Options {
+            let opts = migrator::plan::preflight::Options {
                 long_transaction: std::time::Duration::from_secs(long_transaction_seconds),
                 sync_hours,
             };
@@ -406,7 +407,7 @@ async fn run_phase(
             method: SyncMethod::Diff,
             max_passes,
         } => {
-            let opts = migrator::resync::DiffSyncOptions {
+            let opts = migrator::sync::diff::DiffSyncOptions {
                 max_passes: max_passes.max(1),
                 follow: follow.then_some(std::time::Duration::from_secs(1)),
             };
@@ -415,7 +416,7 @@ async fn run_phase(
             };
             let report = reporting
                 .run(|bars| async move {
-                    migrator::resync::diff_sync(&endpoints, &opts, bars.as_ref(), stop).await
+                    migrator::sync::diff::diff_sync(&endpoints, &opts, bars.as_ref(), stop).await
                 })
                 .await?;
             show(&report, json)
@@ -425,7 +426,7 @@ async fn run_phase(
             method: SyncMethod::Slot,
             ..
         } => {
-            let opts = migrator::cdc::sync::SyncOptions {
+            let opts = migrator::sync::SyncOptions {
                 follow,
                 until_marker: None,
                 wait_for_other: std::time::Duration::from_secs(15),
@@ -433,7 +434,7 @@ async fn run_phase(
             let quiet = json;
             // A line a second at most: a round may take a few milliseconds.
             let last = std::sync::Mutex::new(None::<std::time::Instant>);
-            let on_lag = move |lag: migrator::cdc::sync::Lag| {
+            let on_lag = move |lag: migrator::sync::Lag| {
                 let mut last = last.lock().expect("lag clock");
                 if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
                     return;
@@ -452,7 +453,7 @@ async fn run_phase(
                 let _ = tokio::signal::ctrl_c().await;
             };
             let live = reporting.live();
-            let on_lag = move |lag: migrator::cdc::sync::Lag| {
+            let on_lag = move |lag: migrator::sync::Lag| {
                 if let Some(live) = &live {
                     live.lag(dashboard::live::Lag {
                         bytes: lag.bytes,
@@ -467,8 +468,7 @@ async fn run_phase(
                 None => Arc::new(migrator::Silent),
             };
             let report =
-                migrator::cdc::sync::sync(&endpoints, &opts, progress.as_ref(), &on_lag, stop)
-                    .await;
+                migrator::sync::sync(&endpoints, &opts, progress.as_ref(), &on_lag, stop).await;
             reporting
                 .finish(report.as_ref().err().map(|e| e.to_string()))
                 .await;

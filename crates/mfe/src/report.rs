@@ -3,12 +3,12 @@
 
 use crate::exit;
 use migrator::archive::{ExportReport, ImportReport};
-use migrator::cdc::sync::SyncReport;
 use migrator::copy::CopyReport;
-use migrator::load::TableLoad;
+use migrator::engine::load::TableLoad;
 use migrator::plan::Plan;
 use migrator::prepare::Prepared;
 use migrator::status::Status;
+use migrator::sync::SyncReport;
 use migrator::verify::VerifyReport;
 use serde::Serialize;
 
@@ -227,8 +227,10 @@ impl Report for Status {
     fn print(&self) {
         println!(
             "migration: {}\n",
-            self.state
-                .map_or("not started", migrator::state::State::as_str)
+            self.state.map_or(
+                "not started",
+                migrator::engine::journal::state::State::as_str
+            )
         );
         let rows: Vec<Vec<String>> = self
             .tables
@@ -405,7 +407,7 @@ impl Report for migrator::cutover::CutoverReport {
     }
 }
 
-impl Report for migrator::resync::DiffSyncReport {
+impl Report for migrator::sync::diff::DiffSyncReport {
     fn print(&self) {
         println!(
             "{} pass(es) in {:.1} s: {} rows rewritten from the legacy database, {} deleted; {}",

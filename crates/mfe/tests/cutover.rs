@@ -310,7 +310,7 @@ async fn a_cutover_killed_inside_its_freeze_is_started_again_by_the_next_one() {
     let f = Fixture::ready_for_cutover(0.01).await;
     // What a cutover killed after freezing leaves: the triggers, and no cutover in the journal.
     let mut legacy = sqlx::PgConnection::connect(&f.legacy.url).await.unwrap();
-    migrator::freeze::freeze(&mut legacy, Duration::from_secs(5))
+    migrator::engine::freeze::freeze(&mut legacy, Duration::from_secs(5))
         .await
         .unwrap();
     let topology =

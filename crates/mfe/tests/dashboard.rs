@@ -245,7 +245,7 @@ async fn a_copy_with_ui_shows_its_tables_moving_and_the_journal_view_agrees_afte
 
     // The freeze of a cutover, counted from when it began.
     let mut conn = legacy.acquire().await.unwrap();
-    migrator::freeze::freeze(&mut conn, Duration::from_secs(5))
+    migrator::engine::freeze::freeze(&mut conn, Duration::from_secs(5))
         .await
         .unwrap();
     let s = wait_for(&http, &base, "frozen", |s| {
@@ -254,7 +254,7 @@ async fn a_copy_with_ui_shows_its_tables_moving_and_the_journal_view_agrees_afte
     .await;
     assert!(s["cutover"]["frozenAt"].as_str().unwrap().ends_with('Z'));
     let mut conn = legacy.acquire().await.unwrap();
-    migrator::freeze::thaw(&mut conn).await.unwrap();
+    migrator::engine::freeze::thaw(&mut conn).await.unwrap();
     wait_for(&http, &base, "thawed", |s| {
         s["cutover"]["state"] == "not started"
     })

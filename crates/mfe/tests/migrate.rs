@@ -125,7 +125,7 @@ async fn export_then_import_gives_the_same_checksums_as_copy() {
             .position(|s| *s == table.service)
             .unwrap();
         let mut conn = direct.target(index).await.acquire().await.unwrap();
-        let (rows, checksum) = migrator::verify::table_checksum(&mut conn, table)
+        let (rows, checksum) = migrator::engine::digest::table_checksum(&mut conn, table)
             .await
             .unwrap();
         assert_eq!(rows, entry["rows"].as_i64().unwrap(), "{}", table.name);

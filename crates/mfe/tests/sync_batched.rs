@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::Fixture;
-use migrator::cdc::sync::{MARKER_PREFIX, SyncOptions, sync};
+use migrator::sync::{MARKER_PREFIX, SyncOptions, sync};
 use platform::Service;
 use sqlx::Connection;
 
@@ -231,7 +231,7 @@ async fn a_marker_inside_a_batch_ends_the_stream_exactly_there() {
         until_marker: Some(marker.to_string()),
         wait_for_other: Duration::from_secs(5),
     };
-    let quiet = |_: migrator::cdc::sync::Lag| {};
+    let quiet = |_: migrator::sync::Lag| {};
 
     // Thousands of transactions, then the marker: one batch holds both.
     burst(&f, "before", 3_000).await;

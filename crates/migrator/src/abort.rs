@@ -5,10 +5,12 @@
 use platform::Service;
 use serde::Serialize;
 
+use crate::cdc;
+use crate::cutover;
 use crate::endpoints::Endpoints;
+use crate::engine::connect;
+use crate::engine::journal::state::{self, State};
 use crate::error::{MigrateError, Result};
-use crate::state::{self, State};
-use crate::{cdc, connect, cutover};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,7 +27,7 @@ pub async fn abort(endpoints: &Endpoints, forget_way_back: bool) -> Result<Abort
     let mut way_back = false;
     for service in Service::ALL {
         if let Some(mut conn) = state::existing(service, endpoints.target(service)).await? {
-            way_back |= crate::way_back::info(&mut conn).await?.is_some();
+            way_back |= crate::rollback::way_back::info(&mut conn).await?.is_some();
         }
     }
     if way_back && !forget_way_back {

@@ -20,10 +20,13 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::endpoints::Endpoints;
+use crate::engine::check;
+use crate::engine::connect;
+use crate::engine::digest;
+use crate::engine::journal;
+use crate::engine::load::{self, Feed, TableLoad};
 use crate::error::{MigrateError, Result};
-use crate::load::{self, Feed, TableLoad};
 use crate::progress::Progress;
-use crate::{check, connect, journal, verify};
 use schema::contract::{TABLES, Table};
 
 pub const MANIFEST: &str = "manifest.json";
@@ -184,7 +187,7 @@ async fn export_table(
     progress: &dyn Progress,
 ) -> Result<ManifestTable> {
     let mut source = load::snapshot_connection(url, snapshot).await?;
-    let (rows, checksum) = verify::table_checksum(&mut source, table).await?;
+    let (rows, checksum) = digest::table_checksum(&mut source, table).await?;
     progress.table_started(table.name, rows as u64, 0);
     let path = dir.join(file_name(table));
     let partial = dir.join(format!(".{}.partial", file_name(table)));
@@ -299,7 +302,12 @@ pub async fn import(
     let targets = load::open_targets(endpoints, jobs as u32 + 1).await?;
     let pools = &targets.pools;
     let entries = load::preflight(pools).await?;
-    crate::state::advance(endpoints, crate::state::State::Copying, "import").await?;
+    crate::engine::journal::state::advance(
+        endpoints,
+        crate::engine::journal::state::State::Copying,
+        "import",
+    )
+    .await?;
     let rows: BTreeMap<&'static str, i64> = TABLES
         .iter()
         .map(|t| {
@@ -326,7 +334,7 @@ pub async fn import(
     let mut checksums_match = true;
     for table in TABLES {
         let mut conn = pools[table.service.name()].acquire().await?;
-        let (rows, checksum) = verify::table_checksum(&mut conn, table).await?;
+        let (rows, checksum) = digest::table_checksum(&mut conn, table).await?;
         let expected = manifest
             .tables
             .iter()
@@ -356,7 +364,12 @@ pub async fn import(
         )
         .await?;
     }
-    crate::state::advance(endpoints, crate::state::State::Copied, "import").await?;
+    crate::engine::journal::state::advance(
+        endpoints,
+        crate::engine::journal::state::State::Copied,
+        "import",
+    )
+    .await?;
     Ok(report)
 }
 

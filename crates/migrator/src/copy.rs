@@ -3,7 +3,7 @@
 //! - One consistent snapshot: a coordinator exports a REPEATABLE READ snapshot of the legacy
 //!   database and every worker reads through it, so a payment and its sender come from one instant.
 //! - Parallel: tables, and heap block ranges of large tables, are copied by `jobs` workers at once.
-//! - Indexes after the load, exactly once across crashes: see [`crate::load`].
+//! - Indexes after the load, exactly once across crashes: see [`crate::engine::load`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,16 +11,17 @@ use std::time::Instant;
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
-use crate::cdc::apply;
 use crate::cdc::pgoutput::Lsn;
 use crate::cdc::slot::{self, Capability};
 use crate::endpoints::Endpoints;
+use crate::engine::check;
+use crate::engine::connect;
+use crate::engine::journal;
+use crate::engine::journal::TableState;
+use crate::engine::load::{self, Feed, TableLoad};
+use crate::engine::sql::ident;
 use crate::error::{MigrateError, Result};
-use crate::journal::TableState;
-use crate::load::{self, Feed, TableLoad};
 use crate::progress::Progress;
-use crate::sql::ident;
-use crate::{check, connect, journal};
 use schema::contract::{TABLES, Table};
 
 #[derive(Debug, Clone)]
@@ -65,7 +66,12 @@ pub async fn copy(
     let targets = load::open_targets(endpoints, jobs as u32 + 1).await?;
     let pools = &targets.pools;
     let entries = load::preflight(pools).await?;
-    crate::state::advance(endpoints, crate::state::State::Copying, "copy").await?;
+    crate::engine::journal::state::advance(
+        endpoints,
+        crate::engine::journal::state::State::Copying,
+        "copy",
+    )
+    .await?;
 
     // The capture slot first, the snapshot after: see `cdc::slot`. A copy that starts afresh
     // starts a fresh stream too (a slot left by an earlier attempt would replay all it kept);
@@ -166,7 +172,7 @@ pub async fn copy(
     let feed = Feed::Legacy {
         url: endpoints.legacy().to_string(),
         snapshot,
-        throttle: crate::throttle::Throttle::new(opts.max_rows_per_second).map(Arc::new),
+        throttle: crate::engine::throttle::Throttle::new(opts.max_rows_per_second).map(Arc::new),
     };
     let loaded = load::run(pools.clone(), feed, jobs, progress).await;
     // The snapshot had to outlive every worker's import of it; now it can go.
@@ -185,7 +191,12 @@ pub async fn copy(
         )
         .await?;
     }
-    crate::state::advance(endpoints, crate::state::State::Copied, "copy").await?;
+    crate::engine::journal::state::advance(
+        endpoints,
+        crate::engine::journal::state::State::Copied,
+        "copy",
+    )
+    .await?;
     Ok(report)
 }
 
@@ -197,7 +208,7 @@ async fn record_capture(
     consistent: Lsn,
     horizon: &str,
 ) -> Result<()> {
-    sqlx::raw_sql(apply::POSITION_SQL)
+    sqlx::raw_sql(crate::engine::journal::position::POSITION_SQL)
         .execute(&mut *conn)
         .await?;
     sqlx::query(

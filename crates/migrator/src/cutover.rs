@@ -3,9 +3,9 @@
 //!
 //! 1. Refused unless the capture slot exists, the last verify was clean, and, after a catch-up
 //!    sync, the slot is less than `max_lag_bytes` behind.
-//! 2. The way back ([`crate::way_back`]): a slot on each service database, made before the
+//! 2. The way back ([`crate::rollback::way_back`]): a slot on each service database, made before the
 //!    freeze and before any service writes there, captures what the services change from now on
-//!    for a rollback. Then the freeze ([`crate::freeze`]): every write to the legacy tables refused, sessions ended.
+//!    for a rollback. Then the freeze ([`crate::engine::freeze`]): every write to the legacy tables refused, sessions ended.
 //! 3. A marker of its own, written after the freeze (`pg_logical_emit_message`), ends the stream;
 //!    sync applies exactly up to it. A change after the marker means a writer got past the freeze.
 //! 4. Verify what the sync changed since the last clean verify (`mfe_migration.sync_changes`),
@@ -14,7 +14,7 @@
 //!    and those that differed before. So the freeze does not grow with the rows written since
 //!    the last verify.
 //! 5. The services' own state (outbox, inbox, jobs) in legacy, if they ran there, is made the
-//!    same in their databases ([`crate::carry`]).
+//!    same in their databases ([`crate::engine::carry`]).
 //! 6. Switch: the topology file the services and `mfe dev` read says `split`; the journal records
 //!    the cutover with its freeze and position, and the migration's state becomes `cut over`.
 //! 7. The legacy capture slot is dropped: the legacy database is frozen, so it has nothing left
@@ -33,14 +33,15 @@ use sqlx::PgConnection;
 
 use crate::cdc::pgoutput::Lsn;
 use crate::cdc::slot;
-use crate::cdc::sync::{self, Lag, MARKER_PREFIX, SyncOptions};
 use crate::endpoints::Endpoints;
+use crate::engine::connect;
+use crate::engine::freeze;
+use crate::engine::journal;
+use crate::engine::sql::ident;
 use crate::error::{MigrateError, Result};
-use crate::freeze;
 use crate::progress::Progress;
-use crate::sql::ident;
-use crate::way_back as back;
-use crate::{connect, journal};
+use crate::rollback::way_back as back;
+use crate::sync::{self, Lag, MARKER_PREFIX, SyncOptions};
 use schema::contract::{TABLES, Table};
 
 #[derive(Debug, Clone)]
@@ -121,7 +122,7 @@ pub async fn cutover(
             progress.note("the recorded cutover had left the legacy capture slot: dropped now");
         }
         return Err(MigrateError::WrongState {
-            state: crate::state::State::CutOver.to_string(),
+            state: crate::engine::journal::state::State::CutOver.to_string(),
             why: "the migration is cut over: the legacy database is frozen and the platform runs \
                   on the service databases (see status). `mfe migrate rollback` moves it back"
                 .into(),
@@ -259,7 +260,7 @@ pub async fn cutover(
             let mut conn = connect::connection(service.name(), endpoints.target(service))
                 .await
                 .map_err(|e| ("carry", e))?;
-            crate::carry::carry(&mut legacy, &mut conn, service)
+            crate::engine::carry::carry(&mut legacy, &mut conn, service)
                 .await
                 .map_err(|e| ("carry", e))?;
         }
@@ -283,9 +284,13 @@ pub async fn cutover(
             journal::record_run(&mut conn, "cutover", "ok", &detail)
                 .await
                 .map_err(|e| ("record", MigrateError::from(e)))?;
-            crate::state::advance_here(&mut conn, crate::state::State::CutOver, "cutover")
-                .await
-                .map_err(|e| ("record", e))?;
+            crate::engine::journal::state::advance_here(
+                &mut conn,
+                crate::engine::journal::state::State::CutOver,
+                "cutover",
+            )
+            .await
+            .map_err(|e| ("record", e))?;
         }
         write_topology(&opts.topology_file).map_err(|e| ("switch", MigrateError::from(e)))?;
         steps.push(("record and switch".to_string(), t.elapsed().as_secs_f64()));
@@ -425,7 +430,7 @@ async fn verify_ahead(endpoints: &Endpoints, ahead: &mut Ahead) -> Result<u64> {
     let mut differed = Vec::new();
     for service in Service::ALL {
         let mut target = connect::connection(service.name(), endpoints.target(service)).await?;
-        let upto = crate::cdc::apply::position(&mut target, &slot)
+        let upto = crate::engine::journal::position::position(&mut target, &slot)
             .await?
             .unwrap_or_default();
         let after = ahead.upto_of(service).unwrap_or_default();
@@ -433,9 +438,13 @@ async fn verify_ahead(endpoints: &Endpoints, ahead: &mut Ahead) -> Result<u64> {
             if ahead.whole.contains(&table.name) {
                 continue;
             }
-            let mut keys =
-                crate::cdc::apply::touched_keys_between(&mut target, table.name, after, upto)
-                    .await?;
+            let mut keys = crate::engine::journal::position::touched_keys_between(
+                &mut target,
+                table.name,
+                after,
+                upto,
+            )
+            .await?;
             if keys.iter().any(|k| k == "*") {
                 ahead.whole.push(table.name);
                 continue;
@@ -496,7 +505,9 @@ async fn verify_touched(endpoints: &Endpoints, ahead: &Ahead) -> Result<u64> {
             let after = ahead
                 .upto_of(service)
                 .filter(|_| !ahead.whole.contains(&table.name));
-            let mut keys = crate::cdc::apply::touched_keys(&mut target, table.name, after).await?;
+            let mut keys =
+                crate::engine::journal::position::touched_keys(&mut target, table.name, after)
+                    .await?;
             if after.is_some() {
                 ahead.add_differed(table.name, &mut keys);
             }
@@ -540,8 +551,8 @@ async fn differing(
     let mut out = Vec::new();
     for chunk in keys.chunks(5000) {
         let (l, t) = tokio::try_join!(
-            crate::verify::row_digests(&mut *legacy, table, chunk),
-            crate::verify::row_digests(&mut *target, table, chunk),
+            crate::engine::digest::row_digests(&mut *legacy, table, chunk),
+            crate::engine::digest::row_digests(&mut *target, table, chunk),
         )?;
         out.extend(chunk.iter().filter(|k| l.get(*k) != t.get(*k)).cloned());
     }

@@ -32,7 +32,7 @@ pub enum MigrateError {
          (verify and cutover wait for it instead)"
     )]
     SyncBusy,
-    /// A phase the migration's state does not allow (see [`crate::state`]); nothing was written.
+    /// A phase the migration's state does not allow (see [`crate::engine::journal::state`]); nothing was written.
     #[error("refused: {why}")]
     WrongState { state: String, why: String },
     #[error("{0}")]

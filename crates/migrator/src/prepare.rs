@@ -5,8 +5,10 @@ use platform::Service;
 use serde::Serialize;
 
 use crate::endpoints::Endpoints;
+use crate::engine::check;
+use crate::engine::connect;
+use crate::engine::journal;
 use crate::error::{MigrateError, Result};
-use crate::{check, connect, journal};
 
 pub use schema::migrator;
 
@@ -43,6 +45,11 @@ pub async fn prepare(endpoints: &Endpoints) -> Result<Vec<Prepared>> {
             migrations: migrator.iter().count(),
         });
     }
-    crate::state::advance(endpoints, crate::state::State::Prepared, "prepare").await?;
+    crate::engine::journal::state::advance(
+        endpoints,
+        crate::engine::journal::state::State::Prepared,
+        "prepare",
+    )
+    .await?;
     Ok(out)
 }

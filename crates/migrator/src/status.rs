@@ -4,8 +4,9 @@ use platform::Service;
 use serde::Serialize;
 
 use crate::endpoints::Endpoints;
+use crate::engine::connect;
+use crate::engine::journal;
 use crate::error::Result;
-use crate::{connect, journal};
 use schema::contract::tables_of;
 
 #[derive(Debug, Clone, Serialize)]
@@ -33,7 +34,7 @@ pub struct PhaseRun {
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     /// Where the migration stands (`None`: not started, or no service database reachable).
-    pub state: Option<crate::state::State>,
+    pub state: Option<crate::engine::journal::state::State>,
     pub tables: Vec<TableStatus>,
     /// The latest run of each phase in each service database.
     pub phases: Vec<PhaseRun>,
@@ -50,7 +51,7 @@ pub struct Status {
 pub struct WayBackState {
     pub service: &'static str,
     #[serde(flatten)]
-    pub slot: crate::way_back::WayBack,
+    pub slot: crate::rollback::way_back::WayBack,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -97,7 +98,7 @@ pub async fn status(endpoints: &Endpoints) -> Result<Status> {
                 continue;
             }
         };
-        if let Some(slot) = crate::way_back::info(&mut conn).await? {
+        if let Some(slot) = crate::rollback::way_back::info(&mut conn).await? {
             way_back.push(WayBackState {
                 service: service.name(),
                 slot,
@@ -125,10 +126,12 @@ pub async fn status(endpoints: &Endpoints) -> Result<Status> {
         sync.extend(read.positions);
     }
     Ok(Status {
-        state: crate::state::current(endpoints).await.unwrap_or_else(|e| {
-            tracing::warn!("the migration's state: {e}");
-            None
-        }),
+        state: crate::engine::journal::state::current(endpoints)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!("the migration's state: {e}");
+                None
+            }),
         tables,
         phases,
         capture,
@@ -142,9 +145,9 @@ pub async fn status(endpoints: &Endpoints) -> Result<Status> {
 #[derive(Debug, Clone, Default)]
 pub struct ServiceJournal {
     /// The migration's state as this database records it.
-    pub state: Option<crate::state::State>,
+    pub state: Option<crate::engine::journal::state::State>,
     /// The way back's slot here, after a cutover.
-    pub way_back: Option<crate::way_back::WayBack>,
+    pub way_back: Option<crate::rollback::way_back::WayBack>,
     pub tables: Vec<TableJournal>,
     /// The latest run of each phase.
     pub runs: Vec<Run>,
@@ -228,11 +231,11 @@ pub async fn read_service(
         .await?
     };
     let mut read = ServiceJournal {
-        way_back: crate::way_back::info(&mut *conn).await?,
+        way_back: crate::rollback::way_back::info(&mut *conn).await?,
         ..ServiceJournal::default()
     };
     if has_journal {
-        read.state = crate::state::recorded(&mut *conn)
+        read.state = crate::engine::journal::state::recorded(&mut *conn)
             .await
             .map_err(|e| match e {
                 crate::MigrateError::Database(e) => e,

@@ -6,20 +6,24 @@
 //! row by row, which names the ids of the rows that changed, are missing or are extra. Then every
 //! foreign key the split dropped is checked across databases for orphaned references.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::{Stream, TryStreamExt};
+use futures::TryStreamExt;
 use platform::Service;
 use serde::Serialize;
 use sqlx::PgConnection;
 
 use crate::endpoints::Endpoints;
+use crate::engine::check;
+use crate::engine::connect;
+pub use crate::engine::digest::Differences;
+use crate::engine::digest::{bucket_sums, choose_hashing, diff_rows, row_digests};
+use crate::engine::journal;
+use crate::engine::sql::ident;
 use crate::error::{MigrateError, Result};
 use crate::progress::Progress;
-use crate::sql::ident;
-use crate::{check, connect, journal};
 use schema::contract::{FOREIGN_KEYS, ForeignKey, TABLES, Table};
 
 #[derive(Debug, Clone)]
@@ -31,26 +35,6 @@ pub struct VerifyOptions {
 impl Default for VerifyOptions {
     fn default() -> Self {
         Self { max_listed: 20 }
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Differences {
-    /// Same key, other content.
-    pub changed: Vec<String>,
-    /// In the legacy database, not in the service database.
-    pub missing: Vec<String>,
-    /// In the service database, not in the legacy database.
-    pub extra: Vec<String>,
-    pub changed_count: u64,
-    pub missing_count: u64,
-    pub extra_count: u64,
-}
-
-impl Differences {
-    pub fn is_empty(&self) -> bool {
-        self.changed_count == 0 && self.missing_count == 0 && self.extra_count == 0
     }
 }
 
@@ -96,68 +80,6 @@ pub struct VerifyReport {
 /// Differing keys a live verify checks again, at most, per table (more is not rows in flight).
 const LIVE_RECHECK_MAX: usize = 100_000;
 
-/// How rows are hashed. Both are order-independent sums of 64-bit row hashes per bucket of keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Hashing {
-    /// PostgreSQL's own hash functions over the typed values (`hash_record_extended`, `hashtext`):
-    /// several times faster, and equal on two servers of one major version (hash functions may
-    /// change between majors). Enum values are hashed as their labels, since their OIDs differ
-    /// between databases.
-    Native,
-    /// md5 of the row's text: equal on any two servers, slower.
-    Portable,
-}
-
-/// The bucket of a key: 256 buckets, independent of collations.
-fn bucket_expr(table: &Table, hashing: Hashing) -> String {
-    match hashing {
-        Hashing::Native => format!("(hashtext({}) & 255)", ident(table.key)),
-        Hashing::Portable => format!(
-            "('x' || substr(md5({}), 1, 2))::bit(8)::int",
-            ident(table.key)
-        ),
-    }
-}
-
-/// A 64-bit hash of the whole row, columns in contract order.
-fn row_hash_expr(table: &Table, hashing: Hashing) -> String {
-    match hashing {
-        Hashing::Native => {
-            let columns: Vec<String> = table
-                .columns
-                .iter()
-                .map(|c| {
-                    let name = ident(c.name);
-                    if c.data_type.starts_with('"') {
-                        format!("{name}::text")
-                    } else {
-                        name
-                    }
-                })
-                .collect();
-            format!("hash_record_extended(ROW({}), 0)", columns.join(", "))
-        }
-        Hashing::Portable => {
-            format!(
-                "('x' || substr(md5(ROW({})::text), 1, 16))::bit(64)::bigint",
-                table.column_list()
-            )
-        }
-    }
-}
-
-/// Native hashing when both servers run the same major version (14 or later), portable otherwise.
-pub(crate) async fn choose_hashing(a: &mut PgConnection, b: &mut PgConnection) -> Result<Hashing> {
-    let major = "SELECT current_setting('server_version_num')::int / 10000";
-    let va: i32 = sqlx::query_scalar(major).fetch_one(a).await?;
-    let vb: i32 = sqlx::query_scalar(major).fetch_one(b).await?;
-    Ok(if va == vb && va >= 14 {
-        Hashing::Native
-    } else {
-        Hashing::Portable
-    })
-}
-
 pub async fn verify(
     endpoints: &Endpoints,
     opts: &VerifyOptions,
@@ -176,7 +98,7 @@ pub async fn verify(
     let mut synced_before = Vec::new();
     for service in Service::ALL {
         let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
-        synced_before.push(crate::cdc::apply::synced_position(&mut conn).await?);
+        synced_before.push(crate::engine::journal::position::synced_position(&mut conn).await?);
     }
     let exempt = Arc::new(rolled_back_by_rules(endpoints).await?);
     let mut tasks = Vec::new();
@@ -221,7 +143,7 @@ pub async fn verify(
     }
     if live && orphans.iter().any(|o| o.orphans > 0) {
         // A legacy transaction across services lands in their databases one after the other.
-        crate::cdc::sync::catch_up(endpoints).await?;
+        crate::sync::catch_up(endpoints).await?;
         orphans = count_all_orphans(endpoints, opts.max_listed, &exempt).await?;
     }
     for t in &mut tables {
@@ -244,7 +166,7 @@ pub async fn verify(
         if report.ok
             && let Some(lsn) = synced
         {
-            crate::cdc::apply::forget_touched(&mut conn, lsn).await?;
+            crate::engine::journal::position::forget_touched(&mut conn, lsn).await?;
         }
         let outcome = if report.ok { "ok" } else { "differences" };
         journal::record_run(
@@ -264,7 +186,9 @@ async fn rolled_back_by_rules(
     endpoints: &Endpoints,
 ) -> Result<HashMap<String, HashMap<String, bool>>> {
     let mut by_table: HashMap<String, HashMap<String, bool>> = HashMap::new();
-    if crate::state::current(endpoints).await? != Some(crate::state::State::RolledBack) {
+    if crate::engine::journal::state::current(endpoints).await?
+        != Some(crate::engine::journal::state::State::RolledBack)
+    {
         return Ok(by_table);
     }
     let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
@@ -392,7 +316,7 @@ async fn recheck_live(
 ) -> Result<u64> {
     let mut rechecked = 0u64;
     for _round in 0..3 {
-        crate::cdc::sync::catch_up(endpoints).await?;
+        crate::sync::catch_up(endpoints).await?;
         let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
         let mut still = false;
         // Counts that differed while every differing bucket's rows matched: rows that arrived
@@ -461,7 +385,7 @@ async fn recheck_live(
     // Rows the writers keep changing may differ at every look. Those the sync changed since this
     // verify began are not vouched for here: cutover verifies them inside its freeze (they stay
     // in `sync_changes`). A row that differs and was not changed is a real difference.
-    crate::cdc::sync::catch_up(endpoints).await?;
+    crate::sync::catch_up(endpoints).await?;
     for t in tables.iter_mut().filter(|t| !t.differences.is_empty()) {
         let d = &t.differences;
         if d.changed_count + d.missing_count + d.extra_count
@@ -478,7 +402,7 @@ async fn recheck_live(
             .flatten()
             .unwrap_or_default();
         let touched: std::collections::HashSet<String> =
-            crate::cdc::apply::touched_keys(&mut target, table.name, Some(after))
+            crate::engine::journal::position::touched_keys(&mut target, table.name, Some(after))
                 .await?
                 .into_iter()
                 .collect();
@@ -507,131 +431,6 @@ async fn row_count(conn: &mut PgConnection, table: &Table) -> Result<i64> {
     )))
     .fetch_one(conn)
     .await?)
-}
-
-/// md5 of each row's text, by key.
-pub(crate) async fn row_digests(
-    conn: &mut PgConnection,
-    table: &Table,
-    keys: &[String],
-) -> Result<std::collections::HashMap<String, String>> {
-    let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {key}, md5(ROW({cols})::text) FROM public.{t} WHERE {key} = ANY($1)",
-        key = ident(table.key),
-        cols = table.column_list(),
-        t = ident(table.name)
-    )))
-    .bind(keys)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows.into_iter().collect())
-}
-
-/// A table's row count and whole-content checksum (the sum of its rows' portable hashes), as the
-/// archive manifest records them: an archive may be imported on another server version.
-pub async fn table_checksum(conn: &mut PgConnection, table: &Table) -> Result<(i64, String)> {
-    let (rows, sum): (i64, String) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*), coalesce(sum({hash}::numeric), 0)::text FROM public.{t}",
-        hash = row_hash_expr(table, Hashing::Portable),
-        t = ident(table.name)
-    )))
-    .fetch_one(conn)
-    .await?;
-    Ok((rows, sum))
-}
-
-/// Bucket -> (rows, checksum) computed by the server.
-pub(crate) async fn bucket_sums(
-    conn: &mut PgConnection,
-    table: &Table,
-    hashing: Hashing,
-) -> Result<BTreeMap<i32, (i64, String)>> {
-    let rows: Vec<(i32, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {bucket} AS b, count(*), sum({hash})::text FROM public.{t} GROUP BY 1",
-        bucket = bucket_expr(table, hashing),
-        hash = row_hash_expr(table, hashing),
-        t = ident(table.name)
-    )))
-    .fetch_all(conn)
-    .await?;
-    Ok(rows.into_iter().map(|(b, n, sum)| (b, (n, sum))).collect())
-}
-
-type KeyHashes<'c> =
-    std::pin::Pin<Box<dyn Stream<Item = Result<(String, String), sqlx::Error>> + Send + 'c>>;
-
-fn key_hashes<'c>(
-    conn: &'c mut PgConnection,
-    table: &Table,
-    hashing: Hashing,
-    buckets: &[i32],
-) -> KeyHashes<'c> {
-    let sql = format!(
-        "SELECT {key}, md5(ROW({cols})::text) FROM public.{t} WHERE {bucket} = ANY($1) ORDER BY {key} COLLATE \"C\"",
-        key = ident(table.key),
-        cols = table.column_list(),
-        t = ident(table.name),
-        bucket = bucket_expr(table, hashing)
-    );
-    sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql))
-        .bind(buckets.to_vec())
-        .fetch(conn)
-}
-
-/// Merges both sides' (key, row hash) in byte order of the key (Rust's `String` order is the
-/// "C" collation's), naming what differs.
-pub(crate) async fn diff_rows(
-    legacy: &mut PgConnection,
-    target: &mut PgConnection,
-    table: &Table,
-    hashing: Hashing,
-    buckets: &[i32],
-    max_listed: usize,
-) -> Result<Differences> {
-    let mut left = key_hashes(legacy, table, hashing, buckets);
-    let mut right = key_hashes(target, table, hashing, buckets);
-    let mut d = Differences::default();
-    let note = |list: &mut Vec<String>, count: &mut u64, key: String| {
-        *count += 1;
-        if list.len() < max_listed {
-            list.push(key);
-        }
-    };
-    let mut l = left.try_next().await?;
-    let mut r = right.try_next().await?;
-    loop {
-        match (l.take(), r.take()) {
-            (None, None) => break,
-            (Some((k, _)), None) => {
-                note(&mut d.missing, &mut d.missing_count, k);
-                l = left.try_next().await?;
-            }
-            (None, Some((k, _))) => {
-                note(&mut d.extra, &mut d.extra_count, k);
-                r = right.try_next().await?;
-            }
-            (Some((lk, lh)), Some((rk, rh))) => match lk.cmp(&rk) {
-                std::cmp::Ordering::Less => {
-                    note(&mut d.missing, &mut d.missing_count, lk);
-                    l = left.try_next().await?;
-                    r = Some((rk, rh));
-                }
-                std::cmp::Ordering::Greater => {
-                    note(&mut d.extra, &mut d.extra_count, rk);
-                    r = right.try_next().await?;
-                    l = Some((lk, lh));
-                }
-                std::cmp::Ordering::Equal => {
-                    if lh != rh {
-                        note(&mut d.changed, &mut d.changed_count, lk);
-                    }
-                    l = left.try_next().await?;
-                    r = right.try_next().await?;
-                }
-            },
-        }
-    }
-    Ok(d)
 }
 
 /// For every dropped cross-service foreign key, the references that name no row on the other

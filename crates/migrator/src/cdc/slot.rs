@@ -6,12 +6,12 @@
 //! loses the rows committed before the slot exists (pgcopydb issue 263). Changes committed
 //! between the slot and the snapshot are then both in the copy and in the stream; applying a
 //! change is idempotent by primary key, so applying them again converges to the same rows (see
-//! [`crate::cdc::apply`]).
+//! [`crate::sync::apply`]).
 
 use sqlx::PgConnection;
 
 use crate::cdc::pgoutput::Lsn;
-use crate::sql::ident;
+use crate::engine::sql::ident;
 use schema::contract::TABLES;
 
 /// The publication the tool owns in the legacy database.

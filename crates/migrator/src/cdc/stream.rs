@@ -9,7 +9,7 @@
 //! target has committed.
 //!
 //! The walsender renders values with the session settings given at connection
-//! ([`crate::sql::SESSION_SETUP`]'s, as startup options), so a row's text is the same as the
+//! ([`crate::engine::sql::SESSION_SETUP`]'s, as startup options), so a row's text is the same as the
 //! copy's and verify's.
 
 use std::time::Duration;
@@ -19,7 +19,7 @@ use pgwire_replication::{ReplicationClient, ReplicationConfig, ReplicationEvent}
 use crate::cdc::pgoutput::{self, Lsn, Message};
 use crate::error::{MigrateError, Result};
 
-/// Startup options: the settings of [`crate::sql::SESSION_SETUP`] that change how a value prints.
+/// Startup options: the settings of [`crate::engine::sql::SESSION_SETUP`] that change how a value prints.
 const RENDERING: &str = "-c DateStyle=ISO,MDY -c IntervalStyle=postgres -c extra_float_digits=1 \
                          -c bytea_output=hex -c TimeZone=UTC -c standard_conforming_strings=on";
 

@@ -5,7 +5,7 @@
 //!    ended). The services must be stopped first (`mfe migrate rollback` asks `mfe dev`); a service
 //!    still running gets errors from its database, never a lost write.
 //! 2. **Stage** which rows changed: the four service databases' way-back slots
-//!    ([`crate::way_back`]), read at once to their ends, give the keys; they go to a temporary
+//!    ([`crate::rollback::way_back`]), read at once to their ends, give the keys; they go to a temporary
 //!    table of the write-back's transaction. The slots are not advanced: a rollback killed before
 //!    the write-back commits reads them again (keys are a set: reading twice is harmless).
 //! 3. **Write back**, in that legacy transaction, which also thaws the legacy database and records
@@ -33,13 +33,15 @@
 //!    plus what the write-back inserted, minus what it deleted) differs from the service
 //!    database's by exactly its conflicts. A difference aborts the transaction: legacy stays
 //!    frozen and unchanged.
-//! 6. **Carry** the services' own state (outbox, inbox, jobs: [`crate::carry`]) into their
+//! 6. **Carry** the services' own state (outbox, inbox, jobs: [`crate::engine::carry`]) into their
 //!    schemas in legacy.
 //! 7. **Switch** the topology file to `shared`, drop the legacy capture slot (it would keep WAL
 //!    forever now that legacy is written again), record the run.
 //!
 //! The service databases stay frozen afterwards: the platform runs on legacy, and a service
 //! started against them by mistake cannot write there.
+
+pub mod way_back;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -51,12 +53,13 @@ use sqlx::{Connection, PgConnection, Row};
 
 use crate::cdc::slot;
 use crate::endpoints::Endpoints;
+use crate::engine::connect;
+use crate::engine::freeze;
+use crate::engine::journal;
+use crate::engine::sql::ident;
 use crate::error::{MigrateError, Result};
-use crate::freeze;
 use crate::progress::Progress;
-use crate::sql::ident;
-use crate::way_back as back;
-use crate::{connect, journal};
+use crate::rollback::way_back as back;
 use schema::contract::{FOREIGN_KEYS, TABLES, Table};
 
 pub mod record;
@@ -144,7 +147,7 @@ pub struct RollbackReport {
     /// Rows compared on both sides after the write-back.
     pub verified_rows: u64,
     /// The services' own tables (outbox, inbox, jobs, ...) merged into their schemas in legacy.
-    pub carried: Vec<crate::carry::Carried>,
+    pub carried: Vec<crate::engine::carry::Carried>,
     pub topology_file: String,
     pub steps: Vec<(String, f64)>,
 }
@@ -221,7 +224,12 @@ pub async fn rollback(
             }
         });
         report.steps.clear();
-        crate::state::advance(endpoints, crate::state::State::RolledBack, "rollback").await?;
+        crate::engine::journal::state::advance(
+            endpoints,
+            crate::engine::journal::state::State::RolledBack,
+            "rollback",
+        )
+        .await?;
         // Killed after recording but before the switch reached the file: switch again.
         ensure_shared(&opts.topology_file, progress)?;
         report.topology_file = opts.topology_file.display().to_string();
@@ -247,11 +255,11 @@ pub async fn rollback(
     progress.table_step("rollback", "carrying the services' own state");
     // The four at once: each service's schema in legacy is its own, carried on a connection of
     // its own.
-    let carried: Vec<crate::carry::Carried> =
+    let carried: Vec<crate::engine::carry::Carried> =
         futures::future::try_join_all(Service::ALL.into_iter().map(|service| async move {
             let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
             let mut to = connect::connection("legacy", endpoints.legacy()).await?;
-            crate::carry::carry(&mut conn, &mut to, service).await
+            crate::engine::carry::carry(&mut conn, &mut to, service).await
         }))
         .await?
         .into_iter()
@@ -278,7 +286,12 @@ pub async fn rollback(
         let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
         journal::ensure(&mut conn).await?;
         journal::record_run(&mut conn, "rollback", "ok", &detail).await?;
-        crate::state::advance_here(&mut conn, crate::state::State::RolledBack, "rollback").await?;
+        crate::engine::journal::state::advance_here(
+            &mut conn,
+            crate::engine::journal::state::State::RolledBack,
+            "rollback",
+        )
+        .await?;
     }
     sqlx::query("UPDATE mfe_rollback.state SET step = 'done', done_at = now() WHERE id = 1")
         .execute(&mut legacy)
@@ -1123,7 +1136,7 @@ async fn insert_rows(
     let key_index = table.key_index();
     let keys: Vec<Option<String>> = rows.iter().map(|r| r[key_index].clone()).collect();
     let mut query =
-        sqlx::query(sqlx::AssertSqlSafe(crate::cdc::apply::insert_sql(table))).bind(keys);
+        sqlx::query(sqlx::AssertSqlSafe(crate::sync::apply::insert_sql(table))).bind(keys);
     for i in 0..table.columns.len() {
         let column: Vec<Option<String>> = rows.iter().map(|r| r[i].clone()).collect();
         query = query.bind(column);
@@ -1308,7 +1321,7 @@ async fn upsert_rows(
     // {"n": 10.0} equal, yet they print (and hash) differently.
     let sql = format!(
         "{} WHERE ROW({})::text IS DISTINCT FROM ROW({})::text RETURNING (xmax = 0)",
-        crate::cdc::apply::upsert_sql(table),
+        crate::sync::apply::upsert_sql(table),
         text_of(&t),
         text_of("EXCLUDED")
     );

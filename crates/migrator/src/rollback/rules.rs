@@ -16,8 +16,8 @@ use std::collections::HashMap;
 
 use sqlx::PgConnection;
 
+use crate::engine::sql::ident;
 use crate::error::Result;
-use crate::sql::ident;
 use schema::contract::{FOREIGN_KEYS, ForeignKey, Table};
 
 pub(super) const CLEARED_SQL: &str = "

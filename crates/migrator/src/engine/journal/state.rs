@@ -15,8 +15,9 @@ use serde::Serialize;
 use sqlx::PgConnection;
 
 use crate::endpoints::Endpoints;
+use crate::engine::connect;
+use crate::engine::journal;
 use crate::error::{MigrateError, Result};
-use crate::{connect, journal};
 
 const SCHEMA_SQL: &str = "
 CREATE SCHEMA IF NOT EXISTS mfe_migration;
@@ -236,7 +237,7 @@ pub async fn admit(endpoints: &Endpoints, step: Step) -> Result<Option<State>> {
         Some(why) => {
             // A legacy database off the contract is the first thing to fix: said before the state.
             let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
-            let differences = crate::check::legacy_differences(&mut legacy).await?;
+            let differences = crate::engine::check::legacy_differences(&mut legacy).await?;
             if !differences.is_empty() {
                 return Err(MigrateError::ContractMismatch(differences));
             }

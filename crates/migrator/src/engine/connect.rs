@@ -4,8 +4,8 @@
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
+use crate::engine::sql::SESSION_SETUP;
 use crate::error::{MigrateError, Result};
-use crate::sql::SESSION_SETUP;
 
 fn unreachable(which: &str, url: &str, source: sqlx::Error) -> MigrateError {
     MigrateError::Unreachable {
@@ -34,7 +34,7 @@ pub async fn connection_as(which: &str, url: &str, app: &str) -> Result<PgConnec
     Ok(conn)
 }
 
-/// The pool a load writes through (see [`crate::lease`]): its backends are known by name, and
+/// The pool a load writes through (see [`crate::engine::lease`]): its backends are known by name, and
 /// each one ends its statement soon after losing its client: every
 /// `MFE_MIGRATE_CLIENT_CHECK_MS` milliseconds (default 1000, 0 = never) the server checks that the
 /// client is still there (PostgreSQL 14 and later; an older server just does without).
@@ -48,7 +48,7 @@ pub async fn loader_pool(which: &str, url: &str, size: u32) -> Result<PgPool> {
         Err(_) => 1000,
     };
     let opts = platform::db::parse_url(url).map_err(MigrateError::Usage)?;
-    let opts = quiet(opts).application_name(crate::lease::LOADER_APP);
+    let opts = quiet(opts).application_name(crate::engine::lease::LOADER_APP);
     PgPoolOptions::new()
         .max_connections(size.max(1))
         .after_connect(move |conn, _| {

@@ -5,6 +5,9 @@
 //! that says the chunk is done commit in one transaction, so after a crash at any moment a chunk
 //! is either wholly there and marked, or wholly absent and copied again.
 
+pub mod position;
+pub mod state;
+
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 

@@ -11,9 +11,10 @@ use platform::Service;
 use serde::Serialize;
 use sqlx::PgConnection;
 
+use crate::cdc;
 use crate::endpoints::Endpoints;
+use crate::engine::connect;
 use crate::error::Result;
-use crate::{cdc, connect};
 use schema::contract::TABLES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -111,7 +112,7 @@ pub async fn gather(endpoints: &Endpoints, opts: &Options) -> Result<(Vec<Server
     servers.push(legacy_server);
     for service in Service::ALL {
         let url = endpoints.target(service);
-        let mut conn = match crate::state::existing(service, url).await? {
+        let mut conn = match crate::engine::journal::state::existing(service, url).await? {
             Some(conn) => conn,
             None => connect::connection(service.name(), &server_url(url)).await?,
         };

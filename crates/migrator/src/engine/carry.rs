@@ -22,8 +22,8 @@ use platform::Service;
 use serde::Serialize;
 use sqlx::PgConnection;
 
+use crate::engine::sql::ident;
 use crate::error::{MigrateError, Result};
-use crate::sql::ident;
 
 /// Tables of a service schema that are not carried.
 const NOT_CARRIED: &[&str] = &[

@@ -1,12 +1,15 @@
 //! `plan`: what goes where, and whether the servers allow a live migration
-//! ([`crate::preflight`]). Reads catalogs and settings only; changes nothing anywhere.
+//! ([`crate::plan::preflight`]). Reads catalogs and settings only; changes nothing anywhere.
+
+pub mod preflight;
 
 use platform::Service;
 use serde::Serialize;
 
 use crate::endpoints::Endpoints;
+use crate::engine::check;
+use crate::engine::connect;
 use crate::error::{MigrateError, Result};
-use crate::{check, connect};
 use schema::contract::{FOREIGN_KEYS, TABLES};
 
 #[derive(Debug, Clone, Serialize)]
@@ -38,7 +41,7 @@ pub struct Plan {
     /// Whether `copy` can capture changes for live sync, and any slot already there.
     pub capture: crate::cdc::slot::CaptureState,
     /// The preflight of a live migration: each check ok, warn or fail, with what to change.
-    pub preflight: Vec<crate::preflight::Check>,
+    pub preflight: Vec<crate::plan::preflight::Check>,
 }
 
 impl Plan {
@@ -46,12 +49,12 @@ impl Plan {
     pub fn failed(&self) -> bool {
         self.preflight
             .iter()
-            .any(|c| c.level == crate::preflight::Level::Fail)
+            .any(|c| c.level == crate::plan::preflight::Level::Fail)
     }
 }
 
 /// Checks the legacy database against the contract and describes the migration.
-pub async fn plan(endpoints: &Endpoints, opts: &crate::preflight::Options) -> Result<Plan> {
+pub async fn plan(endpoints: &Endpoints, opts: &crate::plan::preflight::Options) -> Result<Plan> {
     let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
     let differences = check::legacy_differences(&mut legacy).await?;
     if !differences.is_empty() {
@@ -85,13 +88,13 @@ pub async fn plan(endpoints: &Endpoints, opts: &crate::preflight::Options) -> Re
         })
         .collect();
     let capture = crate::cdc::slot::state(&mut legacy).await?;
-    let (servers, facts) = crate::preflight::gather(endpoints, opts).await?;
+    let (servers, facts) = crate::plan::preflight::gather(endpoints, opts).await?;
     Ok(Plan {
         legacy: platform::config::mask_url(endpoints.legacy()),
         tables,
         foreign_keys,
         capture,
-        preflight: crate::preflight::assess(&servers, &facts, opts),
+        preflight: crate::plan::preflight::assess(&servers, &facts, opts),
     })
 }
 

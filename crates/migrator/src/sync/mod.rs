@@ -16,6 +16,10 @@
 //! transactional `pg_logical_emit_message`); once the fence arrives, every transaction that
 //! committed before the start has too.
 
+pub mod apply;
+pub mod diff;
+pub mod net;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -23,16 +27,16 @@ use platform::Service;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::cdc::apply::{self, Ack, Op, Queued, Target};
-use crate::cdc::net::{Pending, RowChange};
+use self::apply::{Ack, Op, Queued, Target};
 use crate::cdc::pgoutput::{Lsn, Message};
 use crate::cdc::relations::{self, Relations};
 use crate::cdc::slot::{self, PUBLICATION};
 use crate::cdc::stream::{Event, Stream, write_fence};
-use crate::connect;
 use crate::endpoints::Endpoints;
+use crate::engine::connect;
 use crate::error::{MigrateError, Result};
 use crate::progress::Progress;
+use crate::sync::net::{Pending, RowChange};
 
 /// The advisory lock (in the legacy database) a running sync holds.
 const SYNC_LOCK: i64 = 0x6d66_655f_7379_6e63; // "mfe_sync"
@@ -263,14 +267,19 @@ pub async fn sync(
         ));
     };
     lock(&mut legacy, opts.wait_for_other).await?;
-    crate::state::advance(endpoints, crate::state::State::Syncing, "sync").await?;
+    crate::engine::journal::state::advance(
+        endpoints,
+        crate::engine::journal::state::State::Syncing,
+        "sync",
+    )
+    .await?;
     let slot_name = slot::slot_of(&mut legacy).await?;
     let catalog = relations::legacy_catalog(&mut legacy).await?;
     let mut horizon = Lsn(0);
     let mut targets = Vec::new();
     for service in Service::ALL {
         let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
-        sqlx::raw_sql(apply::POSITION_SQL)
+        sqlx::raw_sql(crate::engine::journal::position::POSITION_SQL)
             .execute(&mut conn)
             .await?;
         let h: Option<String> = sqlx::query_scalar(

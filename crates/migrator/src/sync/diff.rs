@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::cdc::apply::upsert_sql;
-use crate::connect;
 use crate::endpoints::Endpoints;
+use crate::engine::connect;
+use crate::engine::digest::{bucket_sums, choose_hashing, diff_rows};
+use crate::engine::sql::ident;
 use crate::error::Result;
 use crate::progress::Progress;
-use crate::sql::ident;
-use crate::verify::{bucket_sums, choose_hashing, diff_rows};
+use crate::sync::apply::upsert_sql;
 use schema::contract::{FOREIGN_KEYS, TABLES, Table};
 
 /// Rows read and written per statement.
@@ -54,9 +54,9 @@ pub async fn diff_sync(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<DiffSyncReport> {
     let started = Instant::now();
-    crate::state::advance(
+    crate::engine::journal::state::advance(
         endpoints,
-        crate::state::State::Syncing,
+        crate::engine::journal::state::State::Syncing,
         "sync --method diff",
     )
     .await?;

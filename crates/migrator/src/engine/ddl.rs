@@ -3,8 +3,8 @@
 
 use sqlx::PgConnection;
 
-use crate::journal::{DdlKind, SavedDdl};
-use crate::sql::ident;
+use crate::engine::journal::{DdlKind, SavedDdl};
+use crate::engine::sql::ident;
 
 /// The indexes and constraints of `public.<table>`, plus the foreign keys of other tables that
 /// point at it (they would block dropping its primary key).

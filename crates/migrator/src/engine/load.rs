@@ -18,12 +18,13 @@ use serde::Serialize;
 use sqlx::postgres::PgPool;
 use sqlx::{Connection, PgConnection};
 
+use crate::engine::connect;
+use crate::engine::ddl;
+use crate::engine::journal::{self, Chunk, DdlKind, TableState};
+use crate::engine::lease::{self, Lease};
+use crate::engine::sql::{ident, literal};
 use crate::error::{MigrateError, Result};
-use crate::journal::{self, Chunk, DdlKind, TableState};
-use crate::lease::{self, Lease};
 use crate::progress::Progress;
-use crate::sql::{ident, literal};
-use crate::{connect, ddl};
 use schema::contract::{TABLES, Table};
 
 /// Bytes gathered from the feed before one write to the target.
@@ -38,7 +39,7 @@ pub enum Feed {
     Legacy {
         url: String,
         snapshot: String,
-        throttle: Option<Arc<crate::throttle::Throttle>>,
+        throttle: Option<Arc<crate::engine::throttle::Throttle>>,
     },
     /// An export's directory: one `<table>.copy.zst` per table, whose row counts are known.
     Archive {
@@ -82,7 +83,7 @@ impl Run {
     }
 }
 
-/// The four service databases a load writes to, leased for the run (see [`crate::lease`]).
+/// The four service databases a load writes to, leased for the run (see [`crate::engine::lease`]).
 pub struct Targets {
     /// `size` loader connections on each, by service name.
     pub pools: BTreeMap<&'static str, PgPool>,

@@ -19,7 +19,7 @@ use sqlx::PgConnection;
 
 use platform::Service;
 
-use crate::sql::{ident, literal};
+use crate::engine::sql::{ident, literal};
 use schema::contract::{TABLES, Table};
 
 const SCHEMA: &str = "mfe_cutover";

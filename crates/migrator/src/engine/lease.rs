@@ -16,7 +16,7 @@ use sqlx::PgConnection;
 
 use platform::Service;
 
-use crate::connect;
+use crate::engine::connect;
 use crate::error::{MigrateError, Result};
 
 /// `application_name` of every connection that writes a load into a service database.

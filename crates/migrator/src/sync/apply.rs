@@ -1,5 +1,5 @@
 //! Applying decoded legacy transactions to one service database: the worker each target runs
-//! while [`crate::cdc::sync`] streams.
+//! while [`crate::sync`] streams.
 //!
 //! - **Many legacy transactions per target transaction**, in commit order. A target transaction
 //!   ends only between legacy transactions, and records in `mfe_migration.sync_position` the
@@ -9,7 +9,7 @@
 //!   the position of a statement. The sync confirms a position to the slot only once every
 //!   target committed up to it, so nothing is skipped that was not applied.
 //! - **Set-based**: the changes of a run (up to [`RUN_ROWS`]) are folded into their net effect
-//!   per key ([`crate::cdc::net`]) and applied as one statement per table and kind: upserts and
+//!   per key ([`crate::sync::net`]) and applied as one statement per table and kind: upserts and
 //!   updates parents first, deletes children first. A run whose net effect a constraint refuses
 //!   in that order (an email that changed hands, a key deleted and inserted again) is applied
 //!   again change by change, in the legacy order, from a savepoint: the order legacy itself
@@ -31,10 +31,11 @@ use platform::Service;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::mpsc;
 
-use crate::cdc::net::{self, Fold, Pending, RowChange};
 use crate::cdc::pgoutput::{Lsn, Value};
+use crate::engine::journal::position::position;
+use crate::engine::sql::ident;
 use crate::error::{MigrateError, Result};
-use crate::sql::ident;
+use crate::sync::net::{self, Fold, Pending, RowChange};
 use schema::contract::{TABLES, Table};
 
 /// Changes per run (one set of statements).
@@ -46,101 +47,6 @@ pub const RUN_BYTES: usize = 8 << 20;
 const TRANSACTION_ROWS: u64 = 200_000;
 /// Rows per statement on the change-by-change path.
 const EXACT_ROWS: usize = 500;
-
-pub const POSITION_SQL: &str = "
-CREATE SCHEMA IF NOT EXISTS mfe_migration;
-CREATE TABLE IF NOT EXISTS mfe_migration.sync_position (
-    slot TEXT PRIMARY KEY,
-    -- The commit position of the last legacy transaction applied here.
-    commit_lsn PG_LSN NOT NULL,
-    commit_time TIMESTAMPTZ,
-    transactions BIGINT NOT NULL DEFAULT 0,
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
--- Keys the sync changed since the last clean full verify ('*': the whole table, truncated), each
--- with the commit that last changed it, a row per table per run: cutover verifies exactly these
--- inside its freeze.
-CREATE TABLE IF NOT EXISTS mfe_migration.sync_changes (
-    id BIGSERIAL PRIMARY KEY,
-    table_name TEXT NOT NULL,
-    -- The last of the keys' commits.
-    commit_lsn PG_LSN NOT NULL,
-    keys TEXT[] NOT NULL,
-    lsns PG_LSN[] NOT NULL
-);
-CREATE TABLE IF NOT EXISTS mfe_migration.capture (
-    slot TEXT PRIMARY KEY,
-    -- Every change committed after this is in the slot's stream.
-    consistent_lsn PG_LSN NOT NULL,
-    -- The copy's snapshot was taken at (or before) this position.
-    horizon_lsn PG_LSN NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);";
-
-/// What the targets record of the capture, and where each target stands.
-pub async fn position(conn: &mut PgConnection, slot: &str) -> Result<Option<Lsn>> {
-    let lsn: Option<String> = sqlx::query_scalar(
-        "SELECT commit_lsn::text FROM mfe_migration.sync_position WHERE slot = $1",
-    )
-    .bind(slot)
-    .fetch_optional(conn)
-    .await?;
-    Ok(lsn.and_then(|l| l.parse().ok()))
-}
-
-/// The position the sync applied in this target, if it ever synced (any slot).
-pub async fn synced_position(conn: &mut PgConnection) -> Result<Option<Lsn>> {
-    let lsn: Option<String> = sqlx::query_scalar(
-        "SELECT max(commit_lsn)::text FROM mfe_migration.sync_position \
-         WHERE to_regclass('mfe_migration.sync_position') IS NOT NULL",
-    )
-    .fetch_optional(&mut *conn)
-    .await
-    .or_else(|e| match &e {
-        // No journal of the sync here: never synced.
-        sqlx::Error::Database(d) if d.code().as_deref() == Some("42P01") => Ok(None),
-        _ => Err(e),
-    })?
-    .flatten();
-    Ok(lsn.and_then(|l| l.parse().ok()))
-}
-
-/// A clean verify covered every row changed up to `lsn`.
-pub async fn forget_touched(conn: &mut PgConnection, lsn: Lsn) -> Result<()> {
-    sqlx::query("DELETE FROM mfe_migration.sync_changes WHERE commit_lsn <= $1::text::pg_lsn")
-        .bind(lsn.to_string())
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// The keys of `table` the sync changed by a commit after `after` (all it recorded if `None`).
-pub async fn touched_keys(
-    conn: &mut PgConnection,
-    table: &str,
-    after: Option<Lsn>,
-) -> Result<Vec<String>> {
-    touched_keys_between(conn, table, after.unwrap_or_default(), Lsn(u64::MAX)).await
-}
-
-/// The keys of `table` the sync changed by a commit after `after` and at or before `upto`.
-pub async fn touched_keys_between(
-    conn: &mut PgConnection,
-    table: &str,
-    after: Lsn,
-    upto: Lsn,
-) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT DISTINCT u.k FROM mfe_migration.sync_changes c, unnest(c.keys, c.lsns) AS u(k, l) \
-         WHERE c.table_name = $1 AND c.commit_lsn > $2::text::pg_lsn \
-           AND u.l > $2::text::pg_lsn AND u.l <= $3::text::pg_lsn",
-    )
-    .bind(table)
-    .bind(after.to_string())
-    .bind(upto.to_string())
-    .fetch_all(conn)
-    .await?)
-}
 
 /// What the sync tells a target, in the legacy commit order.
 #[derive(Debug)]
