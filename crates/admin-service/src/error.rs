@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use platform::ApiError;
-use platform::error::code;
+use platform::error::{CommonError, code};
 
 use crate::audit::chain::ChainError;
 
@@ -29,13 +29,11 @@ pub enum AdminError {
     /// Auth could not be asked, or answered something unexpected.
     #[error(transparent)]
     Auth(#[from] auth_client::ClientError),
-    /// Validation and pagination errors, already in the platform's shape.
-    #[error(transparent)]
-    Api(#[from] ApiError),
     #[error(transparent)]
     Chain(#[from] ChainError),
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    /// Forbidden, the platform's own errors (validation, pagination), the database.
+    #[error(transparent)]
+    Common(#[from] CommonError),
 }
 
 impl From<AdminError> for ApiError {
@@ -56,8 +54,8 @@ impl From<AdminError> for ApiError {
                 message,
             ),
             AdminError::Auth(e) => e.into(),
-            AdminError::Api(api) => api,
-            AdminError::Chain(ChainError::Database(e)) | AdminError::Database(e) => e.into(),
+            AdminError::Common(e) => e.into(),
+            AdminError::Chain(ChainError::Database(e)) => e.into(),
             AdminError::Chain(e) => ApiError::internal(e),
         }
     }
@@ -68,5 +66,7 @@ impl IntoResponse for AdminError {
         ApiError::from(self).into_response()
     }
 }
+
+platform::common_errors!(AdminError);
 
 pub type Result<T, E = AdminError> = std::result::Result<T, E>;

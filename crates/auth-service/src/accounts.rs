@@ -88,7 +88,7 @@ pub async fn me(state: &AppState, caller: &Caller) -> Result<UserRow> {
     let user_id = caller
         .claims
         .user_id()
-        .ok_or(AuthError::Forbidden("a service credential has no user"))?;
+        .ok_or(AuthError::forbidden("a service credential has no user"))?;
     let mut conn = state.pool.acquire().await?;
     users::find_by_id(&mut conn, user_id)
         .await?

@@ -30,7 +30,7 @@ pub async fn get(state: &AppState, caller: &Caller, id: &str) -> Result<UserRow>
         .users_by_id
         .get(id.to_string())
         .await
-        .map_err(|e| AuthError::Api(e.into()))?;
+        .map_err(|e| AuthError::from(platform::ApiError::from(e)))?;
     user.ok_or(AuthError::NotFound("user"))
 }
 

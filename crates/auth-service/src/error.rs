@@ -1,6 +1,7 @@
 //! The auth service's errors and how each answers over HTTP. 5xx causes are logged, never sent.
 
 use axum::response::{IntoResponse, Response};
+use platform::error::CommonError;
 use platform::{ApiError, FieldError};
 
 #[derive(Debug, thiserror::Error)]
@@ -12,8 +13,6 @@ pub enum AuthError {
     InvalidRefreshToken,
     #[error("missing or invalid access token")]
     Unauthenticated,
-    #[error("{0}")]
-    Forbidden(&'static str),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("a user with this email already exists")]
@@ -29,10 +28,9 @@ pub enum AuthError {
     Busy { retry_after_secs: u64 },
     #[error("invalid request")]
     Validation(Vec<FieldError>),
+    /// Forbidden, the platform's own errors (validation, pagination), the database.
     #[error(transparent)]
-    Api(#[from] ApiError),
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Common(#[from] CommonError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -52,7 +50,6 @@ impl From<AuthError> for ApiError {
                 message,
             ),
             AuthError::Unauthenticated => ApiError::unauthorized(message),
-            AuthError::Forbidden(_) => ApiError::forbidden(message),
             AuthError::NotFound(_) => ApiError::not_found(message),
             AuthError::EmailTaken => {
                 ApiError::new(axum::http::StatusCode::CONFLICT, "email_taken", message)
@@ -65,8 +62,7 @@ impl From<AuthError> for ApiError {
             }
             AuthError::Busy { retry_after_secs } => ApiError::busy(message, retry_after_secs),
             AuthError::Validation(fields) => ApiError::validation(fields),
-            AuthError::Api(api) => api,
-            AuthError::Database(e) => ApiError::from(e),
+            AuthError::Common(e) => e.into(),
             AuthError::Internal(cause) => ApiError::internal(cause),
         }
     }
@@ -94,5 +90,7 @@ impl IntoResponse for AuthError {
         response
     }
 }
+
+platform::common_errors!(AuthError);
 
 pub type Result<T, E = AuthError> = std::result::Result<T, E>;

@@ -20,7 +20,7 @@ impl Caller {
         if self.claims.is_admin() || self.claims.is_service() {
             Ok(())
         } else {
-            Err(AuthError::Forbidden(
+            Err(AuthError::forbidden(
                 "this route needs an ADMIN or a service credential",
             ))
         }
@@ -30,7 +30,7 @@ impl Caller {
         if self.claims.is_admin() {
             Ok(())
         } else {
-            Err(AuthError::Forbidden("this route needs an ADMIN"))
+            Err(AuthError::forbidden("this route needs an ADMIN"))
         }
     }
 }

@@ -42,49 +42,12 @@ pub(crate) fn iso(t: DateTime<Utc>) -> String {
 impl Model {
     pub fn snapshot(&mut self, i: Inputs<'_>) -> Snapshot {
         let live = i.live.filter(|l| l.phase.is_some());
-        let mut tables = Vec::with_capacity(i.journal.tables.len());
-        for jt in &i.journal.tables {
-            let lt = live.and_then(|l| l.tables.get(jt.table));
-            // The phase's own counter moves with every batch; the journal's only per chunk.
-            let (rows, total) = match lt {
-                Some(lt) if lt.total > 0 || lt.rows > 0 => (lt.rows.max(jt.rows), lt.total),
-                _ => (jt.rows, jt.estimated_rows),
-            };
-            let running = live.is_some_and(|l| l.state == "running");
-            let state = match lt {
-                // The journal's `done` is final; the phase's last step for the table may be older.
-                _ if jt.state == "done" => jt.state.clone(),
-                Some(LiveTable {
-                    step: Some(step), ..
-                }) if running => step.clone(),
-                // Every table of a copy is `loading` from its start; those no job has reached yet
-                // are waiting.
-                Some(LiveTable {
-                    step: None,
-                    rows: 0,
-                    ..
-                }) if running && jt.state == "loading" => "waiting".to_string(),
-                _ => jt.state.clone(),
-            };
-            let rows_total = if jt.state == "done" && lt.is_none() {
-                rows
-            } else {
-                total.max(rows)
-            };
-            let rate = self.rate(jt.table, rows, i.now);
-            tables.push(TableView {
-                table: jt.table.to_string(),
-                service: jt.service.to_string(),
-                eta_seconds: eta(rows, rows_total, rate, &state),
-                state,
-                rows,
-                rows_total,
-                bytes: jt.bytes,
-                chunks_done: jt.chunks_done,
-                chunks: jt.chunks,
-                rows_per_second: rate,
-            });
-        }
+        let tables: Vec<TableView> = i
+            .journal
+            .tables
+            .iter()
+            .map(|jt| self.table_view(jt, live, i.now))
+            .collect();
         let rows: u64 = tables.iter().map(|t| t.rows).sum();
         let rows_total: u64 = tables.iter().map(|t| t.rows_total).sum();
         let bytes = tables.iter().map(|t| t.bytes).sum::<Option<u64>>();
@@ -131,6 +94,55 @@ impl Model {
             rollback: rollback_view(live, i.journal),
             hub: i.hub.clone(),
             migration: migration_view(i.journal),
+        }
+    }
+
+    /// One table as the journal has it, moved on by what the running phase said of it.
+    fn table_view(
+        &mut self,
+        jt: &migrator::status::TableJournal,
+        live: Option<&LiveState>,
+        now: Instant,
+    ) -> TableView {
+        let lt = live.and_then(|l| l.tables.get(jt.table));
+        // The phase's own counter moves with every batch; the journal's only per chunk.
+        let (rows, total) = match lt {
+            Some(lt) if lt.total > 0 || lt.rows > 0 => (lt.rows.max(jt.rows), lt.total),
+            _ => (jt.rows, jt.estimated_rows),
+        };
+        let running = live.is_some_and(|l| l.state == "running");
+        let state = match lt {
+            // The journal's `done` is final; the phase's last step for the table may be older.
+            _ if jt.state == "done" => jt.state.clone(),
+            Some(LiveTable {
+                step: Some(step), ..
+            }) if running => step.clone(),
+            // Every table of a copy is `loading` from its start; those no job has reached yet
+            // are waiting.
+            Some(LiveTable {
+                step: None,
+                rows: 0,
+                ..
+            }) if running && jt.state == "loading" => "waiting".to_string(),
+            _ => jt.state.clone(),
+        };
+        let rows_total = if jt.state == "done" && lt.is_none() {
+            rows
+        } else {
+            total.max(rows)
+        };
+        let rate = self.rate(jt.table, rows, now);
+        TableView {
+            table: jt.table.to_string(),
+            service: jt.service.to_string(),
+            eta_seconds: eta(rows, rows_total, rate, &state),
+            state,
+            rows,
+            rows_total,
+            bytes: jt.bytes,
+            chunks_done: jt.chunks_done,
+            chunks: jt.chunks,
+            rows_per_second: rate,
         }
     }
 

@@ -42,6 +42,16 @@ type TableFigure = fn(&crate::snapshot::TableView) -> Option<f64>;
 
 pub fn render(s: &Snapshot) -> String {
     let mut o = Out(String::new());
+    tables(&mut o, s);
+    phase(&mut o, s);
+    sync(&mut o, s);
+    switch(&mut o, s);
+    hub(&mut o, s);
+    o.0
+}
+
+/// The per-table gauges of the copy.
+fn tables(o: &mut Out, s: &Snapshot) {
     let per_table: [(&str, &str, TableFigure); 7] = [
         (
             "mfe_migration_table_rows",
@@ -102,6 +112,10 @@ pub fn render(s: &Snapshot) -> String {
             1.0,
         );
     }
+}
+
+/// The phase, its pace, and the last verify.
+fn phase(o: &mut Out, s: &Snapshot) {
     o.help(
         "mfe_migration_rows_per_second",
         "Rows per second over all tables.",
@@ -145,6 +159,10 @@ pub fn render(s: &Snapshot) -> String {
             }
         }
     }
+}
+
+/// The sync's lag and the WAL each slot of the migration keeps.
+fn sync(o: &mut Out, s: &Snapshot) {
     if let Some(lag) = s.sync.lag_bytes {
         o.help(
             "mfe_migration_sync_lag_bytes",
@@ -172,6 +190,10 @@ pub fn render(s: &Snapshot) -> String {
             );
         }
     }
+}
+
+/// Cutover, its freeze, and rollback.
+fn switch(o: &mut Out, s: &Snapshot) {
     o.help("mfe_migration_cutover_state", "1 for the cutover's state.");
     o.value(
         "mfe_migration_cutover_state",
@@ -195,6 +217,10 @@ pub fn render(s: &Snapshot) -> String {
         &[("state", &s.rollback.state)],
         1.0,
     );
+}
+
+/// The event hub: the broker and each service queue.
+fn hub(o: &mut Out, s: &Snapshot) {
     o.help(
         "mfe_hub_available",
         "1 when the event hub's broker answered.",
@@ -222,7 +248,6 @@ pub fn render(s: &Snapshot) -> String {
             o.value(name, &[("queue", &q.queue)], get(q) as f64);
         }
     }
-    o.0
 }
 
 /// While frozen: since `frozenAt` (by the snapshot's clock); after: the recorded freeze.

@@ -15,17 +15,12 @@ use sqlx::PgPool;
 use test_support::{Api, Catalog, Reply, eventually};
 
 /// Indexes the services add to legacy tables (ARCHITECTURE.md, "Topologies").
-const ADDED_INDEXES: [(&str, &str); 9] = [
-    ("users", "users_email_lower_idx"),
-    ("audit_logs", "audit_logs_resource_idx"),
-    ("audit_logs", "audit_logs_created_at_id_idx"),
-    ("audit_logs", "audit_logs_user_id_created_at_idx"),
-    ("audit_logs", "audit_logs_action_created_at_idx"),
-    ("audit_logs", "audit_logs_resource_type_created_at_idx"),
-    ("audit_logs", "audit_logs_resource_id_created_at_idx"),
-    ("payments", "payments_sender_id_created_at_idx"),
-    ("payments", "payments_recipient_id_created_at_idx"),
-];
+/// Every index the services add to the legacy tables.
+fn added_indexes() -> impl Iterator<Item = (&'static str, &'static str)> {
+    schema::migrations::legacy_indexes::ALL
+        .into_iter()
+        .flat_map(|added| added.iter().copied())
+}
 
 const LEGACY_TABLES: [&str; 7] = [
     "audit_logs",
@@ -405,7 +400,7 @@ async fn the_four_services_run_on_the_legacy_database_and_keep_to_their_schemas(
     // The catalog: `public` holds exactly what it held (seven tables) but for the two
     // documented indexes; each service's tables are in its own schema, and nowhere else.
     let mut public_after = Catalog::read(&legacy, "public").await.unwrap();
-    for (table, index) in ADDED_INDEXES {
+    for (table, index) in added_indexes() {
         assert!(
             public_after.tables[table].indexes.contains_key(index),
             "{index}"
@@ -414,7 +409,7 @@ async fn the_four_services_run_on_the_legacy_database_and_keep_to_their_schemas(
     }
     assert_eq!(public_after.diff(&public_before), Vec::<String>::new());
     let mut objects_after = objects(&legacy).await;
-    for (_, index) in ADDED_INDEXES {
+    for (_, index) in added_indexes() {
         assert!(
             objects_after.remove(&format!("relation {index} (i)")),
             "{index}"

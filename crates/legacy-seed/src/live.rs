@@ -354,230 +354,264 @@ fn choose<T: Clone>(
     Some(items[rng.random_range(0..items.len())].clone())
 }
 
+/// What one operation wrote (per table), and what the load remembers of it; `None` when it had
+/// nothing to work on (no user yet, a payment another worker moved first).
+type Outcome = Result<Option<(Counts, After)>, sqlx::Error>;
+
+/// The time each row gets: the statement's own, in UTC as legacy stores it.
+const NOW: &str = "clock_timestamp() AT TIME ZONE 'UTC'";
+
+/// Runs the operation `kind` in `tx`.
 async fn apply(
     tx: &mut PgConnection,
     shared: &Mutex<Shared>,
     kind: &'static str,
     rng: &mut StdRng,
-) -> Result<Option<(Counts, After)>, sqlx::Error> {
-    let now = "clock_timestamp() AT TIME ZONE 'UTC'";
-    Ok(Some(match kind {
-        "register" => {
-            let (id, profile, token) = (new_id(rng), new_id(rng), new_id(rng));
-            let hash = shared.lock().expect("load state").password_hash.clone();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO users (id, email, password_hash, name, role, email_verified, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, 'CUSTOMER', false, {now}, {now})"
-            )))
-            .bind(&id)
-            .bind(format!("load-{id}@load.test"))
-            .bind(hash)
-            .bind(format!("Load {}", &id[..8]))
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO user_profiles (id, user_id, preferences, created_at, updated_at) \
-                 VALUES ($1, $2, '{{\"theme\": \"light\"}}', {now}, {now})"
-            )))
-            .bind(&profile)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-            insert_token(tx, &token, &id).await?;
-            (
-                vec![
-                    ins("users", 1),
-                    ins("user_profiles", 1),
-                    ins("refresh_tokens", 1),
-                ],
-                After::Registered(id),
-            )
-        }
-        "login" => {
-            let Some(user) = choose(shared, rng, |s| &s.payers) else {
-                return Ok(None);
-            };
-            insert_token(tx, &new_id(rng), &user).await?;
-            (vec![ins("refresh_tokens", 1)], After::Nothing)
-        }
-        "logout" => {
-            // One of the writer's own users' tokens (deleting a seeded one is fine too, but a
-            // seeded user's token may already be gone).
-            let Some((user, _)) = choose(shared, rng, |s| &s.own_users) else {
-                return Ok(None);
-            };
-            let deleted = sqlx::query(
-                "DELETE FROM refresh_tokens WHERE id = (SELECT id FROM refresh_tokens WHERE user_id = $1 LIMIT 1)",
-            )
-            .bind(&user)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if deleted == 0 {
-                return Ok(None);
-            }
-            (vec![del("refresh_tokens", deleted)], After::Nothing)
-        }
-        "pay" => {
-            let Some(sender) = choose(shared, rng, |s| &s.payers) else {
-                return Ok(None);
-            };
-            let Some(recipient) = choose(shared, rng, |s| &s.payers) else {
-                return Ok(None);
-            };
-            let (id, history) = (new_id(rng), new_id(rng));
-            let cents: i64 = rng.random_range(1..1_000_000);
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO payments (id, sender_id, recipient_id, amount, currency, status, type, description, metadata, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4::numeric / 100, 'USD', 'pending', 'instant', 'load', '{{\"source\": \"write-load\"}}', {now}, {now})"
-            )))
-            .bind(&id)
-            .bind(&sender)
-            .bind(&recipient)
-            .bind(cents)
-            .execute(&mut *tx)
-            .await?;
-            insert_history(tx, &history, &id, "pending").await?;
-            (
-                vec![ins("payments", 1), ins("payment_transactions", 1)],
-                After::Paid(id),
-            )
-        }
-        "advance" => {
-            let Some((id, status)) = choose(shared, rng, |s| &s.open_payments) else {
-                return Ok(None);
-            };
-            let next = match status {
-                "pending" => "processing",
-                _ if rng.random_range(0..10) < 8 => "completed",
-                _ => "failed",
-            };
-            let moved = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE payments SET status = $2::text::\"PaymentStatus\", updated_at = {now}, \
-                 completed_at = CASE WHEN $2 = 'completed' THEN {now} END, \
-                 failure_reason = CASE WHEN $2 = 'failed' THEN 'declined by the load' END \
-                 WHERE id = $1 AND status = $3::text::\"PaymentStatus\""
-            )))
-            .bind(&id)
-            .bind(next)
-            .bind(status)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if moved == 0 {
-                // Another worker moved it first.
-                return Ok(None);
-            }
-            insert_history(tx, &new_id(rng), &id, next).await?;
-            (
-                vec![upd("payments", 1), ins("payment_transactions", 1)],
-                After::Advanced(id, next),
-            )
-        }
-        "profile_bio" => {
-            let Some((user, _)) = choose(shared, rng, |s| &s.own_users) else {
-                return Ok(None);
-            };
-            let bio = text(rng, BIG_BIO_CHARS);
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE user_profiles SET bio = $2, updated_at = {now} WHERE user_id = $1"
-            )))
-            .bind(&user)
-            .bind(bio)
-            .execute(&mut *tx)
-            .await?;
-            (vec![upd("user_profiles", 1)], After::BigBio(user))
-        }
-        "profile_phone" => {
-            // Prefer a profile with a big bio: this update leaves the TOASTed bio unchanged.
-            let chosen = {
-                let state = shared.lock().expect("load state");
-                let toasted: Vec<&String> = state
-                    .own_users
-                    .iter()
-                    .filter(|(_, big)| *big)
-                    .map(|(u, _)| u)
-                    .collect();
-                if toasted.is_empty() {
-                    None
-                } else {
-                    Some(toasted[rng.random_range(0..toasted.len())].clone())
-                }
-            };
-            let Some(user) = chosen else { return Ok(None) };
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE user_profiles SET phone = $2, updated_at = {now} WHERE user_id = $1"
-            )))
-            .bind(&user)
-            .bind(format!("+4915{:09}", rng.random_range(0..1_000_000_000u64)))
-            .execute(&mut *tx)
-            .await?;
-            (vec![upd("user_profiles", 1)], After::Nothing)
-        }
-        "audit" => {
-            let Some(user) = choose(shared, rng, |s| &s.payers) else {
-                return Ok(None);
-            };
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO audit_logs (id, user_id, action, resource_type, resource_id, details, ip_address, user_agent, created_at) \
-                 VALUES ($1, $2, 'user.login', 'user', $2, $3, '198.51.100.7', 'write-load/1.0', {now})"
-            )))
-            .bind(new_id(rng))
-            .bind(&user)
-            .bind(serde_json::json!({"source": "write-load", "n": rng.random_range(0..1_000_000)}))
-            .execute(&mut *tx)
-            .await?;
-            (vec![ins("audit_logs", 1)], After::Nothing)
-        }
-        "config" => {
-            let key = format!("load.setting_{}", rng.random_range(0..5));
-            let inserted: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO system_config (key, value, description, updated_at, updated_by) \
-                 VALUES ($1, $2, 'written by the load', {now}, NULL) \
-                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at \
-                 RETURNING (xmax = 0)"
-            )))
-            .bind(&key)
-            .bind(serde_json::json!({"n": rng.random_range(0..1_000_000)}))
-            .fetch_one(&mut *tx)
-            .await?;
-            let counts = if inserted {
-                ins("system_config", 1)
-            } else {
-                upd("system_config", 1)
-            };
-            (vec![counts], After::Nothing)
-        }
-        "delete_user" => {
-            let Some((user, _)) = choose(shared, rng, |s| &s.own_users) else {
-                return Ok(None);
-            };
-            let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1")
-                .bind(&user)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            let profiles = sqlx::query("DELETE FROM user_profiles WHERE user_id = $1")
-                .bind(&user)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            let users = sqlx::query("DELETE FROM users WHERE id = $1")
-                .bind(&user)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            (
-                vec![
-                    del("refresh_tokens", tokens),
-                    del("user_profiles", profiles),
-                    del("users", users),
-                ],
-                After::Deleted(user),
-            )
-        }
+) -> Outcome {
+    match kind {
+        "register" => register(tx, shared, rng).await,
+        "login" => login(tx, shared, rng).await,
+        "logout" => logout(tx, shared, rng).await,
+        "pay" => pay(tx, shared, rng).await,
+        "advance" => advance(tx, shared, rng).await,
+        "profile_bio" => profile_bio(tx, shared, rng).await,
+        "profile_phone" => profile_phone(tx, shared, rng).await,
+        "audit" => audit(tx, shared, rng).await,
+        "config" => config(tx, shared, rng).await,
+        "delete_user" => delete_user(tx, shared, rng).await,
         other => unreachable!("no operation {other}"),
-    }))
+    }
+}
+
+async fn register(tx: &mut PgConnection, shared: &Mutex<Shared>, rng: &mut StdRng) -> Outcome {
+    let now = NOW;
+    let (id, profile, token) = (new_id(rng), new_id(rng), new_id(rng));
+    let hash = shared.lock().expect("load state").password_hash.clone();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO users (id, email, password_hash, name, role, email_verified, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'CUSTOMER', false, {now}, {now})"
+    )))
+    .bind(&id)
+    .bind(format!("load-{id}@load.test"))
+    .bind(hash)
+    .bind(format!("Load {}", &id[..8]))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO user_profiles (id, user_id, preferences, created_at, updated_at) \
+         VALUES ($1, $2, '{{\"theme\": \"light\"}}', {now}, {now})"
+    )))
+    .bind(&profile)
+    .bind(&id)
+    .execute(&mut *tx)
+    .await?;
+    insert_token(tx, &token, &id).await?;
+    Ok(Some((
+        vec![
+            ins("users", 1),
+            ins("user_profiles", 1),
+            ins("refresh_tokens", 1),
+        ],
+        After::Registered(id),
+    )))
+}
+
+async fn login(tx: &mut PgConnection, shared: &Mutex<Shared>, rng: &mut StdRng) -> Outcome {
+    let Some(user) = choose(shared, rng, |s| &s.payers) else {
+        return Ok(None);
+    };
+    insert_token(tx, &new_id(rng), &user).await?;
+    Ok(Some((vec![ins("refresh_tokens", 1)], After::Nothing)))
+}
+
+async fn logout(tx: &mut PgConnection, shared: &Mutex<Shared>, rng: &mut StdRng) -> Outcome {
+    // One of the writer's own users' tokens (deleting a seeded one is fine too, but a
+    // seeded user's token may already be gone).
+    let Some((user, _)) = choose(shared, rng, |s| &s.own_users) else {
+        return Ok(None);
+    };
+    let deleted = sqlx::query(
+        "DELETE FROM refresh_tokens WHERE id = (SELECT id FROM refresh_tokens WHERE user_id = $1 LIMIT 1)",
+    )
+    .bind(&user)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if deleted == 0 {
+        return Ok(None);
+    }
+    Ok(Some((vec![del("refresh_tokens", deleted)], After::Nothing)))
+}
+
+async fn pay(tx: &mut PgConnection, shared: &Mutex<Shared>, rng: &mut StdRng) -> Outcome {
+    let now = NOW;
+    let Some(sender) = choose(shared, rng, |s| &s.payers) else {
+        return Ok(None);
+    };
+    let Some(recipient) = choose(shared, rng, |s| &s.payers) else {
+        return Ok(None);
+    };
+    let (id, history) = (new_id(rng), new_id(rng));
+    let cents: i64 = rng.random_range(1..1_000_000);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO payments (id, sender_id, recipient_id, amount, currency, status, type, description, metadata, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4::numeric / 100, 'USD', 'pending', 'instant', 'load', '{{\"source\": \"write-load\"}}', {now}, {now})"
+    )))
+    .bind(&id)
+    .bind(&sender)
+    .bind(&recipient)
+    .bind(cents)
+    .execute(&mut *tx)
+    .await?;
+    insert_history(tx, &history, &id, "pending").await?;
+    Ok(Some((
+        vec![ins("payments", 1), ins("payment_transactions", 1)],
+        After::Paid(id),
+    )))
+}
+
+async fn advance(tx: &mut PgConnection, shared: &Mutex<Shared>, rng: &mut StdRng) -> Outcome {
+    let now = NOW;
+    let Some((id, status)) = choose(shared, rng, |s| &s.open_payments) else {
+        return Ok(None);
+    };
+    let next = match status {
+        "pending" => "processing",
+        _ if rng.random_range(0..10) < 8 => "completed",
+        _ => "failed",
+    };
+    let moved = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE payments SET status = $2::text::\"PaymentStatus\", updated_at = {now}, \
+         completed_at = CASE WHEN $2 = 'completed' THEN {now} END, \
+         failure_reason = CASE WHEN $2 = 'failed' THEN 'declined by the load' END \
+         WHERE id = $1 AND status = $3::text::\"PaymentStatus\""
+    )))
+    .bind(&id)
+    .bind(next)
+    .bind(status)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if moved == 0 {
+        // Another worker moved it first.
+        return Ok(None);
+    }
+    insert_history(tx, &new_id(rng), &id, next).await?;
+    Ok(Some((
+        vec![upd("payments", 1), ins("payment_transactions", 1)],
+        After::Advanced(id, next),
+    )))
+}
+
+async fn profile_bio(tx: &mut PgConnection, shared: &Mutex<Shared>, rng: &mut StdRng) -> Outcome {
+    let now = NOW;
+    let Some((user, _)) = choose(shared, rng, |s| &s.own_users) else {
+        return Ok(None);
+    };
+    let bio = text(rng, BIG_BIO_CHARS);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE user_profiles SET bio = $2, updated_at = {now} WHERE user_id = $1"
+    )))
+    .bind(&user)
+    .bind(bio)
+    .execute(&mut *tx)
+    .await?;
+    Ok(Some((vec![upd("user_profiles", 1)], After::BigBio(user))))
+}
+
+async fn profile_phone(tx: &mut PgConnection, shared: &Mutex<Shared>, rng: &mut StdRng) -> Outcome {
+    let now = NOW;
+    // Prefer a profile with a big bio: this update leaves the TOASTed bio unchanged.
+    let chosen = {
+        let state = shared.lock().expect("load state");
+        let toasted: Vec<&String> = state
+            .own_users
+            .iter()
+            .filter(|(_, big)| *big)
+            .map(|(u, _)| u)
+            .collect();
+        if toasted.is_empty() {
+            None
+        } else {
+            Some(toasted[rng.random_range(0..toasted.len())].clone())
+        }
+    };
+    let Some(user) = chosen else { return Ok(None) };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE user_profiles SET phone = $2, updated_at = {now} WHERE user_id = $1"
+    )))
+    .bind(&user)
+    .bind(format!("+4915{:09}", rng.random_range(0..1_000_000_000u64)))
+    .execute(&mut *tx)
+    .await?;
+    Ok(Some((vec![upd("user_profiles", 1)], After::Nothing)))
+}
+
+async fn audit(tx: &mut PgConnection, shared: &Mutex<Shared>, rng: &mut StdRng) -> Outcome {
+    let now = NOW;
+    let Some(user) = choose(shared, rng, |s| &s.payers) else {
+        return Ok(None);
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO audit_logs (id, user_id, action, resource_type, resource_id, details, ip_address, user_agent, created_at) \
+         VALUES ($1, $2, 'user.login', 'user', $2, $3, '198.51.100.7', 'write-load/1.0', {now})"
+    )))
+    .bind(new_id(rng))
+    .bind(&user)
+    .bind(serde_json::json!({"source": "write-load", "n": rng.random_range(0..1_000_000)}))
+    .execute(&mut *tx)
+    .await?;
+    Ok(Some((vec![ins("audit_logs", 1)], After::Nothing)))
+}
+
+async fn config(tx: &mut PgConnection, _shared: &Mutex<Shared>, rng: &mut StdRng) -> Outcome {
+    let now = NOW;
+    let key = format!("load.setting_{}", rng.random_range(0..5));
+    let inserted: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO system_config (key, value, description, updated_at, updated_by) \
+         VALUES ($1, $2, 'written by the load', {now}, NULL) \
+         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at \
+         RETURNING (xmax = 0)"
+    )))
+    .bind(&key)
+    .bind(serde_json::json!({"n": rng.random_range(0..1_000_000)}))
+    .fetch_one(&mut *tx)
+    .await?;
+    let counts = if inserted {
+        ins("system_config", 1)
+    } else {
+        upd("system_config", 1)
+    };
+    Ok(Some((vec![counts], After::Nothing)))
+}
+
+async fn delete_user(tx: &mut PgConnection, shared: &Mutex<Shared>, rng: &mut StdRng) -> Outcome {
+    let Some((user, _)) = choose(shared, rng, |s| &s.own_users) else {
+        return Ok(None);
+    };
+    let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1")
+        .bind(&user)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let profiles = sqlx::query("DELETE FROM user_profiles WHERE user_id = $1")
+        .bind(&user)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let users = sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(&user)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    Ok(Some((
+        vec![
+            del("refresh_tokens", tokens),
+            del("user_profiles", profiles),
+            del("users", users),
+        ],
+        After::Deleted(user),
+    )))
 }
 
 async fn insert_token(tx: &mut PgConnection, id: &str, user: &str) -> Result<(), sqlx::Error> {

@@ -178,32 +178,12 @@ async fn supervise() -> anyhow::Result<()> {
     let (topology, source) = read_topology()?;
 
     // Before the pid file exists: SIGUSR1 and SIGHUP would otherwise end the process.
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut user1 = signal(SignalKind::user_defined1())?;
-    let mut hangup = signal(SignalKind::hangup())?;
+    let mut signals = Signals::new()?;
 
     if let Some(dir) = pidfile.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let initial = DevState {
-        pid: std::process::id(),
-        topology: topology_name(topology).into(),
-        held: false,
-        generation: 0,
-        error: None,
-        services: specs
-            .iter()
-            .map(|s| {
-                let entry = ServiceState {
-                    state: Phase::Stopped,
-                    pid: None,
-                    url: s.url.clone(),
-                };
-                (s.name.to_string(), entry)
-            })
-            .collect(),
-    };
+    let initial = initial_state(&specs, topology);
     let files = Files {
         pidfile: pidfile.clone(),
         state: state_path.clone(),
@@ -240,48 +220,10 @@ async fn supervise() -> anyhow::Result<()> {
         Some(tokio::spawn(start_all(platform.clone(), topology)));
     let why = loop {
         tokio::select! {
-            _ = interrupt.recv() => break "SIGINT",
-            _ = terminate.recv() => break "SIGTERM",
-            _ = user1.recv() => {
-                abort(&mut action);
-                platform.state.send_modify(|s| {
-                    s.held = true;
-                    s.generation += 1;
-                    s.error = None;
-                });
-                note("SIGUSR1: stopping every service; they stay stopped until SIGHUP");
-                action = Some(tokio::spawn(hold_all(platform.clone())));
-            }
-            _ = hangup.recv() => {
-                abort(&mut action);
-                match read_topology() {
-                    Ok((topology, source)) => {
-                        platform.state.send_modify(|s| {
-                            s.held = false;
-                            s.generation += 1;
-                            s.error = None;
-                            s.topology = topology_name(topology).into();
-                        });
-                        note(&format!(
-                            "SIGHUP: restarting every service, topology {} ({source})",
-                            topology_name(topology)
-                        ));
-                        action = Some(tokio::spawn(start_all(platform.clone(), topology)));
-                    }
-                    Err(e) => {
-                        // Starting in the previous topology after a switch would be worse than
-                        // not starting at all.
-                        let error = format!("cannot read the topology: {e}");
-                        note(&format!("SIGHUP: {error}; every service stays stopped"));
-                        platform.state.send_modify(|s| {
-                            s.held = true;
-                            s.generation += 1;
-                            s.error = Some(error);
-                        });
-                        action = Some(tokio::spawn(hold_all(platform.clone())));
-                    }
-                }
-            }
+            _ = signals.interrupt.recv() => break "SIGINT",
+            _ = signals.terminate.recv() => break "SIGTERM",
+            _ = signals.user1.recv() => hold(&platform, &mut action),
+            _ = signals.hangup.recv() => restart(&platform, &mut action),
         }
     };
 
@@ -297,6 +239,91 @@ async fn supervise() -> anyhow::Result<()> {
     drop(files);
     note("stopped");
     Ok(())
+}
+
+/// The signals `mfe dev` takes.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    user1: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            user1: signal(SignalKind::user_defined1())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+/// Every service stopped, in `topology`.
+fn initial_state(specs: &[Arc<Spec>], topology: Topology) -> DevState {
+    DevState {
+        pid: std::process::id(),
+        topology: topology_name(topology).into(),
+        held: false,
+        generation: 0,
+        error: None,
+        services: specs
+            .iter()
+            .map(|s| {
+                let entry = ServiceState {
+                    state: Phase::Stopped,
+                    pid: None,
+                    url: s.url.clone(),
+                };
+                (s.name.to_string(), entry)
+            })
+            .collect(),
+    }
+}
+
+/// SIGUSR1: every service stopped, and held so.
+fn hold(platform: &Arc<Platform>, action: &mut Option<JoinHandle<()>>) {
+    abort(action);
+    platform.state.send_modify(|s| {
+        s.held = true;
+        s.generation += 1;
+        s.error = None;
+    });
+    note("SIGUSR1: stopping every service; they stay stopped until SIGHUP");
+    *action = Some(tokio::spawn(hold_all(platform.clone())));
+}
+
+/// SIGHUP: every service started again, in the topology read now.
+fn restart(platform: &Arc<Platform>, action: &mut Option<JoinHandle<()>>) {
+    abort(action);
+    match read_topology() {
+        Ok((topology, source)) => {
+            platform.state.send_modify(|s| {
+                s.held = false;
+                s.generation += 1;
+                s.error = None;
+                s.topology = topology_name(topology).into();
+            });
+            note(&format!(
+                "SIGHUP: restarting every service, topology {} ({source})",
+                topology_name(topology)
+            ));
+            *action = Some(tokio::spawn(start_all(platform.clone(), topology)));
+        }
+        Err(e) => {
+            // Starting in the previous topology after a switch would be worse than not
+            // starting at all.
+            let error = format!("cannot read the topology: {e}");
+            note(&format!("SIGHUP: {error}; every service stays stopped"));
+            platform.state.send_modify(|s| {
+                s.held = true;
+                s.generation += 1;
+                s.error = Some(error);
+            });
+            *action = Some(tokio::spawn(hold_all(platform.clone())));
+        }
+    }
 }
 
 /// Stops every child, then starts the sandbox and auth, then (once they are ready, or after

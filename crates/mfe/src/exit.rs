@@ -19,8 +19,23 @@ pub fn of(error: &MigrateError) -> u8 {
         | MigrateError::SyncBusy
         | MigrateError::WrongState { .. }
         | MigrateError::Usage(_)
+        | MigrateError::CreateDatabase(_)
+        | MigrateError::Migrations { .. }
+        | MigrateError::Stream(_)
+        | MigrateError::PastTheFreeze
+        | MigrateError::Diverged(_)
+        | MigrateError::SyncStalled(_)
+        | MigrateError::Task { .. }
+        | MigrateError::Archive(_)
+        | MigrateError::File { .. }
+        | MigrateError::WayBack(_)
+        | MigrateError::Carry(_)
+        | MigrateError::Platform(_)
+        | MigrateError::StepFailed { .. }
+        | MigrateError::Undone { .. }
+        | MigrateError::StillRunning(_)
         | MigrateError::Database(_)
         | MigrateError::Io(_)
-        | MigrateError::Other(_) => USAGE,
+        | MigrateError::Report(_) => USAGE,
     }
 }

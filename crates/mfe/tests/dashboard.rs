@@ -87,14 +87,14 @@ async fn wait_for(
     what: &str,
     until: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let found = test_support::eventually(Duration::from_secs(10), || async {
         let s = snapshot(http, base).await;
-        if until(&s) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "{what}; last snapshot: {s:#}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        until(&s).then_some(s)
+    })
+    .await;
+    match found {
+        Some(s) => s,
+        None => panic!("{what}; last snapshot: {:#}", snapshot(http, base).await),
     }
 }
 

@@ -267,14 +267,11 @@ async fn a_copy_that_did_not_finish_is_resumed_before_anything_follows_it() {
     // Slowed down, then killed once it has started.
     let mut copy =
         w.f.spawn_quiet(&["copy", "--max-rate", "100", "--jobs", "1"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while w.state().await != "copying" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the copy never started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    test_support::eventually(std::time::Duration::from_secs(60), || async {
+        (w.state().await == "copying").then_some(())
+    })
+    .await
+    .expect("the copy never started");
     copy.kill().unwrap();
     copy.wait().unwrap();
     let mut refused = LIVE.to_vec();

@@ -24,6 +24,7 @@ use crate::engine::check;
 use crate::engine::connect;
 use crate::engine::digest;
 use crate::engine::journal;
+use crate::engine::journal::state::{self, State};
 use crate::engine::load::{self, Feed, TableLoad};
 use crate::error::{MigrateError, Result};
 use crate::progress::Progress;
@@ -123,7 +124,7 @@ pub async fn export(
     for task in tasks {
         tables.push(
             task.await
-                .map_err(|e| MigrateError::Other(format!("export task: {e}")))??,
+                .map_err(|e| MigrateError::task("export task", e))??,
         );
     }
     let created_at: String = sqlx::query_scalar(
@@ -220,7 +221,7 @@ async fn export_table(
     drop(tx);
     let (sha256, bytes) = writer
         .await
-        .map_err(|e| MigrateError::Other(format!("export writer: {e}")))??;
+        .map_err(|e| MigrateError::task("export writer", e))??;
     std::fs::rename(&partial, &path)?;
     progress.rows(
         table.name,
@@ -302,12 +303,7 @@ pub async fn import(
     let targets = load::open_targets(endpoints, jobs as u32 + 1).await?;
     let pools = &targets.pools;
     let entries = load::preflight(pools).await?;
-    crate::engine::journal::state::advance(
-        endpoints,
-        crate::engine::journal::state::State::Copying,
-        "import",
-    )
-    .await?;
+    state::advance(endpoints, State::Copying, "import").await?;
     let rows: BTreeMap<&'static str, i64> = TABLES
         .iter()
         .map(|t| {
@@ -331,7 +327,28 @@ pub async fn import(
         rows,
     };
     let tables = load::run(pools.clone(), feed, jobs, progress).await?;
-    let mut checksums_match = true;
+    let checksums_match = matches_manifest(pools, &manifest).await?;
+    let report = ImportReport {
+        tables,
+        checksums_match,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    for pool in pools.values() {
+        let mut conn = pool.acquire().await?;
+        let outcome = if checksums_match { "ok" } else { "differences" };
+        let detail = serde_json::to_value(&report).unwrap_or_default();
+        journal::record_run(&mut conn, "import", outcome, &detail).await?;
+    }
+    state::advance(endpoints, State::Copied, "import").await?;
+    Ok(report)
+}
+
+/// Whether every imported table holds the rows and checksum its manifest entry says.
+async fn matches_manifest(
+    pools: &BTreeMap<&'static str, sqlx::PgPool>,
+    manifest: &Manifest,
+) -> Result<bool> {
+    let mut all = true;
     for table in TABLES {
         let mut conn = pools[table.service.name()].acquire().await?;
         let (rows, checksum) = digest::table_checksum(&mut conn, table).await?;
@@ -341,43 +358,23 @@ pub async fn import(
             .find(|m| m.table == table.name)
             .expect("checked");
         if rows != expected.rows || checksum != expected.checksum {
-            checksums_match = false;
+            all = false;
             tracing::error!(
                 table = table.name,
                 "imported content does not match the manifest's checksum"
             );
         }
     }
-    let report = ImportReport {
-        tables,
-        checksums_match,
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    for pool in pools.values() {
-        let mut conn = pool.acquire().await?;
-        let outcome = if checksums_match { "ok" } else { "differences" };
-        journal::record_run(
-            &mut conn,
-            "import",
-            outcome,
-            &serde_json::to_value(&report).unwrap_or_default(),
-        )
-        .await?;
-    }
-    crate::engine::journal::state::advance(
-        endpoints,
-        crate::engine::journal::state::State::Copied,
-        "import",
-    )
-    .await?;
-    Ok(report)
+    Ok(all)
 }
 
 /// The decompressed COPY data of one table's file, in blocks, read off the async runtime.
 pub fn read_table(dir: &Path, table: &Table) -> Result<BoxStream<'static, Result<Bytes>>> {
     let path: PathBuf = dir.join(file_name(table));
-    let file =
-        File::open(&path).map_err(|e| MigrateError::Other(format!("{}: {e}", path.display())))?;
+    let file = File::open(&path).map_err(|source| MigrateError::File {
+        path: path.clone(),
+        source,
+    })?;
     let (tx, rx) = mpsc::channel::<Result<Bytes>>(8);
     tokio::task::spawn_blocking(move || {
         let mut decoder = match zstd::Decoder::new(BufReader::new(file)) {
@@ -398,10 +395,10 @@ pub fn read_table(dir: &Path, table: &Table) -> Result<BoxStream<'static, Result
                     }
                 }
                 Err(e) => {
-                    let _ = tx.blocking_send(Err(MigrateError::Other(format!(
-                        "{}: {e}",
-                        path.display()
-                    ))));
+                    let _ = tx.blocking_send(Err(MigrateError::File {
+                        path: path.clone(),
+                        source: e,
+                    }));
                     break;
                 }
             }

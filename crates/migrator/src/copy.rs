@@ -5,11 +5,12 @@
 //! - Parallel: tables, and heap block ranges of large tables, are copied by `jobs` workers at once.
 //! - Indexes after the load, exactly once across crashes: see [`crate::engine::load`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::cdc::pgoutput::Lsn;
 use crate::cdc::slot::{self, Capability};
@@ -18,6 +19,7 @@ use crate::engine::check;
 use crate::engine::connect;
 use crate::engine::journal;
 use crate::engine::journal::TableState;
+use crate::engine::journal::state::{self, State};
 use crate::engine::load::{self, Feed, TableLoad};
 use crate::engine::sql::ident;
 use crate::error::{MigrateError, Result};
@@ -51,6 +53,9 @@ pub struct CopyReport {
     pub seconds: f64,
 }
 
+type Pools = BTreeMap<&'static str, PgPool>;
+type Entries = BTreeMap<&'static str, Option<journal::TableEntry>>;
+
 pub async fn copy(
     endpoints: &Endpoints,
     opts: &CopyOptions,
@@ -66,112 +71,23 @@ pub async fn copy(
     let targets = load::open_targets(endpoints, jobs as u32 + 1).await?;
     let pools = &targets.pools;
     let entries = load::preflight(pools).await?;
-    crate::engine::journal::state::advance(
-        endpoints,
-        crate::engine::journal::state::State::Copying,
-        "copy",
-    )
-    .await?;
+    state::advance(endpoints, State::Copying, "copy").await?;
 
-    // The capture slot first, the snapshot after: see `cdc::slot`. A copy that starts afresh
-    // starts a fresh stream too (a slot left by an earlier attempt would replay all it kept);
-    // a resumed copy keeps its slot.
-    let fresh = entries.values().all(Option::is_none);
-    let has_slot = slot::info(&mut coordinator).await?.is_some();
-    let consistent = match slot::capability(&mut coordinator).await? {
-        // A resumed copy whose first run had no slot: a slot made now would miss what changed
-        // since that run's snapshot in the chunks already copied.
-        Capability::Available if !fresh && !has_slot => {
-            progress.note(
-                "live sync unavailable for this copy: its first run made no capture slot; \
-                 copy again into empty databases to sync live, or use `sync --method diff`",
-            );
-            None
-        }
-        Capability::Available => Some((
-            {
-                if fresh && slot::drop(&mut coordinator).await? {
-                    progress
-                        .note("dropped the capture slot of an earlier copy: starting a new one");
-                }
-                slot::create(&mut coordinator).await?
-            },
-            slot::slot_of(&mut coordinator).await?,
-        )),
-        Capability::Unavailable(why) => {
-            progress.note(&format!(
-                "live sync unavailable: {why}. Writes made during the copy are not captured; \
-                 stop them, or run `mfe migrate sync --method diff` afterwards"
-            ));
-            None
-        }
-    };
-    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut coordinator)
-        .await?;
-    let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
-        .fetch_one(&mut coordinator)
-        .await?;
-    if let Some((consistent, slot_name)) = &consistent {
-        // Every commit the snapshot sees is at or before this position.
-        // The insert position: with asynchronous commit a transaction the snapshot sees may
-        // not be written yet.
-        let horizon: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
-            .fetch_one(&mut coordinator)
-            .await?;
-        for pool in pools.values() {
-            let mut conn = pool.acquire().await?;
-            record_capture(&mut conn, slot_name, *consistent, &horizon).await?;
-        }
-    }
-    // Low 32 bits: the width of `xmin`, which `changed_since` compares with it.
-    let xmax: i64 = sqlx::query_scalar(
-        "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint % 4294967296",
+    // The capture slot first, the snapshot after: see `cdc::slot`.
+    let capture = capture(&mut coordinator, &entries, progress.as_ref()).await?;
+    let snapshot = export_snapshot(&mut coordinator, pools, capture.as_ref()).await?;
+    plan_tables(
+        &mut coordinator,
+        pools,
+        &entries,
+        opts,
+        &snapshot,
+        progress.as_ref(),
     )
-    .fetch_one(&mut coordinator)
     .await?;
-    for table in TABLES {
-        let mut target = pools[table.service.name()].acquire().await?;
-        match &entries[table.name] {
-            None => {
-                let estimate = estimate_rows(&mut coordinator, table).await?;
-                let bounds =
-                    block_bounds(&mut coordinator, table, estimate, opts.chunk_rows).await?;
-                load::start_table(&mut target, table, estimate, Some(xmax), &bounds).await?;
-            }
-            Some(entry) if entry.state == TableState::Loading => {
-                if changed_since(&mut coordinator, table, entry.snapshot_xmax).await? {
-                    // Rows moved since the interrupted run: block ranges no longer partition the
-                    // table as they did, so this table starts over (the others resume).
-                    tracing::warn!(
-                        table = table.name,
-                        "the legacy table changed since the interrupted copy; copying it again"
-                    );
-                    progress.table_step(
-                        table.name,
-                        "changed since the interrupted run: starting over",
-                    );
-                    let estimate = estimate_rows(&mut coordinator, table).await?;
-                    let bounds =
-                        block_bounds(&mut coordinator, table, estimate, opts.chunk_rows).await?;
-                    let mut tx = target.begin().await?;
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "TRUNCATE public.{}",
-                        ident(table.name)
-                    )))
-                    .execute(&mut *tx)
-                    .await?;
-                    journal::replan_table(&mut tx, table.name, estimate, Some(xmax), &bounds)
-                        .await?;
-                    tx.commit().await?;
-                }
-            }
-            Some(_) => {}
-        }
-    }
     let feed = Feed::Legacy {
         url: endpoints.legacy().to_string(),
-        snapshot,
+        snapshot: snapshot.id,
         throttle: crate::engine::throttle::Throttle::new(opts.max_rows_per_second).map(Arc::new),
     };
     let loaded = load::run(pools.clone(), feed, jobs, progress).await;
@@ -183,21 +99,140 @@ pub async fn copy(
     };
     for pool in pools.values() {
         let mut conn = pool.acquire().await?;
-        journal::record_run(
-            &mut conn,
-            "copy",
-            "ok",
-            &serde_json::to_value(&report).unwrap_or_default(),
-        )
-        .await?;
+        let detail = serde_json::to_value(&report).unwrap_or_default();
+        journal::record_run(&mut conn, "copy", "ok", &detail).await?;
     }
-    crate::engine::journal::state::advance(
-        endpoints,
-        crate::engine::journal::state::State::Copied,
-        "copy",
-    )
-    .await?;
+    state::advance(endpoints, State::Copied, "copy").await?;
     Ok(report)
+}
+
+/// The capture slot, when the server allows it: its consistent position and name. A copy that
+/// starts afresh starts a fresh stream too (a slot left by an earlier attempt would replay all
+/// it kept); a resumed copy keeps its slot.
+async fn capture(
+    coordinator: &mut PgConnection,
+    entries: &Entries,
+    progress: &dyn Progress,
+) -> Result<Option<(Lsn, String)>> {
+    let fresh = entries.values().all(Option::is_none);
+    let has_slot = slot::info(coordinator).await?.is_some();
+    match slot::capability(coordinator).await? {
+        // A resumed copy whose first run had no slot: a slot made now would miss what changed
+        // since that run's snapshot in the chunks already copied.
+        Capability::Available if !fresh && !has_slot => {
+            progress.note(
+                "live sync unavailable for this copy: its first run made no capture slot; \
+                 copy again into empty databases to sync live, or use `sync --method diff`",
+            );
+            Ok(None)
+        }
+        Capability::Available => {
+            if fresh && slot::drop(coordinator).await? {
+                progress.note("dropped the capture slot of an earlier copy: starting a new one");
+            }
+            let consistent = slot::create(coordinator).await?;
+            Ok(Some((consistent, slot::slot_of(coordinator).await?)))
+        }
+        Capability::Unavailable(why) => {
+            progress.note(&format!(
+                "live sync unavailable: {why}. Writes made during the copy are not captured; \
+                 stop them, or run `mfe migrate sync --method diff` afterwards"
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// The copy's snapshot, exported for the workers.
+struct Snapshot {
+    id: String,
+    /// Its xmax, low 32 bits: the width of `xmin`, which `changed_since` compares with it.
+    xmax: i64,
+}
+
+/// Opens the copy's snapshot on `coordinator` (which holds it until the workers are done), and
+/// records in every target up to where it may hold changes the capture also streams.
+async fn export_snapshot(
+    coordinator: &mut PgConnection,
+    pools: &Pools,
+    capture: Option<&(Lsn, String)>,
+) -> Result<Snapshot> {
+    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *coordinator)
+        .await?;
+    let id: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(&mut *coordinator)
+        .await?;
+    if let Some((consistent, slot_name)) = capture {
+        // Every commit the snapshot sees is at or before this position.
+        // The insert position: with asynchronous commit a transaction the snapshot sees may
+        // not be written yet.
+        let horizon: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+            .fetch_one(&mut *coordinator)
+            .await?;
+        for pool in pools.values() {
+            let mut conn = pool.acquire().await?;
+            record_capture(&mut conn, slot_name, *consistent, &horizon).await?;
+        }
+    }
+    let xmax: i64 = sqlx::query_scalar(
+        "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint % 4294967296",
+    )
+    .fetch_one(coordinator)
+    .await?;
+    Ok(Snapshot { id, xmax })
+}
+
+/// Each table's chunks in the journal: planned for a table copied for the first time, planned
+/// again for one an interrupted run was loading whose legacy rows moved since; the others
+/// resume as the journal has them.
+async fn plan_tables(
+    coordinator: &mut PgConnection,
+    pools: &Pools,
+    entries: &Entries,
+    opts: &CopyOptions,
+    snapshot: &Snapshot,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let xmax = Some(snapshot.xmax);
+    for table in TABLES {
+        let mut target = pools[table.service.name()].acquire().await?;
+        match &entries[table.name] {
+            None => {
+                let estimate = estimate_rows(coordinator, table).await?;
+                let bounds = block_bounds(coordinator, table, estimate, opts.chunk_rows).await?;
+                load::start_table(&mut target, table, estimate, xmax, &bounds).await?;
+            }
+            Some(entry) if entry.state == TableState::Loading => {
+                if !changed_since(coordinator, table, entry.snapshot_xmax).await? {
+                    continue;
+                }
+                // Rows moved since the interrupted run: block ranges no longer partition the
+                // table as they did, so this table starts over (the others resume).
+                tracing::warn!(
+                    table = table.name,
+                    "the legacy table changed since the interrupted copy; copying it again"
+                );
+                progress.table_step(
+                    table.name,
+                    "changed since the interrupted run: starting over",
+                );
+                let estimate = estimate_rows(coordinator, table).await?;
+                let bounds = block_bounds(coordinator, table, estimate, opts.chunk_rows).await?;
+                let mut tx = target.begin().await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "TRUNCATE public.{}",
+                    ident(table.name)
+                )))
+                .execute(&mut *tx)
+                .await?;
+                journal::replan_table(&mut tx, table.name, estimate, xmax, &bounds).await?;
+                tx.commit().await?;
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Records in a target where the capture starts and up to where the copy's snapshot may already

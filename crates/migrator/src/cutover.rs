@@ -37,6 +37,7 @@ use crate::endpoints::Endpoints;
 use crate::engine::connect;
 use crate::engine::freeze;
 use crate::engine::journal;
+use crate::engine::journal::state::{self, State};
 use crate::engine::sql::ident;
 use crate::error::{MigrateError, Result};
 use crate::progress::Progress;
@@ -104,12 +105,96 @@ async fn last_verify_clean(endpoints: &Endpoints) -> Result<()> {
     Ok(())
 }
 
+/// Each step's name and how long it took, for the report.
+type Steps = Vec<(String, f64)>;
+
+fn step_done(steps: &mut Steps, name: &str, since: Instant) {
+    steps.push((name.to_string(), since.elapsed().as_secs_f64()));
+}
+
 pub async fn cutover(
     endpoints: &Endpoints,
     opts: &CutoverOptions,
     progress: &dyn Progress,
 ) -> Result<CutoverReport> {
     let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
+    refuse_unless_ready(endpoints, opts, &mut legacy, progress).await?;
+    let mut steps = Steps::new();
+    let ahead = match before_the_freeze(endpoints, opts, &mut legacy, progress, &mut steps).await {
+        Ok(ahead) => ahead,
+        Err(e) => {
+            let _ = drop_way_back(endpoints).await;
+            return Err(e);
+        }
+    };
+
+    progress.table_step("cutover", "freezing writes");
+    let frozen_at = Instant::now();
+    if let Err(e) = freeze::freeze(&mut legacy, opts.lock_timeout).await {
+        let _ = freeze::thaw(&mut legacy).await;
+        let _ = drop_way_back(endpoints).await;
+        return Err(MigrateError::StepFailed {
+            phase: "cutover",
+            step: "freeze".into(),
+            cause: Box::new(e.into()),
+            aftermath: "the legacy database is writable and nothing was switched".into(),
+        });
+    }
+    step_done(&mut steps, "freeze", frozen_at);
+    let frozen = in_the_freeze(
+        endpoints,
+        opts,
+        &mut legacy,
+        progress,
+        &mut steps,
+        &ahead,
+        frozen_at,
+    )
+    .await;
+    let freeze_seconds = frozen_at.elapsed().as_secs_f64();
+    let switched = match frozen {
+        Ok(switched) => switched,
+        Err((step, e)) => {
+            let _ = drop_way_back(endpoints).await;
+            let thawed = match freeze::thaw(&mut legacy).await {
+                Ok(()) => "the legacy database is writable again".to_string(),
+                Err(t) => format!("making the legacy database writable again failed too ({t})"),
+            };
+            return Err(MigrateError::StepFailed {
+                phase: "cutover",
+                step: step.into(),
+                cause: Box::new(e),
+                aftermath: format!("{thawed} and the topology was not switched"),
+            });
+        }
+    };
+    // The marker is applied and the legacy database frozen: the slot has nothing left to
+    // capture, and kept it would make the legacy server keep WAL without bound.
+    if let Err(e) = slot::drop(&mut legacy).await {
+        progress.note(&format!(
+            "the legacy capture slot could not be dropped ({e}): run `mfe migrate cutover` again \
+             to drop it"
+        ));
+    }
+    Ok(CutoverReport {
+        freeze_seconds,
+        marker_lsn: switched.marker_lsn,
+        transactions_in_freeze: switched.transactions,
+        verified_rows: switched.verified_rows,
+        topology_file: opts.topology_file.display().to_string(),
+        steps,
+    })
+}
+
+/// Step 1's refusals, and what a cutover killed earlier left: one recorded but not finished is
+/// finished (and refused: it is done), one killed inside its freeze is thawed, a way back it
+/// made is dropped (made again inside this one's freeze).
+async fn refuse_unless_ready(
+    endpoints: &Endpoints,
+    opts: &CutoverOptions,
+    legacy: &mut PgConnection,
+    progress: &dyn Progress,
+) -> Result<()> {
     if cut_over(endpoints).await? {
         // Recorded, then killed before the switch or before the slot went: finish it.
         if !std::fs::read_to_string(&opts.topology_file)
@@ -118,46 +203,49 @@ pub async fn cutover(
             write_topology(&opts.topology_file)?;
             progress.note("the recorded cutover had not switched the topology file: written now");
         }
-        if slot::drop(&mut legacy).await? {
+        if slot::drop(legacy).await? {
             progress.note("the recorded cutover had left the legacy capture slot: dropped now");
         }
         return Err(MigrateError::WrongState {
-            state: crate::engine::journal::state::State::CutOver.to_string(),
+            state: State::CutOver.to_string(),
             why: "the migration is cut over: the legacy database is frozen and the platform runs \
                   on the service databases (see status). `mfe migrate rollback` moves it back"
                 .into(),
         });
     }
-    if slot::info(&mut legacy).await?.is_none() {
+    if slot::info(legacy).await?.is_none() {
         return Err(MigrateError::Usage(
             "there is no capture slot on the legacy database: cutover follows copy (with logical \
              decoding) and sync"
                 .into(),
         ));
     }
-    if freeze::is_frozen(&mut legacy).await? {
+    if freeze::is_frozen(legacy).await? {
         // A cutover killed inside its freeze: nothing was switched, so start again from a
         // writable legacy database.
         progress.note("a previous cutover stopped inside its freeze: thawing and starting again");
-        freeze::thaw(&mut legacy).await?;
+        freeze::thaw(legacy).await?;
     }
     last_verify_clean(endpoints).await?;
-    // A way back left by a cutover that did not finish starts too early: made again inside the
-    // freeze.
-    drop_way_back(endpoints).await?;
-    let mut steps = Vec::new();
+    drop_way_back(endpoints).await
+}
+
+/// While writes go on: sync catches up (refused if still too far behind), most changed rows are
+/// compared, and the way back is captured. Its caller drops the way back if this fails.
+async fn before_the_freeze(
+    endpoints: &Endpoints,
+    opts: &CutoverOptions,
+    legacy: &mut PgConnection,
+    progress: &dyn Progress,
+    steps: &mut Steps,
+) -> Result<Ahead> {
     let t = Instant::now();
     progress.table_step("cutover", "catching up");
-    let quiet = |_: Lag| {};
     // A `sync --follow` may be running: catch_up waits for it; the freeze then ends its session.
     sync::catch_up(endpoints).await?;
-    steps.push((
-        "catch up (writes running)".to_string(),
-        t.elapsed().as_secs_f64(),
-    ));
-    let lag = slot::info(&mut legacy).await?.map_or(0, |i| i.lag_bytes);
+    step_done(steps, "catch up (writes running)", t);
+    let lag = slot::info(legacy).await?.map_or(0, |i| i.lag_bytes);
     if lag > opts.max_lag_bytes {
-        let _ = drop_way_back(endpoints).await;
         return Err(MigrateError::Usage(format!(
             "sync is {lag} bytes behind after catching up (the bound is {}): the legacy database \
              writes faster than sync applies; retry when it is quieter",
@@ -169,17 +257,8 @@ pub async fn cutover(
     // (and what differed now) is left for the freeze.
     let t = Instant::now();
     progress.table_step("cutover", "verifying what changed (writes running)");
-    let ahead = match look_ahead(endpoints).await {
-        Ok(ahead) => ahead,
-        Err(e) => {
-            let _ = drop_way_back(endpoints).await;
-            return Err(e);
-        }
-    };
-    steps.push((
-        "verify the changed rows (writes running)".to_string(),
-        t.elapsed().as_secs_f64(),
-    ));
+    let ahead = look_ahead(endpoints).await?;
+    step_done(steps, "verify the changed rows (writes running)", t);
 
     // The way back, before the freeze: making a slot waits for every transaction open on the
     // service database's server, which must not stretch the freeze. Keys the last sync writes
@@ -188,147 +267,126 @@ pub async fn cutover(
     progress.table_step("cutover", "capturing the way back");
     for service in Service::ALL {
         let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
-        if let Err(e) = back::create(&mut conn, service).await {
-            let _ = drop_way_back(endpoints).await;
-            return Err(e);
-        }
+        back::create(&mut conn, service).await?;
     }
-    steps.push((
-        "capture the way back".to_string(),
-        t.elapsed().as_secs_f64(),
-    ));
+    step_done(steps, "capture the way back", t);
+    Ok(ahead)
+}
 
-    progress.table_step("cutover", "freezing writes");
-    let frozen_at = Instant::now();
-    if let Err(e) = freeze::freeze(&mut legacy, opts.lock_timeout).await {
-        let _ = freeze::thaw(&mut legacy).await;
-        let _ = drop_way_back(endpoints).await;
-        return Err(MigrateError::Other(format!(
-            "cutover failed at step freeze: {e}; the legacy database is writable and nothing was switched"
-        )));
-    }
-    steps.push(("freeze".to_string(), frozen_at.elapsed().as_secs_f64()));
-    let frozen = async {
-        let t = Instant::now();
-        let marker = uuid_like();
-        let lsn: String = sqlx::query_scalar("SELECT pg_logical_emit_message(true, $1, $2)::text")
-            .bind(MARKER_PREFIX)
-            .bind(&marker)
-            .fetch_one(&mut legacy)
-            .await
-            .map_err(|e| ("marker", MigrateError::from(e)))?;
-        steps.push(("marker".to_string(), t.elapsed().as_secs_f64()));
+/// What the steps inside the freeze did, up to the switch.
+struct Switched {
+    marker_lsn: String,
+    transactions: u64,
+    verified_rows: u64,
+}
 
-        let t = Instant::now();
-        progress.table_step("cutover", "syncing to the marker");
-        let synced = sync::sync(
-            endpoints,
-            &SyncOptions {
-                follow: false,
-                until_marker: Some(marker),
-                // The freeze ended any other sync's session; its lock goes with it.
-                wait_for_other: Duration::from_secs(5),
-            },
-            progress,
-            &quiet,
-            std::future::pending(),
-        )
+/// A failed step inside the freeze: its name and why.
+type FailedStep = (&'static str, MigrateError);
+
+/// Steps 3 to 6, with legacy frozen: the marker, the sync up to it, the verify of what it
+/// changed, the carry, the record and the switch. A failure names its step; the caller thaws.
+async fn in_the_freeze(
+    endpoints: &Endpoints,
+    opts: &CutoverOptions,
+    legacy: &mut PgConnection,
+    progress: &dyn Progress,
+    steps: &mut Steps,
+    ahead: &Ahead,
+    frozen_at: Instant,
+) -> std::result::Result<Switched, FailedStep> {
+    let t = Instant::now();
+    let marker = uuid_like();
+    let lsn: String = sqlx::query_scalar("SELECT pg_logical_emit_message(true, $1, $2)::text")
+        .bind(MARKER_PREFIX)
+        .bind(&marker)
+        .fetch_one(&mut *legacy)
+        .await
+        .map_err(|e| ("marker", MigrateError::from(e)))?;
+    step_done(steps, "marker", t);
+
+    let t = Instant::now();
+    progress.table_step("cutover", "syncing to the marker");
+    let transactions = sync_to_marker(endpoints, progress, marker)
         .await
         .map_err(|e| ("sync to the marker", e))?;
-        if !synced.marker_seen {
-            return Err((
-                "sync to the marker",
-                MigrateError::Other("the marker never arrived in the stream".into()),
-            ));
-        }
-        steps.push(("sync to the marker".to_string(), t.elapsed().as_secs_f64()));
+    step_done(steps, "sync to the marker", t);
 
-        let t = Instant::now();
-        progress.table_step("cutover", "verifying what changed");
-        let verified = verify_touched(endpoints, &ahead)
+    let t = Instant::now();
+    progress.table_step("cutover", "verifying what changed");
+    let verified = verify_touched(endpoints, ahead)
+        .await
+        .map_err(|e| ("verify", e))?;
+    step_done(steps, "verify the changed rows", t);
+
+    // The services' own state, when they ran on the legacy database (shared topology).
+    let t = Instant::now();
+    progress.table_step("cutover", "carrying the services' own state");
+    for service in Service::ALL {
+        let mut conn = connect::connection(service.name(), endpoints.target(service))
             .await
-            .map_err(|e| ("verify", e))?;
-        steps.push((
-            "verify the changed rows".to_string(),
-            t.elapsed().as_secs_f64(),
-        ));
-
-        // The services' own state, when they ran on the legacy database (shared topology).
-        let t = Instant::now();
-        progress.table_step("cutover", "carrying the services' own state");
-        for service in Service::ALL {
-            let mut conn = connect::connection(service.name(), endpoints.target(service))
-                .await
-                .map_err(|e| ("carry", e))?;
-            crate::engine::carry::carry(&mut legacy, &mut conn, service)
-                .await
-                .map_err(|e| ("carry", e))?;
-        }
-        steps.push((
-            "carry the services' state".to_string(),
-            t.elapsed().as_secs_f64(),
-        ));
-
-        // Recorded before the switch: a journal that cannot be written thaws like any step.
-        let t = Instant::now();
-        let detail = serde_json::json!({
-            "markerLsn": lsn,
-            "freezeSeconds": frozen_at.elapsed().as_secs_f64(),
-            "transactionsInFreeze": synced.transactions,
-            "verifiedRows": verified,
-        });
-        for service in Service::ALL {
-            let mut conn = connect::connection(service.name(), endpoints.target(service))
-                .await
-                .map_err(|e| ("record", e))?;
-            journal::record_run(&mut conn, "cutover", "ok", &detail)
-                .await
-                .map_err(|e| ("record", MigrateError::from(e)))?;
-            crate::engine::journal::state::advance_here(
-                &mut conn,
-                crate::engine::journal::state::State::CutOver,
-                "cutover",
-            )
+            .map_err(|e| ("carry", e))?;
+        crate::engine::carry::carry(legacy, &mut conn, service)
             .await
-            .map_err(|e| ("record", e))?;
-        }
-        write_topology(&opts.topology_file).map_err(|e| ("switch", MigrateError::from(e)))?;
-        steps.push(("record and switch".to_string(), t.elapsed().as_secs_f64()));
-        Ok::<_, (&str, MigrateError)>((lsn, synced.transactions, verified))
+            .map_err(|e| ("carry", e))?;
     }
-    .await;
-    let freeze_seconds = frozen_at.elapsed().as_secs_f64();
-    let (marker_lsn, transactions_in_freeze, verified_rows) = match frozen {
-        Ok(done) => done,
-        Err((step, e)) => {
-            let _ = drop_way_back(endpoints).await;
-            let thawed = match freeze::thaw(&mut legacy).await {
-                Ok(()) => "the legacy database is writable again".to_string(),
-                Err(t) => format!("making the legacy database writable again failed too ({t})"),
-            };
-            return Err(MigrateError::Other(format!(
-                "cutover failed at step {step}: {e}; {thawed} and the topology was not switched"
-            )));
-        }
-    };
-    // The marker is applied and the legacy database frozen: the slot has nothing left to
-    // capture, and kept it would make the legacy server keep WAL without bound.
-    let slot_dropped = slot::drop(&mut legacy).await;
-    if let Err(e) = &slot_dropped {
-        progress.note(&format!(
-            "the legacy capture slot could not be dropped ({e}): run `mfe migrate cutover` again \
-             to drop it"
+    step_done(steps, "carry the services' state", t);
+
+    // Recorded before the switch: a journal that cannot be written thaws like any step.
+    let t = Instant::now();
+    let detail = serde_json::json!({
+        "markerLsn": lsn,
+        "freezeSeconds": frozen_at.elapsed().as_secs_f64(),
+        "transactionsInFreeze": transactions,
+        "verifiedRows": verified,
+    });
+    record(endpoints, &detail)
+        .await
+        .map_err(|e| ("record", e))?;
+    write_topology(&opts.topology_file).map_err(|e| ("switch", MigrateError::from(e)))?;
+    step_done(steps, "record and switch", t);
+    Ok(Switched {
+        marker_lsn: lsn,
+        transactions,
+        verified_rows: verified,
+    })
+}
+
+/// Sync exactly up to `marker`; returns the legacy transactions it applied.
+async fn sync_to_marker(
+    endpoints: &Endpoints,
+    progress: &dyn Progress,
+    marker: String,
+) -> Result<u64> {
+    let quiet = |_: Lag| {};
+    let synced = sync::sync(
+        endpoints,
+        &SyncOptions {
+            follow: false,
+            until_marker: Some(marker),
+            // The freeze ended any other sync's session; its lock goes with it.
+            wait_for_other: Duration::from_secs(5),
+        },
+        progress,
+        &quiet,
+        std::future::pending(),
+    )
+    .await?;
+    if !synced.marker_seen {
+        return Err(MigrateError::Stream(
+            "the marker never arrived in the stream".into(),
         ));
     }
-    let report = CutoverReport {
-        freeze_seconds,
-        marker_lsn,
-        transactions_in_freeze,
-        verified_rows,
-        topology_file: opts.topology_file.display().to_string(),
-        steps,
-    };
-    Ok(report)
+    Ok(synced.transactions)
+}
+
+/// The cutover in every service database's journal, and the migration's state `cut over`.
+async fn record(endpoints: &Endpoints, detail: &serde_json::Value) -> Result<()> {
+    for service in Service::ALL {
+        let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
+        journal::record_run(&mut conn, "cutover", "ok", detail).await?;
+        state::advance_here(&mut conn, State::CutOver, "cutover").await?;
+    }
+    Ok(())
 }
 
 /// Drops the way-back slots of the service databases.
@@ -533,7 +591,7 @@ async fn verify_touched(endpoints: &Endpoints, ahead: &Ahead) -> Result<u64> {
     } else {
         let n = differences.len();
         differences.truncate(10);
-        Err(MigrateError::Other(format!(
+        Err(MigrateError::Diverged(format!(
             "{n} changed rows differ between the legacy and the service databases (first: {})",
             differences.join(", ")
         )))

@@ -31,12 +31,16 @@ pub async fn prepare(endpoints: &Endpoints) -> Result<Vec<Prepared>> {
         let url = endpoints.target(service);
         platform::db::ensure_database(url)
             .await
-            .map_err(|e| MigrateError::Other(e.to_string()))?;
+            .map_err(|e| MigrateError::CreateDatabase(e.to_string()))?;
         let mut conn = connect::connection(service.name(), url).await?;
         let migrator = migrator(service);
-        migrator.run(&mut conn).await.map_err(|e| {
-            MigrateError::Other(format!("{}: applying migrations: {e}", service.name()))
-        })?;
+        migrator
+            .run(&mut conn)
+            .await
+            .map_err(|source| MigrateError::Migrations {
+                target: service.name().into(),
+                source,
+            })?;
         journal::ensure(&mut conn).await?;
         journal::record_run(&mut conn, "prepare", "ok", &serde_json::json!({})).await?;
         out.push(Prepared {

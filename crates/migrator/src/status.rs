@@ -200,36 +200,11 @@ pub async fn read_service(
     conn: &mut sqlx::PgConnection,
     service: Service,
 ) -> sqlx::Result<ServiceJournal> {
-    let names: Vec<String> = tables_of(service).map(|t| t.name.to_string()).collect();
     let has_journal: bool =
         sqlx::query_scalar("SELECT to_regclass('mfe_migration.chunks') IS NOT NULL")
             .fetch_one(&mut *conn)
             .await?;
-    let rows: Vec<TableRow> = if has_journal {
-        sqlx::query_as(
-            "SELECT n AS name, t.state, coalesce(t.estimated_rows, 0) AS estimated_rows,
-                    count(c.chunk) AS chunks, count(c.done_at) AS chunks_done,
-                    coalesce(sum(c.rows) FILTER (WHERE c.done_at IS NOT NULL), 0)::bigint AS rows,
-                    pg_table_size(to_regclass(format('public.%I', n))) AS bytes
-             FROM unnest($1::text[]) n
-             LEFT JOIN mfe_migration.tables t ON t.table_name = n
-             LEFT JOIN mfe_migration.chunks c ON c.table_name = n
-             GROUP BY n, t.state, t.estimated_rows",
-        )
-        .bind(&names)
-        .fetch_all(&mut *conn)
-        .await?
-    } else {
-        sqlx::query_as(
-            "SELECT n AS name, NULL::text AS state, 0::bigint AS estimated_rows,
-                    0::bigint AS chunks, 0::bigint AS chunks_done, 0::bigint AS rows,
-                    pg_table_size(to_regclass(format('public.%I', n))) AS bytes
-             FROM unnest($1::text[]) n",
-        )
-        .bind(&names)
-        .fetch_all(&mut *conn)
-        .await?
-    };
+    let rows = table_rows(conn, service, has_journal).await?;
     let mut read = ServiceJournal {
         way_back: crate::rollback::way_back::info(&mut *conn).await?,
         ..ServiceJournal::default()
@@ -260,15 +235,47 @@ pub async fn read_service(
     if !has_journal {
         return Ok(read);
     }
+    read.runs = latest_runs(conn, service).await?;
+    read.positions = sync_positions(conn, service).await?;
+    Ok(read)
+}
+
+/// Each of `service`'s tables with its journal (none yet: not started) and its size.
+async fn table_rows(
+    conn: &mut sqlx::PgConnection,
+    service: Service,
+    has_journal: bool,
+) -> sqlx::Result<Vec<TableRow>> {
+    let names: Vec<String> = tables_of(service).map(|t| t.name.to_string()).collect();
+    let sql = if has_journal {
+        "SELECT n AS name, t.state, coalesce(t.estimated_rows, 0) AS estimated_rows,
+                count(c.chunk) AS chunks, count(c.done_at) AS chunks_done,
+                coalesce(sum(c.rows) FILTER (WHERE c.done_at IS NOT NULL), 0)::bigint AS rows,
+                pg_table_size(to_regclass(format('public.%I', n))) AS bytes
+         FROM unnest($1::text[]) n
+         LEFT JOIN mfe_migration.tables t ON t.table_name = n
+         LEFT JOIN mfe_migration.chunks c ON c.table_name = n
+         GROUP BY n, t.state, t.estimated_rows"
+    } else {
+        "SELECT n AS name, NULL::text AS state, 0::bigint AS estimated_rows,
+                0::bigint AS chunks, 0::bigint AS chunks_done, 0::bigint AS rows,
+                pg_table_size(to_regclass(format('public.%I', n))) AS bytes
+         FROM unnest($1::text[]) n"
+    };
+    sqlx::query_as(sql).bind(&names).fetch_all(conn).await
+}
+
+/// The latest run of each phase.
+async fn latest_runs(conn: &mut sqlx::PgConnection, service: Service) -> sqlx::Result<Vec<Run>> {
     let runs: Vec<(String, String, String, serde_json::Value)> =
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT DISTINCT ON (phase) phase, outcome, to_char(at AT TIME ZONE 'UTC', '{ISO_UTC}'), \
                     detail
              FROM mfe_migration.runs ORDER BY phase, at DESC, id DESC"
         )))
-        .fetch_all(&mut *conn)
+        .fetch_all(conn)
         .await?;
-    read.runs = runs
+    Ok(runs
         .into_iter()
         .map(|(phase, outcome, at, detail)| Run {
             service: service.name(),
@@ -277,29 +284,36 @@ pub async fn read_service(
             at,
             detail,
         })
-        .collect();
+        .collect())
+}
+
+/// Where the sync stands here, if it ever ran.
+async fn sync_positions(
+    conn: &mut sqlx::PgConnection,
+    service: Service,
+) -> sqlx::Result<Vec<SyncPosition>> {
     let has_sync: bool =
         sqlx::query_scalar("SELECT to_regclass('mfe_migration.sync_position') IS NOT NULL")
             .fetch_one(&mut *conn)
             .await?;
-    if has_sync {
-        let positions: Vec<(String, i64, Option<String>)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT commit_lsn::text, transactions, \
-                        to_char(commit_time AT TIME ZONE 'UTC', '{ISO_UTC}') \
-                 FROM mfe_migration.sync_position"
-            )))
-            .fetch_all(&mut *conn)
-            .await?;
-        read.positions = positions
-            .into_iter()
-            .map(|(position, transactions, commit_time)| SyncPosition {
-                service: service.name(),
-                position,
-                transactions,
-                commit_time,
-            })
-            .collect();
+    if !has_sync {
+        return Ok(Vec::new());
     }
-    Ok(read)
+    let positions: Vec<(String, i64, Option<String>)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT commit_lsn::text, transactions, \
+                    to_char(commit_time AT TIME ZONE 'UTC', '{ISO_UTC}') \
+             FROM mfe_migration.sync_position"
+        )))
+        .fetch_all(conn)
+        .await?;
+    Ok(positions
+        .into_iter()
+        .map(|(position, transactions, commit_time)| SyncPosition {
+            service: service.name(),
+            position,
+            transactions,
+            commit_time,
+        })
+        .collect())
 }

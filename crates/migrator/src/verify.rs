@@ -21,6 +21,7 @@ use crate::engine::connect;
 pub use crate::engine::digest::Differences;
 use crate::engine::digest::{bucket_sums, choose_hashing, diff_rows, row_digests};
 use crate::engine::journal;
+use crate::engine::journal::position;
 use crate::engine::sql::ident;
 use crate::error::{MigrateError, Result};
 use crate::progress::Progress;
@@ -98,47 +99,17 @@ pub async fn verify(
     let mut synced_before = Vec::new();
     for service in Service::ALL {
         let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
-        synced_before.push(crate::engine::journal::position::synced_position(&mut conn).await?);
+        synced_before.push(position::synced_position(&mut conn).await?);
     }
     let exempt = Arc::new(rolled_back_by_rules(endpoints).await?);
-    let mut tasks = Vec::new();
-    for table in TABLES {
-        let endpoints = endpoints.clone();
-        let exempt = exempt.clone();
-        let mut opts = opts.clone();
-        if live {
-            opts.max_listed = opts.max_listed.max(LIVE_RECHECK_MAX);
-        }
-        let progress = progress.clone();
-        tasks.push(tokio::spawn(async move {
-            let exempt = exempt.get(table.name).cloned().unwrap_or_default();
-            verify_table(&endpoints, table, &opts, &exempt, progress.as_ref()).await
-        }));
-    }
-    // Orphans are counted beside the table checks: the two are independent.
-    let orphan_task = {
-        let (endpoints, max_listed) = (endpoints.clone(), opts.max_listed);
-        let exempt = exempt.clone();
-        tokio::spawn(async move { count_all_orphans(&endpoints, max_listed, &exempt).await })
-    };
-    let mut tables = Vec::new();
-    for task in tasks {
-        tables.push(
-            task.await
-                .map_err(|e| MigrateError::Other(format!("verify task: {e}")))??,
-        );
-    }
-    let mut orphans = orphan_task
-        .await
-        .map_err(|e| MigrateError::Other(format!("orphan check: {e}")))??;
+    let (mut tables, mut orphans) = compare_all(endpoints, opts, live, &exempt, progress).await?;
     let mut rechecked = 0;
     if live && tables.iter().any(|t| !t.ok) {
-        let since: std::collections::HashMap<&'static str, Option<crate::cdc::pgoutput::Lsn>> =
-            Service::ALL
-                .into_iter()
-                .map(|s| s.name())
-                .zip(synced_before.iter().copied())
-                .collect();
+        let since: HashMap<&'static str, Option<crate::cdc::pgoutput::Lsn>> = Service::ALL
+            .into_iter()
+            .map(|s| s.name())
+            .zip(synced_before.iter().copied())
+            .collect();
         rechecked = recheck_live(endpoints, &mut tables, &since).await?;
     }
     if live && orphans.iter().any(|o| o.orphans > 0) {
@@ -160,24 +131,73 @@ pub async fn verify(
         live,
         rechecked,
     };
+    record(endpoints, &report, &synced_before).await?;
+    Ok(report)
+}
+
+type Exempt = HashMap<String, HashMap<String, bool>>;
+
+/// Every table compared, each on a task of its own, with the orphans counted beside them (the
+/// two are independent). A live verify lists every differing key it may check again.
+async fn compare_all(
+    endpoints: &Endpoints,
+    opts: &VerifyOptions,
+    live: bool,
+    exempt: &Arc<Exempt>,
+    progress: Arc<dyn Progress>,
+) -> Result<(Vec<TableVerify>, Vec<OrphanCheck>)> {
+    let mut tasks = Vec::new();
+    for table in TABLES {
+        let endpoints = endpoints.clone();
+        let exempt = exempt.clone();
+        let mut opts = opts.clone();
+        if live {
+            opts.max_listed = opts.max_listed.max(LIVE_RECHECK_MAX);
+        }
+        let progress = progress.clone();
+        tasks.push(tokio::spawn(async move {
+            let exempt = exempt.get(table.name).cloned().unwrap_or_default();
+            verify_table(&endpoints, table, &opts, &exempt, progress.as_ref()).await
+        }));
+    }
+    let orphan_task = {
+        let (endpoints, max_listed) = (endpoints.clone(), opts.max_listed);
+        let exempt = exempt.clone();
+        tokio::spawn(async move { count_all_orphans(&endpoints, max_listed, &exempt).await })
+    };
+    let mut tables = Vec::new();
+    for task in tasks {
+        let table = task
+            .await
+            .map_err(|e| MigrateError::task("verify task", e))??;
+        tables.push(table);
+    }
+    let orphans = orphan_task
+        .await
+        .map_err(|e| MigrateError::task("orphan check", e))??;
+    Ok((tables, orphans))
+}
+
+/// The run in every journal; a clean one vouches for the rows the sync changed up to where each
+/// target stood before comparing (`synced_before`), which cutover then need not verify again.
+async fn record(
+    endpoints: &Endpoints,
+    report: &VerifyReport,
+    synced_before: &[Option<crate::cdc::pgoutput::Lsn>],
+) -> Result<()> {
     for (service, synced) in Service::ALL.into_iter().zip(synced_before.iter().copied()) {
         let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
         journal::ensure(&mut conn).await?;
         if report.ok
             && let Some(lsn) = synced
         {
-            crate::engine::journal::position::forget_touched(&mut conn, lsn).await?;
+            position::forget_touched(&mut conn, lsn).await?;
         }
         let outcome = if report.ok { "ok" } else { "differences" };
-        journal::record_run(
-            &mut conn,
-            "verify",
-            outcome,
-            &serde_json::to_value(&report).unwrap_or_default(),
-        )
-        .await?;
+        let detail = serde_json::to_value(report).unwrap_or_default();
+        journal::record_run(&mut conn, "verify", outcome, &detail).await?;
     }
-    Ok(report)
+    Ok(())
 }
 
 /// After a rollback (the migration's state says so): the rows legacy's own foreign keys changed
@@ -312,7 +332,7 @@ fn set_exempt_aside(d: &mut Differences, exempt: &HashMap<String, bool>) -> (u64
 async fn recheck_live(
     endpoints: &Endpoints,
     tables: &mut [TableVerify],
-    since: &std::collections::HashMap<&'static str, Option<crate::cdc::pgoutput::Lsn>>,
+    since: &HashMap<&'static str, Option<crate::cdc::pgoutput::Lsn>>,
 ) -> Result<u64> {
     let mut rechecked = 0u64;
     for _round in 0..3 {
@@ -325,53 +345,20 @@ async fn recheck_live(
             .iter_mut()
             .filter(|t| !t.ok && t.differences.is_empty())
         {
-            let table = schema::contract::table(t.table).expect("contract table");
-            let mut target =
-                connect::connection(table.service.name(), endpoints.target(table.service)).await?;
+            let (table, mut target) = target_of(endpoints, t).await?;
             t.legacy_rows = row_count(&mut legacy, table).await?;
             t.target_rows = row_count(&mut target, table).await?;
             t.ok = t.legacy_rows == t.target_rows;
             still |= !t.ok;
         }
-        for t in tables.iter_mut().filter(|t| !t.differences.is_empty()) {
-            let d = &t.differences;
-            if d.changed_count + d.missing_count + d.extra_count
-                > (d.changed.len() + d.missing.len() + d.extra.len()) as u64
-            {
-                // More than could be listed: not rows in flight, and the unlisted ones cannot be
-                // checked again. Reported as they are.
-                continue;
-            }
-            let table = schema::contract::table(t.table).expect("contract table");
-            let mut target =
-                connect::connection(table.service.name(), endpoints.target(table.service)).await?;
+        for t in tables.iter_mut().filter(|t| all_listed(&t.differences)) {
+            let (table, mut target) = target_of(endpoints, t).await?;
             let d = &mut t.differences;
             let mut keys: Vec<String> = std::mem::take(&mut d.changed);
             keys.append(&mut d.missing);
             keys.append(&mut d.extra);
-            let mut fresh = Differences::default();
-            for chunk in keys.chunks(5000) {
-                let l = row_digests(&mut legacy, table, chunk).await?;
-                let r = row_digests(&mut target, table, chunk).await?;
-                rechecked += chunk.len() as u64;
-                for key in chunk {
-                    match (l.get(key), r.get(key)) {
-                        (Some(a), Some(b)) if a != b => {
-                            fresh.changed.push(key.clone());
-                            fresh.changed_count += 1;
-                        }
-                        (Some(_), None) => {
-                            fresh.missing.push(key.clone());
-                            fresh.missing_count += 1;
-                        }
-                        (None, Some(_)) => {
-                            fresh.extra.push(key.clone());
-                            fresh.extra_count += 1;
-                        }
-                        _ => {}
-                    }
-                }
-            }
+            rechecked += keys.len() as u64;
+            let fresh = compare_keys(&mut legacy, &mut target, table, &keys).await?;
             // Counts first taken at different moments on a moving database are not compared.
             t.ok = fresh.is_empty();
             still |= !t.ok;
@@ -386,23 +373,15 @@ async fn recheck_live(
     // verify began are not vouched for here: cutover verifies them inside its freeze (they stay
     // in `sync_changes`). A row that differs and was not changed is a real difference.
     crate::sync::catch_up(endpoints).await?;
-    for t in tables.iter_mut().filter(|t| !t.differences.is_empty()) {
-        let d = &t.differences;
-        if d.changed_count + d.missing_count + d.extra_count
-            > (d.changed.len() + d.missing.len() + d.extra.len()) as u64
-        {
-            continue;
-        }
-        let table = schema::contract::table(t.table).expect("contract table");
-        let mut target =
-            connect::connection(table.service.name(), endpoints.target(table.service)).await?;
+    for t in tables.iter_mut().filter(|t| all_listed(&t.differences)) {
+        let (table, mut target) = target_of(endpoints, t).await?;
         let after = since
             .get(table.service.name())
             .copied()
             .flatten()
             .unwrap_or_default();
         let touched: std::collections::HashSet<String> =
-            crate::engine::journal::position::touched_keys(&mut target, table.name, Some(after))
+            position::touched_keys(&mut target, table.name, Some(after))
                 .await?
                 .into_iter()
                 .collect();
@@ -422,6 +401,56 @@ async fn recheck_live(
         t.ok = d.is_empty();
     }
     Ok(rechecked)
+}
+
+/// Differences found, every one of them listed: more than could be listed are not rows in
+/// flight, and the unlisted ones cannot be checked again (they are reported as they are).
+fn all_listed(d: &Differences) -> bool {
+    !d.is_empty()
+        && d.changed_count + d.missing_count + d.extra_count
+            == (d.changed.len() + d.missing.len() + d.extra.len()) as u64
+}
+
+/// The contract table `t` verified, and a connection to its service database.
+async fn target_of(
+    endpoints: &Endpoints,
+    t: &TableVerify,
+) -> Result<(&'static Table, PgConnection)> {
+    let table = schema::contract::table(t.table).expect("contract table");
+    let target = connect::connection(table.service.name(), endpoints.target(table.service)).await?;
+    Ok((table, target))
+}
+
+/// `keys` of `table` compared row by row on both sides, now.
+async fn compare_keys(
+    legacy: &mut PgConnection,
+    target: &mut PgConnection,
+    table: &Table,
+    keys: &[String],
+) -> Result<Differences> {
+    let mut fresh = Differences::default();
+    for chunk in keys.chunks(5000) {
+        let l = row_digests(&mut *legacy, table, chunk).await?;
+        let r = row_digests(&mut *target, table, chunk).await?;
+        for key in chunk {
+            match (l.get(key), r.get(key)) {
+                (Some(a), Some(b)) if a != b => {
+                    fresh.changed.push(key.clone());
+                    fresh.changed_count += 1;
+                }
+                (Some(_), None) => {
+                    fresh.missing.push(key.clone());
+                    fresh.missing_count += 1;
+                }
+                (None, Some(_)) => {
+                    fresh.extra.push(key.clone());
+                    fresh.extra_count += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(fresh)
 }
 
 async fn row_count(conn: &mut PgConnection, table: &Table) -> Result<i64> {
@@ -461,84 +490,107 @@ async fn count_all_orphans(
         let to = schema::contract::table(references).expect("contract table");
         let mut referencing =
             connect::connection(from.service.name(), endpoints.target(from.service)).await?;
-        let mut referenced =
-            connect::connection(to.service.name(), endpoints.target(to.service)).await?;
-        let keys = format!("mfe_verify_{}_keys", to.name);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "CREATE TEMP TABLE {keys} (k text)"
-        )))
-        .execute(&mut referencing)
-        .await?;
-        let fks: Vec<&&ForeignKey> = dropped
+        let fks: Vec<&'static ForeignKey> = dropped
             .iter()
+            .copied()
             .filter(|fk| {
                 fk.references == references
                     && schema::contract::table(fk.table).map(|t| t.service) == Some(from.service)
             })
             .collect();
-        let referenced_column = fks[0].referenced_column;
-        {
-            let mut sink = referencing
-                .copy_in_raw(&format!("COPY {keys} (k) FROM STDIN (FORMAT binary)"))
-                .await?;
-            let mut stream = referenced
-                .copy_out_raw(&format!(
-                    "COPY (SELECT {} FROM public.{}) TO STDOUT (FORMAT binary)",
-                    ident(referenced_column),
-                    ident(to.name)
-                ))
-                .await?;
-            while let Some(bytes) = stream.try_next().await? {
-                sink.send(bytes).await?;
-            }
-            sink.finish().await?;
-        }
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE {keys}")))
-            .execute(&mut referencing)
-            .await?;
+        let keys = copy_referenced_keys(endpoints, &mut referencing, to, fks[0]).await?;
         for fk in fks {
-            let child = schema::contract::table(fk.table).expect("contract table");
             let set_aside: Vec<&String> = exempt
                 .get(fk.table)
                 .map(|keys| keys.keys().collect())
                 .unwrap_or_default();
-            let orphaned = format!(
-                "FROM public.{t} x WHERE x.{c} IS NOT NULL AND NOT (x.{k} = ANY($1)) \
-                 AND NOT EXISTS (SELECT 1 FROM {keys} r WHERE r.k = x.{c})",
-                t = ident(fk.table),
-                c = ident(fk.column),
-                k = ident(child.key)
-            );
-            let orphans: i64 =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) {orphaned}")))
-                    .bind(&set_aside)
-                    .fetch_one(&mut referencing)
-                    .await?;
-            let examples: Vec<String> = if orphans > 0 {
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT DISTINCT x.{c} {orphaned} ORDER BY 1 LIMIT {max_listed}",
-                    c = ident(fk.column)
-                )))
-                .bind(&set_aside)
-                .fetch_all(&mut referencing)
-                .await?
-            } else {
-                Vec::new()
-            };
-            out.push(OrphanCheck {
-                foreign_key: fk.name,
-                reference: format!(
-                    "{}.{} -> {}.{}",
-                    fk.table, fk.column, fk.references, fk.referenced_column
-                ),
-                orphans,
-                examples,
-            });
+            out.push(orphans_of(&mut referencing, fk, &keys, &set_aside, max_listed).await?);
         }
     }
     // In contract order, whatever order the pairs ran in.
     out.sort_by_key(|o| dropped.iter().position(|fk| fk.name == o.foreign_key));
     Ok(out)
+}
+
+/// Streams the keys `fk` references in `to`'s service database (binary COPY) into a temporary
+/// table beside the referencing rows; returns its name.
+async fn copy_referenced_keys(
+    endpoints: &Endpoints,
+    referencing: &mut PgConnection,
+    to: &Table,
+    fk: &ForeignKey,
+) -> Result<String> {
+    let mut referenced =
+        connect::connection(to.service.name(), endpoints.target(to.service)).await?;
+    let keys = format!("mfe_verify_{}_keys", to.name);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE TEMP TABLE {keys} (k text)"
+    )))
+    .execute(&mut *referencing)
+    .await?;
+    {
+        let mut sink = referencing
+            .copy_in_raw(&format!("COPY {keys} (k) FROM STDIN (FORMAT binary)"))
+            .await?;
+        let mut stream = referenced
+            .copy_out_raw(&format!(
+                "COPY (SELECT {} FROM public.{}) TO STDOUT (FORMAT binary)",
+                ident(fk.referenced_column),
+                ident(to.name)
+            ))
+            .await?;
+        while let Some(bytes) = stream.try_next().await? {
+            sink.send(bytes).await?;
+        }
+        sink.finish().await?;
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE {keys}")))
+        .execute(&mut *referencing)
+        .await?;
+    Ok(keys)
+}
+
+/// The references of `fk` that name no key in the temporary table `keys`, but those set aside.
+async fn orphans_of(
+    referencing: &mut PgConnection,
+    fk: &ForeignKey,
+    keys: &str,
+    set_aside: &[&String],
+    max_listed: usize,
+) -> Result<OrphanCheck> {
+    let child = schema::contract::table(fk.table).expect("contract table");
+    let orphaned = format!(
+        "FROM public.{t} x WHERE x.{c} IS NOT NULL AND NOT (x.{k} = ANY($1)) \
+         AND NOT EXISTS (SELECT 1 FROM {keys} r WHERE r.k = x.{c})",
+        t = ident(fk.table),
+        c = ident(fk.column),
+        k = ident(child.key)
+    );
+    let orphans: i64 =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) {orphaned}")))
+            .bind(set_aside)
+            .fetch_one(&mut *referencing)
+            .await?;
+    let examples: Vec<String> = if orphans > 0 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT x.{c} {orphaned} ORDER BY 1 LIMIT {max_listed}",
+            c = ident(fk.column)
+        )))
+        .bind(set_aside)
+        .fetch_all(referencing)
+        .await?
+    } else {
+        Vec::new()
+    };
+    Ok(OrphanCheck {
+        foreign_key: fk.name,
+        reference: format!(
+            "{}.{} -> {}.{}",
+            fk.table, fk.column, fk.references, fk.referenced_column
+        ),
+        orphans,
+        examples,
+    })
 }
 
 #[cfg(test)]

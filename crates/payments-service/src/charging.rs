@@ -294,7 +294,7 @@ async fn make_occurrence(tx: &mut PgConnection, job: &Job) -> Result<()> {
         return Ok(());
     };
     let interval: Interval = serde_json::from_value(Value::String(interval.to_string()))
-        .map_err(|e| PaymentError::Api(platform::ApiError::internal(e)))?;
+        .map_err(|e| PaymentError::from(platform::ApiError::internal(e)))?;
     let occurrence = schedules::next_occurrence(tx, parent_id).await?;
     let mut metadata = match parent.metadata.clone() {
         Some(Value::Object(map)) => map,

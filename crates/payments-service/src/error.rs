@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use platform::ApiError;
-use platform::error::code;
+use platform::error::{CommonError, code};
 
 use crate::status::Status;
 
@@ -27,8 +27,6 @@ pub enum PaymentError {
     /// Also what a payment its caller may not see answers, so payments cannot be probed.
     #[error("Payment not found")]
     PaymentNotFound,
-    #[error("{0}")]
-    Forbidden(&'static str),
     #[error("a {from} payment cannot become {to}")]
     InvalidTransition { from: Status, to: Status },
     #[error("this Idempotency-Key was used with another request")]
@@ -40,20 +38,16 @@ pub enum PaymentError {
     /// Auth could not be asked (503 `auth_unavailable`), or answered something unexpected.
     #[error(transparent)]
     Auth(#[from] auth_client::ClientError),
-    /// Validation and pagination errors, already in the platform's shape.
+    /// Forbidden, the platform's own errors (validation, pagination), the database.
     #[error(transparent)]
-    Api(#[from] ApiError),
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Common(#[from] CommonError),
 }
 
 impl From<PaymentError> for ApiError {
     fn from(e: PaymentError) -> Self {
         let message = e.to_string();
         match e {
-            PaymentError::NoUser | PaymentError::Forbidden(_) => {
-                ApiError::new(StatusCode::FORBIDDEN, code::FORBIDDEN, message)
-            }
+            PaymentError::NoUser => ApiError::new(StatusCode::FORBIDDEN, code::FORBIDDEN, message),
             PaymentError::SenderNotFound
             | PaymentError::RecipientNotFound
             | PaymentError::PaymentNotFound => {
@@ -75,8 +69,7 @@ impl From<PaymentError> for ApiError {
                 ApiError::new(StatusCode::UNAUTHORIZED, codes::INVALID_SIGNATURE, message)
             }
             PaymentError::Auth(e) => e.into(),
-            PaymentError::Api(api) => api,
-            PaymentError::Database(e) => e.into(),
+            PaymentError::Common(e) => e.into(),
         }
     }
 }
@@ -86,5 +79,7 @@ impl IntoResponse for PaymentError {
         ApiError::from(self).into_response()
     }
 }
+
+platform::common_errors!(PaymentError);
 
 pub type Result<T, E = PaymentError> = std::result::Result<T, E>;

@@ -190,10 +190,21 @@ async fn create_claimed(
     if !instant {
         return Ok(Answer::fresh(stored));
     }
+    charge_instant(state, &id, &names, held).await
+}
+
+/// An instant payment, committed: charged at once, and answered (and its key's answer stored)
+/// as the charge left it.
+async fn charge_instant(
+    state: &AppState,
+    id: &str,
+    names: &crate::views::Names,
+    held: Option<idempotency::Held>,
+) -> Result<Answer> {
     // On a task of its own: a client hanging up drops this request's future, and the charge with
     // it, which would then wait for the reconciler (the provider's timeout and more).
     let charge = {
-        let (state, id) = (state.clone(), id.clone());
+        let (state, id) = (state.clone(), id.to_string());
         tokio::spawn(async move { charging::charge_now(&state, &id).await })
     };
     if let Err(e) = charge.await {
@@ -203,11 +214,11 @@ async fn create_claimed(
     // the pool has connections would each wait for another one, until the acquire timeout.
     let row = {
         let mut conn = state.pool.acquire().await?;
-        store::find(&mut conn, &id)
+        store::find(&mut conn, id)
             .await?
             .ok_or(PaymentError::PaymentNotFound)?
     };
-    let charged = answer_for(&PaymentView::new(row, &names))?;
+    let charged = answer_for(&PaymentView::new(row, names))?;
     if let Some(held) = held {
         held.finish(&charged).await;
     }
@@ -322,7 +333,7 @@ async fn cancel_claimed(
 ) -> Result<Answer> {
     let row = visible(state, caller, id).await?;
     if row.sender_id != user_id {
-        return Err(PaymentError::Forbidden(
+        return Err(PaymentError::forbidden(
             "only the sender may cancel a payment",
         ));
     }

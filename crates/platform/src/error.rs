@@ -187,6 +187,58 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The failures every service has, answered the same way by each: a service's error enum
+/// carries them in one variant (`Common`), beside its own, and [`common_errors!`] lets `?`
+/// take them.
+#[derive(Debug, thiserror::Error)]
+pub enum CommonError {
+    /// The caller may not do this: 403 `forbidden`.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// Already in the platform's shape: validation, pagination, a bad request.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// 500 (503 for an outage), the cause logged and never sent.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<CommonError> for ApiError {
+    fn from(e: CommonError) -> Self {
+        match e {
+            CommonError::Forbidden(why) => ApiError::forbidden(why),
+            CommonError::Api(api) => api,
+            CommonError::Database(e) => e.into(),
+        }
+    }
+}
+
+/// For a service's error enum `$t` with a variant `Common(CommonError)`: `?` on a database
+/// error or an [`ApiError`], and `$t::forbidden(why)`.
+#[macro_export]
+macro_rules! common_errors {
+    ($t:ty) => {
+        impl From<sqlx::Error> for $t {
+            fn from(e: sqlx::Error) -> Self {
+                Self::Common($crate::error::CommonError::Database(e))
+            }
+        }
+
+        impl From<$crate::ApiError> for $t {
+            fn from(e: $crate::ApiError) -> Self {
+                Self::Common($crate::error::CommonError::Api(e))
+            }
+        }
+
+        impl $t {
+            /// The caller may not do this (403).
+            pub fn forbidden(why: &'static str) -> Self {
+                Self::Common($crate::error::CommonError::Forbidden(why))
+            }
+        }
+    };
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         Self::from_db(&e)

@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use platform::ApiError;
-use platform::error::code;
+use platform::error::{CommonError, code};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
@@ -16,31 +16,24 @@ pub enum ProfileError {
     /// Auth says the caller's user no longer exists.
     #[error("User not found")]
     UserNotFound,
-    #[error("{0}")]
-    Forbidden(&'static str),
     /// Auth could not be asked (503), or answered something unexpected.
     #[error(transparent)]
     Auth(#[from] auth_client::ClientError),
-    /// Validation and pagination errors, already in the platform's shape.
+    /// Forbidden, the platform's own errors (validation, pagination), the database.
     #[error(transparent)]
-    Api(#[from] ApiError),
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Common(#[from] CommonError),
 }
 
 impl From<ProfileError> for ApiError {
     fn from(e: ProfileError) -> Self {
         let message = e.to_string();
         match e {
-            ProfileError::NoUser | ProfileError::Forbidden(_) => {
-                ApiError::new(StatusCode::FORBIDDEN, code::FORBIDDEN, message)
-            }
+            ProfileError::NoUser => ApiError::new(StatusCode::FORBIDDEN, code::FORBIDDEN, message),
             ProfileError::ProfileNotFound | ProfileError::UserNotFound => {
                 ApiError::new(StatusCode::NOT_FOUND, code::NOT_FOUND, message)
             }
             ProfileError::Auth(e) => e.into(),
-            ProfileError::Api(api) => api,
-            ProfileError::Database(e) => e.into(),
+            ProfileError::Common(e) => e.into(),
         }
     }
 }
@@ -50,5 +43,7 @@ impl IntoResponse for ProfileError {
         ApiError::from(self).into_response()
     }
 }
+
+platform::common_errors!(ProfileError);
 
 pub type Result<T, E = ProfileError> = std::result::Result<T, E>;

@@ -85,7 +85,7 @@ pub async fn list(
     page: PageRequest,
 ) -> Result<(Vec<ProfileRow>, Option<String>)> {
     if !caller.is_admin() {
-        return Err(ProfileError::Forbidden("listing profiles needs an ADMIN"));
+        return Err(ProfileError::forbidden("listing profiles needs an ADMIN"));
     }
     let mut conn = state.pool.acquire().await?;
     let mut rows = profiles::list(&mut conn, page.after.as_deref(), page.fetch()).await?;

@@ -60,6 +60,33 @@ pub fn migrator(service: Service) -> &'static Migrator {
     }
 }
 
+/// The indexes each service's migrations add to the legacy tables it owns: the only additions
+/// to the contract's `public` tables (everything else a service has lives in its own schema).
+/// Each service's schema test and the shared topology's end-to-end test hold the catalog to it.
+pub mod legacy_indexes {
+    /// (table, index).
+    pub type Added = &'static [(&'static str, &'static str)];
+
+    /// Emails are unique regardless of case, and looked up that way.
+    pub const AUTH: Added = &[("users", "users_email_lower_idx")];
+    /// A user's payments newest first, each side one index range.
+    pub const PAYMENTS: Added = &[
+        ("payments", "payments_sender_id_created_at_idx"),
+        ("payments", "payments_recipient_id_created_at_idx"),
+    ];
+    /// A resource's trail, and a keyset index per filter of the listing and the export.
+    pub const ADMIN: Added = &[
+        ("audit_logs", "audit_logs_resource_idx"),
+        ("audit_logs", "audit_logs_created_at_id_idx"),
+        ("audit_logs", "audit_logs_user_id_created_at_idx"),
+        ("audit_logs", "audit_logs_action_created_at_idx"),
+        ("audit_logs", "audit_logs_resource_type_created_at_idx"),
+        ("audit_logs", "audit_logs_resource_id_created_at_idx"),
+    ];
+    pub const PROFILE: Added = &[];
+    pub const ALL: [Added; 4] = [AUTH, PAYMENTS, ADMIN, PROFILE];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

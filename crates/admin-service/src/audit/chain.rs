@@ -247,11 +247,34 @@ pub async fn verify(pool: &PgPool) -> Result<Verification, ChainError> {
     let head = store::head(&mut tx).await?;
     let mut found = Findings::default();
     let (anchored_rows, blocks) = verify_anchors(&mut tx, &mut found).await?;
+    let (chained_rows, last) = verify_entries(&mut tx, &blocks, &mut found).await?;
+    check_head(head.as_ref(), last.as_ref(), &mut found);
+    verify_unchained(&mut tx, &mut found).await?;
+    tx.rollback().await?;
+    Ok(Verification {
+        valid: found.count == 0,
+        chained_rows,
+        anchored_rows,
+        head: head.map(|(seq, hash)| Head {
+            seq,
+            hash: hex::encode(hash),
+        }),
+        problem_count: found.count,
+        problems: found.listed,
+    })
+}
 
+/// Checks every entry in seq order against the one before it and the row it chains (an anchor
+/// against its block); returns how many rows were chained and the last entry (seq, hash).
+async fn verify_entries(
+    tx: &mut PgConnection,
+    blocks: &HashMap<i64, Hash>,
+    found: &mut Findings,
+) -> Result<(u64, Option<(i64, Vec<u8>)>), ChainError> {
     let mut chained_rows = 0u64;
     let mut previous: Option<(i64, Vec<u8>)> = None;
     {
-        let mut entries = store::entries(&mut tx);
+        let mut entries = store::entries(tx);
         while let Some((seq, kind, audit_id, stored, canonical)) = entries.try_next().await? {
             let expected_seq = previous.as_ref().map_or(1, |(s, _)| s + 1);
             if seq != expected_seq {
@@ -306,7 +329,12 @@ pub async fn verify(pool: &PgPool) -> Result<Verification, ChainError> {
             previous = Some((seq, stored));
         }
     }
-    match (&head, &previous) {
+    Ok((chained_rows, previous))
+}
+
+/// The head must name the last entry.
+fn check_head(head: Option<&(i64, Vec<u8>)>, last: Option<&(i64, Vec<u8>)>, found: &mut Findings) {
+    match (head, last) {
         (None, None) => {}
         (Some((seq, hash)), Some((last_seq, last_hash))) => {
             if seq != last_seq || hash != last_hash {
@@ -331,19 +359,6 @@ pub async fn verify(pool: &PgPool) -> Result<Verification, ChainError> {
             format!("every chain entry up to {seq} was deleted"),
         ),
     }
-    verify_unchained(&mut tx, &mut found).await?;
-    tx.rollback().await?;
-    Ok(Verification {
-        valid: found.count == 0,
-        chained_rows,
-        anchored_rows,
-        head: head.map(|(seq, hash)| Head {
-            seq,
-            hash: hex::encode(hash),
-        }),
-        problem_count: found.count,
-        problems: found.listed,
-    })
 }
 
 /// Checks each anchored row against its digest; returns how many there are and, per anchor

@@ -42,7 +42,7 @@ fn condition(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<Con
             .to_str()
             .map(|v| Some(Condition::parse(v)))
             .map_err(|_| {
-                AdminError::Api(platform::ApiError::bad_request(format!(
+                AdminError::from(platform::ApiError::bad_request(format!(
                     "{name} is not a list of entity tags"
                 )))
             }),

@@ -7,14 +7,7 @@ const EXPECTED: Expected<'static> = Expected {
     tables: &["audit_logs", "system_config"],
     enums: &[],
     dropped_foreign_keys: &[("audit_logs", "audit_logs_user_id_fkey")],
-    added_indexes: &[
-        ("audit_logs", "audit_logs_resource_idx"),
-        ("audit_logs", "audit_logs_created_at_id_idx"),
-        ("audit_logs", "audit_logs_user_id_created_at_idx"),
-        ("audit_logs", "audit_logs_action_created_at_idx"),
-        ("audit_logs", "audit_logs_resource_type_created_at_idx"),
-        ("audit_logs", "audit_logs_resource_id_created_at_idx"),
-    ],
+    added_indexes: ::schema::migrations::legacy_indexes::ADMIN,
 };
 
 #[tokio::test]

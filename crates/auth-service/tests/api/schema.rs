@@ -7,7 +7,7 @@ const EXPECTED: Expected<'static> = Expected {
     tables: &["users", "refresh_tokens"],
     enums: &["UserRole"],
     dropped_foreign_keys: &[],
-    added_indexes: &[("users", "users_email_lower_idx")],
+    added_indexes: ::schema::migrations::legacy_indexes::AUTH,
 };
 
 #[tokio::test]

@@ -251,33 +251,7 @@ pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
                 commit_time: r.i64("Commit")?,
             }
         }
-        b'R' => {
-            let oid = r.u32("Relation")?;
-            let namespace = r.string("a relation's schema")?;
-            let name = r.string("a relation's name")?;
-            let _identity = r.u8("a relation's replica identity")?;
-            let n = r.i16("a relation's column count")?;
-            let mut columns = Vec::with_capacity(n.max(0) as usize);
-            for _ in 0..n.max(0) {
-                columns.push(RelationColumn {
-                    key: r.u8("a column's flags")? & 1 == 1,
-                    name: r.string("a column's name")?,
-                    type_oid: r.u32("a column's type")?,
-                    type_modifier: r.i32("a column's type modifier")?,
-                });
-            }
-            Message::Relation(Relation {
-                oid,
-                // An empty schema means pg_catalog.
-                namespace: if namespace.is_empty() {
-                    "pg_catalog".into()
-                } else {
-                    namespace
-                },
-                name,
-                columns,
-            })
-        }
+        b'R' => Message::Relation(r.relation()?),
         b'I' => {
             let relation = r.u32("Insert")?;
             match r.u8("Insert")? {
@@ -288,28 +262,7 @@ pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
                 other => return Err(ParseError(format!("Insert with {:?}", other as char))),
             }
         }
-        b'U' => {
-            let relation = r.u32("Update")?;
-            let mut old = None;
-            let mut kind = r.u8("Update")?;
-            if kind == b'K' || kind == b'O' {
-                let values = r.tuple()?;
-                old = Some(if kind == b'K' {
-                    OldRow::Key(values)
-                } else {
-                    OldRow::Full(values)
-                });
-                kind = r.u8("Update")?;
-            }
-            if kind != b'N' {
-                return Err(ParseError(format!("Update with {:?}", kind as char)));
-            }
-            Message::Update {
-                relation,
-                old,
-                new: r.tuple()?,
-            }
-        }
+        b'U' => r.update()?,
         b'D' => {
             let relation = r.u32("Delete")?;
             let old = match r.u8("Delete")? {
@@ -319,35 +272,8 @@ pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
             };
             Message::Delete { relation, old }
         }
-        b'T' => {
-            let n = r.i32("Truncate")?;
-            let options = r.u8("Truncate")?;
-            let mut relations = Vec::with_capacity(n.max(0) as usize);
-            for _ in 0..n.max(0) {
-                relations.push(r.u32("Truncate")?);
-            }
-            Message::Truncate {
-                relations,
-                cascade: options & 1 == 1,
-                restart_identity: options & 2 == 2,
-            }
-        }
-        b'M' => {
-            let flags = r.u8("Message")?;
-            let lsn = r.lsn("Message")?;
-            let prefix = r.string("a message's prefix")?;
-            let len = r.i32("a message's length")?;
-            if len < 0 {
-                return Err(ParseError(format!("a message is {len} bytes long")));
-            }
-            let content = r.take(len as usize, "a message")?.to_vec();
-            Message::Logical {
-                transactional: flags & 1 == 1,
-                lsn,
-                prefix,
-                content,
-            }
-        }
+        b'T' => r.truncate()?,
+        b'M' => r.logical()?,
         b'Y' => {
             let _oid = r.u32("Type")?;
             let _namespace = r.string("a type's schema")?;
@@ -368,6 +294,91 @@ pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
     };
     r.done("the message")?;
     Ok(message)
+}
+
+/// The bodies of the longer messages.
+impl Reader<'_> {
+    fn relation(&mut self) -> Result<Relation, ParseError> {
+        let oid = self.u32("Relation")?;
+        let namespace = self.string("a relation's schema")?;
+        let name = self.string("a relation's name")?;
+        let _identity = self.u8("a relation's replica identity")?;
+        let n = self.i16("a relation's column count")?;
+        let mut columns = Vec::with_capacity(n.max(0) as usize);
+        for _ in 0..n.max(0) {
+            columns.push(RelationColumn {
+                key: self.u8("a column's flags")? & 1 == 1,
+                name: self.string("a column's name")?,
+                type_oid: self.u32("a column's type")?,
+                type_modifier: self.i32("a column's type modifier")?,
+            });
+        }
+        Ok(Relation {
+            oid,
+            // An empty schema means pg_catalog.
+            namespace: if namespace.is_empty() {
+                "pg_catalog".into()
+            } else {
+                namespace
+            },
+            name,
+            columns,
+        })
+    }
+
+    fn update(&mut self) -> Result<Message, ParseError> {
+        let relation = self.u32("Update")?;
+        let mut old = None;
+        let mut kind = self.u8("Update")?;
+        if kind == b'K' || kind == b'O' {
+            let values = self.tuple()?;
+            old = Some(if kind == b'K' {
+                OldRow::Key(values)
+            } else {
+                OldRow::Full(values)
+            });
+            kind = self.u8("Update")?;
+        }
+        if kind != b'N' {
+            return Err(ParseError(format!("Update with {:?}", kind as char)));
+        }
+        Ok(Message::Update {
+            relation,
+            old,
+            new: self.tuple()?,
+        })
+    }
+
+    fn truncate(&mut self) -> Result<Message, ParseError> {
+        let n = self.i32("Truncate")?;
+        let options = self.u8("Truncate")?;
+        let mut relations = Vec::with_capacity(n.max(0) as usize);
+        for _ in 0..n.max(0) {
+            relations.push(self.u32("Truncate")?);
+        }
+        Ok(Message::Truncate {
+            relations,
+            cascade: options & 1 == 1,
+            restart_identity: options & 2 == 2,
+        })
+    }
+
+    fn logical(&mut self) -> Result<Message, ParseError> {
+        let flags = self.u8("Message")?;
+        let lsn = self.lsn("Message")?;
+        let prefix = self.string("a message's prefix")?;
+        let len = self.i32("a message's length")?;
+        if len < 0 {
+            return Err(ParseError(format!("a message is {len} bytes long")));
+        }
+        let content = self.take(len as usize, "a message")?.to_vec();
+        Ok(Message::Logical {
+            transactional: flags & 1 == 1,
+            lsn,
+            prefix,
+            content,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ impl Relations {
             .iter()
             .find(|t| t.name == rel.name && rel.namespace == "public")
             .ok_or_else(|| {
-                MigrateError::Other(format!(
+                MigrateError::Stream(format!(
                     "the stream carries table {}.{}, which is not in the contract",
                     rel.namespace, rel.name
                 ))
@@ -69,7 +69,7 @@ impl Relations {
         names.sort_unstable();
         contract.sort_unstable();
         if expected != Some(&seen) || names != contract {
-            return Err(MigrateError::Other(format!(
+            return Err(MigrateError::Stream(format!(
                 "the legacy table {} changed while syncing (its columns are now {}); the sync \
                  stopped before applying anything of that transaction. Bring the service \
                  databases' schema in line (and the contract), then copy again",
@@ -88,7 +88,7 @@ impl Relations {
                     .iter()
                     .position(|r| r.name == c.name)
                     .ok_or_else(|| {
-                        MigrateError::Other(format!(
+                        MigrateError::Stream(format!(
                             "the legacy table {} has no column {}",
                             table.name, c.name
                         ))
@@ -101,7 +101,7 @@ impl Relations {
 
     fn get(&self, relation: u32) -> Result<&(&'static Table, Vec<usize>)> {
         self.known.get(&relation).ok_or_else(|| {
-            MigrateError::Other(format!(
+            MigrateError::Stream(format!(
                 "a change names relation {relation}, which the stream did not describe"
             ))
         })
@@ -121,7 +121,7 @@ impl Relations {
     pub fn in_contract_order(&self, relation: u32, values: Vec<Value>) -> Result<Vec<Value>> {
         let (table, order) = self.get(relation)?;
         if values.len() != order.len() {
-            return Err(MigrateError::Other(format!(
+            return Err(MigrateError::Stream(format!(
                 "a change of {} has {} columns, the table {}",
                 table.name,
                 values.len(),

@@ -134,13 +134,13 @@ impl Stream {
             .client
             .recv()
             .await
-            .map_err(|e| MigrateError::Other(format!("the replication stream failed: {e}")))?
+            .map_err(|e| MigrateError::Stream(format!("the replication stream failed: {e}")))?
         else {
             return Ok(None);
         };
         Ok(Some(match event {
             ReplicationEvent::XLogData { data, .. } => Event::Message(
-                pgoutput::parse(&data).map_err(|e| MigrateError::Other(e.to_string()))?,
+                pgoutput::parse(&data).map_err(|e| MigrateError::Stream(e.to_string()))?,
             ),
             ReplicationEvent::Begin {
                 final_lsn,
@@ -200,7 +200,7 @@ impl Stream {
 }
 
 fn stream_error(what: &str, e: pgwire_replication::PgWireError, url: &str) -> MigrateError {
-    MigrateError::Other(format!(
+    MigrateError::Stream(format!(
         "{what} on {} failed: {e}",
         platform::config::mask_url(url)
     ))

@@ -80,11 +80,9 @@ pub async fn carry(
     crate::prepare::migrator(service)
         .run(&mut *to)
         .await
-        .map_err(|e| {
-            MigrateError::Other(format!(
-                "{}: applying its migrations to carry its state over: {e}",
-                service.name()
-            ))
+        .map_err(|source| MigrateError::Migrations {
+            target: format!("{} (to carry its state over)", service.name()),
+            source,
         })?;
     let mut out = Vec::new();
     sqlx::raw_sql("BEGIN").execute(&mut *to).await?;
@@ -126,46 +124,15 @@ async fn copy_tables(
 ) -> Result<()> {
     for table in tables {
         let qualified = format!("{}.{}", ident(schema), ident(table));
-        let key: Vec<String> = sqlx::query_scalar(
-            "SELECT a.attname::text FROM pg_index i \
-             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
-             WHERE i.indrelid = to_regclass($1) AND i.indisprimary ORDER BY a.attnum",
-        )
-        .bind(&qualified)
-        .fetch_all(&mut *to)
-        .await?;
-        // (name, is an identity column): an identity (the outbox's `seq`, its publishing order)
-        // is numbered by the side carried to, after its own rows, in the order carried.
-        // Generated columns are computed by the side carried to.
-        let all: Vec<(String, bool)> = sqlx::query_as(
-            "SELECT attname::text, attidentity <> '' FROM pg_attribute WHERE attrelid = to_regclass($1) \
-             AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
-        )
-        .bind(&qualified)
-        .fetch_all(&mut *to)
-        .await?;
-        let order = all
-            .iter()
-            .find(|(_, identity)| *identity)
-            .map(|(c, _)| ident(c))
-            .unwrap_or_else(|| key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", "));
-        let columns: Vec<String> = all
-            .into_iter()
-            .filter(|(_, identity)| !identity)
-            .map(|(c, _)| c)
-            .collect();
-        if key.is_empty() || columns.is_empty() {
-            return Err(MigrateError::Other(format!(
-                "{qualified} has no primary key on the side it is carried to: its rows cannot be merged"
-            )));
-        }
+        let shape = shape_of(to, &qualified).await?;
         let merged = MERGED.contains(&table.as_str());
         if !merged {
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DELETE FROM {qualified}")))
                 .execute(&mut *to)
                 .await?;
         }
-        let list = columns
+        let list = shape
+            .columns
             .iter()
             .map(|c| ident(c))
             .collect::<Vec<_>>()
@@ -181,7 +148,10 @@ async fn copy_tables(
         let mut rows = 0u64;
         // JSON text as PostgreSQL prints it: a number keeps every digit and its scale.
         let mut batch: Vec<String> = Vec::with_capacity(BATCH);
-        let select = format!("SELECT row_to_json(t)::text FROM {qualified} t ORDER BY {order}");
+        let select = format!(
+            "SELECT row_to_json(t)::text FROM {qualified} t ORDER BY {}",
+            shape.order
+        );
         let mut stream =
             sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(select)).fetch(&mut *from);
         // Rows go out in batches on the other connection while this one streams.
@@ -199,6 +169,52 @@ async fn copy_tables(
         });
     }
     Ok(())
+}
+
+/// How a service's own table is carried: the columns written, and the order rows go in.
+struct Shape {
+    /// Every column but an identity (numbered by the side carried to) and generated ones.
+    columns: Vec<String>,
+    /// The identity column (the outbox's `seq`, its publishing order), else the primary key.
+    order: String,
+}
+
+/// The shape of `qualified` on the side carried to; refused without a primary key (its rows
+/// could not be merged).
+async fn shape_of(to: &mut PgConnection, qualified: &str) -> Result<Shape> {
+    let key: Vec<String> = sqlx::query_scalar(
+        "SELECT a.attname::text FROM pg_index i \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+         WHERE i.indrelid = to_regclass($1) AND i.indisprimary ORDER BY a.attnum",
+    )
+    .bind(qualified)
+    .fetch_all(&mut *to)
+    .await?;
+    // (name, is an identity column): an identity is numbered by the side carried to, after its
+    // own rows, in the order carried. Generated columns are computed by the side carried to.
+    let all: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT attname::text, attidentity <> '' FROM pg_attribute WHERE attrelid = to_regclass($1) \
+         AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+    )
+    .bind(qualified)
+    .fetch_all(&mut *to)
+    .await?;
+    let order = all
+        .iter()
+        .find(|(_, identity)| *identity)
+        .map(|(c, _)| ident(c))
+        .unwrap_or_else(|| key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", "));
+    let columns: Vec<String> = all
+        .into_iter()
+        .filter(|(_, identity)| !identity)
+        .map(|(c, _)| c)
+        .collect();
+    if key.is_empty() || columns.is_empty() {
+        return Err(MigrateError::Carry(format!(
+            "{qualified} has no primary key on the side it is carried to: its rows cannot be merged"
+        )));
+    }
+    Ok(Shape { columns, order })
 }
 
 async fn write(to: &mut PgConnection, insert: &str, batch: Vec<String>) -> Result<u64> {

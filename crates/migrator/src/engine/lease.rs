@@ -122,7 +122,7 @@ async fn end_orphans(conn: &mut PgConnection, which: &str) -> Result<()> {
             return Ok(());
         }
         if !refused && started.elapsed() > ORPHAN_GRACE {
-            return Err(MigrateError::Other(format!(
+            return Err(MigrateError::StillRunning(format!(
                 "{which}: {left} statement(s) of an interrupted run are still running {}s after \
                  being told to end (backends {orphans:?}); see pg_stat_activity",
                 ORPHAN_GRACE.as_secs()

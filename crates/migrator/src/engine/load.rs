@@ -192,6 +192,70 @@ pub async fn run(
     jobs: usize,
     progress: Arc<dyn Progress>,
 ) -> Result<Vec<TableLoad>> {
+    let planned = plan(&pools, progress.as_ref()).await?;
+    let run = Arc::new(Run {
+        pools,
+        feed,
+        queue: Mutex::new(planned.queue),
+        pending: planned.pending,
+        index_builds: Mutex::new(Vec::new()),
+        rebuilding: Mutex::new(BTreeSet::new()),
+        progress,
+    });
+    // Every source connection first: failing to open one must not leave tasks writing behind.
+    let mut sources = Vec::new();
+    for _ in 0..jobs.max(1) {
+        sources.push(match &run.feed {
+            Feed::Legacy { url, snapshot, .. } => Some(snapshot_connection(url, snapshot).await?),
+            Feed::Archive { .. } => None,
+        });
+    }
+    for table in planned.finished_before {
+        spawn_index_build(&run, table);
+    }
+    let mut workers = Vec::new();
+    for source in sources {
+        let run = run.clone();
+        workers.push(tokio::spawn(async move { worker(run, source).await }));
+    }
+    wait_for_all(&run, workers).await?;
+    for service in Service::ALL {
+        finish_service(&run, service).await?;
+    }
+    let mut out = Vec::new();
+    for table in TABLES {
+        let mut conn = run.pool(table).acquire().await?;
+        let chunks = journal::chunks(&mut conn, table.name).await?;
+        let state = journal::table(&mut conn, table.name)
+            .await?
+            .map(|e| e.state.as_str())
+            .unwrap_or("missing");
+        out.push(TableLoad {
+            table: table.name,
+            service: table.service.name(),
+            rows: chunks.iter().filter_map(|c| c.rows).sum(),
+            chunks: chunks.len(),
+            chunks_resumed: planned.resumed[table.name],
+            state,
+        });
+    }
+    Ok(out)
+}
+
+/// What is left to load, from the journal.
+struct Planned {
+    /// The chunks not done, largest tables first (their index builds then overlap with loading
+    /// the small ones).
+    queue: VecDeque<Work>,
+    /// Chunks left per table.
+    pending: BTreeMap<&'static str, AtomicUsize>,
+    /// Chunks done before this run, per table.
+    resumed: BTreeMap<&'static str, usize>,
+    /// Tables whose rows are all loaded but whose indexes are not built yet.
+    finished_before: Vec<&'static Table>,
+}
+
+async fn plan(pools: &BTreeMap<&'static str, PgPool>, progress: &dyn Progress) -> Result<Planned> {
     let mut work = Vec::new();
     let mut pending = BTreeMap::new();
     let mut resumed = BTreeMap::new();
@@ -220,42 +284,26 @@ pub async fn run(
         pending.insert(table.name, AtomicUsize::new(todo.len()));
         work.push((entry.estimated_rows, table, todo));
     }
-    // Largest tables first: their index builds then overlap with loading the small ones.
     work.sort_by_key(|(estimate, _, _)| std::cmp::Reverse(*estimate));
-    let queue: VecDeque<Work> = work
+    let queue = work
         .into_iter()
         .flat_map(|(_, table, chunks)| chunks.into_iter().map(move |chunk| Work { table, chunk }))
         .collect();
-    let run = Arc::new(Run {
-        pools,
-        feed,
-        queue: Mutex::new(queue),
+    Ok(Planned {
+        queue,
         pending,
-        index_builds: Mutex::new(Vec::new()),
-        rebuilding: Mutex::new(BTreeSet::new()),
-        progress,
-    });
-    // Every source connection first: failing to open one must not leave tasks writing behind.
-    let mut sources = Vec::new();
-    for _ in 0..jobs.max(1) {
-        sources.push(match &run.feed {
-            Feed::Legacy { url, snapshot, .. } => Some(snapshot_connection(url, snapshot).await?),
-            Feed::Archive { .. } => None,
-        });
-    }
-    for table in finished_before {
-        spawn_index_build(&run, table);
-    }
-    let mut workers = Vec::new();
-    for source in sources {
-        let run = run.clone();
-        workers.push(tokio::spawn(async move { worker(run, source).await }));
-    }
+        resumed,
+        finished_before,
+    })
+}
+
+/// Every worker, then every index build, to its end; the first error of any of them.
+async fn wait_for_all(run: &Run, workers: Vec<tokio::task::JoinHandle<Result<()>>>) -> Result<()> {
     let mut first_error = None;
     for w in workers {
         if let Err(e) = w
             .await
-            .map_err(|e| MigrateError::Other(format!("load worker: {e}")))
+            .map_err(|e| MigrateError::task("load worker", e))
             .and_then(|r| r)
         {
             first_error.get_or_insert(e);
@@ -265,36 +313,13 @@ pub async fn run(
     for build in builds {
         if let Err(e) = build
             .await
-            .map_err(|e| MigrateError::Other(format!("index build: {e}")))
+            .map_err(|e| MigrateError::task("index build", e))
             .and_then(|r| r)
         {
             first_error.get_or_insert(e);
         }
     }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    for service in Service::ALL {
-        finish_service(&run, service).await?;
-    }
-    let mut out = Vec::new();
-    for table in TABLES {
-        let mut conn = run.pool(table).acquire().await?;
-        let chunks = journal::chunks(&mut conn, table.name).await?;
-        let state = journal::table(&mut conn, table.name)
-            .await?
-            .map(|e| e.state.as_str())
-            .unwrap_or("missing");
-        out.push(TableLoad {
-            table: table.name,
-            service: table.service.name(),
-            rows: chunks.iter().filter_map(|c| c.rows).sum(),
-            chunks: chunks.len(),
-            chunks_resumed: resumed[table.name],
-            state,
-        });
-    }
-    Ok(out)
+    first_error.map_or(Ok(()), Err)
 }
 
 /// A legacy connection inside the coordinator's exported snapshot.
@@ -423,7 +448,7 @@ async fn load_chunk(run: &Run, source: Option<&mut PgConnection>, work: &Work) -
         && expected[table.name] != rows
     {
         // Dropping the transaction rolls the rows back.
-        return Err(MigrateError::Other(format!(
+        return Err(MigrateError::Archive(format!(
             "archive file of {} holds {rows} rows, its manifest says {}",
             table.name, expected[table.name]
         )));

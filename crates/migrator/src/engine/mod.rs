@@ -12,4 +12,5 @@ pub mod journal;
 pub mod lease;
 pub mod load;
 pub mod sql;
+pub mod switch;
 pub mod throttle;

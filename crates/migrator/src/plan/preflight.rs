@@ -304,121 +304,122 @@ pub fn assess(servers: &[Server], legacy: &Legacy, opts: &Options) -> Vec<Check>
     for s in servers {
         let server = s.names.join(", ");
         let has_legacy = s.names.iter().any(|n| n == "legacy");
-        let targets = s.names.len() as i64 - i64::from(has_legacy);
-        let why = if has_legacy {
-            "live sync decodes the legacy database's changes"
-        } else {
-            "cutover captures the way back there for a rollback"
-        };
-        checks.push(if s.wal_level == "logical" {
-            ok("wal_level", &server, "logical")
-        } else {
-            fail(
-                "wal_level",
-                &server,
-                &s.wal_level,
-                &format!(
-                    "set wal_level = logical and restart the server: {why}{}",
-                    if has_legacy {
-                        " (without it, copy needs the writes stopped, or `sync --method diff`)"
-                    } else {
-                        ""
-                    }
-                ),
-            )
-        });
+        checks.push(wal_level(s, &server, has_legacy));
         // A slot and a WAL sender for legacy's capture, and one per service database's way back.
-        let needed = i64::from(has_legacy) + targets;
-        let free_slots = s.max_slots - s.other_slots;
-        let found = format!(
-            "{free_slots} free of max_replication_slots = {}; the migration needs {needed}",
-            s.max_slots
-        );
-        checks.push(if free_slots >= needed {
-            ok("replication slots", &server, &found)
-        } else {
-            fail(
-                "replication slots",
-                &server,
-                &found,
-                &format!(
-                    "raise max_replication_slots to at least {} (a restart), or drop unused slots \
-                     (pg_replication_slots)",
-                    s.other_slots + needed
-                ),
-            )
-        });
-        let free_senders = s.max_senders - s.other_senders;
-        let found = format!(
-            "{free_senders} free of max_wal_senders = {}; the migration needs {needed}",
-            s.max_senders
-        );
-        checks.push(if free_senders >= needed {
-            ok("WAL senders", &server, &found)
-        } else {
-            fail(
-                "WAL senders",
-                &server,
-                &found,
-                &format!(
-                    "raise max_wal_senders to at least {} (a restart): sync streams over one, a \
-                     rollback over one per service database",
-                    s.other_senders + needed
-                ),
-            )
-        });
+        let needed = s.names.len() as i64;
+        checks.extend(slots_and_senders(s, &server, needed));
         if has_legacy {
             checks.push(keep_size(s, &server, expected_wal));
         }
     }
-    checks.push(if legacy.long_transactions.is_empty() {
-        ok(
-            "long transactions",
-            "legacy",
-            &format!(
-                "none open longer than {} s",
-                opts.long_transaction.as_secs()
-            ),
-        )
-    } else {
-        let list: Vec<String> = legacy
-            .long_transactions
-            .iter()
-            .map(|(pid, db, secs)| format!("pid {pid} in {db}, open {secs:.0} s"))
-            .collect();
-        warn(
-            "long transactions",
-            "legacy",
-            &list.join("; "),
-            "end them (or wait for them) before copy: making the capture slot waits for every \
-             transaction open on the server, and they hold back vacuum meanwhile",
-        )
-    });
-    checks.push(if legacy.without_identity.is_empty() {
-        ok(
-            "replica identity",
-            "legacy",
-            &format!(
-                "the {} contract tables have a primary key or a replica identity",
-                TABLES.len()
-            ),
-        )
-    } else {
-        let list: Vec<String> = legacy
-            .without_identity
-            .iter()
-            .map(|(t, why)| format!("{t}: {why}"))
-            .collect();
-        fail(
-            "replica identity",
-            "legacy",
-            &list.join("; "),
-            "give each a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL: with the table \
-             published, legacy refuses its updates and deletes otherwise",
-        )
-    });
+    checks.push(long_transactions(legacy, opts));
+    checks.push(replica_identity(legacy));
     checks.push(disk(legacy, expected_wal, window));
     checks
+}
+
+fn wal_level(s: &Server, server: &str, has_legacy: bool) -> Check {
+    if s.wal_level == "logical" {
+        return ok("wal_level", server, "logical");
+    }
+    let why = if has_legacy {
+        "live sync decodes the legacy database's changes (without it, copy needs the writes \
+         stopped, or `sync --method diff`)"
+    } else {
+        "cutover captures the way back there for a rollback"
+    };
+    fail(
+        "wal_level",
+        server,
+        &s.wal_level,
+        &format!("set wal_level = logical and restart the server: {why}"),
+    )
+}
+
+fn slots_and_senders(s: &Server, server: &str, needed: i64) -> [Check; 2] {
+    let free_slots = s.max_slots - s.other_slots;
+    let found = format!(
+        "{free_slots} free of max_replication_slots = {}; the migration needs {needed}",
+        s.max_slots
+    );
+    let slots = if free_slots >= needed {
+        ok("replication slots", server, &found)
+    } else {
+        fail(
+            "replication slots",
+            server,
+            &found,
+            &format!(
+                "raise max_replication_slots to at least {} (a restart), or drop unused slots \
+                 (pg_replication_slots)",
+                s.other_slots + needed
+            ),
+        )
+    };
+    let free_senders = s.max_senders - s.other_senders;
+    let found = format!(
+        "{free_senders} free of max_wal_senders = {}; the migration needs {needed}",
+        s.max_senders
+    );
+    let senders = if free_senders >= needed {
+        ok("WAL senders", server, &found)
+    } else {
+        fail(
+            "WAL senders",
+            server,
+            &found,
+            &format!(
+                "raise max_wal_senders to at least {} (a restart): sync streams over one, a \
+                 rollback over one per service database",
+                s.other_senders + needed
+            ),
+        )
+    };
+    [slots, senders]
+}
+
+fn long_transactions(legacy: &Legacy, opts: &Options) -> Check {
+    if legacy.long_transactions.is_empty() {
+        let found = format!(
+            "none open longer than {} s",
+            opts.long_transaction.as_secs()
+        );
+        return ok("long transactions", "legacy", &found);
+    }
+    let list: Vec<String> = legacy
+        .long_transactions
+        .iter()
+        .map(|(pid, db, secs)| format!("pid {pid} in {db}, open {secs:.0} s"))
+        .collect();
+    warn(
+        "long transactions",
+        "legacy",
+        &list.join("; "),
+        "end them (or wait for them) before copy: making the capture slot waits for every \
+         transaction open on the server, and they hold back vacuum meanwhile",
+    )
+}
+
+fn replica_identity(legacy: &Legacy) -> Check {
+    if legacy.without_identity.is_empty() {
+        let found = format!(
+            "the {} contract tables have a primary key or a replica identity",
+            TABLES.len()
+        );
+        return ok("replica identity", "legacy", &found);
+    }
+    let list: Vec<String> = legacy
+        .without_identity
+        .iter()
+        .map(|(t, why)| format!("{t}: {why}"))
+        .collect();
+    fail(
+        "replica identity",
+        "legacy",
+        &list.join("; "),
+        "give each a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL: with the table \
+         published, legacy refuses its updates and deletes otherwise",
+    )
 }
 
 fn keep_size(s: &Server, server: &str, expected_wal: Option<f64>) -> Check {

@@ -49,13 +49,14 @@ use std::time::{Duration, Instant};
 
 use platform::Service;
 use serde::{Deserialize, Serialize};
-use sqlx::{Connection, PgConnection, Row};
+use sqlx::{PgConnection, Row};
 
 use crate::cdc::slot;
 use crate::endpoints::Endpoints;
 use crate::engine::connect;
 use crate::engine::freeze;
 use crate::engine::journal;
+use crate::engine::journal::state::{self, State};
 use crate::engine::sql::ident;
 use crate::error::{MigrateError, Result};
 use crate::progress::Progress;
@@ -64,38 +65,10 @@ use schema::contract::{FOREIGN_KEYS, TABLES, Table};
 
 pub mod record;
 mod rules;
+mod write_back;
 
 /// Keys per statement.
 const CHUNK: usize = 10_000;
-
-const STATE_SQL: &str = "
-CREATE SCHEMA IF NOT EXISTS mfe_rollback;
--- One row: where the rollback of the cutover `cutover` stands.
-CREATE TABLE IF NOT EXISTS mfe_rollback.state (
-    id INT PRIMARY KEY CHECK (id = 1),
-    cutover TEXT NOT NULL,
-    -- staging, applied, done
-    step TEXT NOT NULL,
-    frozen_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
-    applied_at TIMESTAMPTZ,
-    done_at TIMESTAMPTZ,
-    report JSONB
-);
--- Where earlier versions staged the changed keys (now in the write-back's own transaction).
-DROP TABLE IF EXISTS mfe_rollback.changed;
--- Changes the legacy database could not take as they are (see the module's policy).
--- Kept across rollbacks of later cutovers: a refused row's only copy is here.
-CREATE TABLE IF NOT EXISTS mfe_rollback.conflicts (
-    cutover TEXT NOT NULL,
-    table_name TEXT NOT NULL,
-    key TEXT NOT NULL,
-    -- kept: a delete not written, the row stays; not written: the row is only here.
-    outcome TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    row JSONB,
-    at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    PRIMARY KEY (cutover, table_name, key)
-);";
 
 #[derive(Debug, Clone)]
 pub struct RollbackOptions {
@@ -188,53 +161,15 @@ pub async fn rollback(
         ));
     };
     let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
-    sqlx::raw_sql(STATE_SQL).execute(&mut legacy).await?;
+    let step = record::begin(&mut legacy, &cutover).await?;
+    // In the schema `begin` makes.
     sqlx::raw_sql(rules::CLEARED_SQL)
         .execute(&mut legacy)
         .await?;
-    let state: Option<(String, String)> =
-        sqlx::query_as("SELECT cutover, step FROM mfe_rollback.state WHERE id = 1")
-            .fetch_optional(&mut legacy)
-            .await?;
-    let mut steps = Vec::new();
-    let step = match state {
-        Some((c, step)) if c == cutover => step,
-        _ => {
-            // The first run for this cutover (a state left by an earlier cutover's rollback is
-            // history).
-            sqlx::raw_sql("DELETE FROM mfe_rollback.state")
-                .execute(&mut legacy)
-                .await?;
-            sqlx::query(
-                "INSERT INTO mfe_rollback.state (id, cutover, step) VALUES (1, $1, 'staging')",
-            )
-            .bind(&cutover)
-            .execute(&mut legacy)
-            .await?;
-            "staging".to_string()
-        }
-    };
     if step == "done" {
-        let mut report = saved_report(&mut legacy).await?;
-        report.already_done = true;
-        report.tables.iter_mut().for_each(|t| {
-            *t = WrittenBack {
-                table: t.table.clone(),
-                ..Default::default()
-            }
-        });
-        report.steps.clear();
-        crate::engine::journal::state::advance(
-            endpoints,
-            crate::engine::journal::state::State::RolledBack,
-            "rollback",
-        )
-        .await?;
-        // Killed after recording but before the switch reached the file: switch again.
-        ensure_shared(&opts.topology_file, progress)?;
-        report.topology_file = opts.topology_file.display().to_string();
-        return Ok(report);
+        return already_done(endpoints, opts, progress, &mut legacy).await;
     }
+    let mut steps = Vec::new();
     if step == "staging"
         && let Err(e) =
             stage_and_write_back(endpoints, opts, progress, &mut legacy, &mut steps).await
@@ -242,20 +177,61 @@ pub async fn rollback(
         // Nothing was written back: the platform goes on on its service databases, and the
         // way back keeps capturing for the next attempt.
         let thawed = thaw_services(endpoints).await;
-        return Err(MigrateError::Other(format!(
-            "{e}; {}",
-            match thawed {
+        return Err(MigrateError::Undone {
+            cause: Box::new(e),
+            aftermath: match thawed {
                 Ok(()) => "the service databases take writes again".to_string(),
                 Err(t) => format!("making the service databases writable again failed too ({t})"),
-            }
-        )));
+            },
+        });
     }
 
     let t = Instant::now();
     progress.table_step("rollback", "carrying the services' own state");
-    // The four at once: each service's schema in legacy is its own, carried on a connection of
-    // its own.
-    let carried: Vec<crate::engine::carry::Carried> =
+    let carried = carry_back(endpoints).await?;
+    steps.push((
+        "carry the services' state".into(),
+        t.elapsed().as_secs_f64(),
+    ));
+
+    let t = Instant::now();
+    progress.table_step("rollback", "switching to the shared topology");
+    let mut report = switch_back(endpoints, opts, progress, &mut legacy, &cutover).await?;
+    steps.push(("switch and record".into(), t.elapsed().as_secs_f64()));
+    report.steps = steps;
+    report.carried = carried;
+    report.topology_file = opts.topology_file.display().to_string();
+    Ok(report)
+}
+
+/// A rollback run again after it finished: its saved report (with nothing written this time),
+/// the state and the topology file made sure of (a run killed after recording but before the
+/// switch reached the file).
+async fn already_done(
+    endpoints: &Endpoints,
+    opts: &RollbackOptions,
+    progress: &dyn Progress,
+    legacy: &mut PgConnection,
+) -> Result<RollbackReport> {
+    let mut report = record::saved_report(legacy).await?;
+    report.already_done = true;
+    report.tables.iter_mut().for_each(|t| {
+        *t = WrittenBack {
+            table: t.table.clone(),
+            ..Default::default()
+        }
+    });
+    report.steps.clear();
+    state::advance(endpoints, State::RolledBack, "rollback").await?;
+    ensure_shared(&opts.topology_file, progress)?;
+    report.topology_file = opts.topology_file.display().to_string();
+    Ok(report)
+}
+
+/// Step 6: the services' own state into their schemas in legacy, the four at once (each on
+/// connections of its own).
+async fn carry_back(endpoints: &Endpoints) -> Result<Vec<crate::engine::carry::Carried>> {
+    Ok(
         futures::future::try_join_all(Service::ALL.into_iter().map(|service| async move {
             let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
             let mut to = connect::connection("legacy", endpoints.legacy()).await?;
@@ -264,18 +240,24 @@ pub async fn rollback(
         .await?
         .into_iter()
         .flatten()
-        .collect();
-    steps.push((
-        "carry the services' state".into(),
-        t.elapsed().as_secs_f64(),
-    ));
+        .collect(),
+    )
+}
 
-    let t = Instant::now();
-    progress.table_step("rollback", "switching to the shared topology");
+/// Step 7: the topology file says `shared`, legacy's capture slot goes (legacy takes writes
+/// again: it would keep their WAL forever), the run is recorded in every journal and in
+/// legacy, and the way back goes (read to its end; kept, it would make the service servers keep
+/// WAL forever). Returns the saved report.
+async fn switch_back(
+    endpoints: &Endpoints,
+    opts: &RollbackOptions,
+    progress: &dyn Progress,
+    legacy: &mut PgConnection,
+    cutover: &str,
+) -> Result<RollbackReport> {
     ensure_shared(&opts.topology_file, progress)?;
-    // Legacy takes writes again: the capture slot of the migration would keep its WAL forever.
-    slot::drop(&mut legacy).await?;
-    let mut report = saved_report(&mut legacy).await?;
+    slot::drop(legacy).await?;
+    let report = record::saved_report(legacy).await?;
     let detail = serde_json::json!({
         "cutover": cutover,
         "freezeSeconds": report.freeze_seconds,
@@ -286,22 +268,10 @@ pub async fn rollback(
         let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
         journal::ensure(&mut conn).await?;
         journal::record_run(&mut conn, "rollback", "ok", &detail).await?;
-        crate::engine::journal::state::advance_here(
-            &mut conn,
-            crate::engine::journal::state::State::RolledBack,
-            "rollback",
-        )
-        .await?;
+        state::advance_here(&mut conn, State::RolledBack, "rollback").await?;
     }
-    sqlx::query("UPDATE mfe_rollback.state SET step = 'done', done_at = now() WHERE id = 1")
-        .execute(&mut legacy)
-        .await?;
-    // Read to their end: kept, they would make the service servers keep WAL forever.
+    record::done(legacy).await?;
     crate::cutover::drop_way_back(endpoints).await?;
-    steps.push(("switch and record".into(), t.elapsed().as_secs_f64()));
-    report.steps = steps;
-    report.carried = carried;
-    report.topology_file = opts.topology_file.display().to_string();
     Ok(report)
 }
 
@@ -319,9 +289,7 @@ async fn stage_and_write_back(
     let mut auth =
         connect::connection(Service::Auth.name(), endpoints.target(Service::Auth)).await?;
     if !freeze::is_frozen(&mut auth).await? {
-        sqlx::query("UPDATE mfe_rollback.state SET frozen_at = clock_timestamp() WHERE id = 1")
-            .execute(&mut *legacy)
-            .await?;
+        record::frozen_now(legacy).await?;
     }
     drop(auth);
     let mut services = Vec::new();
@@ -337,11 +305,11 @@ async fn stage_and_write_back(
         }
         freeze::freeze_service(&mut conn, service, opts.lock_timeout)
             .await
-            .map_err(|e| {
-                MigrateError::Other(format!(
-                    "rollback failed at step freeze ({}): {e}; nothing was written back",
-                    service.name()
-                ))
+            .map_err(|e| MigrateError::StepFailed {
+                phase: "rollback",
+                step: format!("freeze ({})", service.name()),
+                cause: Box::new(e.into()),
+                aftermath: "nothing was written back".into(),
             })?;
         services.push((service, conn));
     }
@@ -350,7 +318,7 @@ async fn stage_and_write_back(
         t.elapsed().as_secs_f64(),
     ));
 
-    write_back(endpoints, progress, legacy, &mut services, steps).await
+    write_back::write_back(endpoints, progress, legacy, &mut services, steps).await
 }
 
 /// Makes the service databases writable again (a rollback that failed before writing back).
@@ -366,18 +334,6 @@ async fn current_database(conn: &mut PgConnection) -> Result<String> {
     Ok(sqlx::query_scalar("SELECT current_database()")
         .fetch_one(conn)
         .await?)
-}
-
-async fn saved_report(legacy: &mut PgConnection) -> Result<RollbackReport> {
-    let saved: Option<serde_json::Value> =
-        sqlx::query_scalar("SELECT report FROM mfe_rollback.state WHERE id = 1")
-            .fetch_optional(legacy)
-            .await?
-            .flatten();
-    saved
-        .map(|v| serde_json::from_value(v).map_err(|e| MigrateError::Other(e.to_string())))
-        .transpose()
-        .map(Option::unwrap_or_default)
 }
 
 /// Writes the topology file with `shared` unless it says so already.
@@ -430,365 +386,6 @@ fn key_of(table: &Table, row: &[Option<String>]) -> String {
 /// Whether other contract tables point to `table`.
 fn is_parent(table: &Table) -> bool {
     children_of(table).next().is_some()
-}
-
-/// Step 3 to 5, in one legacy transaction.
-///
-/// Order: rows nothing points to are deleted first (children before parents), so a unique value
-/// they free can be taken; then every present row is upserted, parents before children; then the
-/// parents gone from their service database are deleted where no row points to them any more;
-/// rows refused on the way (a unique value still held, a parent not there yet) are tried again
-/// until a round changes nothing. What remains is a conflict.
-async fn write_back(
-    endpoints: &Endpoints,
-    progress: &dyn Progress,
-    legacy: &mut PgConnection,
-    services: &mut Services,
-    steps: &mut Vec<(String, f64)>,
-) -> Result<()> {
-    let t = Instant::now();
-    progress.table_step("rollback", "reading the way back");
-    let mut tx = legacy.begin().await?;
-    // What it stages and reads lives in temporary tables of this transaction: a killed rollback
-    // reads the way back again.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "{};
-         CREATE TEMP TABLE fetched (table_name TEXT, key TEXT, digest TEXT) ON COMMIT DROP;",
-        back::STAGED_SQL
-    )))
-    .execute(&mut *tx)
-    .await?;
-    // Each table's rows on both sides, counted on connections of their own while the way back
-    // is read: both sides are frozen, and this transaction has not locked a table yet.
-    let (census, ()) = tokio::try_join!(
-        census(endpoints),
-        read_way_back(endpoints, &mut tx, services)
-    )?;
-    // Thawed inside this transaction: its locks keep every other session out until it commits,
-    // and a write-back that fails leaves the legacy database frozen.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "SET LOCAL lock_timeout = '30s'; {}",
-        freeze::thaw_sql()
-    )))
-    .execute(&mut *tx)
-    .await?;
-    // Admin's schema in legacy up to date before any delete: its trigger records the audit
-    // references legacy's SET NULL clears, which its chain's verification then reads.
-    crate::prepare::migrator(Service::Admin)
-        .run(&mut *tx)
-        .await
-        .map_err(|e| MigrateError::Other(format!("admin's migrations on legacy: {e}")))?;
-    let rules = rules::Rules::read(&mut tx).await?;
-    steps.push(("read the changes".into(), t.elapsed().as_secs_f64()));
-
-    let t = Instant::now();
-    progress.table_step("rollback", "writing back");
-    let mut lap = Lap::default();
-    let cutover: String = sqlx::query_scalar("SELECT cutover FROM mfe_rollback.state WHERE id = 1")
-        .fetch_one(&mut *tx)
-        .await?;
-
-    // A truncated table: every key on either side.
-    for table in TABLES {
-        let whole: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM staged WHERE table_name = $1 AND key = '*')",
-        )
-        .bind(table.name)
-        .fetch_one(&mut *tx)
-        .await?;
-        if !whole {
-            continue;
-        }
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO staged (table_name, key) SELECT $1, {k} FROM public.{t}",
-            k = ident(table.key),
-            t = ident(table.name)
-        )))
-        .bind(table.name)
-        .execute(&mut *tx)
-        .await?;
-        let mut after = String::new();
-        loop {
-            let keys: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT {k} FROM public.{t} WHERE {k} > $1 ORDER BY {k} LIMIT $2",
-                k = ident(table.key),
-                t = ident(table.name)
-            )))
-            .bind(&after)
-            .bind(CHUNK as i64 * 5)
-            .fetch_all(service_conn(services, table.service))
-            .await?;
-            let Some(last) = keys.last() else { break };
-            after = last.clone();
-            sqlx::query(
-                "INSERT INTO staged (table_name, key) SELECT $1, k FROM unnest($2::text[]) AS k",
-            )
-            .bind(table.name)
-            .bind(&keys)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query("DELETE FROM staged WHERE table_name = $1 AND key = '*'")
-            .bind(table.name)
-            .execute(&mut *tx)
-            .await?;
-    }
-
-    lap.mark("truncated");
-    let mut written: Vec<WrittenBack> = TABLES
-        .iter()
-        .map(|t| WrittenBack {
-            table: t.name.to_string(),
-            ..Default::default()
-        })
-        .collect();
-    let at = |name: &str| TABLES.iter().position(|t| t.name == name).expect("a table");
-
-    // Parents first. Each changed row is read once from its service database (the next chunk
-    // while this one is written): present, it is written and its digest kept for verify; absent,
-    // it is recorded for the deletes. A table's rows nothing points to are deleted once the table
-    // is through (a unique value they free can then be taken by the rows held back till then).
-    let mut changed_rows = 0u64;
-    let mut pending: Vec<Refused> = Vec::new();
-    for table in TABLES {
-        let mut held = Vec::new();
-        let mut keys = changed_keys(&mut tx, table, "").await?;
-        let mut rows = fetch_rows(service_conn(services, table.service), table, &keys).await?;
-        while let Some((last, _)) = keys.last().cloned() {
-            changed_rows += keys.len() as u64;
-            let next_keys = changed_keys(&mut tx, table, &last).await?;
-            let service = service_conn(services, table.service);
-            let (chunk, next_rows) = tokio::try_join!(
-                write_chunk(&mut tx, table, &keys, std::mem::take(&mut rows)),
-                fetch_rows(service, table, &next_keys)
-            )?;
-            written[at(table.name)].inserted += chunk.inserted;
-            written[at(table.name)].updated += chunk.updated;
-            held.extend(chunk.held);
-            keys = next_keys;
-            rows = next_rows;
-        }
-        if !is_parent(table) {
-            written[at(table.name)].deleted += delete_absent(&mut tx, table).await?;
-        }
-        let mut refused_here = Vec::new();
-        for chunk in held.chunks(CHUNK) {
-            let (i, u, refused) = upsert(&mut tx, table, chunk.to_vec()).await?;
-            written[at(table.name)].inserted += i;
-            written[at(table.name)].updated += u;
-            refused_here.extend(refused);
-        }
-        pending.extend(retry(&mut tx, refused_here, &mut written, &at).await?);
-    }
-
-    lap.mark("upserts");
-    // Its statistics: the deletes and verify join it to the legacy tables by their keys.
-    sqlx::raw_sql("ANALYZE fetched").execute(&mut *tx).await?;
-    // Parents gone from their service database, once no refusing child points to them (legacy's
-    // CASCADE and SET NULL act); and again the rows refused, until a round changes nothing.
-    let mut acted: Vec<rules::Acted> = Vec::new();
-    loop {
-        let mut progress = 0u64;
-        for table in TABLES.iter().rev().filter(|t| is_parent(t)) {
-            let (deleted, by_rules) =
-                rules::delete_parents(&mut tx, table, &rules, &cutover).await?;
-            written[at(table.name)].deleted += deleted;
-            for a in &by_rules {
-                let w = &mut written[at(a.table)];
-                if a.cascade {
-                    w.cascaded += 1;
-                } else {
-                    w.cleared += 1;
-                }
-            }
-            acted.extend(by_rules);
-            progress += deleted;
-        }
-        let before = pending.len();
-        pending = retry(&mut tx, pending, &mut written, &at).await?;
-        progress += (before - pending.len()) as u64;
-        if progress == 0 {
-            break;
-        }
-    }
-
-    // Rows refused for a parent legacy does not have: as legacy would hold them had the parent
-    // been deleted there.
-    let (again, still, by_rules) =
-        rules::refused_orphans(&mut tx, std::mem::take(&mut pending), &rules, &cutover).await?;
-    for a in &by_rules {
-        if a.cascade {
-            written[at(a.table)].cascaded += 1;
-        } else {
-            written[at(a.table)].cleared += 1;
-        }
-    }
-    acted.extend(by_rules);
-    pending = still;
-    pending.extend(retry(&mut tx, again, &mut written, &at).await?);
-
-    lap.mark("parents");
-    // What is left: conflicts, recorded beside the legacy data for the operator.
-    let mut conflicts: Vec<Conflict> = Vec::new();
-    for table in TABLES.iter().filter(|t| is_parent(t)) {
-        let kept: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT a.key FROM fetched a JOIN public.{t} t ON t.{k} = a.key \
-             WHERE a.table_name = $1 AND a.digest IS NULL ORDER BY a.key",
-            t = ident(table.name),
-            k = ident(table.key)
-        )))
-        .bind(table.name)
-        .fetch_all(&mut *tx)
-        .await?;
-        let locked = if table.name == "users" {
-            rules::lock_kept_users(&mut tx, &kept).await?
-        } else {
-            0
-        };
-        for chunk in kept.chunks(CHUNK) {
-            let mut reasons = why_kept(&mut tx, table, chunk, &rules).await?;
-            if locked > 0 {
-                for reason in reasons.values_mut() {
-                    reason.push_str("; its password is locked: the account cannot log in");
-                }
-            }
-            for key in chunk {
-                conflicts.push(Conflict {
-                    table: table.name.into(),
-                    key: key.clone(),
-                    outcome: "kept".into(),
-                    reason: reasons
-                        .get(key)
-                        .cloned()
-                        .unwrap_or_else(|| "rows written back reference it".to_string()),
-                });
-            }
-        }
-    }
-    for refused in &pending {
-        conflicts.push(Conflict {
-            table: refused.table.name.into(),
-            key: key_of(refused.table, &refused.row),
-            outcome: "not written".into(),
-            reason: refused.reason.clone(),
-        });
-    }
-    record_conflicts(&mut tx, &cutover, &conflicts, &pending).await?;
-
-    lap.mark("conflicts");
-    // Verify: every changed row that is not a conflict, and that legacy's own rules did not
-    // change, is equal on both sides; each table's count differs by exactly its conflicts and
-    // the rows legacy's CASCADE deleted that its service database still holds.
-    let mut verified = 0u64;
-    let mut differing = 0u64;
-    let mut differences = Vec::new();
-    for table in TABLES {
-        let cascaded_keys: Vec<String> = acted
-            .iter()
-            .filter(|a| a.table == table.name && a.cascade)
-            .map(|a| a.key.clone())
-            .collect();
-        let cascaded_in_service: i64 = if cascaded_keys.is_empty() {
-            0
-        } else {
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT count(*) FROM public.{t} WHERE {key} = ANY($1)",
-                t = ident(table.name),
-                key = ident(table.key)
-            )))
-            .bind(&cascaded_keys)
-            .fetch_one(service_conn(services, table.service))
-            .await?
-        };
-        let skip: Vec<&str> = conflicts
-            .iter()
-            .filter(|c| c.table == table.name)
-            .map(|c| c.key.as_str())
-            .chain(
-                acted
-                    .iter()
-                    .filter(|a| a.table == table.name)
-                    .map(|a| a.key.as_str()),
-            )
-            .collect();
-        let kept = conflicts
-            .iter()
-            .filter(|c| c.table == table.name && c.outcome == "kept")
-            .count() as i64;
-        // Rows not written that legacy did not have: legacy has that many fewer.
-        let refused_keys: Vec<&str> = conflicts
-            .iter()
-            .filter(|c| c.table == table.name && c.outcome != "kept")
-            .map(|c| c.key.as_str())
-            .collect();
-        let refused: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM unnest($1::text[]) AS k \
-             WHERE NOT EXISTS (SELECT 1 FROM public.{t} WHERE {key} = k)",
-            t = ident(table.name),
-            key = ident(table.key)
-        )))
-        .bind(&refused_keys)
-        .fetch_one(&mut *tx)
-        .await?;
-        let compared = compare_fetched(&mut tx, table, &skip).await?;
-        // Legacy's rows now: those before, with what the write-back inserted and deleted, and
-        // what legacy's CASCADE deleted (recorded before each parent's delete).
-        let (before, s) = census[at(table.name)];
-        let w = &written[at(table.name)];
-        let cascaded_here = acted
-            .iter()
-            .filter(|a| a.table == table.name && a.cascade && a.in_legacy)
-            .count() as i64;
-        let l = before + w.inserted as i64 - w.deleted as i64 - cascaded_here;
-        if l - s != kept - refused - cascaded_in_service {
-            differences.push(format!(
-                "{}: {l} rows in legacy, {s} in the {} database ({kept} kept, {refused} not \
-                 written, {cascaded_in_service} deleted by legacy's cascade)",
-                table.name,
-                table.service.name()
-            ));
-            differing += 1;
-        }
-        verified += compared.rows;
-        differing += compared.differing;
-        differences.extend(compared.first.iter().map(|k| format!("{} {k}", table.name)));
-    }
-    if differing > 0 {
-        let n = differing;
-        differences.truncate(10);
-        // Dropping the transaction rolls it back: legacy stays frozen and unchanged.
-        return Err(MigrateError::Other(format!(
-            "rollback failed at step verify: {n} differences between the legacy and the service \
-             databases after the write-back (first: {}); nothing was written back",
-            differences.join(", ")
-        )));
-    }
-
-    lap.mark("verify");
-    let frozen_seconds: f64 = sqlx::query_scalar(
-        "SELECT extract(epoch FROM clock_timestamp() - frozen_at)::float8 FROM mfe_rollback.state WHERE id = 1",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    let report = RollbackReport {
-        freeze_seconds: frozen_seconds,
-        changed_rows,
-        tables: written,
-        conflicts,
-        verified_rows: verified,
-        ..Default::default()
-    };
-    sqlx::query(
-        "UPDATE mfe_rollback.state SET step = 'applied', applied_at = clock_timestamp(), report = $1 WHERE id = 1",
-    )
-    .bind(serde_json::to_value(&report).map_err(|e| MigrateError::Other(e.to_string()))?)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    lap.mark("commit");
-    tracing::debug!(steps = %lap.0.join(", "), "write-back");
-    steps.push(("write back, verify, thaw".into(), t.elapsed().as_secs_f64()));
-    Ok(())
 }
 
 /// Each contract table's row count (in [`TABLES`] order): in legacy, and in its service database.

@@ -20,6 +20,12 @@ use crate::engine::sql::ident;
 use crate::error::Result;
 use schema::contract::{FOREIGN_KEYS, ForeignKey, Table};
 
+/// A row of `mfe_rollback.cleared`, recorded again by a rollback run again.
+const CLEARED_INSERT: &str = "INSERT INTO mfe_rollback.cleared \
+     (cutover, table_name, key, column_name, action, parent_table, parent_key)";
+const CLEARED_CONFLICT: &str = "ON CONFLICT (cutover, table_name, key, column_name) \
+     DO UPDATE SET action = EXCLUDED.action, at = now()";
+
 pub(super) const CLEARED_SQL: &str = "
 CREATE TABLE IF NOT EXISTS mfe_rollback.cleared (
     cutover TEXT NOT NULL,
@@ -163,13 +169,8 @@ pub(super) async fn delete_parents(
         };
         let child = schema::contract::table(fk.table).expect("a contract table");
         let keys: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO mfe_rollback.cleared \
-                 (cutover, table_name, key, column_name, action, parent_table, parent_key) \
-             SELECT $1, $2, c.{ck}, $3, $4, $5, c.{col} FROM public.{c} c \
-             JOIN going g ON g.key = c.{col} \
-             ON CONFLICT (cutover, table_name, key, column_name) \
-                 DO UPDATE SET action = EXCLUDED.action, at = now() \
-             RETURNING key",
+            "{CLEARED_INSERT} SELECT $1, $2, c.{ck}, $3, $4, $5, c.{col} FROM public.{c} c \
+             JOIN going g ON g.key = c.{col} {CLEARED_CONFLICT} RETURNING key",
             c = ident(child.name),
             ck = ident(child.key),
             col = ident(fk.column)
@@ -230,82 +231,110 @@ pub(super) async fn refused_orphans(
     let mut again = Vec::new();
     let mut still = Vec::new();
     let mut acted = Vec::new();
-    'rows: for mut r in refused {
-        let key = super::key_of(r.table, &r.row);
-        let mut changed = false;
-        for fk in FOREIGN_KEYS.iter().filter(|fk| fk.table == r.table.name) {
-            let Some(rule) = rules.0.get(fk.name).copied() else {
-                continue;
-            };
-            let Some(action) = rule.action() else {
-                continue;
-            };
-            let at = r
-                .table
-                .columns
-                .iter()
-                .position(|c| c.name == fk.column)
-                .expect("a foreign key's column is in its table");
-            let Some(parent_key) = r.row[at].clone() else {
-                continue;
-            };
-            let parent = schema::contract::table(fk.references).expect("a contract table");
-            let present: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT EXISTS (SELECT 1 FROM public.{p} WHERE {k} = $1)",
-                p = ident(parent.name),
-                k = ident(fk.referenced_column)
-            )))
-            .bind(&parent_key)
-            .fetch_one(&mut *tx)
-            .await?;
-            if present {
-                continue;
-            }
-            sqlx::query(
-                "INSERT INTO mfe_rollback.cleared \
-                     (cutover, table_name, key, column_name, action, parent_table, parent_key) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (cutover, table_name, key, column_name) \
-                     DO UPDATE SET action = EXCLUDED.action, at = now()",
-            )
-            .bind(cutover)
-            .bind(r.table.name)
-            .bind(&key)
-            .bind(fk.column)
-            .bind(action)
-            .bind(parent.name)
-            .bind(&parent_key)
-            .execute(&mut *tx)
-            .await?;
-            acted.push(Acted {
-                table: r.table.name,
-                key: key.clone(),
-                cascade: rule == OnDelete::Cascade,
-                in_legacy: false,
-            });
-            if rule == OnDelete::Cascade {
-                continue 'rows;
-            }
-            if r.table.name == "audit_logs" && fk.column == "user_id" {
-                // Written with the reference already cleared, so admin's trigger never sees it:
-                // recorded for its chain as the trigger would (admin's migrations ran first).
-                sqlx::query(
-                    "INSERT INTO admin.audit_cleared_refs (audit_id, user_id) VALUES ($1, $2) \
-                     ON CONFLICT (audit_id) DO NOTHING",
-                )
-                .bind(&key)
-                .bind(&parent_key)
-                .execute(&mut *tx)
-                .await?;
-            }
-            r.row[at] = None;
-            changed = true;
-        }
-        if changed {
-            again.push(r);
-        } else {
-            still.push(r);
+    for mut r in refused {
+        match settle_orphan(tx, &mut r, rules, cutover, &mut acted).await? {
+            Orphan::Cascaded => {}
+            Orphan::Cleared => again.push(r),
+            Orphan::Kept => still.push(r),
         }
     }
     Ok((again, still, acted))
+}
+
+/// What legacy's rules make of a refused row whose parent legacy lacks.
+enum Orphan {
+    /// A `CASCADE` key: the row goes with its parent (it is not written).
+    Cascaded,
+    /// `SET NULL` keys cleared: the row is to be written again.
+    Cleared,
+    /// No rule applies: the refusal stands.
+    Kept,
+}
+
+async fn settle_orphan(
+    tx: &mut PgConnection,
+    r: &mut super::Refused,
+    rules: &Rules,
+    cutover: &str,
+    acted: &mut Vec<Acted>,
+) -> Result<Orphan> {
+    let key = super::key_of(r.table, &r.row);
+    let mut cleared = false;
+    for fk in FOREIGN_KEYS.iter().filter(|fk| fk.table == r.table.name) {
+        let Some(rule) = rules.0.get(fk.name).copied() else {
+            continue;
+        };
+        let Some(action) = rule.action() else {
+            continue;
+        };
+        let at = r
+            .table
+            .columns
+            .iter()
+            .position(|c| c.name == fk.column)
+            .expect("a foreign key's column is in its table");
+        let Some(parent_key) = r.row[at].clone() else {
+            continue;
+        };
+        let parent = schema::contract::table(fk.references).expect("a contract table");
+        if parent_present(tx, parent, fk.referenced_column, &parent_key).await? {
+            continue;
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{CLEARED_INSERT} VALUES ($1, $2, $3, $4, $5, $6, $7) {CLEARED_CONFLICT}"
+        )))
+        .bind(cutover)
+        .bind(r.table.name)
+        .bind(&key)
+        .bind(fk.column)
+        .bind(action)
+        .bind(parent.name)
+        .bind(&parent_key)
+        .execute(&mut *tx)
+        .await?;
+        acted.push(Acted {
+            table: r.table.name,
+            key: key.clone(),
+            cascade: rule == OnDelete::Cascade,
+            in_legacy: false,
+        });
+        if rule == OnDelete::Cascade {
+            return Ok(Orphan::Cascaded);
+        }
+        if r.table.name == "audit_logs" && fk.column == "user_id" {
+            // Written with the reference already cleared, so admin's trigger never sees it:
+            // recorded for its chain as the trigger would (admin's migrations ran first).
+            sqlx::query(
+                "INSERT INTO admin.audit_cleared_refs (audit_id, user_id) VALUES ($1, $2) \
+                 ON CONFLICT (audit_id) DO NOTHING",
+            )
+            .bind(&key)
+            .bind(&parent_key)
+            .execute(&mut *tx)
+            .await?;
+        }
+        r.row[at] = None;
+        cleared = true;
+    }
+    Ok(if cleared {
+        Orphan::Cleared
+    } else {
+        Orphan::Kept
+    })
+}
+
+async fn parent_present(
+    tx: &mut PgConnection,
+    parent: &Table,
+    column: &str,
+    key: &str,
+) -> Result<bool> {
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT EXISTS (SELECT 1 FROM public.{p} WHERE {k} = $1)",
+        p = ident(parent.name),
+        k = ident(column)
+    )))
+    .bind(key)
+    .fetch_one(tx)
+    .await?)
 }

@@ -48,7 +48,7 @@ pub async fn create(conn: &mut PgConnection, service: Service) -> Result<Lsn> {
     }
     let name = slot_of(&mut *conn).await?;
     slot::create_slot(conn, &name).await.map_err(|e| {
-        MigrateError::Other(format!(
+        MigrateError::WayBack(format!(
             "cannot make the way-back slot {name} (the service database's server needs \
              wal_level=logical and a free replication slot; scripts/stack.sh configures it): {e}"
         ))
@@ -130,7 +130,7 @@ pub async fn drain(
 ) -> Result<u64> {
     let name = slot_of(&mut *conn).await?;
     let Some(way) = info(&mut *conn).await? else {
-        return Err(MigrateError::Other(format!(
+        return Err(MigrateError::WayBack(format!(
             "the {} database has no way-back slot {name}",
             service.name()
         )));
@@ -148,18 +148,12 @@ async fn read_to_fence(
     sink: &tokio::sync::mpsc::Sender<Batch>,
     fence: &str,
 ) -> Result<u64> {
-    let tables: Vec<&'static Table> = tables_of(service).collect();
-    // pgoutput relation id -> (table, position of its key in the stream's tuples).
-    let mut relations: std::collections::HashMap<u32, (&'static Table, usize)> =
-        std::collections::HashMap::new();
-    // Key -> whether its first change since cutover was an insert: a row legacy never had, which
-    // the write-back can insert without looking for it first.
-    let mut changed: std::collections::HashMap<Changed, bool> = std::collections::HashMap::new();
+    let mut keys = ChangedKeys::new(service);
     let mut total = 0u64;
     let mut fenced = false;
     loop {
         let Some(event) = stream.next().await? else {
-            return Err(MigrateError::Other(format!(
+            return Err(MigrateError::Stream(format!(
                 "the {} database ended the way back's stream before its end",
                 service.name()
             )));
@@ -167,91 +161,14 @@ async fn read_to_fence(
         let Event::Message(message) = event else {
             continue;
         };
-        let key_of = |relation: u32, values: &[Value]| -> Result<Changed> {
-            let (table, at) = relations.get(&relation).ok_or_else(|| {
-                MigrateError::Other(format!(
-                    "a change names relation {relation}, which the stream did not describe"
-                ))
-            })?;
-            match values.get(*at) {
-                Some(Value::Text(key)) => Ok(Changed {
-                    table: table.name,
-                    key: key.clone(),
-                }),
-                _ => Err(MigrateError::Other(format!(
-                    "a change of {} carries no key",
-                    table.name
-                ))),
-            }
-        };
         match message {
-            Message::Relation(rel) => {
-                let table = tables
-                    .iter()
-                    .find(|t| t.name == rel.name && rel.namespace == "public")
-                    .ok_or_else(|| {
-                        MigrateError::Other(format!(
-                            "the way back carries table {}.{}, which {} does not own",
-                            rel.namespace,
-                            rel.name,
-                            service.name()
-                        ))
-                    })?;
-                let at = rel
-                    .columns
-                    .iter()
-                    .position(|c| c.name == table.key)
-                    .ok_or_else(|| {
-                        MigrateError::Other(format!(
-                            "the {} table {} lost its key column {}",
-                            service.name(),
-                            table.name,
-                            table.key
-                        ))
-                    })?;
-                relations.insert(rel.oid, (*table, at));
-            }
-            Message::Insert { relation, new } => {
-                changed.entry(key_of(relation, &new)?).or_insert(true);
-            }
-            Message::Update { relation, old, new } => {
-                changed.entry(key_of(relation, &new)?).or_insert(false);
-                if let Some(old) = old {
-                    changed
-                        .entry(key_of(relation, old.values())?)
-                        .or_insert(false);
-                }
-            }
-            Message::Delete { relation, old } => {
-                changed
-                    .entry(key_of(relation, old.values())?)
-                    .or_insert(false);
-            }
-            Message::Truncate {
-                relations: rels, ..
-            } => {
-                for relation in rels {
-                    let (table, _) = relations.get(&relation).ok_or_else(|| {
-                        MigrateError::Other(format!(
-                            "a truncate names relation {relation}, which the stream did not describe"
-                        ))
-                    })?;
-                    changed.insert(
-                        Changed {
-                            table: table.name,
-                            key: "*".into(),
-                        },
-                        false,
-                    );
-                }
-            }
             Message::Logical {
                 prefix, content, ..
             } if prefix == FENCE_PREFIX && content == fence.as_bytes() => fenced = true,
             Message::Commit { .. } => {
-                if fenced || changed.len() >= STAGE_KEYS {
-                    total += changed.len() as u64;
-                    let batch = std::mem::take(&mut changed).into_iter().collect();
+                if fenced || keys.changed.len() >= STAGE_KEYS {
+                    total += keys.changed.len() as u64;
+                    let batch = std::mem::take(&mut keys.changed).into_iter().collect();
                     if sink.send(batch).await.is_err() {
                         // The stager stopped: its error is the rollback's.
                         return Ok(total);
@@ -261,7 +178,115 @@ async fn read_to_fence(
                     return Ok(total);
                 }
             }
+            other => keys.note(other)?,
+        }
+    }
+}
+
+/// The keys a service database's stream changed, as its messages describe them.
+struct ChangedKeys {
+    service: Service,
+    tables: Vec<&'static Table>,
+    /// pgoutput relation id -> (table, position of its key in the stream's tuples).
+    relations: std::collections::HashMap<u32, (&'static Table, usize)>,
+    /// Key -> whether its first change since cutover was an insert: a row legacy never had,
+    /// which the write-back can insert without looking for it first.
+    changed: std::collections::HashMap<Changed, bool>,
+}
+
+impl ChangedKeys {
+    fn new(service: Service) -> Self {
+        Self {
+            service,
+            tables: tables_of(service).collect(),
+            relations: std::collections::HashMap::new(),
+            changed: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Takes in a message of the stream (other than the fence and a commit).
+    fn note(&mut self, message: Message) -> Result<()> {
+        match message {
+            Message::Relation(rel) => self.describe(&rel)?,
+            Message::Insert { relation, new } => {
+                let key = self.key_of(relation, &new)?;
+                self.changed.entry(key).or_insert(true);
+            }
+            Message::Update { relation, old, new } => {
+                let key = self.key_of(relation, &new)?;
+                self.changed.entry(key).or_insert(false);
+                if let Some(old) = old {
+                    let key = self.key_of(relation, old.values())?;
+                    self.changed.entry(key).or_insert(false);
+                }
+            }
+            Message::Delete { relation, old } => {
+                let key = self.key_of(relation, old.values())?;
+                self.changed.entry(key).or_insert(false);
+            }
+            Message::Truncate {
+                relations: rels, ..
+            } => {
+                for relation in rels {
+                    let (table, _) = self.relations.get(&relation).ok_or_else(|| {
+                        MigrateError::Stream(format!(
+                            "a truncate names relation {relation}, which the stream did not describe"
+                        ))
+                    })?;
+                    let whole = Changed {
+                        table: table.name,
+                        key: "*".into(),
+                    };
+                    self.changed.insert(whole, false);
+                }
+            }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// A relation the stream describes: one of the service's tables, with its key column.
+    fn describe(&mut self, rel: &crate::cdc::pgoutput::Relation) -> Result<()> {
+        let service = self.service.name();
+        let table = self
+            .tables
+            .iter()
+            .find(|t| t.name == rel.name && rel.namespace == "public")
+            .ok_or_else(|| {
+                MigrateError::Stream(format!(
+                    "the way back carries table {}.{}, which {service} does not own",
+                    rel.namespace, rel.name,
+                ))
+            })?;
+        let at = rel
+            .columns
+            .iter()
+            .position(|c| c.name == table.key)
+            .ok_or_else(|| {
+                MigrateError::Stream(format!(
+                    "the {service} table {} lost its key column {}",
+                    table.name, table.key
+                ))
+            })?;
+        self.relations.insert(rel.oid, (*table, at));
+        Ok(())
+    }
+
+    fn key_of(&self, relation: u32, values: &[Value]) -> Result<Changed> {
+        let (table, at) = self.relations.get(&relation).ok_or_else(|| {
+            MigrateError::Stream(format!(
+                "a change names relation {relation}, which the stream did not describe"
+            ))
+        })?;
+        match values.get(*at) {
+            Some(Value::Text(key)) => Ok(Changed {
+                table: table.name,
+                key: key.clone(),
+            }),
+            _ => Err(MigrateError::Stream(format!(
+                "a change of {} carries no key",
+                table.name
+            ))),
         }
     }
 }

@@ -358,117 +358,151 @@ async fn apply_net(
     tolerant: bool,
 ) -> Result<(), NetError> {
     let tables: Vec<&Table> = TABLES.iter().filter(|t| t.service == service).collect();
+    let of = |table: &Table| nets.get(table.name);
     for table in &tables {
-        let Some(net) = nets.get(table.name) else {
-            continue;
-        };
-        // A row first seen as an insert was absent before the run: a plain insert (cheaper than
-        // an upsert's speculative insertion). Should it be there after all (a replay up to the
-        // horizon, a diverged database), the unique key refuses it and the run goes in order,
-        // by upserts. Up to the horizon every row is upserted.
-        for plain in [true, false] {
-            let keys: Vec<&str> = net
-                .keys
-                .iter()
-                .copied()
-                .filter(|k| {
-                    let row = &net.rows[k];
-                    row.fold == Fold::Upsert && (row.fresh && !tolerant) == plain
-                })
-                .collect();
-            if keys.is_empty() {
-                continue;
-            }
-            let columns: Vec<Vec<Option<&str>>> = (0..table.columns.len())
-                .map(|c| {
-                    keys.iter()
-                        .map(|k| text(net::value(run, &net.rows[k].since, c)))
-                        .collect()
-                })
-                .collect();
-            let sql = if plain {
-                insert_sql(table)
-            } else {
-                upsert_sql(table)
-            };
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&keys);
-            for column in &columns {
-                query = query.bind(column);
-            }
-            query.execute(&mut *conn).await?;
+        if let Some(net) = of(table) {
+            upsert_net(conn, table, run, net, tolerant).await?;
         }
     }
     for table in &tables {
-        let Some(net) = nets.get(table.name) else {
-            continue;
-        };
-        // Updates grouped by the columns they set (most set every column).
-        let mut by_mask: Vec<(u64, Vec<&str>)> = Vec::new();
-        for k in net.keys.iter().copied() {
-            let row = &net.rows[k];
-            if row.fold != Fold::Update {
-                continue;
-            }
-            let mask = net::set_mask(run, &row.since, table.columns.len());
-            match by_mask.iter_mut().find(|(m, _)| *m == mask) {
-                Some((_, keys)) => keys.push(k),
-                None => by_mask.push((mask, vec![k])),
-            }
-        }
-        for (mask, keys) in by_mask {
-            let set: Vec<usize> = (0..table.columns.len())
-                .filter(|c| mask & (1 << c) != 0)
-                .collect();
-            let columns: Vec<Vec<Option<&str>>> = set
-                .iter()
-                .map(|&c| {
-                    keys.iter()
-                        .map(|k| text(net::value(run, &net.rows[k].since, c)))
-                        .collect()
-                })
-                .collect();
-            let mut query =
-                sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(update_sql(table, &set)))
-                    .bind(&keys);
-            for column in &columns {
-                query = query.bind(column);
-            }
-            let found = query.fetch_all(&mut *conn).await?;
-            if found.len() < keys.len() && !tolerant {
-                let found: HashSet<&str> = found.iter().map(String::as_str).collect();
-                let absent: Vec<&str> = keys
-                    .iter()
-                    .copied()
-                    .filter(|k| !found.contains(k))
-                    .collect();
-                return Err(NetError::Other(diverged(table, "update", &absent)));
-            }
+        if let Some(net) = of(table) {
+            update_net(conn, table, run, net, tolerant).await?;
         }
     }
     for table in tables.iter().rev() {
-        let Some(net) = nets.get(table.name) else {
-            continue;
-        };
-        let deletes: Vec<&str> = net
-            .keys
-            .iter()
-            .copied()
-            .filter(|k| net.rows[k].fold == Fold::Delete)
-            .collect();
-        if !deletes.is_empty() {
-            // A delete whose row is gone is done (a cascade in the service database may have
-            // got there first).
-            sqlx::query(sqlx::AssertSqlSafe(delete_sql(table)))
-                .bind(&deletes)
-                .execute(&mut *conn)
-                .await?;
+        if let Some(net) = of(table) {
+            delete_net(conn, table, net).await?;
         }
     }
     Ok(())
 }
 
+/// The values of `columns` (contract positions) of each of `keys`' last state in the run: one
+/// array per column, the shape the statements bind.
+fn columns_of<'r>(
+    run: &'r [Pending],
+    net: &net::TableNet<'_>,
+    keys: &[&str],
+    columns: impl Iterator<Item = usize>,
+) -> Vec<Vec<Option<&'r str>>> {
+    columns
+        .map(|c| {
+            keys.iter()
+                .map(|k| text(net::value(run, &net.rows[k].since, c)))
+                .collect()
+        })
+        .collect()
+}
+
+/// The rows whose last state is whole. A row first seen as an insert was absent before the
+/// run: a plain insert (cheaper than an upsert's speculative insertion). Should it be there
+/// after all (a replay up to the horizon, a diverged database), the unique key refuses it and
+/// the run goes in order, by upserts. Up to the horizon every row is upserted.
+async fn upsert_net(
+    conn: &mut PgConnection,
+    table: &Table,
+    run: &[Pending],
+    net: &net::TableNet<'_>,
+    tolerant: bool,
+) -> Result<(), NetError> {
+    for plain in [true, false] {
+        let keys: Vec<&str> = net
+            .keys
+            .iter()
+            .copied()
+            .filter(|k| {
+                let row = &net.rows[k];
+                row.fold == Fold::Upsert && (row.fresh && !tolerant) == plain
+            })
+            .collect();
+        if keys.is_empty() {
+            continue;
+        }
+        let columns = columns_of(run, net, &keys, 0..table.columns.len());
+        let sql = if plain {
+            insert_sql(table)
+        } else {
+            upsert_sql(table)
+        };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&keys);
+        for column in &columns {
+            query = query.bind(column);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The rows updated in the run, grouped by the columns they set (most set every column). Past
+/// the horizon a row to update must be there: one absent means the target diverged.
+async fn update_net(
+    conn: &mut PgConnection,
+    table: &Table,
+    run: &[Pending],
+    net: &net::TableNet<'_>,
+    tolerant: bool,
+) -> Result<(), NetError> {
+    let mut by_mask: Vec<(u64, Vec<&str>)> = Vec::new();
+    for k in net.keys.iter().copied() {
+        let row = &net.rows[k];
+        if row.fold != Fold::Update {
+            continue;
+        }
+        let mask = net::set_mask(run, &row.since, table.columns.len());
+        match by_mask.iter_mut().find(|(m, _)| *m == mask) {
+            Some((_, keys)) => keys.push(k),
+            None => by_mask.push((mask, vec![k])),
+        }
+    }
+    for (mask, keys) in by_mask {
+        let set: Vec<usize> = (0..table.columns.len())
+            .filter(|c| mask & (1 << c) != 0)
+            .collect();
+        let columns = columns_of(run, net, &keys, set.iter().copied());
+        let mut query =
+            sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(update_sql(table, &set)))
+                .bind(&keys);
+        for column in &columns {
+            query = query.bind(column);
+        }
+        let found = query.fetch_all(&mut *conn).await?;
+        if found.len() < keys.len() && !tolerant {
+            let found: HashSet<&str> = found.iter().map(String::as_str).collect();
+            let absent: Vec<&str> = keys
+                .iter()
+                .copied()
+                .filter(|k| !found.contains(k))
+                .collect();
+            return Err(NetError::Other(diverged(table, "update", &absent)));
+        }
+    }
+    Ok(())
+}
+
+/// The rows deleted in the run. A delete whose row is gone is done (a cascade in the service
+/// database may have got there first).
+async fn delete_net(
+    conn: &mut PgConnection,
+    table: &Table,
+    net: &net::TableNet<'_>,
+) -> Result<(), NetError> {
+    let deletes: Vec<&str> = net
+        .keys
+        .iter()
+        .copied()
+        .filter(|k| net.rows[k].fold == Fold::Delete)
+        .collect();
+    if !deletes.is_empty() {
+        sqlx::query(sqlx::AssertSqlSafe(delete_sql(table)))
+            .bind(&deletes)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 fn diverged(table: &Table, what: &str, absent: &[&str]) -> MigrateError {
-    MigrateError::Other(format!(
+    MigrateError::Diverged(format!(
         "{} rows of {} to {what} are not in the {} database (first: {}): it diverged from the \
          legacy database; the sync stopped without applying that transaction",
         absent.len(),
@@ -656,7 +690,7 @@ async fn run_batch(conn: &mut PgConnection, batch: Batch<'_>, tolerant: bool) ->
 fn key_text<'a>(values: &'a [Value], index: usize, table: &Table) -> Result<&'a str> {
     match values.get(index) {
         Some(Value::Text(s)) => Ok(s),
-        _ => Err(MigrateError::Other(format!(
+        _ => Err(MigrateError::Stream(format!(
             "a change of {} carries no key",
             table.name
         ))),

@@ -34,6 +34,8 @@ use crate::cdc::slot::{self, PUBLICATION};
 use crate::cdc::stream::{Event, Stream, write_fence};
 use crate::endpoints::Endpoints;
 use crate::engine::connect;
+use crate::engine::journal::position;
+use crate::engine::journal::state::{self, State};
 use crate::error::{MigrateError, Result};
 use crate::progress::Progress;
 use crate::sync::net::{Pending, RowChange};
@@ -157,7 +159,7 @@ impl Workers {
                 return error;
             }
         }
-        MigrateError::Other("a target's worker ended without a reason".into())
+        MigrateError::task("a target's worker", "ended without a reason")
     }
 
     async fn checkpoint(&mut self, upto: Lsn) -> Result<()> {
@@ -186,7 +188,7 @@ impl Workers {
     async fn wait_for(&mut self, upto: Lsn) -> Result<()> {
         while self.committed() < upto {
             let ack = self.acks.recv().await.ok_or_else(|| {
-                MigrateError::Other("the targets' workers ended before committing".into())
+                MigrateError::task("the targets' workers", "ended before committing")
             })?;
             self.take(ack)?;
         }
@@ -267,152 +269,239 @@ pub async fn sync(
         ));
     };
     lock(&mut legacy, opts.wait_for_other).await?;
-    crate::engine::journal::state::advance(
-        endpoints,
-        crate::engine::journal::state::State::Syncing,
-        "sync",
-    )
-    .await?;
+    state::advance(endpoints, State::Syncing, "sync").await?;
     let slot_name = slot::slot_of(&mut legacy).await?;
     let catalog = relations::legacy_catalog(&mut legacy).await?;
-    let mut horizon = Lsn(0);
-    let mut targets = Vec::new();
-    for service in Service::ALL {
-        let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
-        sqlx::raw_sql(crate::engine::journal::position::POSITION_SQL)
-            .execute(&mut conn)
-            .await?;
-        let h: Option<String> = sqlx::query_scalar(
-            "SELECT horizon_lsn::text FROM mfe_migration.capture WHERE slot = $1",
-        )
-        .bind(&slot_name)
-        .fetch_optional(&mut conn)
-        .await?;
-        if let Some(h) = h.and_then(|h| h.parse::<Lsn>().ok()) {
-            horizon = horizon.max(h);
-        }
-        targets.push(Target::new(service, conn, &slot_name).await?);
-    }
+    let (targets, horizon) = open_targets(endpoints, &slot_name).await?;
     // The fence: once it arrives, everything committed before this point has.
     let fence = if opts.follow {
         String::new()
     } else {
         write_fence(&mut legacy, FENCE_PREFIX).await?
     };
-    let mut stream = open_stream(
+    let stream = open_stream(
         endpoints.legacy(),
         &slot_name,
         info.confirmed,
         opts.wait_for_other,
     )
     .await?;
-    let mut workers = Workers::start(targets);
-    let mut relations = Relations::new(catalog);
-    let mut report = SyncReport::default();
-    let mut cursor = Cursor {
-        upto: info.confirmed,
-        checkpointed: info.confirmed,
-        ..Cursor::default()
+    let mut run = Run {
+        stream,
+        workers: Workers::start(targets),
+        relations: Relations::new(catalog),
+        report: SyncReport::default(),
+        cursor: Cursor {
+            upto: info.confirmed,
+            checkpointed: info.confirmed,
+            ..Cursor::default()
+        },
+        confirmed: info.confirmed,
+        meter: LagMeter::new(),
+        fence,
+        horizon,
     };
-    let mut confirmed = info.confirmed;
-    let mut last_lag = Instant::now();
-    let mut changes_at_lag = 0u64;
-    tokio::pin!(stop);
-    let outcome: Result<bool> = async {
+    let outcome = run.apply(&mut legacy, opts, on_lag, stop).await;
+    let Settled {
+        mut report,
+        cursor,
+        confirmed,
+        meter,
+    } = run.settle(outcome).await?;
+    report.position = Some(confirmed.to_string());
+    report.rows = cursor.changes;
+    report.lag_bytes = slot::info(&mut legacy).await?.map_or(0, |i| i.lag_bytes);
+    // The last figures, also for a sync shorter than one report interval.
+    on_lag(meter.last(&cursor, report.lag_bytes));
+    progress.table_step("sync", "caught up");
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// A worker per service database, each on its own connection with the sync's journal there;
+/// and the highest horizon any of them recorded for `slot` (the copy's snapshot position).
+async fn open_targets(endpoints: &Endpoints, slot: &str) -> Result<(Vec<Target>, Lsn)> {
+    let mut horizon = Lsn(0);
+    let mut targets = Vec::new();
+    for service in Service::ALL {
+        let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
+        sqlx::raw_sql(position::POSITION_SQL)
+            .execute(&mut conn)
+            .await?;
+        if let Some(h) = position::horizon(&mut conn, slot).await? {
+            horizon = horizon.max(h);
+        }
+        targets.push(Target::new(service, conn, slot).await?);
+    }
+    Ok((targets, horizon))
+}
+
+/// The lag and the rate, measured once a second for `on_lag`.
+struct LagMeter {
+    since: Instant,
+    changes_then: u64,
+}
+
+impl LagMeter {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            changes_then: 0,
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.since.elapsed() >= Duration::from_secs(1)
+    }
+
+    /// The figures since the last reading: `bytes` behind, the age of the last commit applied
+    /// (none when the stream is idle), the changes per second.
+    fn read(&mut self, cursor: &Cursor, bytes: i64) -> Lag {
+        let seconds = if cursor.idle {
+            0.0
+        } else {
+            cursor.last_commit_time.map_or(0.0, |t| {
+                (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0
+            })
+        };
+        let lag = Lag {
+            bytes,
+            seconds,
+            changes_per_second: (cursor.changes - self.changes_then) as f64
+                / self.since.elapsed().as_secs_f64(),
+        };
+        self.changes_then = cursor.changes;
+        self.since = Instant::now();
+        lag
+    }
+
+    /// The figures at the end: caught up.
+    fn last(&self, cursor: &Cursor, bytes: i64) -> Lag {
+        Lag {
+            bytes,
+            seconds: 0.0,
+            changes_per_second: (cursor.changes - self.changes_then) as f64
+                / self.since.elapsed().as_secs_f64().max(0.001),
+        }
+    }
+}
+
+/// What a run leaves once its stream and workers are closed.
+struct Settled {
+    report: SyncReport,
+    cursor: Cursor,
+    confirmed: Lsn,
+    meter: LagMeter,
+}
+
+/// One run of the sync: the stream, the workers, and where they stand.
+struct Run {
+    stream: Stream,
+    workers: Workers,
+    relations: Relations,
+    report: SyncReport,
+    cursor: Cursor,
+    /// The position confirmed to the slot.
+    confirmed: Lsn,
+    meter: LagMeter,
+    fence: String,
+    horizon: Lsn,
+}
+
+impl Run {
+    /// Routes the stream to the workers and confirms what they committed, until the fence (or,
+    /// following, until `stop`). Ok(true) when caught up, Ok(false) when stopped.
+    async fn apply(
+        &mut self,
+        legacy: &mut sqlx::PgConnection,
+        opts: &SyncOptions,
+        on_lag: &(dyn Fn(Lag) + Sync),
+        stop: impl Future<Output = ()>,
+    ) -> Result<bool> {
+        tokio::pin!(stop);
         loop {
-            if last_lag.elapsed() >= Duration::from_secs(1) {
-                let lag_bytes = slot::info(&mut legacy).await?.map_or(0, |i| i.lag_bytes);
-                let secs = last_lag.elapsed().as_secs_f64();
-                on_lag(Lag {
-                    bytes: lag_bytes,
-                    seconds: if cursor.idle {
-                        0.0
-                    } else {
-                        cursor.last_commit_time.map_or(0.0, |t| {
-                            (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0
-                        })
-                    },
-                    changes_per_second: (cursor.changes - changes_at_lag) as f64 / secs,
-                });
-                report.lag_bytes = lag_bytes;
-                changes_at_lag = cursor.changes;
-                last_lag = Instant::now();
+            if self.meter.due() {
+                let bytes = slot::info(legacy).await?.map_or(0, |i| i.lag_bytes);
+                on_lag(self.meter.read(&self.cursor, bytes));
+                self.report.lag_bytes = bytes;
             }
+            let cursor = &mut self.cursor;
             tokio::select! {
                 biased;
-                ack = workers.acks.recv() => {
-                    let ack = ack.ok_or_else(|| MigrateError::Other("the targets' workers ended".into()))?;
-                    let committed = workers.take(ack)?;
-                    if committed > confirmed {
-                        confirmed = committed;
-                        stream.confirm(confirmed);
+                ack = self.workers.acks.recv() => {
+                    let ack = ack.ok_or_else(|| MigrateError::task("the targets' workers", "ended"))?;
+                    let committed = self.workers.take(ack)?;
+                    if committed > self.confirmed {
+                        self.confirmed = committed;
+                        self.stream.confirm(committed);
                     }
                 }
                 _ = &mut stop => return Ok(false),
-                event = stream.next() => {
+                event = self.stream.next() => {
                     let event = event?.ok_or_else(|| {
-                        MigrateError::Other("the legacy server ended the replication stream".into())
+                        MigrateError::Stream("the legacy server ended the replication stream".into())
                     })?;
-                    route(event, &mut cursor, &mut relations, &mut workers, &mut report, opts, &fence, horizon).await?;
+                    route(event, cursor, &mut self.relations, &mut self.workers, &mut self.report, opts, &self.fence, self.horizon).await?;
                     // The fence's own transaction has ended: everything before it is routed.
                     if cursor.fence_seen && cursor.current.is_none() && !opts.follow {
                         return Ok(true);
                     }
                     if cursor.checkpoint_pending() && cursor.checkpoint_due() <= tokio::time::Instant::now() {
-                        cursor.checkpoint(&mut workers).await?;
+                        cursor.checkpoint(&mut self.workers).await?;
                     }
                 }
                 // The stream went quiet with transactions applied but not committed: a follow
                 // would otherwise hold them until the server's next message, up to its
                 // keepalive interval (30 s).
                 _ = tokio::time::sleep_until(cursor.checkpoint_due()), if cursor.checkpoint_pending() => {
-                    cursor.checkpoint(&mut workers).await?;
+                    cursor.checkpoint(&mut self.workers).await?;
                 }
             }
         }
     }
-    .await;
-    let finished = match outcome {
-        Ok(_) if cursor.current.is_none() => {
-            // Between transactions: commit everything received, then confirm it.
-            let upto = cursor.upto;
-            let done = async {
-                workers.checkpoint(upto).await?;
-                workers.wait_for(upto).await
+
+    /// Ends the run: between transactions the targets commit everything received and the slot
+    /// is confirmed up to it; stopped inside a transaction, what the targets did not commit
+    /// comes again next time. The workers and the stream close whatever the outcome.
+    async fn settle(self, outcome: Result<bool>) -> Result<Settled> {
+        let Run {
+            mut stream,
+            mut workers,
+            report,
+            cursor,
+            mut confirmed,
+            meter,
+            ..
+        } = self;
+        let finished = match outcome {
+            Ok(_) if cursor.current.is_none() => {
+                let upto = cursor.upto;
+                let done = async {
+                    workers.checkpoint(upto).await?;
+                    workers.wait_for(upto).await
+                }
+                .await;
+                done.map(|()| upto)
             }
-            .await;
-            done.map(|()| upto)
+            Ok(_) => Ok(workers.committed()),
+            Err(e) => Err(e),
+        };
+        workers.close().await;
+        if let Ok(upto) = &finished
+            && *upto > confirmed
+        {
+            confirmed = *upto;
+            stream.confirm(confirmed);
         }
-        // Stopped inside a transaction: what the targets did not commit comes again next time.
-        Ok(_) => Ok(workers.committed()),
-        Err(e) => Err(e),
-    };
-    workers.close().await;
-    let result = match finished {
-        Ok(upto) => {
-            if upto > confirmed {
-                confirmed = upto;
-                stream.confirm(confirmed);
-            }
-            Ok(())
-        }
-        Err(e) => Err(e),
-    };
-    stream.close().await;
-    result?;
-    report.position = Some(confirmed.to_string());
-    report.rows = cursor.changes;
-    report.lag_bytes = slot::info(&mut legacy).await?.map_or(0, |i| i.lag_bytes);
-    // The last figures, also for a sync shorter than one report interval.
-    on_lag(Lag {
-        bytes: report.lag_bytes,
-        seconds: 0.0,
-        changes_per_second: (cursor.changes - changes_at_lag) as f64
-            / last_lag.elapsed().as_secs_f64().max(0.001),
-    });
-    progress.table_step("sync", "caught up");
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+        stream.close().await;
+        finished?;
+        Ok(Settled {
+            report,
+            cursor,
+            confirmed,
+            meter,
+        })
+    }
 }
 
 /// One sync at a time: two would read the same changes and apply them side by side. The lock is
@@ -503,32 +592,14 @@ async fn route(
         }
         Message::Delete { relation, old } => {
             let key = apply::old_key(&old, relations.key_index(relation)?)
-                .ok_or_else(|| MigrateError::Other("a delete without its key".into()))?;
+                .ok_or_else(|| MigrateError::Stream("a delete without its key".into()))?;
             let change = RowChange::Delete { key };
             dispatch(cursor, relations.table(relation)?, change, workers, horizon).await?;
         }
         Message::Truncate {
             relations: truncated,
             ..
-        } => {
-            if cursor.after_marker {
-                return Err(past_marker());
-            }
-            let (commit, _) = cursor.current.ok_or_else(outside)?;
-            let mut by_target: [Vec<&'static schema::contract::Table>; 4] = Default::default();
-            for relation in truncated {
-                let table = relations.table(relation)?;
-                by_target[target_of(table.service)].push(table);
-            }
-            for (i, tables) in by_target.into_iter().enumerate() {
-                if tables.is_empty() {
-                    continue;
-                }
-                begin_on(cursor, i, commit, workers, horizon).await?;
-                cursor.changes += 1;
-                workers.send(i, Op::Truncate(tables)).await?;
-            }
-        }
+        } => truncate(cursor, relations, workers, truncated, horizon).await?,
         Message::Logical {
             prefix, content, ..
         } => {
@@ -540,22 +611,60 @@ async fn route(
                 cursor.fence_seen = true;
             }
         }
-        Message::Commit { end_lsn, .. } => {
-            let (commit, time) = cursor.current.take().ok_or_else(outside)?;
-            for i in 0..4 {
-                if cursor.touched[i] {
-                    workers.send(i, Op::Commit { commit, time }).await?;
-                }
-            }
-            // A transaction of messages only (a fence, a marker) applies nothing.
-            if cursor.touched.iter().any(|t| *t) {
-                report.transactions += 1;
-            }
-            cursor.upto = cursor.upto.max(end_lsn);
-            cursor.last_commit_time = time.or(cursor.last_commit_time);
-        }
+        Message::Commit { end_lsn, .. } => commit(cursor, workers, report, end_lsn).await?,
         Message::Type | Message::Origin => {}
     }
+    Ok(())
+}
+
+/// A truncate: each target's tables in one operation, in the transaction being received.
+async fn truncate(
+    cursor: &mut Cursor,
+    relations: &Relations,
+    workers: &mut Workers,
+    truncated: Vec<u32>,
+    horizon: Lsn,
+) -> Result<()> {
+    if cursor.after_marker {
+        return Err(past_marker());
+    }
+    let (commit, _) = cursor.current.ok_or_else(outside)?;
+    let mut by_target: [Vec<&'static schema::contract::Table>; 4] = Default::default();
+    for relation in truncated {
+        let table = relations.table(relation)?;
+        by_target[target_of(table.service)].push(table);
+    }
+    for (i, tables) in by_target.into_iter().enumerate() {
+        if tables.is_empty() {
+            continue;
+        }
+        begin_on(cursor, i, commit, workers, horizon).await?;
+        cursor.changes += 1;
+        workers.send(i, Op::Truncate(tables)).await?;
+    }
+    Ok(())
+}
+
+/// The end of a legacy transaction: each target it touched commits it (at its next
+/// checkpoint).
+async fn commit(
+    cursor: &mut Cursor,
+    workers: &mut Workers,
+    report: &mut SyncReport,
+    end_lsn: Lsn,
+) -> Result<()> {
+    let (commit, time) = cursor.current.take().ok_or_else(outside)?;
+    for i in 0..4 {
+        if cursor.touched[i] {
+            workers.send(i, Op::Commit { commit, time }).await?;
+        }
+    }
+    // A transaction of messages only (a fence, a marker) applies nothing.
+    if cursor.touched.iter().any(|t| *t) {
+        report.transactions += 1;
+    }
+    cursor.upto = cursor.upto.max(end_lsn);
+    cursor.last_commit_time = time.or(cursor.last_commit_time);
     Ok(())
 }
 
@@ -608,7 +717,7 @@ async fn dispatch(
 }
 
 fn outside() -> MigrateError {
-    MigrateError::Other("a change outside a transaction in the stream".into())
+    MigrateError::Stream("a change outside a transaction in the stream".into())
 }
 
 /// Brings the service databases up to the legacy database's current position: by syncing here,
@@ -639,7 +748,7 @@ pub async fn catch_up(endpoints: &Endpoints) -> Result<()> {
     let goal: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
         .fetch_one(&mut legacy)
         .await?;
-    let goal: Lsn = goal.parse().map_err(MigrateError::Other)?;
+    let goal: Lsn = goal.parse().map_err(MigrateError::Stream)?;
     let mut seen = Lsn(0);
     let mut deadline = Instant::now() + STALLED_FOLLOW;
     loop {
@@ -651,7 +760,7 @@ pub async fn catch_up(endpoints: &Endpoints) -> Result<()> {
             seen = confirmed;
             deadline = Instant::now() + STALLED_FOLLOW;
         } else if Instant::now() >= deadline {
-            return Err(MigrateError::Other(format!(
+            return Err(MigrateError::SyncStalled(format!(
                 "the running `sync --follow` has confirmed nothing for {} s (at {confirmed}, \
                  waiting for {goal}): see its output, or stop it and run `mfe migrate sync`",
                 STALLED_FOLLOW.as_secs()
@@ -665,7 +774,5 @@ pub async fn catch_up(endpoints: &Endpoints) -> Result<()> {
 const STALLED_FOLLOW: Duration = Duration::from_secs(30);
 
 fn past_marker() -> MigrateError {
-    MigrateError::Other(
-        "a change was committed after the cutover marker: a writer got past the freeze".into(),
-    )
+    MigrateError::PastTheFreeze
 }

@@ -10,10 +10,7 @@ const EXPECTED: Expected<'static> = Expected {
         ("payments", "payments_sender_id_fkey"),
         ("payments", "payments_recipient_id_fkey"),
     ],
-    added_indexes: &[
-        ("payments", "payments_sender_id_created_at_idx"),
-        ("payments", "payments_recipient_id_created_at_idx"),
-    ],
+    added_indexes: ::schema::migrations::legacy_indexes::PAYMENTS,
 };
 
 #[tokio::test]

@@ -7,7 +7,7 @@ const EXPECTED: Expected<'static> = Expected {
     tables: &["user_profiles"],
     enums: &[],
     dropped_foreign_keys: &[("user_profiles", "user_profiles_user_id_fkey")],
-    added_indexes: &[],
+    added_indexes: ::schema::migrations::legacy_indexes::PROFILE,
 };
 
 #[tokio::test]

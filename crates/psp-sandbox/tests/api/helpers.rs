@@ -1,7 +1,6 @@
 //! Spawning the sandbox on port 0 and a webhook receiver that checks every signature the way a
 //! real receiver would, independently of the sandbox's own `sign`.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,23 +21,7 @@ pub const SECRET: &str = "whsec_sandbox_test_secret";
 /// Long enough for a webhook retried once (0.5 s backoff) on a loaded machine.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// Calls `check` every 20 ms until it gives `Some`, for at most `limit`.
-pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return Some(value);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub use test_support::eventually;
 
 /// One webhook request as the receiver saw it.
 #[derive(Debug, Clone)]

@@ -39,6 +39,16 @@ CREATE TABLE IF NOT EXISTS mfe_migration.capture (
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );";
 
+/// The copy's snapshot position recorded for `slot` (changes up to it may be in the copy too).
+pub async fn horizon(conn: &mut PgConnection, slot: &str) -> Result<Option<Lsn>> {
+    let h: Option<String> =
+        sqlx::query_scalar("SELECT horizon_lsn::text FROM mfe_migration.capture WHERE slot = $1")
+            .bind(slot)
+            .fetch_optional(conn)
+            .await?;
+    Ok(h.and_then(|h| h.parse().ok()))
+}
+
 /// Where the target stands for `slot`.
 pub async fn position(conn: &mut PgConnection, slot: &str) -> Result<Option<Lsn>> {
     let lsn: Option<String> = sqlx::query_scalar(

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 use migrator::Endpoints;
 use migrator::MigrateError;
-use migrator::copy::CopyOptions;
-use migrator::verify::VerifyOptions;
 use platform::Service;
 
 use crate::report::show;
 use crate::ui::Bars;
+
+mod phases;
 
 #[derive(Subcommand)]
 pub enum Phase {
@@ -337,6 +337,7 @@ impl Phase {
     }
 }
 
+/// Admits the phase in the migration's state, then runs it: one call per phase (`phases`).
 async fn run_phase(
     phase: Phase,
     databases: &Databases,
@@ -346,253 +347,46 @@ async fn run_phase(
     let endpoints = databases.endpoints()?;
     migrator::engine::journal::state::admit(&endpoints, phase.step()).await?;
     let reporting = Reporting::new(&phase, ui, &endpoints, json).await?;
-    Ok(match phase {
+    let e = &endpoints;
+    let r = &reporting;
+    match phase {
         Phase::Plan {
             long_transaction_seconds,
             sync_hours,
-        } => {
-            if !(sync_hours.is_finite() && sync_hours >= 0.0) {
-                return Err(MigrateError::Usage(
-                    "--sync-hours must be a number of hours, 0 or more".into(),
-                ));
-            }
-            let opts = migrator::plan::preflight::Options {
-                long_transaction: std::time::Duration::from_secs(long_transaction_seconds),
-                sync_hours,
-            };
-            show(&migrator::plan::plan(&endpoints, &opts).await?, json)
-        }
-        Phase::Prepare => show(&migrator::prepare::prepare(&endpoints).await?, json),
+        } => phases::plan(e, json, long_transaction_seconds, sync_hours).await,
+        Phase::Prepare => Ok(show(&migrator::prepare::prepare(e).await?, json)),
         Phase::Copy {
             jobs,
             chunk_rows,
             max_rate,
-        } => {
-            if jobs == 0 || chunk_rows == 0 {
-                return Err(MigrateError::Usage(
-                    "--jobs and --chunk-rows must be at least 1".into(),
-                ));
-            }
-            let opts = CopyOptions {
-                jobs,
-                chunk_rows,
-                max_rows_per_second: max_rate,
-            };
-            let report = reporting
-                .run(|bars| migrator::copy::copy(&endpoints, &opts, bars))
-                .await?;
-            show(&report, json)
-        }
-        Phase::Verify { max_listed } => {
-            let opts = VerifyOptions { max_listed };
-            let report = reporting
-                .run(|bars| migrator::verify::verify(&endpoints, &opts, bars))
-                .await?;
-            show(&report, json)
-        }
-        Phase::Export { out, jobs } => {
-            let report = reporting
-                .run(|bars| migrator::archive::export(&endpoints, &out, jobs.max(1), bars))
-                .await?;
-            show(&report, json)
-        }
-        Phase::Import { from, jobs } => {
-            let report = reporting
-                .run(|bars| migrator::archive::import(&endpoints, &from, jobs.max(1), bars))
-                .await?;
-            show(&report, json)
-        }
+        } => phases::copy(e, r, jobs, chunk_rows, max_rate).await,
+        Phase::Verify { max_listed } => phases::verify(e, r, max_listed).await,
+        Phase::Export { out, jobs } => phases::export(e, r, &out, jobs).await,
+        Phase::Import { from, jobs } => phases::import(e, r, &from, jobs).await,
         Phase::Sync {
             follow,
             method: SyncMethod::Diff,
             max_passes,
-        } => {
-            let opts = migrator::sync::diff::DiffSyncOptions {
-                max_passes: max_passes.max(1),
-                follow: follow.then_some(std::time::Duration::from_secs(1)),
-            };
-            let stop = async {
-                let _ = tokio::signal::ctrl_c().await;
-            };
-            let report = reporting
-                .run(|bars| async move {
-                    migrator::sync::diff::diff_sync(&endpoints, &opts, bars.as_ref(), stop).await
-                })
-                .await?;
-            show(&report, json)
-        }
+        } => phases::sync_by_diff(e, r, follow, max_passes).await,
         Phase::Sync {
             follow,
             method: SyncMethod::Slot,
             ..
-        } => {
-            let opts = migrator::sync::SyncOptions {
-                follow,
-                until_marker: None,
-                wait_for_other: std::time::Duration::from_secs(15),
-            };
-            let quiet = json;
-            // A line a second at most: a round may take a few milliseconds.
-            let last = std::sync::Mutex::new(None::<std::time::Instant>);
-            let on_lag = move |lag: migrator::sync::Lag| {
-                let mut last = last.lock().expect("lag clock");
-                if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
-                    return;
-                }
-                *last = Some(std::time::Instant::now());
-                if !quiet && follow {
-                    eprintln!(
-                        "sync: lag {} bytes, {:.1} s; {:.0} changes/s",
-                        crate::ui::thousands(lag.bytes),
-                        lag.seconds,
-                        lag.changes_per_second
-                    );
-                }
-            };
-            let stop = async {
-                let _ = tokio::signal::ctrl_c().await;
-            };
-            let live = reporting.live();
-            let on_lag = move |lag: migrator::sync::Lag| {
-                if let Some(live) = &live {
-                    live.lag(dashboard::live::Lag {
-                        bytes: lag.bytes,
-                        seconds: lag.seconds,
-                        changes_per_second: lag.changes_per_second,
-                    });
-                }
-                on_lag(lag);
-            };
-            let progress: Arc<dyn migrator::Progress> = match reporting.live() {
-                Some(live) => live,
-                None => Arc::new(migrator::Silent),
-            };
-            let report =
-                migrator::sync::sync(&endpoints, &opts, progress.as_ref(), &on_lag, stop).await;
-            reporting
-                .finish(report.as_ref().err().map(|e| e.to_string()))
-                .await;
-            show(&report?, json)
-        }
+        } => phases::sync_by_slot(e, r, follow).await,
         Phase::Cutover {
             max_lag_mb,
             topology_file,
             lock_timeout_ms,
-        } => {
-            let opts = migrator::cutover::CutoverOptions {
-                max_lag_bytes: (max_lag_mb as i64).saturating_mul(1024 * 1024),
-                topology_file,
-                lock_timeout: std::time::Duration::from_millis(lock_timeout_ms.max(1)),
-            };
-            let dev = hold_platform().await?;
-            let admin = endpoints.target(Service::Admin).to_string();
-            let report = reporting
-                .run(|bars| async move {
-                    migrator::cutover::cutover(&endpoints, &opts, bars.as_ref()).await
-                })
-                .await;
-            let anchored = match &report {
-                Ok(_) => anchor_switched_audit(&admin).await,
-                Err(_) => Ok(()),
-            };
-            restart_platform(dev).await;
-            let report = report?;
-            anchored?;
-            show(&report, json)
-        }
+        } => phases::cutover(e, r, max_lag_mb, topology_file, lock_timeout_ms).await,
         Phase::Rollback {
             topology_file,
             lock_timeout_ms,
-        } => {
-            let opts = migrator::rollback::RollbackOptions {
-                topology_file,
-                lock_timeout: std::time::Duration::from_millis(lock_timeout_ms.max(1)),
-            };
-            let dev = hold_platform().await?;
-            let legacy = endpoints.legacy().to_string();
-            let report = reporting
-                .run(|bars| async move {
-                    migrator::rollback::rollback(&endpoints, &opts, bars.as_ref()).await
-                })
-                .await;
-            // Idempotent, so also after a run killed between its end and this anchoring.
-            let anchored = match &report {
-                Ok(_) => anchor_switched_audit(&legacy).await,
-                Err(_) => Ok(()),
-            };
-            restart_platform(dev).await;
-            let report = report?;
-            anchored?;
-            show(&report, json)
-        }
-        Phase::Abort { forget_way_back } => show(
-            &migrator::abort::abort(&endpoints, forget_way_back).await?,
+        } => phases::rollback(e, r, topology_file, lock_timeout_ms).await,
+        Phase::Abort { forget_way_back } => Ok(show(
+            &migrator::abort::abort(e, forget_way_back).await?,
             json,
-        ),
-        Phase::Status => show(&migrator::status::status(&endpoints).await?, json),
-        Phase::Dashboard { listen } => {
-            let view = ui.start(ui.ui.unwrap_or(listen), &endpoints, None).await?;
-            eprintln!("a read-only view of the journal; Ctrl-C stops it");
-            let _ = tokio::signal::ctrl_c().await;
-            drop(view);
-            0
-        }
-    })
-}
-
-/// How long `mfe dev` may take to stop, and to have every service ready again.
-const DEV_STOP: std::time::Duration = std::time::Duration::from_secs(30);
-const DEV_START: std::time::Duration = std::time::Duration::from_secs(120);
-
-/// Before a switch of topology: the services `mfe dev` runs are stopped (and held), so none
-/// writes while the databases are frozen. Without `mfe dev`, the operator stops them (see the
-/// runbook).
-async fn hold_platform() -> Result<Option<crate::devctl::DevHandle>, MigrateError> {
-    let Some(dev) = crate::devctl::running() else {
-        eprintln!(
-            "mfe dev is not running ({}): stop the services before the switch (SIGTERM) and start \
-             them after it in the new topology",
-            crate::devctl::pidfile().display()
-        );
-        return Ok(None);
-    };
-    eprintln!("stopping the services mfe dev (pid {}) runs", dev.pid());
-    dev.hold(DEV_STOP)
-        .await
-        .map_err(|e| MigrateError::Other(format!("{e:#}; nothing was switched")))?;
-    Ok(Some(dev))
-}
-
-/// After a switch (or a failed one): `mfe dev` starts the services again, in the topology the
-/// file now names.
-async fn restart_platform(dev: Option<crate::devctl::DevHandle>) {
-    let Some(dev) = dev else { return };
-    eprintln!(
-        "starting the services again through mfe dev (pid {})",
-        dev.pid()
-    );
-    match dev.restart(DEV_START).await {
-        Ok(()) => eprintln!("every service is ready"),
-        Err(e) => eprintln!("WARNING: {e:#}"),
+        )),
+        Phase::Status => Ok(show(&migrator::status::status(e).await?, json)),
+        Phase::Dashboard { listen } => phases::dashboard(e, ui, listen).await,
     }
-}
-
-/// Audit rows a switch brought in (synced by cutover, written back by rollback) are covered by the
-/// audit chain of the side switched to, when admin kept one there: a new anchor at its end, as
-/// `mfe admin anchor-audit` would. A side without a chain got the other side's (carry), or admin
-/// anchors every row at its first start.
-async fn anchor_switched_audit(url: &str) -> Result<(), MigrateError> {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(url)
-        .await
-        .map_err(|e| MigrateError::Other(format!("anchoring the switched audit rows: {e}")))?;
-    let anchored = admin_service::audit::chain::anchor_switched(&pool)
-        .await
-        .map_err(|e| MigrateError::Other(format!("anchoring the switched audit rows: {e}")))?;
-    if let Some(rows) = anchored {
-        eprintln!("anchored {rows} audit row(s) the switch brought in, at the audit chain's end");
-    }
-    pool.close().await;
-    Ok(())
 }
