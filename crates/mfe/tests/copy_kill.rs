@@ -11,7 +11,7 @@
 mod common;
 
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Fixture;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -105,20 +105,31 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(value) = f().await {
-            return value;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
+    // Every 5 ms: some kill points last only a few.
+    let child = std::sync::Mutex::new(child);
+    let outcome =
+        test_support::eventually_every(Duration::from_secs(60), Duration::from_millis(5), || {
+            let next = f();
+            let child = &child;
+            async move {
+                if let Some(value) = next.await {
+                    return Some(Ok(value));
+                }
+                let ended = child.lock().unwrap().try_wait().unwrap();
+                ended.map(Err)
+            }
+        })
+        .await;
+    match outcome {
+        Some(Ok(value)) => value,
+        Some(Err(status)) => {
             let mut stderr = String::new();
-            if let Some(mut pipe) = child.stderr.take() {
+            if let Some(mut pipe) = child.lock().unwrap().stderr.take() {
                 std::io::Read::read_to_string(&mut pipe, &mut stderr).ok();
             }
             panic!("copy ended ({status}) before {what}:\n{stderr}");
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        None => panic!("timed out waiting for {what}"),
     }
 }
 

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Fixture, TABLE_NAMES, counts};
 use serde_json::Value;
@@ -447,23 +447,27 @@ async fn a_rollback_killed_at_each_step_resumes_and_ends_exact() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let mut hit = false;
-        while Instant::now() < deadline {
-            let now: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(probe))
-                .fetch_one(pool)
-                .await
-                .unwrap_or(false);
-            if now {
-                child.kill().unwrap();
-                hit = true;
-                break;
-            }
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        // The step reached (killed there), or the rollback ended first; every 5 ms, as some
+        // steps last only a few.
+        let running = std::sync::Mutex::new(&mut child);
+        let hit = test_support::eventually_every(
+            Duration::from_secs(120),
+            Duration::from_millis(5),
+            || async {
+                let now: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(probe))
+                    .fetch_one(pool)
+                    .await
+                    .unwrap_or(false);
+                let mut child = running.lock().unwrap();
+                if now {
+                    child.kill().unwrap();
+                    return Some(true);
+                }
+                child.try_wait().unwrap().map(|_| false)
+            },
+        )
+        .await
+        .unwrap_or(false);
         let _ = child.wait();
         if name == "staging" && hit {
             // Mid-rollback the service databases refuse writes, superusers included.

@@ -149,40 +149,13 @@ pub fn new_payment(p: NewPayment, now: DateTime<Utc>) -> Result<ValidPayment, Ap
     if let Some(metadata) = &p.metadata {
         check_metadata(&mut v, metadata);
     }
-    match p.payment_type {
-        PaymentType::Instant => {
-            v.check(
-                p.scheduled_at.is_none(),
-                "scheduledAt",
-                "only scheduled and recurring payments have one",
-            );
-        }
-        PaymentType::Scheduled => match p.scheduled_at {
-            None => {
-                v.push("scheduledAt", "is required for a scheduled payment");
-            }
-            Some(at) => {
-                v.check(at > now, "scheduledAt", "must be in the future");
-            }
-        },
-        PaymentType::Recurring => {
-            if let Some(at) = p.scheduled_at {
-                v.check(at > now, "scheduledAt", "must be in the future");
-            }
-            v.check(
-                p.interval.is_some(),
-                "interval",
-                "is required for a recurring payment (day, week or month)",
-            );
-        }
-    }
-    if p.payment_type != PaymentType::Recurring {
-        v.check(
-            p.interval.is_none(),
-            "interval",
-            "only recurring payments have one",
-        );
-    }
+    check_timing(
+        &mut v,
+        p.payment_type,
+        p.scheduled_at,
+        p.interval.is_some(),
+        now,
+    );
     v.finish()?;
     let amount = amount.ok_or_else(|| ApiError::internal("amount validated but missing"))?;
     let scheduled_at = match p.payment_type {
@@ -200,6 +173,50 @@ pub fn new_payment(p: NewPayment, now: DateTime<Utc>) -> Result<ValidPayment, Ap
         scheduled_at,
         interval: p.interval,
     })
+}
+
+/// `scheduledAt` and `interval` as the payment's type wants them.
+fn check_timing(
+    v: &mut Validator,
+    payment_type: PaymentType,
+    scheduled_at: Option<DateTime<Utc>>,
+    has_interval: bool,
+    now: DateTime<Utc>,
+) {
+    match payment_type {
+        PaymentType::Instant => {
+            v.check(
+                scheduled_at.is_none(),
+                "scheduledAt",
+                "only scheduled and recurring payments have one",
+            );
+        }
+        PaymentType::Scheduled => match scheduled_at {
+            None => {
+                v.push("scheduledAt", "is required for a scheduled payment");
+            }
+            Some(at) => {
+                v.check(at > now, "scheduledAt", "must be in the future");
+            }
+        },
+        PaymentType::Recurring => {
+            if let Some(at) = scheduled_at {
+                v.check(at > now, "scheduledAt", "must be in the future");
+            }
+            v.check(
+                has_interval,
+                "interval",
+                "is required for a recurring payment (day, week or month)",
+            );
+        }
+    }
+    if payment_type != PaymentType::Recurring {
+        v.check(
+            !has_interval,
+            "interval",
+            "only recurring payments have one",
+        );
+    }
 }
 
 fn check_metadata(v: &mut Validator, metadata: &Value) {

@@ -17,7 +17,7 @@ pub use broker::TestBroker;
 pub use catalog::Catalog;
 pub use db::TestDb;
 pub use http::{Api, Reply};
-pub use wait::eventually;
+pub use wait::{eventually, eventually_every};
 
 /// The legacy database's DDL (`crates/schema/legacy-schema.sql`), the contract every schema is
 /// held to.

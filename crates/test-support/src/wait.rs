@@ -9,7 +9,21 @@ pub const POLL: Duration = Duration::from_millis(20);
 
 /// Calls `check` until it gives `Some`, at most for `limit`; `None` if it never did. `check` runs
 /// at least once, even with a zero limit.
-pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+pub async fn eventually<T, F, Fut>(limit: Duration, check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_every(limit, POLL, check).await
+}
+
+/// [`eventually`], looking every `every`: for a moment that lasts only milliseconds, such as a
+/// step of a process a test kills there.
+pub async fn eventually_every<T, F, Fut>(
+    limit: Duration,
+    every: Duration,
+    mut check: F,
+) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -22,7 +36,7 @@ where
         if Instant::now() >= deadline {
             return None;
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(every).await;
     }
 }
 
