@@ -19,10 +19,56 @@ use crate::settings::EventsSettings;
 /// still booting can accept the TCP connection and then not answer the handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens a connection named after its purpose (shown by `rabbitmqctl list_connections`).
+/// The broker addresses `url` names: one AMQP URL, or the nodes of a cluster separated by
+/// commas (`RABBITMQ_URL=amqp://u:p@node1:5672/%2f,amqp://u:p@node2:5672/%2f`).
+pub fn addresses(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
+/// `url`, one address or several, with every password masked: for logs and messages.
+pub fn masked(url: &str) -> String {
+    addresses(url)
+        .into_iter()
+        .map(platform::config::mask_url)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Opens a connection named after its purpose (shown by `rabbitmqctl list_connections`) to the
+/// first of `url`'s addresses that answers, tried in order: a relay or consumer whose node went
+/// away reconnects (its supervisor loop calls this again) to the next one alive.
 pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> {
+    let addresses = addresses(url);
+    let mut last = None;
+    for address in &addresses {
+        match connect_to(address, name).await {
+            Ok(connection) => return Ok(connection),
+            Err(e) => {
+                if addresses.len() > 1 {
+                    tracing::warn!(
+                        broker = %platform::config::mask_url(address),
+                        error = %e,
+                        "a broker did not answer; trying the next"
+                    );
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        lapin::Error::from(lapin::ErrorKind::IOError(Arc::new(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the broker URL names no address",
+        ))))
+    }))
+}
+
+async fn connect_to(address: &str, name: &str) -> Result<Connection, lapin::Error> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties)).await {
+    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(address, properties)).await {
         Ok(result) => result,
         Err(_) => Err(timed_out("the broker did not complete the AMQP handshake")),
     }
@@ -206,6 +252,23 @@ impl ReadinessCheck for BrokerHealth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broker_url_may_list_the_nodes_of_a_cluster() {
+        assert_eq!(
+            addresses("amqp://u:p@a:5672/%2f"),
+            ["amqp://u:p@a:5672/%2f"]
+        );
+        assert_eq!(
+            addresses(" amqp://u:p@a:5672/%2f , amqp://u:q@b:5673/%2f,"),
+            ["amqp://u:p@a:5672/%2f", "amqp://u:q@b:5673/%2f"]
+        );
+        assert!(addresses(" , ").is_empty());
+        assert_eq!(
+            masked("amqp://u:p@a:5672/%2f,amqp://u:q@b:5673/%2f"),
+            "amqp://u:***@a:5672/%2f,amqp://u:***@b:5673/%2f"
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_ceiling_and_resets() {

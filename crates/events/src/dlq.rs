@@ -81,7 +81,7 @@ async fn connect(url: &str, name: &str) -> Result<Connection, DlqError> {
     broker::connect(url, name)
         .await
         .map_err(|source| DlqError::Unreachable {
-            url: platform::config::mask_url(url),
+            url: broker::masked(url),
             source,
         })
 }

@@ -355,6 +355,29 @@ async fn an_unreachable_broker_is_reported_with_its_password_masked() {
     );
 }
 
+/// A broker URL listing several nodes: the first that answers is used, and a message naming
+/// them all masks every password.
+#[tokio::test]
+async fn a_list_of_brokers_is_tried_in_order_until_one_answers() {
+    let broker = TestBroker::new();
+    let list = format!("amqp://guest:sekret@127.0.0.1:1/%2f, {}", broker.url);
+    let connection = events::broker::connect(&list, "a list of brokers")
+        .await
+        .expect("the second broker answers");
+    assert!(connection.status().connected());
+    connection.close(200, "done".into()).await.unwrap();
+
+    let none = "amqp://guest:sekret@127.0.0.1:1/%2f,amqp://guest:sekret2@127.0.0.1:2/%2f";
+    let err = events::dlq::list(none, "x.events", 10)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("127.0.0.1:1") && err.contains("127.0.0.1:2") && !err.contains("sekret"),
+        "{err}"
+    );
+}
+
 async fn wait_depth(hub: &Hub, queue: &str, expected: u32) -> u32 {
     let reached = eventually(WAIT, || async {
         (hub.broker.depth(queue).await == expected).then_some(expected)

@@ -185,7 +185,7 @@ async fn declare(
         .map_err(|e| {
             anyhow::anyhow!(
                 "cannot reach the broker at {}: {e}",
-                platform::config::mask_url(url)
+                events::broker::masked(url)
             )
         })?;
     let channel = connection.create_channel().await?;
