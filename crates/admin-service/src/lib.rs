@@ -184,7 +184,6 @@ pub async fn build_with(
     let state = AppState::new(pool, settings)?;
     Member {
         pool: &state.pool,
-        schema: SERVICE.schema(),
         settings: events,
         outbox: outbox::OUTBOX.clone(),
         broker: &state.broker,

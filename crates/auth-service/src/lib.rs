@@ -144,7 +144,6 @@ pub async fn build_with(
     let purge = state.settings.purges_expired_tokens(config.topology);
     Member {
         pool: &state.pool,
-        schema: SERVICE.schema(),
         settings: events,
         outbox: outbox::OUTBOX.clone(),
         broker: &state.broker,

@@ -29,11 +29,9 @@ where
     build_with(config, settings, events).await
 }
 
-/// A service's part in the hub.
+/// A service's part in the hub. Its inbox is in its outbox's schema (the service's own).
 pub struct Member<'a> {
     pub pool: &'a PgPool,
-    /// The service's schema, where its outbox and inbox are.
-    pub schema: &'a str,
     pub settings: EventsSettings,
     pub outbox: Outbox,
     pub broker: &'a BrokerHealth,
@@ -49,6 +47,7 @@ impl Member<'_> {
     /// Starts the relay of the outbox and, given a subscription, the consumer of its queue.
     pub fn start(self, subscription: Option<Subscription>) {
         let settings = Arc::new(self.settings);
+        let schema = self.outbox.schema().to_string();
         Relay::new(
             self.pool.clone(),
             self.outbox,
@@ -59,7 +58,7 @@ impl Member<'_> {
         if let Some(subscription) = subscription {
             Consumer::new(
                 self.pool.clone(),
-                self.schema,
+                &schema,
                 settings,
                 subscription.routing_keys,
                 subscription.handler,

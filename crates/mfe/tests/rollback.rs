@@ -679,10 +679,7 @@ async fn the_freeze_covers_the_services_own_tables_on_both_sides() {
     let legacy = f.legacy.pool().await;
     for service in platform::Service::ALL {
         let mut conn = legacy.acquire().await.unwrap();
-        migrator::prepare::migrator(service)
-            .run(&mut *conn)
-            .await
-            .unwrap();
+        schema::migrator(service).run(&mut *conn).await.unwrap();
     }
     let out = f
         .run_async(

@@ -10,7 +10,7 @@ use crate::engine::connect;
 use crate::engine::journal;
 use crate::error::{MigrateError, Result};
 
-pub use schema::migrator;
+use schema::migrator;
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

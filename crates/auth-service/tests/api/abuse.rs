@@ -2,13 +2,11 @@
 //! of logins without accounts, over-long inputs.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use test_support::{Api, TestBroker, TestDb};
-
-const BIN: &str = env!("CARGO_BIN_EXE_auth-service");
 
 /// The binary on a free port, with `env` on top of a fresh database; killed when dropped.
 struct Running {
@@ -29,20 +27,13 @@ impl Running {
     fn start(env: &[(&str, &str)]) -> Self {
         let db = TestDb::unborn();
         let broker = TestBroker::new();
-        let data_dir =
-            std::env::temp_dir().join(format!("mfe-auth-abuse-{}", uuid::Uuid::new_v4()));
-        let mut child = Command::new(BIN)
-            .envs(broker.env("auth-service"))
-            .env("AUTH_DATABASE_URL", &db.url)
-            .env("AUTH_SERVICE_PORT", "0")
-            .env("AUTH_SERVICE_HOST", "127.0.0.1")
-            .env("AUTH_DATA_DIR", &data_dir)
-            .env("LOG_FORMAT", "json")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child =
+            crate::helpers::binary(&db, &broker, &crate::helpers::data_dir("mfe-auth-abuse"))
+                .envs(env.iter().copied())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

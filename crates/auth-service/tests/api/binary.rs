@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use test_support::TestDb;
 
-const BIN: &str = env!("CARGO_BIN_EXE_auth-service");
+use crate::helpers::BIN;
 
 #[test]
 fn a_bad_configuration_value_is_one_clear_line_and_exit_code_2() {
@@ -56,16 +56,10 @@ fn an_unreachable_database_names_it_with_the_password_masked() {
 #[tokio::test]
 async fn the_binary_creates_its_database_logs_json_without_secrets_and_stops_gracefully() {
     let db = TestDb::unborn();
-    let data_dir = std::env::temp_dir().join(format!("mfe-auth-bin-{}", uuid::Uuid::new_v4()));
     // The user registered below is published on the test's own exchange, not the platform's.
     let broker = test_support::TestBroker::new();
-    let mut child = Command::new(BIN)
-        .envs(broker.env("auth-service"))
-        .env("AUTH_DATABASE_URL", &db.url)
-        .env("AUTH_SERVICE_PORT", "0")
-        .env("AUTH_SERVICE_HOST", "127.0.0.1")
-        .env("AUTH_DATA_DIR", &data_dir)
-        .env("LOG_FORMAT", "json")
+    let data_dir = crate::helpers::data_dir("mfe-auth-bin");
+    let mut child = crate::helpers::binary(&db, &broker, &data_dir)
         .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -163,3 +163,29 @@ impl TestApp {
 pub fn error_code(reply: &Reply) -> String {
     reply.error_code().to_string()
 }
+
+/// The real `auth-service` binary.
+pub const BIN: &str = env!("CARGO_BIN_EXE_auth-service");
+
+/// A data directory of a test's own (the binary keeps its signing key there).
+pub fn data_dir(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{name}-{}", uuid::Uuid::new_v4()))
+}
+
+/// The binary on `db` (created by it when missing) with `broker`'s exchange and `data_dir`, on a
+/// free port of 127.0.0.1, logging JSON; the caller adds the rest.
+pub fn binary(
+    db: &TestDb,
+    broker: &TestBroker,
+    data_dir: &std::path::Path,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(BIN);
+    command
+        .envs(broker.env("auth-service"))
+        .env("AUTH_DATABASE_URL", &db.url)
+        .env("AUTH_SERVICE_PORT", "0")
+        .env("AUTH_SERVICE_HOST", "127.0.0.1")
+        .env("AUTH_DATA_DIR", data_dir)
+        .env("LOG_FORMAT", "json");
+    command
+}

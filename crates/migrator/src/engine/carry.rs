@@ -77,7 +77,7 @@ pub async fn carry(
     if tables.is_empty() {
         return Ok(Vec::new());
     }
-    crate::prepare::migrator(service)
+    schema::migrator(service)
         .run(&mut *to)
         .await
         .map_err(|source| MigrateError::Migrations {
