@@ -596,14 +596,13 @@ struct Fetched {
 async fn fetch_rows(
     conn: &mut PgConnection,
     table: &Table,
-    keys: &[(String, bool)],
+    keys: &[String],
 ) -> Result<Vec<Fetched>> {
     let columns: Vec<String> = table
         .columns
         .iter()
         .map(|c| format!("{}::text", ident(c.name)))
         .collect();
-    let keys: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT md5(ROW({})::text), {} FROM public.{} WHERE {} = ANY($1)",
         table.column_list(),
@@ -624,6 +623,51 @@ async fn fetch_rows(
             })
         })
         .collect()
+}
+
+/// Chunks of service rows read ahead of the write-back.
+const AHEAD: usize = 2;
+
+/// Reads a table's service rows for the chunks of keys it is sent, in order, on a task of its
+/// own (another core decodes them while legacy writes the chunk before) and a connection of its
+/// own to the frozen service database.
+struct Fetcher {
+    keys: tokio::sync::mpsc::Sender<Vec<String>>,
+    rows: tokio::sync::mpsc::Receiver<Result<Vec<Fetched>>>,
+}
+
+impl Fetcher {
+    async fn start(endpoints: &Endpoints, table: &'static Table) -> Result<Self> {
+        let service = table.service;
+        let mut conn = connect::connection(service.name(), endpoints.target(service)).await?;
+        let (keys, mut asked) = tokio::sync::mpsc::channel::<Vec<String>>(AHEAD);
+        let (answer, rows) = tokio::sync::mpsc::channel(AHEAD);
+        // Ends when the writer drops its side, or after the first failed read.
+        tokio::spawn(async move {
+            while let Some(chunk) = asked.recv().await {
+                let read = fetch_rows(&mut conn, table, &chunk).await;
+                let failed = read.is_err();
+                if answer.send(read).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Self { keys, rows })
+    }
+
+    /// Asks for the rows of `keys`, after those asked before.
+    async fn ask(&self, keys: Vec<String>) -> Result<()> {
+        self.keys.send(keys).await.map_err(|_| fetcher_gone())
+    }
+
+    /// The rows of the oldest chunk asked for.
+    async fn next(&mut self) -> Result<Vec<Fetched>> {
+        self.rows.recv().await.ok_or_else(fetcher_gone)?
+    }
+}
+
+fn fetcher_gone() -> MigrateError {
+    MigrateError::task("the reader of the service rows", "stopped without its rows")
 }
 
 /// What [`write_chunk`] wrote, and the rows it held back for after the table's deletes.
@@ -661,11 +705,17 @@ async fn write_chunk(
     .execute(&mut *conn)
     .await?;
 
-    let fresh: std::collections::HashSet<&str> = keys
+    let mut fresh: std::collections::HashSet<&str> = keys
         .iter()
         .filter(|(_, f)| *f)
         .map(|(k, _)| k.as_str())
         .collect();
+    // Cutover captures the way back before its last catch-up, so rows the forward sync inserted
+    // after that come as inserts too, and legacy has them: one of them in a chunk would make its
+    // plain insert fail as a whole (then upserted, half again as slow). Found first, by key.
+    for key in held_by_legacy(&mut *conn, table, &fresh).await? {
+        fresh.remove(key.as_str());
+    }
     let (new, mut others): (Vec<_>, Vec<_>) = rows
         .into_iter()
         .map(|r| r.row)
@@ -696,6 +746,26 @@ async fn write_chunk(
         }
     }
     Ok(chunk)
+}
+
+/// Which of `keys` (of `table`) legacy has.
+async fn held_by_legacy(
+    conn: &mut PgConnection,
+    table: &Table,
+    keys: &std::collections::HashSet<&str>,
+) -> Result<Vec<String>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<&str> = keys.iter().copied().collect();
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT {k} FROM public.{t} WHERE {k} = ANY($1)",
+        k = ident(table.key),
+        t = ident(table.name)
+    )))
+    .bind(keys)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// Starts the savepoint a batch statement runs under ([`settle`] ends it).
@@ -730,15 +800,17 @@ async fn insert_rows(
     table: &Table,
     rows: &[Vec<Option<String>>],
 ) -> sqlx::Result<u64> {
-    let key_index = table.key_index();
-    let keys: Vec<Option<String>> = rows.iter().map(|r| r[key_index].clone()).collect();
-    let mut query =
-        sqlx::query(sqlx::AssertSqlSafe(crate::sync::apply::insert_sql(table))).bind(keys);
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(crate::sync::apply::insert_sql(table)))
+        .bind(column(rows, table.key_index()));
     for i in 0..table.columns.len() {
-        let column: Vec<Option<String>> = rows.iter().map(|r| r[i].clone()).collect();
-        query = query.bind(column);
+        query = query.bind(column(rows, i));
     }
     Ok(query.execute(conn).await?.rows_affected())
+}
+
+/// The `i`-th column of `rows`, borrowed: a chunk's values are bound without a copy.
+fn column(rows: &[Vec<Option<String>>], i: usize) -> Vec<Option<&str>> {
+    rows.iter().map(|r| r[i].as_deref()).collect()
 }
 
 /// How the rows written back compare with the service rows read for them.
@@ -922,11 +994,10 @@ async fn upsert_rows(
         text_of(&t),
         text_of("EXCLUDED")
     );
-    let keys: Vec<Option<String>> = rows.iter().map(|r| r[key_index].clone()).collect();
-    let mut query = sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(sql)).bind(keys);
+    let mut query =
+        sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(sql)).bind(column(rows, key_index));
     for i in 0..table.columns.len() {
-        let column: Vec<Option<String>> = rows.iter().map(|r| r[i].clone()).collect();
-        query = query.bind(column);
+        query = query.bind(column(rows, i));
     }
     let inserted: Vec<bool> = query.fetch_all(conn).await?;
     let i = inserted.iter().filter(|x| **x).count() as u64;

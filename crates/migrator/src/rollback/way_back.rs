@@ -189,8 +189,9 @@ struct ChangedKeys {
     tables: Vec<&'static Table>,
     /// pgoutput relation id -> (table, position of its key in the stream's tuples).
     relations: std::collections::HashMap<u32, (&'static Table, usize)>,
-    /// Key -> whether its first change since cutover was an insert: a row legacy never had,
-    /// which the write-back can insert without looking for it first.
+    /// Key -> whether its first change since cutover was an insert: most likely a row legacy
+    /// never had, which the write-back inserts without an upsert's conflict check (unless the
+    /// forward sync inserted it after the way back was captured: legacy has those).
     changed: std::collections::HashMap<Changed, bool>,
 }
 

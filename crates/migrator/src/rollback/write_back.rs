@@ -15,9 +15,9 @@ use sqlx::{Connection, PgConnection};
 
 use super::rules::{self, Acted, Rules};
 use super::{
-    CHUNK, Conflict, Lap, Refused, RollbackReport, Services, WrittenBack, census, changed_keys,
-    compare_fetched, delete_absent, fetch_rows, is_parent, key_of, read_way_back, record_conflicts,
-    retry, service_conn, upsert, why_kept, write_chunk,
+    AHEAD, CHUNK, Conflict, Fetcher, Lap, Refused, RollbackReport, Services, WrittenBack, census,
+    changed_keys, compare_fetched, delete_absent, is_parent, key_of, read_way_back,
+    record_conflicts, retry, service_conn, upsert, why_kept, write_chunk,
 };
 use crate::endpoints::Endpoints;
 use crate::engine::freeze;
@@ -48,7 +48,7 @@ pub(super) async fn write_back(
     stage_truncated(&mut tx, services).await?;
     lap.mark("truncated");
     let mut back = WriteBack::new(rules, cutover);
-    back.write_tables(&mut tx, services).await?;
+    back.write_tables(endpoints, &mut tx).await?;
     lap.mark("upserts");
     // Its statistics: the deletes and verify join it to the legacy tables by their keys.
     sqlx::raw_sql("ANALYZE fetched").execute(&mut *tx).await?;
@@ -212,9 +212,9 @@ impl WriteBack {
     /// absent, it is recorded for the deletes. A table's rows nothing points to are deleted once
     /// the table is through (a unique value they free can then be taken by the rows held back
     /// till then).
-    async fn write_tables(&mut self, tx: &mut PgConnection, services: &mut Services) -> Result<()> {
+    async fn write_tables(&mut self, endpoints: &Endpoints, tx: &mut PgConnection) -> Result<()> {
         for table in TABLES {
-            let held = self.write_changed(tx, services, table).await?;
+            let held = self.write_changed(endpoints, tx, table).await?;
             if !is_parent(table) {
                 self.written[at(table.name)].deleted += delete_absent(tx, table).await?;
             }
@@ -235,28 +235,36 @@ impl WriteBack {
     /// table's deletes.
     async fn write_changed(
         &mut self,
+        endpoints: &Endpoints,
         tx: &mut PgConnection,
-        services: &mut Services,
         table: &'static Table,
     ) -> Result<Vec<Vec<Option<String>>>> {
         let mut held = Vec::new();
-        let mut keys = changed_keys(tx, table, "").await?;
-        let mut rows = fetch_rows(service_conn(services, table.service), table, &keys).await?;
-        while let Some((last, _)) = keys.last().cloned() {
+        let mut fetcher = Fetcher::start(endpoints, table).await?;
+        let mut asked = std::collections::VecDeque::new();
+        let mut after = Some(String::new());
+        loop {
+            // Keys asked for ahead: the service rows of the next chunks are read while this
+            // one is written.
+            while let Some(from) = after.take_if(|_| asked.len() < AHEAD) {
+                let keys = changed_keys(tx, table, &from).await?;
+                let Some((last, _)) = keys.last() else { break };
+                after = Some(last.clone());
+                fetcher
+                    .ask(keys.iter().map(|(k, _)| k.clone()).collect())
+                    .await?;
+                asked.push_back(keys);
+            }
+            let Some(keys) = asked.pop_front() else {
+                return Ok(held);
+            };
+            let rows = fetcher.next().await?;
             self.changed_rows += keys.len() as u64;
-            let next_keys = changed_keys(tx, table, &last).await?;
-            let service = service_conn(services, table.service);
-            let (chunk, next_rows) = tokio::try_join!(
-                write_chunk(tx, table, &keys, std::mem::take(&mut rows)),
-                fetch_rows(service, table, &next_keys)
-            )?;
+            let chunk = write_chunk(tx, table, &keys, rows).await?;
             self.written[at(table.name)].inserted += chunk.inserted;
             self.written[at(table.name)].updated += chunk.updated;
             held.extend(chunk.held);
-            keys = next_keys;
-            rows = next_rows;
         }
-        Ok(held)
     }
 
     /// Parents gone from their service database, once no refusing child points to them
