@@ -381,9 +381,7 @@ impl AuthClient {
         call: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ClientError> {
-        request
-            .timeout(self.timeout)
-            .send()
+        platform::otel::send(call, request.timeout(self.timeout))
             .await
             .map_err(|e| ClientError::Unreachable {
                 call,

@@ -35,6 +35,9 @@ const DEFAULT_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// Clock skew tolerated on `exp`, as auth itself does.
 const LEEWAY_SECS: u64 = 30;
+
+/// The key set's download, as its client span is named.
+const JWKS: &str = "GET /.well-known/jwks.json";
 /// Access tokens whose verification is remembered (a few hundred bytes each).
 const VERIFIED_TOKENS: usize = 10_000;
 
@@ -274,10 +277,7 @@ impl Verifier {
 
     async fn download(&self) -> Result<HashMap<String, Arc<DecodingKey>>, String> {
         let url = &self.jwks_url;
-        let response = self
-            .http
-            .get(url.clone())
-            .send()
+        let response = platform::otel::send(JWKS, self.http.get(url.clone()))
             .await
             .map_err(|e| error_chain(&e))?;
         let status = response.status();

@@ -23,6 +23,7 @@ use lapin::{BasicProperties, Channel};
 use platform::config::ExposeSecret;
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::broker::{self, Backoff, Link};
 use crate::envelope::Envelope;
@@ -206,8 +207,9 @@ impl Consumer {
             Ok(envelope) => envelope.event_type.clone(),
             Err(_) => routing_key.clone(),
         };
+        let span = self.process_span(&delivery, &event_type);
         let result = match parsed {
-            Ok(envelope) => self.apply(&envelope).await,
+            Ok(envelope) => self.apply(&envelope).instrument(span).await,
             Err(e) => Err(ApplyError::Rejected(format!("malformed envelope: {e}"))),
         };
         match result {
@@ -235,6 +237,26 @@ impl Consumer {
             }
         }
         Ok(())
+    }
+
+    /// The consumer span of one delivery (OpenTelemetry's messaging conventions): in the trace
+    /// its headers carry, linked to the span that published it.
+    fn process_span(&self, delivery: &Delivery, event_type: &str) -> tracing::Span {
+        let span = tracing::info_span!(
+            "process",
+            otel.name = %format_args!("process {event_type}"),
+            otel.kind = "consumer",
+            messaging.system = "rabbitmq",
+            messaging.operation.type = "process",
+            messaging.destination.name = %self.settings.queue,
+            messaging.message.id = delivery.properties.message_id().as_ref().map(|id| id.as_str()),
+        );
+        let carrier: platform::otel::Carrier = ["traceparent", "tracestate"]
+            .into_iter()
+            .filter_map(|name| Some((name.to_string(), header_string(&delivery.properties, name)?)))
+            .collect();
+        platform::otel::continue_linked(&span, &carrier);
+        span
     }
 
     async fn apply(&self, envelope: &Envelope) -> Result<Outcome, ApplyError> {

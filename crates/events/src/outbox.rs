@@ -4,7 +4,8 @@
 //!
 //! Table shape (each service's migrations create it in its own schema):
 //! `id UUID PRIMARY KEY, seq BIGINT GENERATED ALWAYS AS IDENTITY, event_type TEXT, payload JSONB,
-//! occurred_at TIMESTAMPTZ, published_at TIMESTAMPTZ` with a partial index on unpublished `seq`.
+//! occurred_at TIMESTAMPTZ, published_at TIMESTAMPTZ, trace_context JSONB` with a partial index
+//! on unpublished `seq`. `trace_context` keeps the recording span's W3C context (traces on).
 
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
@@ -55,14 +56,16 @@ impl Outbox {
         // happen in the same millisecond still sort in the order they happened (the audit log
         // orders by time, then id).
         let id = Uuid::now_v7();
+        let context = platform::otel::current_carrier();
         let sql = format!(
-            "INSERT INTO {} (id, event_type, payload) VALUES ($1, $2, $3)",
+            "INSERT INTO {} (id, event_type, payload, trace_context) VALUES ($1, $2, $3, $4)",
             self.table
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .bind(event_type)
             .bind(payload)
+            .bind((!context.is_empty()).then_some(sqlx::types::Json(context)))
             .execute(&mut *conn)
             .await?;
         sqlx::query("SELECT pg_notify($1, '')")

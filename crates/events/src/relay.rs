@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -20,6 +21,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use platform::config::ExposeSecret;
+use platform::otel::Carrier;
+use tracing::Instrument;
 
 use crate::broker::{self, Backoff, Link};
 use crate::envelope::Envelope;
@@ -164,20 +167,19 @@ impl Relay {
             return Ok(0);
         }
         let sql = format!(
-            "SELECT id, event_type, payload::text, occurred_at FROM {} \
+            "SELECT id, event_type, payload::text, occurred_at, trace_context FROM {} \
              WHERE published_at IS NULL ORDER BY seq LIMIT $1",
             self.outbox.table()
         );
-        let rows: Vec<(Uuid, String, String, DateTime<Utc>)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(BATCH)
-                .fetch_all(&mut *tx)
-                .await?;
+        let rows: Vec<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(BATCH)
+            .fetch_all(&mut *tx)
+            .await?;
         if rows.is_empty() {
             return Ok(0);
         }
         let mut pending = Vec::with_capacity(rows.len());
-        for (id, event_type, payload, occurred_at) in rows {
+        for (id, event_type, payload, occurred_at, context) in rows {
             let head = Head {
                 id,
                 event_type: &event_type,
@@ -185,7 +187,11 @@ impl Relay {
                 occurred_at,
             };
             let body = body_of(&head, &payload).map_err(RelayError::Payload)?;
-            let confirm = publish_body(channel, &self.settings.exchange, &head, &body).await?;
+            let span = publish_span(&head, &self.settings.exchange, context.map(|c| c.0));
+            let trace = span.in_scope(platform::otel::current_carrier);
+            let confirm = publish_body(channel, &self.settings.exchange, &head, &body, &trace)
+                .instrument(span)
+                .await?;
             pending.push((id, event_type, confirm));
         }
         let mut ids = Vec::with_capacity(pending.len());
@@ -251,7 +257,35 @@ pub async fn publish(
         source: &envelope.source,
         occurred_at: envelope.occurred_at,
     };
-    publish_body(channel, exchange, &head, &body).await
+    publish_body(channel, exchange, &head, &body, &Carrier::new()).await
+}
+
+/// An outbox row as the relay reads it: id, type, payload, time, the recording span's context.
+type OutboxRow = (
+    Uuid,
+    String,
+    String,
+    DateTime<Utc>,
+    Option<sqlx::types::Json<Carrier>>,
+);
+
+/// The producer span of one event's publishing (OpenTelemetry's messaging conventions), in the
+/// trace of the span that recorded the event.
+fn publish_span(head: &Head<'_>, exchange: &str, recorded_in: Option<Carrier>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "publish",
+        otel.name = %format_args!("publish {}", head.event_type),
+        otel.kind = "producer",
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "send",
+        messaging.destination.name = exchange,
+        messaging.rabbitmq.destination.routing_key = head.event_type,
+        messaging.message.id = %head.id,
+    );
+    if let Some(carrier) = recorded_in {
+        platform::otel::continue_from(&span, &carrier);
+    }
+    span
 }
 
 /// An envelope without its data: what the message's properties and routing need.
@@ -284,6 +318,7 @@ async fn publish_body(
     exchange: &str,
     head: &Head<'_>,
     body: &[u8],
+    trace: &Carrier,
 ) -> Result<lapin::PublisherConfirm, lapin::Error> {
     channel
         .basic_publish(
@@ -291,17 +326,29 @@ async fn publish_body(
             head.event_type.into(),
             BasicPublishOptions::default(),
             body,
-            properties(head),
+            properties(head, trace),
         )
         .await
 }
 
-fn properties(head: &Head<'_>) -> BasicProperties {
-    BasicProperties::default()
+/// The message's properties; `trace` (W3C `traceparent`, `tracestate`) goes in its headers.
+fn properties(head: &Head<'_>, trace: &Carrier) -> BasicProperties {
+    let properties = BasicProperties::default()
         .with_message_id(head.id.to_string().into())
         .with_type(head.event_type.into())
         .with_app_id(head.source.into())
         .with_content_type("application/json".into())
         .with_delivery_mode(2)
-        .with_timestamp(head.occurred_at.timestamp().max(0) as u64)
+        .with_timestamp(head.occurred_at.timestamp().max(0) as u64);
+    if trace.is_empty() {
+        return properties;
+    }
+    let mut headers = FieldTable::default();
+    for (name, value) in trace {
+        headers.insert(
+            name.as_str().into(),
+            AMQPValue::LongString(value.as_str().into()),
+        );
+    }
+    properties.with_headers(headers)
 }

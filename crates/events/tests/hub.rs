@@ -19,8 +19,9 @@ const WAIT: Duration = Duration::from_secs(5);
 /// The hub's own tables, as a service gets them, and one table the test handler writes.
 fn schema_sql() -> String {
     format!(
-        "CREATE SCHEMA svc; {} {} CREATE TABLE svc.applied (event_id UUID NOT NULL, n INT NOT NULL);",
+        "CREATE SCHEMA svc; {} {} {} CREATE TABLE svc.applied (event_id UUID NOT NULL, n INT NOT NULL);",
         HubTable::Outbox.ddl("svc"),
+        schema::hub::outbox_trace_context("svc"),
         HubTable::Inbox.ddl("svc")
     )
 }
@@ -521,4 +522,100 @@ async fn a_read_only_database_is_waited_out_never_dead_lettered() {
         .unwrap();
     assert_eq!(hub.wait_applied(1).await, [11]);
     assert_eq!(hub.broker.depth(&dlq).await, 0);
+}
+
+/// Records the trace context each event was handled in.
+#[derive(Default)]
+struct TraceRecorder(std::sync::Mutex<Vec<(String, String)>>);
+
+impl Handler for TraceRecorder {
+    fn handle<'a>(&'a self, _tx: &'a mut PgConnection, _event: &'a Envelope) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let ids = platform::otel::current_ids().ok_or("handled outside any trace")?;
+            self.0.lock().unwrap().push(ids);
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_events_trace_context_is_kept_with_its_row_published_in_its_headers_and_continued() {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing::Instrument;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    // Traced in this test's thread (the current-thread runtime runs the relay's and the
+    // consumer's tasks there too).
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let _traced = tracing::subscriber::set_default(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test"))),
+    );
+    let hub = hub().await;
+    let health = BrokerHealth::new();
+
+    // Recorded in a request's span while no relay runs, as when a crash came before publishing.
+    let span = tracing::info_span!("request");
+    let (trace_id, request_span) = span.in_scope(platform::otel::current_ids).unwrap();
+    hub.record(1).instrument(span).await;
+    let kept: serde_json::Value = sqlx::query_scalar("SELECT trace_context FROM svc.outbox")
+        .fetch_one(&hub.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept["traceparent"],
+        format!("00-{trace_id}-{request_span}-01"),
+        "{kept}"
+    );
+
+    // A relay started afterwards publishes it with the context in its headers: the trace, and
+    // its own producer span.
+    let mut watcher = hub.broker.watch(&["thing.#"]).await;
+    let relay = hub.relay(&health);
+    let delivery = watcher
+        .next_delivery(WAIT)
+        .await
+        .expect("the event is published");
+    let traceparent = events::consumer::header_string(&delivery.properties, "traceparent")
+        .expect("a traceparent header");
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts[1], trace_id, "{traceparent}");
+    assert_ne!(
+        parts[2], request_span,
+        "the producer's own span: {traceparent}"
+    );
+
+    // A consumer handles it in that trace.
+    hub.broker
+        .declare_consumer(&hub.settings, &["thing.#"])
+        .await;
+    hub.record(2)
+        .instrument(tracing::info_span!("second"))
+        .await;
+    let recorder = Arc::new(TraceRecorder::default());
+    let consumer = hub.consumer(recorder.clone(), &health);
+    let handled = eventually(WAIT, || async {
+        let seen = recorder.0.lock().unwrap().clone();
+        (!seen.is_empty()).then_some(seen)
+    })
+    .await
+    .expect("the event is handled");
+    assert_ne!(
+        handled[0].0, trace_id,
+        "the second event has a trace of its own"
+    );
+    let second: serde_json::Value =
+        sqlx::query_scalar("SELECT trace_context FROM svc.outbox ORDER BY seq DESC LIMIT 1")
+            .fetch_one(&hub.pool)
+            .await
+            .unwrap();
+    assert!(
+        second["traceparent"]
+            .as_str()
+            .unwrap()
+            .contains(&handled[0].0),
+        "the handler runs in the trace of the span that recorded its event: {second}"
+    );
+    relay.abort();
+    consumer.abort();
 }

@@ -10,6 +10,7 @@ use platform::error::FieldError;
 use platform::pagination::PageRequest;
 use serde_json::Value;
 use sqlx::PgConnection;
+use tracing::Instrument;
 
 use crate::error::{PaymentError, Result};
 use crate::idempotency::{self, Claimed, Lease, Stored};
@@ -205,7 +206,8 @@ async fn charge_instant(
     // it, which would then wait for the reconciler (the provider's timeout and more).
     let charge = {
         let (state, id) = (state.clone(), id.to_string());
-        tokio::spawn(async move { charging::charge_now(&state, &id).await })
+        // In the request's span: the charge belongs to its trace.
+        tokio::spawn(async move { charging::charge_now(&state, &id).await }.in_current_span())
     };
     if let Err(e) = charge.await {
         tracing::error!(payment_id = %id, error = %e, "the charge task failed");

@@ -82,7 +82,14 @@ where
             return std::process::ExitCode::from(2);
         }
     };
-    crate::telemetry::init(config.log_format);
+    let traces = match crate::otel::Traces::from_env(service.name()) {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("{service}: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(config.log_format, traces.as_ref());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -107,6 +114,9 @@ where
         tracing::info!(%service, "stopped");
         anyhow::Ok(())
     });
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

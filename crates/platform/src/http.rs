@@ -16,8 +16,9 @@ use serde::Serialize;
 use sqlx::PgPool;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnRequest, TraceLayer};
 use utoipa::ToSchema;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -217,10 +218,7 @@ async fn method_not_allowed() -> ApiError {
 
 fn with_middleware(router: Router, request_timeout: Duration) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
-    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request| {
-        let id = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-");
-        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-    });
+    let trace = request_trace();
     router
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(request_timeout, timeout))
@@ -232,6 +230,50 @@ fn with_middleware(router: Router, request_timeout: Duration) -> Router {
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(CatchPanicLayer::custom(panic_response)),
         )
+}
+
+/// The layer that gives each request its span ([`request_span`]) and records its status there.
+#[allow(clippy::type_complexity)]
+pub fn request_trace<B>() -> TraceLayer<
+    SharedClassifier<ServerErrorsAsFailures>,
+    fn(&Request) -> tracing::Span,
+    DefaultOnRequest,
+    fn(&axum::http::Response<B>, Duration, &tracing::Span),
+> {
+    TraceLayer::new_for_http()
+        .make_span_with(request_span as fn(&Request) -> tracing::Span)
+        .on_response(record_status::<B> as fn(&axum::http::Response<B>, Duration, &tracing::Span))
+}
+
+/// The span of a request: a server span in OpenTelemetry's terms, named by its route, continuing
+/// the trace of a `traceparent` header.
+fn request_span(req: &Request) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| req.uri().path(), |p| p.as_str());
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id = %id,
+        otel.name = %format_args!("{} {route}", req.method()),
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::otel::continue_from_headers(&span, req.headers());
+    span
+}
+
+fn record_status<B>(response: &axum::http::Response<B>, _: Duration, span: &tracing::Span) {
+    span.record("http.response.status_code", response.status().as_u16());
 }
 
 /// Ends a request that runs longer than the configured timeout with a JSON 503; the handler's

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod http;
 pub mod metrics;
 pub mod openapi;
+pub mod otel;
 pub mod pagination;
 pub mod readers;
 pub mod server;

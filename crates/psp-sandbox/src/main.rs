@@ -14,7 +14,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    platform::telemetry::init(settings.log_format);
+    let traces = match platform::otel::Traces::from_env(NAME) {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("{NAME}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    platform::telemetry::init(settings.log_format, traces.as_ref());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -36,6 +43,9 @@ fn main() -> ExitCode {
         tracing::info!("{NAME} stopped");
         anyhow::Ok(())
     });
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

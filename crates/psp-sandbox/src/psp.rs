@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use tracing::Instrument;
 
 use crate::charges::{Charge, NewCharge};
 use crate::error::{Result, SandboxError};
@@ -60,7 +61,8 @@ impl Psp {
     /// Handles one POST to the end, even if its caller stops waiting.
     pub async fn charge(&self, new: NewCharge) -> Result<Submission> {
         let psp = self.clone();
-        tokio::spawn(async move { psp.submit(new).await })
+        // The span goes along: the webhooks it leads to belong to the charge's trace.
+        tokio::spawn(async move { psp.submit(new).await }.in_current_span())
             .await
             .map_err(|e| SandboxError::Crashed(e.to_string()))?
     }
@@ -123,7 +125,7 @@ impl Psp {
                 // Still pending in the data file: the next start settles it.
                 Err(e) => tracing::error!(%reference, error = %e, "cannot settle a charge"),
             }
-        });
+        }.instrument(platform::otel::detached("settle charge")));
     }
 
     /// Delivers `event` in the background and records how it ended.
@@ -139,6 +141,6 @@ impl Psp {
             if let Err(e) = psp.ledger.webhook_done(&event.id, delivered).await {
                 tracing::warn!(event = %event.id, error = %e, "cannot record a webhook's delivery");
             }
-        });
+        }.instrument(platform::otel::detached("deliver webhook")));
     }
 }

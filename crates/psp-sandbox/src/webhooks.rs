@@ -172,13 +172,13 @@ impl Webhooks {
             Utc::now().timestamp(),
             body,
         );
-        let response = self
+        let request = self
             .client
             .post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(SIGNATURE_HEADER, signature)
-            .body(body.to_vec())
-            .send()
+            .body(body.to_vec());
+        let response = platform::otel::send("POST webhook", request)
             .await
             .map_err(|e| format!("request failed: {e}"))?;
         let status = response.status();

@@ -61,26 +61,50 @@ CREATE TABLE IF NOT EXISTS {s}.processed_events (
         }
     }
 
-    fn migration(self, schema: &str) -> Migration {
+    /// The table's migrations: its DDL, then the changes made to it since it was released.
+    fn migrations(self, schema: &str) -> Vec<Migration> {
         let description = match self {
             HubTable::Outbox => "event hub outbox",
             HubTable::Inbox => "event hub inbox",
         };
-        Migration::new(
-            self.version(),
-            Cow::Borrowed(description),
-            MigrationType::Simple,
-            AssertSqlSafe(self.ddl(schema)).into_sql_str(),
-            false,
-        )
+        let mut all = vec![migration(self.version(), description, self.ddl(schema))];
+        if self == HubTable::Outbox {
+            all.push(migration(
+                10_003,
+                "event hub outbox trace context",
+                outbox_trace_context(schema),
+            ));
+        }
+        all
     }
+}
+
+/// The trace context column of the outbox (version 10 003).
+pub fn outbox_trace_context(schema: &str) -> String {
+    let s = platform::db::quote_ident(schema);
+    format!(
+        "-- The trace context (W3C traceparent and tracestate) of the span that recorded the event: its
+-- publishing continues that trace, after a crash or a restart too. NULL when traces are off.
+ALTER TABLE {s}.outbox ADD COLUMN IF NOT EXISTS trace_context JSONB;
+"
+    )
+}
+
+fn migration(version: i64, description: &'static str, sql: String) -> Migration {
+    Migration::new(
+        version,
+        Cow::Borrowed(description),
+        MigrationType::Simple,
+        AssertSqlSafe(sql).into_sql_str(),
+        false,
+    )
 }
 
 /// `service`'s own migrations (`sqlx::migrate!()`) followed by the hub tables it uses, in the
 /// service's schema `schema`.
 pub fn with_hub_tables(service: Migrator, schema: &str, tables: &[HubTable]) -> Migrator {
     let mut migrations = service.migrations.into_owned();
-    migrations.extend(tables.iter().map(|t| t.migration(schema)));
+    migrations.extend(tables.iter().flat_map(|t| t.migrations(schema)));
     migrations.sort();
     Migrator {
         migrations: Cow::Owned(migrations),
@@ -102,6 +126,16 @@ mod tests {
                 .sql
                 .as_str()
                 .contains("\"svc\".processed_events")
+        );
+        // The outbox, then what was added to it since.
+        let migrator = with_hub_tables(Migrator::DEFAULT, "svc", &[HubTable::Outbox]);
+        let versions: Vec<i64> = migrator.migrations.iter().map(|m| m.version).collect();
+        assert_eq!(versions, [10_001, 10_003]);
+        assert!(
+            migrator.migrations[1]
+                .sql
+                .as_str()
+                .contains("\"svc\".outbox ADD COLUMN IF NOT EXISTS trace_context")
         );
     }
 }

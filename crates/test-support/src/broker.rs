@@ -275,12 +275,18 @@ pub struct Watcher {
 impl Watcher {
     /// The next event, or `None` after `timeout`.
     pub async fn next(&mut self, timeout: Duration) -> Option<Envelope> {
+        let delivery = self.next_delivery(timeout).await?;
+        Some(serde_json::from_slice(&delivery.data).expect("an envelope"))
+    }
+
+    /// The next message as delivered (its properties and headers too), acknowledged.
+    pub async fn next_delivery(&mut self, timeout: Duration) -> Option<lapin::message::Delivery> {
         let delivery = tokio::time::timeout(timeout, self.consumer.next())
             .await
             .ok()??
             .expect("a delivery");
         delivery.ack(BasicAckOptions::default()).await.expect("ack");
-        Some(serde_json::from_slice(&delivery.data).expect("an envelope"))
+        Some(delivery)
     }
 
     /// Events until `timeout` passes with nothing new.

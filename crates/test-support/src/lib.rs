@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod db;
 pub mod http;
 pub mod openapi;
+pub mod otlp;
 pub mod probe;
 pub mod schema;
 pub mod spawn;

@@ -11,6 +11,7 @@ use events::transient::RetryLater;
 use events::{Envelope, Handler, HandlerError, HandlerFuture};
 use platform::Topology;
 use sqlx::PgConnection;
+use tracing::Instrument;
 
 use crate::audit::chain::{self, ChainError};
 use crate::audit::facts;
@@ -44,9 +45,20 @@ impl Handler for AuditWriter {
                 // When it happened, not when it was audited: the log reads as a history.
                 created_at: event.occurred_at.naive_utc(),
             };
+            let insert = tracing::info_span!(
+                "audit insert",
+                otel.name = "INSERT audit_logs",
+                otel.kind = "internal",
+                db.system = "postgresql",
+                action = %row.action,
+            );
             let written = match self.topology {
-                Topology::Split => audit_logs::insert(tx, &row).await?,
-                Topology::Shared => audit_logs::insert_on_legacy(tx, &mut row).await?,
+                Topology::Split => audit_logs::insert(tx, &row).instrument(insert).await?,
+                Topology::Shared => {
+                    audit_logs::insert_on_legacy(tx, &mut row)
+                        .instrument(insert)
+                        .await?
+                }
             };
             if !written {
                 metrics::counter!("admin_audit_duplicates_total").increment(1);

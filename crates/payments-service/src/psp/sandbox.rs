@@ -148,7 +148,8 @@ impl PaymentProvider for SandboxProvider {
                 description: request.description.as_deref(),
             };
             let url = self.charges_url(None)?;
-            let response = match self.http.post(url).json(&body).send().await {
+            let request = self.http.post(url).json(&body);
+            let response = match platform::otel::send("POST /charges", request).await {
                 Ok(response) => response,
                 Err(e) => {
                     observe("charge", started, "unknown");
@@ -181,7 +182,8 @@ impl PaymentProvider for SandboxProvider {
         Box::pin(async move {
             let started = Instant::now();
             let url = self.charges_url(Some(reference))?;
-            let response = match self.http.get(url).send().await {
+            let request = self.http.get(url);
+            let response = match platform::otel::send("GET /charges/{reference}", request).await {
                 Ok(response) => response,
                 Err(e) => {
                     observe("status", started, "unknown");

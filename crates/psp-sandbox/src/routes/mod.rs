@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use platform::ApiError;
 use platform::error::code;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -75,7 +74,7 @@ pub fn router(psp: Psp) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(psp)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(TraceLayer::new_for_http())
+        .layer(platform::http::request_trace())
         .layer(CatchPanicLayer::custom(panic_response))
 }
 
