@@ -158,6 +158,34 @@ async fn a_failed_cutover_leaves_the_legacy_database_writable_and_switches_nothi
         .expect("the legacy database takes writes again");
 }
 
+#[tokio::test]
+async fn a_row_lost_where_the_sync_never_wrote_is_caught_by_the_counts_inside_the_freeze() {
+    let f = Fixture::seeded(0.01).await;
+    f.run_ok_async(&["prepare"]).await;
+    f.run_ok_async(&["copy"]).await;
+    f.run_ok_async(&["sync"]).await;
+    f.run_ok_async(&["verify"]).await;
+    // A row gone from a service database that no change since touched: only a count sees it.
+    let profile = f.target(3).await;
+    sqlx::query("DELETE FROM user_profiles WHERE id = (SELECT max(id) FROM user_profiles)")
+        .execute(&profile)
+        .await
+        .unwrap();
+    let topology =
+        std::env::temp_dir().join(format!("mfe-topology-lost-{}.env", std::process::id()));
+    let out = f
+        .run_async(
+            &["cutover"],
+            &[("MFE_TOPOLOGY_FILE", topology.display().to_string())],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("failed at step verify"), "{stderr}");
+    assert!(stderr.contains("user_profiles ("), "{stderr}");
+    assert!(!topology.exists(), "the topology was not switched");
+}
+
 /// A TCP proxy to the test server, for a service database that the test can make unreachable
 /// at a chosen moment (every connection through it cut, new ones refused).
 struct Proxy {

@@ -521,12 +521,51 @@ async fn verify_ahead(endpoints: &Endpoints, ahead: &mut Ahead) -> Result<u64> {
 }
 
 /// Compares, row by row on both sides, every row the sync changed since the last clean verify
-/// that [`verify_ahead`] did not find equal; returns how many rows were compared.
+/// that [`verify_ahead`] did not find equal, and counts every table on both sides; returns how
+/// many rows were compared. Inside the freeze: the counts and the four services' comparisons
+/// all run at once, each on connections of its own.
 async fn verify_touched(endpoints: &Endpoints, ahead: &Ahead) -> Result<u64> {
-    let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
-    let mut compared = 0u64;
-    // A change the stream lost would not be among the touched rows: the counts catch it. They
-    // scan whole tables, so all fourteen run at once, each on a connection of its own.
+    let t = Instant::now();
+    let counts = async {
+        let counted = count_differences(endpoints).await;
+        tracing::debug!(
+            secs = t.elapsed().as_secs_f64(),
+            "cutover verify: row counts"
+        );
+        counted
+    };
+    let rows = async {
+        let compared = futures::future::try_join_all(
+            Service::ALL.map(|service| compare_touched(endpoints, ahead, service)),
+        )
+        .await;
+        tracing::debug!(
+            secs = t.elapsed().as_secs_f64(),
+            "cutover verify: changed rows"
+        );
+        compared
+    };
+    let (mut differences, compared) = tokio::try_join!(counts, rows)?;
+    let mut total = 0u64;
+    for (n, found) in compared {
+        total += n;
+        differences.extend(found);
+    }
+    if differences.is_empty() {
+        Ok(total)
+    } else {
+        let n = differences.len();
+        differences.truncate(10);
+        Err(MigrateError::Diverged(format!(
+            "{n} changed rows differ between the legacy and the service databases (first: {})",
+            differences.join(", ")
+        )))
+    }
+}
+
+/// Each table's row count on both sides, all fourteen at once: a change the stream lost would
+/// not be among the touched rows, the counts catch it. Returns the tables whose counts differ.
+async fn count_differences(endpoints: &Endpoints) -> Result<Vec<String>> {
     let counts = futures::future::try_join_all(TABLES.iter().flat_map(|table| {
         [None, Some(table.service)].map(|side| async move {
             let (which, url) = match side {
@@ -557,49 +596,48 @@ async fn verify_touched(endpoints: &Endpoints, ahead: &Ahead) -> Result<u64> {
             differences.push(format!("{} ({l} rows in legacy, {t} here)", table.name));
         }
     }
-    for service in Service::ALL {
-        let mut target = connect::connection(service.name(), endpoints.target(service)).await?;
-        for table in TABLES.iter().filter(|t| t.service == service) {
-            let after = ahead
-                .upto_of(service)
-                .filter(|_| !ahead.whole.contains(&table.name));
-            let mut keys =
-                crate::engine::journal::position::touched_keys(&mut target, table.name, after)
-                    .await?;
-            if after.is_some() {
-                ahead.add_differed(table.name, &mut keys);
-            }
-            if keys.iter().any(|k| k == "*") {
-                let (l, t) = (
-                    table_digest(&mut legacy, table).await?,
-                    table_digest(&mut target, table).await?,
-                );
-                compared += 1;
-                if l != t {
-                    differences.push(format!("{} (whole table, truncated since)", table.name));
-                }
-                continue;
-            }
-            compared += keys.len() as u64;
-            for key in differing(&mut legacy, &mut target, table, &keys).await? {
-                differences.push(format!("{} {key}", table.name));
-            }
-        }
-    }
-    if differences.is_empty() {
-        Ok(compared)
-    } else {
-        let n = differences.len();
-        differences.truncate(10);
-        Err(MigrateError::Diverged(format!(
-            "{n} changed rows differ between the legacy and the service databases (first: {})",
-            differences.join(", ")
-        )))
-    }
+    Ok(differences)
 }
 
-/// The keys among `keys` whose rows differ between legacy and the service database (or are on
-/// one side only), compared by digest in chunks, both sides read at once.
+/// [`verify_touched`]'s comparison of `service`'s tables: how many rows were compared, and
+/// those that differ.
+async fn compare_touched(
+    endpoints: &Endpoints,
+    ahead: &Ahead,
+    service: Service,
+) -> Result<(u64, Vec<String>)> {
+    let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
+    let mut target = connect::connection(service.name(), endpoints.target(service)).await?;
+    let mut compared = 0u64;
+    let mut differences = Vec::new();
+    for table in TABLES.iter().filter(|t| t.service == service) {
+        let after = ahead
+            .upto_of(service)
+            .filter(|_| !ahead.whole.contains(&table.name));
+        let mut keys =
+            crate::engine::journal::position::touched_keys(&mut target, table.name, after).await?;
+        if after.is_some() {
+            ahead.add_differed(table.name, &mut keys);
+        }
+        if keys.iter().any(|k| k == "*") {
+            let (l, t) = (
+                table_digest(&mut legacy, table).await?,
+                table_digest(&mut target, table).await?,
+            );
+            compared += 1;
+            if l != t {
+                differences.push(format!("{} (whole table, truncated since)", table.name));
+            }
+            continue;
+        }
+        compared += keys.len() as u64;
+        for key in differing(&mut legacy, &mut target, table, &keys).await? {
+            differences.push(format!("{} {key}", table.name));
+        }
+    }
+    Ok((compared, differences))
+}
+
 async fn differing(
     legacy: &mut PgConnection,
     target: &mut PgConnection,
