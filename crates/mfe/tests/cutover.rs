@@ -139,19 +139,8 @@ async fn a_failed_cutover_leaves_the_legacy_database_writable_and_switches_nothi
         .execute(&auth)
         .await
         .unwrap();
-    let topology =
-        std::env::temp_dir().join(format!("mfe-topology-failed-{}.env", std::process::id()));
-    let out = f
-        .run_async(
-            &["cutover"],
-            &[("MFE_TOPOLOGY_FILE", topology.display().to_string())],
-        )
-        .await;
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("failed at step verify"), "{stderr}");
+    let stderr = refused_at_verify(&f, "failed").await;
     assert!(stderr.contains("writable again"), "{stderr}");
-    assert!(!topology.exists(), "the topology was not switched");
     sqlx::query("UPDATE system_config SET description = 'still writable' WHERE key = (SELECT min(key) FROM system_config)")
         .execute(&legacy)
         .await
@@ -171,8 +160,15 @@ async fn a_row_lost_where_the_sync_never_wrote_is_caught_by_the_counts_inside_th
         .execute(&profile)
         .await
         .unwrap();
+    let stderr = refused_at_verify(&f, "lost").await;
+    assert!(stderr.contains("user_profiles ("), "{stderr}");
+}
+
+/// Runs a cutover that its verify inside the freeze must refuse (exit 2, the topology file not
+/// written); returns its stderr.
+async fn refused_at_verify(f: &Fixture, tag: &str) -> String {
     let topology =
-        std::env::temp_dir().join(format!("mfe-topology-lost-{}.env", std::process::id()));
+        std::env::temp_dir().join(format!("mfe-topology-{tag}-{}.env", std::process::id()));
     let out = f
         .run_async(
             &["cutover"],
@@ -180,10 +176,10 @@ async fn a_row_lost_where_the_sync_never_wrote_is_caught_by_the_counts_inside_th
         )
         .await;
     assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(stderr.contains("failed at step verify"), "{stderr}");
-    assert!(stderr.contains("user_profiles ("), "{stderr}");
     assert!(!topology.exists(), "the topology was not switched");
+    stderr
 }
 
 /// A TCP proxy to the test server, for a service database that the test can make unreachable

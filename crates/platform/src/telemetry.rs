@@ -32,20 +32,7 @@ pub fn init(format: LogFormat, traces: Option<&Traces>) {
         .with(spans)
         .with(dispatch.layer());
     let result = match format {
-        LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .fmt_fields(JsonFields::new())
-                    .event_format(WithTraceIds(
-                        dispatch.clone(),
-                        fmt::format()
-                            .json()
-                            .flatten_event(true)
-                            .with_current_span(true)
-                            .with_span_list(false),
-                    )),
-            )
-            .try_init(),
+        LogFormat::Json => registry.with(json_layer(dispatch)).try_init(),
         LogFormat::Text => registry
             .with(
                 fmt::layer().event_format(WithTraceIds(dispatch, fmt::format().with_target(false))),
@@ -55,6 +42,25 @@ pub fn init(format: LogFormat, traces: Option<&Traces>) {
     // Already initialised (tests spawn several apps in one process): keep the first.
     let _ = result;
 }
+
+/// One JSON object per line, the fields of the event and of its span at the top level.
+fn json_layer<S>(dispatch: DispatchCell) -> JsonLayer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fmt::layer()
+        .fmt_fields(JsonFields::new())
+        .event_format(WithTraceIds(
+            dispatch,
+            fmt::format()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false),
+        ))
+}
+
+type JsonLayer<S> = fmt::Layer<S, JsonFields, WithTraceIds<fmt::format::Format<fmt::format::Json>>>;
 
 /// For command-line tools: human-readable logs on stderr (stdout carries the tool's output, e.g.
 /// JSON reports), `warn` unless `RUST_LOG` says otherwise.
@@ -189,18 +195,7 @@ mod tests {
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
             .with(dispatch.layer())
-            .with(
-                fmt::layer()
-                    .fmt_fields(JsonFields::new())
-                    .event_format(WithTraceIds(
-                        dispatch.clone(),
-                        fmt::format()
-                            .json()
-                            .flatten_event(true)
-                            .with_current_span(true),
-                    ))
-                    .with_writer(lines.clone()),
-            );
+            .with(json_layer(dispatch).with_writer(lines.clone()));
         tracing::subscriber::with_default(subscriber, log);
         let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
         text.lines()
