@@ -1,0 +1,176 @@
+//! A three-node RabbitMQ cluster (scripts/cluster.sh) with quorum queues: while users register,
+//! the node leading profile's queue, which every service is connected to, is SIGKILLed, and
+//! started again later. Every registration gets exactly one profile; the services reconnect to
+//! the nodes left (`RABBITMQ_URL` lists the three). Runs alone (nextest profile `outages`): three
+//! more Erlang VMs load the machine.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::{Platform, ServiceProcess};
+use test_support::{Api, eventually};
+
+const USERS: usize = 150;
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cluster.sh")
+}
+
+fn cluster(args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(script())
+        .arg("rabbit")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scripts/cluster.sh: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/cluster.sh rabbit {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The node leading `queue` (a quorum queue), as 1 to 3, as node `ask` sees it.
+fn leader_of(queue: &str, ask: u8) -> Option<u8> {
+    let out = Command::new("rabbitmqctl")
+        .args(["-q", "-n", &format!("mfe-rabbit-{ask}@localhost")])
+        .args(["list_queues", "name", "leader"])
+        .output()
+        .ok()?;
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let line = listing
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(queue))?;
+    line.split_whitespace()
+        .nth(1)?
+        .strip_prefix("mfe-rabbit-")?
+        .split('@')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Starts a killed node again when dropped, so a failing test leaves the cluster whole.
+struct StartOnDrop(u8);
+
+impl Drop for StartOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["rabbit", "start", &self.0.to_string()])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_registered_while_the_queues_leader_dies_all_get_exactly_one_profile() {
+    cluster(&["up"]);
+    let mut platform = Platform::new();
+    // Node 1 first: every service connects to it, and the queues it declares are led there.
+    platform.broker.url = cluster(&["url"]);
+    let quorum = |mut env: Vec<(String, String)>| {
+        env.push(("EVENTS_QUEUE_TYPE".into(), "quorum".into()));
+        env
+    };
+    let auth = ServiceProcess::start("auth-service", &quorum(platform.auth_env()));
+    let mut profile_env = quorum(platform.broker.env("profile-service"));
+    profile_env.extend([
+        (
+            "PROFILE_DATABASE_URL".to_string(),
+            platform.profile_db.url.clone(),
+        ),
+        ("AUTH_SERVICE_URL".into(), auth.base.clone()),
+    ]);
+    let profile = ServiceProcess::start("profile-service", &profile_env);
+    auth.wait_ready(Duration::from_secs(30)).await;
+    profile.wait_ready(Duration::from_secs(30)).await;
+    let queue = platform.broker.queue_for("profile-service");
+    let leader = leader_of(&queue, 1).expect("profile's queue has a leader");
+    let survivor = leader % 3 + 1;
+
+    let base = auth.base.clone();
+    let registrations = tokio::spawn(async move {
+        let auth = Api::new(base);
+        let mut ids = Vec::new();
+        for i in 0..USERS {
+            let body = serde_json::json!({
+                "email": format!("failover-{i}@example.com"),
+                "password": "a-long-password",
+                "name": "Failover",
+            });
+            let reply = auth.post("/auth/register", None, &body).await;
+            assert_eq!(reply.status, 201, "registration {i}: {}", reply.body);
+            ids.push(reply.body["user"]["id"].as_str().unwrap().to_string());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ids
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let restart = StartOnDrop(leader);
+    eprintln!("killing node {leader}, which leads {queue}");
+    cluster(&["kill", &leader.to_string()]);
+    let new_leader = eventually(Duration::from_secs(30), || async {
+        let queue = queue.clone();
+        tokio::task::spawn_blocking(move || leader_of(&queue, survivor))
+            .await
+            .ok()
+            .flatten()
+            .filter(|n| *n != leader)
+    })
+    .await;
+    assert!(new_leader.is_some(), "another node leads the queue");
+
+    // All of it with the node still down: the services went on on the other two.
+    let ids = registrations.await.unwrap();
+    let profiles = platform.profiles().await;
+    let all_there = eventually(Duration::from_secs(90), || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT user_id) FROM user_profiles WHERE user_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_one(&profiles)
+        .await
+        .unwrap_or(0);
+        (n == USERS as i64).then_some(())
+    })
+    .await
+    .is_some();
+    assert!(
+        all_there,
+        "not every registration got its profile\n--- profile logs:\n{}\n--- auth logs:\n{}",
+        profile.logs(),
+        auth.logs()
+    );
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM user_profiles WHERE user_id = ANY($1)")
+            .bind(&ids)
+            .fetch_one(&profiles)
+            .await
+            .unwrap();
+    assert_eq!(rows, USERS as i64, "one profile each");
+    let applied: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM profile.processed_events WHERE event_type = 'user.registered'",
+    )
+    .fetch_one(&profiles)
+    .await
+    .unwrap();
+    assert_eq!(applied, USERS as i64, "each registration applied once");
+    profile.wait_ready(Duration::from_secs(30)).await;
+    auth.wait_ready(Duration::from_secs(30)).await;
+
+    // Started again, the node rejoins, and a registration still gets its profile.
+    drop(restart);
+    assert!(cluster(&["status"]).lines().all(|l| l.ends_with("running")));
+    let late = platform.register(&auth, "failover-late@example.com").await;
+    let found = eventually(Duration::from_secs(30), || async {
+        (e2e::profile_count(&profiles, &late).await == 1).then_some(())
+    })
+    .await;
+    assert!(
+        found.is_some(),
+        "a registration after the restart gets its profile"
+    );
+}
