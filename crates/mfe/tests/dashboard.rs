@@ -71,6 +71,13 @@ async fn snapshot(http: &reqwest::Client, base: &str) -> Value {
     r.json().await.unwrap()
 }
 
+/// The snapshot, or `None` when the view no longer answers (its phase has ended).
+async fn try_snapshot(http: &reqwest::Client, base: &str) -> Option<Value> {
+    let r = http.get(format!("{base}/api/snapshot")).send().await.ok()?;
+    assert_eq!(r.status(), 200);
+    r.json().await.ok()
+}
+
 fn rows_of(s: &Value) -> u64 {
     s["tables"]
         .as_array()
@@ -133,7 +140,10 @@ async fn a_copy_with_ui_shows_its_tables_moving_and_the_journal_view_agrees_afte
     let mut seen: Vec<Value> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while copy.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        let s = snapshot(&http, &base).await;
+        // The copy may end, and its view with it, between the check above and this request.
+        let Some(s) = try_snapshot(&http, &base).await else {
+            break;
+        };
         if s["phase"]["state"] == "running" {
             seen.push(s);
         }
