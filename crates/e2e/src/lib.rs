@@ -213,6 +213,32 @@ pub async fn auth_backlog(auth_pool: &sqlx::PgPool) -> i64 {
         .expect("auth's outbox is readable")
 }
 
+/// Registers `n` users (`<prefix>-<i>@example.com`) through auth at `auth_base`, one after
+/// another with `pause` between them, on a task of its own; yields their ids.
+pub fn register_in_background(
+    auth_base: String,
+    prefix: &'static str,
+    n: usize,
+    pause: Duration,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let auth = Api::new(auth_base);
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let body = json!({
+                "email": format!("{prefix}-{i}@example.com"),
+                "password": "a-long-password",
+                "name": prefix,
+            });
+            let reply = auth.post("/auth/register", None, &body).await;
+            assert_eq!(reply.status, 201, "registration {i}: {}", reply.body);
+            ids.push(reply.body["user"]["id"].as_str().unwrap().to_string());
+            tokio::time::sleep(pause).await;
+        }
+        ids
+    })
+}
+
 /// Profiles of `user_id` in profile's database (0 before profile has created its tables).
 pub async fn profile_count(profile_pool: &sqlx::PgPool, user_id: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM user_profiles WHERE user_id = $1")

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::{Platform, ServiceProcess};
-use test_support::{Api, eventually};
+use test_support::eventually;
 
 const USERS: usize = 150;
 
@@ -91,23 +91,12 @@ async fn users_registered_while_the_queues_leader_dies_all_get_exactly_one_profi
     let leader = leader_of(&queue, 1).expect("profile's queue has a leader");
     let survivor = leader % 3 + 1;
 
-    let base = auth.base.clone();
-    let registrations = tokio::spawn(async move {
-        let auth = Api::new(base);
-        let mut ids = Vec::new();
-        for i in 0..USERS {
-            let body = serde_json::json!({
-                "email": format!("failover-{i}@example.com"),
-                "password": "a-long-password",
-                "name": "Failover",
-            });
-            let reply = auth.post("/auth/register", None, &body).await;
-            assert_eq!(reply.status, 201, "registration {i}: {}", reply.body);
-            ids.push(reply.body["user"]["id"].as_str().unwrap().to_string());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        ids
-    });
+    let registrations = e2e::register_in_background(
+        auth.base.clone(),
+        "failover",
+        USERS,
+        Duration::from_millis(20),
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let restart = StartOnDrop(leader);
     eprintln!("killing node {leader}, which leads {queue}");

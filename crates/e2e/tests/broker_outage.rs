@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::Platform;
-use test_support::{Api, eventually};
+use test_support::eventually;
 
 const USERS: usize = 200;
 
@@ -36,22 +36,8 @@ async fn users_registered_while_the_broker_restarts_all_get_exactly_one_profile(
     let platform = Platform::new();
     let (auth, profile) = platform.start_ready().await;
 
-    let base = auth.base.clone();
-    let registrations = tokio::spawn(async move {
-        let auth = Api::new(base);
-        let mut ids = Vec::new();
-        for i in 0..USERS {
-            let body = serde_json::json!({
-                "email": format!("outage-{i}@example.com"),
-                "password": "a-long-password",
-                "name": "Outage",
-            });
-            let reply = auth.post("/auth/register", None, &body).await;
-            assert_eq!(reply.status, 201, "registration {i}: {}", reply.body);
-            ids.push(reply.body["user"]["id"].as_str().unwrap().to_string());
-        }
-        ids
-    });
+    let registrations =
+        e2e::register_in_background(auth.base.clone(), "outage", USERS, Duration::ZERO);
 
     let guard = RestartOnDrop;
     tokio::time::sleep(Duration::from_millis(300)).await;
