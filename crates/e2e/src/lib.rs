@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use test_support::{Api, TestBroker, TestDb};
@@ -161,6 +161,49 @@ impl Platform {
         ServiceProcess::start("auth-service", &self.auth_env())
     }
 
+    /// Auth's variables with payments and admin as its service clients ([`PAYMENTS_SECRET`],
+    /// [`ADMIN_SECRET`]).
+    pub fn auth_env_with_clients(&self) -> Vec<(String, String)> {
+        let mut env = self.auth_env();
+        env.push((
+            "AUTH_SERVICE_CLIENTS".into(),
+            format!("payments-service={PAYMENTS_SECRET},admin-service={ADMIN_SECRET}"),
+        ));
+        env
+    }
+
+    /// Admin's variables: its database at `db_url`, auth at `auth`.
+    pub fn admin_env(&self, db_url: &str, auth: &ServiceProcess) -> Vec<(String, String)> {
+        let mut env = self.broker.env("admin-service");
+        env.extend([
+            ("ADMIN_DATABASE_URL".to_string(), db_url.to_string()),
+            ("AUTH_SERVICE_URL".into(), auth.base.clone()),
+            ("ADMIN_AUTH_CLIENT_SECRET".into(), ADMIN_SECRET.into()),
+        ]);
+        env
+    }
+
+    /// Payments' variables: its database at `db_url`, its port, auth at `auth`, the sandbox of
+    /// [`start_sandbox`] on `psp_port`.
+    pub fn payments_env(
+        &self,
+        db_url: &str,
+        port: u16,
+        auth: &ServiceProcess,
+        psp_port: u16,
+    ) -> Vec<(String, String)> {
+        let mut env = self.broker.env("payments-service");
+        env.extend([
+            ("PAYMENTS_DATABASE_URL".to_string(), db_url.to_string()),
+            ("PAYMENTS_SERVICE_PORT".into(), port.to_string()),
+            ("AUTH_SERVICE_URL".into(), auth.base.clone()),
+            ("PAYMENTS_AUTH_CLIENT_SECRET".into(), PAYMENTS_SECRET.into()),
+            ("PSP_URL".into(), format!("http://127.0.0.1:{psp_port}")),
+            ("PSP_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
+        ]);
+        env
+    }
+
     pub fn start_profile(&self, auth: &ServiceProcess) -> ServiceProcess {
         let mut env = self.broker.env("profile-service");
         env.push(("PROFILE_DATABASE_URL".into(), self.profile_db.url.clone()));
@@ -179,6 +222,19 @@ impl Platform {
             .await;
         assert_eq!(reply.status, 201, "registering {email}: {}", reply.body);
         reply.body["user"]["id"].as_str().unwrap().to_string()
+    }
+
+    /// Registers a user through auth's API; returns its access token.
+    pub async fn sign_up(&self, auth: &ServiceProcess, email: &str) -> String {
+        let reply = Api::new(auth.base.clone())
+            .post(
+                "/auth/register",
+                None,
+                &json!({"email": email, "password": "a-long-password", "name": "E2E"}),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "registering {email}: {}", reply.body);
+        reply.body["accessToken"].as_str().unwrap().to_string()
     }
 
     pub async fn profiles(&self) -> sqlx::PgPool {
@@ -211,6 +267,49 @@ pub async fn auth_backlog(auth_pool: &sqlx::PgPool) -> i64 {
         .fetch_one(auth_pool)
         .await
         .expect("auth's outbox is readable")
+}
+
+/// Pays `n` payments of 10.00 from the holder of `token` to `recipient` through payments at
+/// `api`, one started every `every` without waiting for the last, on a task of its own; yields
+/// the id of each one answered 2xx and when it was answered.
+pub fn pay_in_background(
+    api: Api,
+    token: String,
+    recipient: &'static str,
+    n: usize,
+    every: Duration,
+) -> tokio::task::JoinHandle<Vec<(String, Instant)>> {
+    tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let (api, token) = (api.clone(), token.clone());
+            tasks.push(tokio::spawn(async move {
+                let body =
+                    json!({"recipientEmail": recipient, "amount": "10.00", "type": "instant"});
+                let response = api
+                    .http
+                    .post(api.url("/payments"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .ok()?;
+                if !response.status().is_success() {
+                    return None;
+                }
+                let body: Value = response.json().await.ok()?;
+                Some((body["id"].as_str()?.to_string(), Instant::now()))
+            }));
+            tokio::time::sleep(every).await;
+        }
+        let mut accepted = Vec::new();
+        for task in tasks {
+            if let Ok(Some(paid)) = task.await {
+                accepted.push(paid);
+            }
+        }
+        accepted
+    })
 }
 
 /// Registers `n` users (`<prefix>-<i>@example.com`) through auth at `auth_base`, one after

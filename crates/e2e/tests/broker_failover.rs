@@ -1,17 +1,20 @@
-//! A three-node RabbitMQ cluster (scripts/cluster.sh) with quorum queues: while users register,
-//! the node leading profile's queue, which every service is connected to, is SIGKILLed, and
-//! started again later. Every registration gets exactly one profile; the services reconnect to
-//! the nodes left (`RABBITMQ_URL` lists the three). Runs alone (nextest profile `outages`): three
-//! more Erlang VMs load the machine.
+//! A three-node RabbitMQ cluster (scripts/cluster.sh) with quorum queues: while users register
+//! and pay, the node leading the services' queues, which every service is connected to, is
+//! SIGKILLed, and started again later. Every registration gets exactly one profile and every
+//! payment answered 2xx is audited exactly once; the services reconnect to the nodes left
+//! (`RABBITMQ_URL` lists the three). Runs alone (nextest profile `outages`): three more Erlang
+//! VMs load the machine.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::{Platform, ServiceProcess};
-use test_support::eventually;
+use e2e::{Platform, ServiceProcess, free_port};
+use test_support::{Api, TestDb, eventually};
 
 const USERS: usize = 150;
+const PAYMENTS: usize = 150;
+const BOB: &str = "bob-broker-failover@example.com";
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cluster.sh")
@@ -66,7 +69,8 @@ impl Drop for StartOnDrop {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn users_registered_while_the_queues_leader_dies_all_get_exactly_one_profile() {
+async fn users_registering_and_paying_while_the_queues_leader_dies_get_one_profile_and_one_audit_each()
+ {
     cluster(&["up"]);
     let mut platform = Platform::new();
     // Node 1 first: every service connects to it, and the queues it declares are led there.
@@ -75,7 +79,7 @@ async fn users_registered_while_the_queues_leader_dies_all_get_exactly_one_profi
         env.push(("EVENTS_QUEUE_TYPE".into(), "quorum".into()));
         env
     };
-    let auth = ServiceProcess::start("auth-service", &quorum(platform.auth_env()));
+    let auth = ServiceProcess::start("auth-service", &quorum(platform.auth_env_with_clients()));
     let mut profile_env = quorum(platform.broker.env("profile-service"));
     profile_env.extend([
         (
@@ -85,8 +89,25 @@ async fn users_registered_while_the_queues_leader_dies_all_get_exactly_one_profi
         ("AUTH_SERVICE_URL".into(), auth.base.clone()),
     ]);
     let profile = ServiceProcess::start("profile-service", &profile_env);
-    auth.wait_ready(Duration::from_secs(30)).await;
-    profile.wait_ready(Duration::from_secs(30)).await;
+    let admin_db = TestDb::unborn();
+    let admin = ServiceProcess::start(
+        "admin-service",
+        &quorum(platform.admin_env(&admin_db.url, &auth)),
+    );
+    let (payments_port, psp_port) = (free_port(), free_port());
+    let _psp = e2e::start_sandbox(psp_port, Some(payments_port), &[]);
+    let payments_db = TestDb::unborn();
+    let payments = ServiceProcess::start(
+        "payments-service",
+        &quorum(platform.payments_env(&payments_db.url, payments_port, &auth, psp_port)),
+    );
+    for service in [&auth, &profile, &admin, &payments] {
+        service.wait_ready(Duration::from_secs(30)).await;
+    }
+    let alice = platform
+        .sign_up(&auth, "alice-broker-failover@example.com")
+        .await;
+    platform.sign_up(&auth, BOB).await;
     let queue = platform.broker.queue_for("profile-service");
     let leader = leader_of(&queue, 1).expect("profile's queue has a leader");
     let survivor = leader % 3 + 1;
@@ -96,6 +117,13 @@ async fn users_registered_while_the_queues_leader_dies_all_get_exactly_one_profi
         "failover",
         USERS,
         Duration::from_millis(20),
+    );
+    let paid = e2e::pay_in_background(
+        Api::new(payments.base.clone()),
+        alice,
+        BOB,
+        PAYMENTS,
+        Duration::from_millis(30),
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let restart = StartOnDrop(leader);
@@ -146,9 +174,48 @@ async fn users_registered_while_the_queues_leader_dies_all_get_exactly_one_profi
     .fetch_one(&profiles)
     .await
     .unwrap();
-    assert_eq!(applied, USERS as i64, "each registration applied once");
-    profile.wait_ready(Duration::from_secs(30)).await;
-    auth.wait_ready(Duration::from_secs(30)).await;
+    // The load's registrations, and the payer's and the payee's before it.
+    assert_eq!(applied, USERS as i64 + 2, "each registration applied once");
+    let accepted: Vec<String> = paid.await.unwrap().into_iter().map(|(id, _)| id).collect();
+    eprintln!("{} of {PAYMENTS} payments answered 2xx", accepted.len());
+    assert!(
+        !accepted.is_empty(),
+        "payments answered while a node was down"
+    );
+    let audits = admin_db.pool().await;
+    let audited = |ids: Vec<String>| {
+        let audits = audits.clone();
+        async move {
+            sqlx::query_as::<_, (String, i64)>(
+                "SELECT resource_id, count(*) FROM audit_logs \
+                 WHERE action = 'payment.created' AND resource_id = ANY($1) GROUP BY 1",
+            )
+            .bind(ids)
+            .fetch_all(&audits)
+            .await
+            .unwrap_or_default()
+        }
+    };
+    let all_audited = eventually(Duration::from_secs(90), || async {
+        (audited(accepted.clone()).await.len() == accepted.len()).then_some(())
+    })
+    .await
+    .is_some();
+    assert!(
+        all_audited,
+        "not every payment was audited\n--- admin logs:\n{}\n--- payments logs:\n{}",
+        admin.logs(),
+        payments.logs()
+    );
+    let twice: Vec<_> = audited(accepted.clone())
+        .await
+        .into_iter()
+        .filter(|(_, n)| *n != 1)
+        .collect();
+    assert!(twice.is_empty(), "audited more than once: {twice:?}");
+    for service in [&auth, &profile, &admin, &payments] {
+        service.wait_ready(Duration::from_secs(30)).await;
+    }
 
     // Started again, the node rejoins, and a registration still gets its profile.
     drop(restart);

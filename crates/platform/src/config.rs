@@ -257,10 +257,11 @@ impl Env {
         Ok(Duration::from_secs(secs))
     }
 
-    /// A PostgreSQL URL, checked for shape so that a typo fails at start, naming the variable.
+    /// A PostgreSQL URL (one server or a libpq list of them), checked for shape so that a typo
+    /// fails at start, naming the variable.
     pub fn postgres_url_or(&self, var: &str, default: &str) -> Result<String, ConfigError> {
         let url = self.string_or(var, default);
-        crate::db::parse_url(&url).map_err(|reason| ConfigError::new(var, reason))?;
+        crate::db::servers::parse(&url).map_err(|reason| ConfigError::new(var, reason))?;
         Ok(url)
     }
 

@@ -31,19 +31,19 @@ use platform::Service;
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::cdc::pgoutput::Lsn;
 use crate::cdc::slot;
 use crate::endpoints::Endpoints;
 use crate::engine::connect;
 use crate::engine::freeze;
 use crate::engine::journal;
 use crate::engine::journal::state::{self, State};
-use crate::engine::sql::ident;
 use crate::error::{MigrateError, Result};
 use crate::progress::Progress;
 use crate::rollback::way_back as back;
 use crate::sync::{self, Lag, MARKER_PREFIX, SyncOptions};
-use schema::contract::{TABLES, Table};
+use verify::{Ahead, TargetConnections};
+
+mod verify;
 
 #[derive(Debug, Clone)]
 pub struct CutoverOptions {
@@ -120,8 +120,8 @@ pub async fn cutover(
     let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
     refuse_unless_ready(endpoints, opts, &mut legacy, progress).await?;
     let mut steps = Steps::new();
-    let ahead = match before_the_freeze(endpoints, opts, &mut legacy, progress, &mut steps).await {
-        Ok(ahead) => ahead,
+    let ready = match before_the_freeze(endpoints, opts, &mut legacy, progress, &mut steps).await {
+        Ok(ready) => ready,
         Err(e) => {
             let _ = drop_way_back(endpoints).await;
             return Err(e);
@@ -147,7 +147,7 @@ pub async fn cutover(
         &mut legacy,
         progress,
         &mut steps,
-        &ahead,
+        ready,
         frozen_at,
     )
     .await;
@@ -231,14 +231,15 @@ async fn refuse_unless_ready(
 }
 
 /// While writes go on: sync catches up (refused if still too far behind), most changed rows are
-/// compared, and the way back is captured. Its caller drops the way back if this fails.
+/// compared, the way back is captured, and the service databases' connections the freeze's verify
+/// uses are opened. Its caller drops the way back if this fails.
 async fn before_the_freeze(
     endpoints: &Endpoints,
     opts: &CutoverOptions,
     legacy: &mut PgConnection,
     progress: &dyn Progress,
     steps: &mut Steps,
-) -> Result<Ahead> {
+) -> Result<Ready> {
     let t = Instant::now();
     progress.table_step("cutover", "catching up");
     // A `sync --follow` may be running: catch_up waits for it; the freeze then ends its session.
@@ -257,7 +258,7 @@ async fn before_the_freeze(
     // (and what differed now) is left for the freeze.
     let t = Instant::now();
     progress.table_step("cutover", "verifying what changed (writes running)");
-    let ahead = look_ahead(endpoints).await?;
+    let ahead = verify::look_ahead(endpoints).await?;
     step_done(steps, "verify the changed rows (writes running)", t);
 
     // The way back, before the freeze: making a slot waits for every transaction open on the
@@ -270,7 +271,16 @@ async fn before_the_freeze(
         back::create(&mut conn, service).await?;
     }
     step_done(steps, "capture the way back", t);
-    Ok(ahead)
+    Ok(Ready {
+        ahead,
+        targets: TargetConnections::open(endpoints).await?,
+    })
+}
+
+/// What the freeze's verify starts from: the look ahead's findings and its connections.
+struct Ready {
+    ahead: Ahead,
+    targets: TargetConnections,
 }
 
 /// What the steps inside the freeze did, up to the switch.
@@ -291,7 +301,7 @@ async fn in_the_freeze(
     legacy: &mut PgConnection,
     progress: &dyn Progress,
     steps: &mut Steps,
-    ahead: &Ahead,
+    ready: Ready,
     frozen_at: Instant,
 ) -> std::result::Result<Switched, FailedStep> {
     let t = Instant::now();
@@ -304,19 +314,11 @@ async fn in_the_freeze(
         .map_err(|e| ("marker", MigrateError::from(e)))?;
     step_done(steps, "marker", t);
 
-    let t = Instant::now();
     progress.table_step("cutover", "syncing to the marker");
-    let transactions = sync_to_marker(endpoints, progress, marker)
-        .await
-        .map_err(|e| ("sync to the marker", e))?;
-    step_done(steps, "sync to the marker", t);
-
-    let t = Instant::now();
-    progress.table_step("cutover", "verifying what changed");
-    let verified = verify_touched(endpoints, ahead)
-        .await
-        .map_err(|e| ("verify", e))?;
-    step_done(steps, "verify the changed rows", t);
+    let verified =
+        verify::sync_and_verify(endpoints, progress, marker, &ready.ahead, ready.targets).await?;
+    steps.push(("sync to the marker".into(), verified.sync_secs));
+    steps.push(("verify the changed rows".into(), verified.verify_secs));
 
     // The services' own state, when they ran on the legacy database (shared topology).
     let t = Instant::now();
@@ -336,8 +338,8 @@ async fn in_the_freeze(
     let detail = serde_json::json!({
         "markerLsn": lsn,
         "freezeSeconds": frozen_at.elapsed().as_secs_f64(),
-        "transactionsInFreeze": transactions,
-        "verifiedRows": verified,
+        "transactionsInFreeze": verified.transactions,
+        "verifiedRows": verified.rows,
     });
     record(endpoints, &detail)
         .await
@@ -346,8 +348,8 @@ async fn in_the_freeze(
     step_done(steps, "record and switch", t);
     Ok(Switched {
         marker_lsn: lsn,
-        transactions,
-        verified_rows: verified,
+        transactions: verified.transactions,
+        verified_rows: verified.rows,
     })
 }
 
@@ -424,244 +426,4 @@ pub(crate) fn write_topology_file(path: &Path, text: &str) -> std::io::Result<()
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
-}
-
-/// What [`verify_ahead`] found, per service: the position it compared up to, whether each table
-/// was compared, and the keys that differed then (rows in flight, or a real difference).
-#[derive(Debug, Default)]
-struct Ahead {
-    upto: Vec<(Service, Lsn)>,
-    /// Tables whose changed rows were not compared ahead (truncated since the last verify).
-    whole: Vec<&'static str>,
-    differed: Vec<(&'static str, String)>,
-}
-
-impl Ahead {
-    /// `keys` with the keys of `table` that differed in the last pass, each once.
-    fn add_differed(&self, table: &str, keys: &mut Vec<String>) {
-        keys.extend(
-            self.differed
-                .iter()
-                .filter(|(t, _)| *t == table)
-                .map(|(_, k)| k.clone()),
-        );
-        keys.sort_unstable();
-        keys.dedup();
-    }
-
-    fn upto_of(&self, service: Service) -> Option<Lsn> {
-        self.upto
-            .iter()
-            .find(|(s, _)| *s == service)
-            .map(|(_, lsn)| *lsn)
-    }
-}
-
-/// Rows left for the freeze below which the look ahead stops.
-const LEFT_FOR_THE_FREEZE: u64 = 5_000;
-
-/// Passes of [`verify_ahead`], each after a catch-up, until one compares few rows: the first
-/// compares every row changed since the last verify (seconds at scale), the next what changed
-/// meanwhile, and so on, as the writes allow.
-async fn look_ahead(endpoints: &Endpoints) -> Result<Ahead> {
-    let mut ahead = Ahead::default();
-    for pass in 0..5 {
-        if pass > 0 {
-            sync::catch_up(endpoints).await?;
-        }
-        if verify_ahead(endpoints, &mut ahead).await? < LEFT_FOR_THE_FREEZE {
-            break;
-        }
-    }
-    Ok(ahead)
-}
-
-/// While writes go on: every row the sync changed after the last pass's position (all, the
-/// first time) up to each service database's current position, and the rows that differed in the
-/// last pass, compared on both sides. A row equal now needs no look inside the freeze unless it
-/// changes again (it is then among the rows changed after that position); one that differs now
-/// is looked at again. Returns how many rows it compared.
-async fn verify_ahead(endpoints: &Endpoints, ahead: &mut Ahead) -> Result<u64> {
-    let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
-    let slot = slot::slot_of(&mut legacy).await?;
-    let mut compared = 0u64;
-    let mut differed = Vec::new();
-    for service in Service::ALL {
-        let mut target = connect::connection(service.name(), endpoints.target(service)).await?;
-        let upto = crate::engine::journal::position::position(&mut target, &slot)
-            .await?
-            .unwrap_or_default();
-        let after = ahead.upto_of(service).unwrap_or_default();
-        for table in TABLES.iter().filter(|t| t.service == service) {
-            if ahead.whole.contains(&table.name) {
-                continue;
-            }
-            let mut keys = crate::engine::journal::position::touched_keys_between(
-                &mut target,
-                table.name,
-                after,
-                upto,
-            )
-            .await?;
-            if keys.iter().any(|k| k == "*") {
-                ahead.whole.push(table.name);
-                continue;
-            }
-            ahead.add_differed(table.name, &mut keys);
-            compared += keys.len() as u64;
-            for key in differing(&mut legacy, &mut target, table, &keys).await? {
-                differed.push((table.name, key));
-            }
-        }
-        ahead.upto.retain(|(s, _)| *s != service);
-        ahead.upto.push((service, upto));
-    }
-    ahead.differed = differed;
-    Ok(compared)
-}
-
-/// Compares, row by row on both sides, every row the sync changed since the last clean verify
-/// that [`verify_ahead`] did not find equal, and counts every table on both sides; returns how
-/// many rows were compared. Inside the freeze: the counts and the four services' comparisons
-/// all run at once, each on connections of its own.
-async fn verify_touched(endpoints: &Endpoints, ahead: &Ahead) -> Result<u64> {
-    let t = Instant::now();
-    let counts = async {
-        let counted = count_differences(endpoints).await;
-        tracing::debug!(
-            secs = t.elapsed().as_secs_f64(),
-            "cutover verify: row counts"
-        );
-        counted
-    };
-    let rows = async {
-        let compared = futures::future::try_join_all(
-            Service::ALL.map(|service| compare_touched(endpoints, ahead, service)),
-        )
-        .await;
-        tracing::debug!(
-            secs = t.elapsed().as_secs_f64(),
-            "cutover verify: changed rows"
-        );
-        compared
-    };
-    let (mut differences, compared) = tokio::try_join!(counts, rows)?;
-    let mut total = 0u64;
-    for (n, found) in compared {
-        total += n;
-        differences.extend(found);
-    }
-    if differences.is_empty() {
-        Ok(total)
-    } else {
-        let n = differences.len();
-        differences.truncate(10);
-        Err(MigrateError::Diverged(format!(
-            "{n} changed rows differ between the legacy and the service databases (first: {})",
-            differences.join(", ")
-        )))
-    }
-}
-
-/// Each table's row count on both sides, all fourteen at once: a change the stream lost would
-/// not be among the touched rows, the counts catch it. Returns the tables whose counts differ.
-async fn count_differences(endpoints: &Endpoints) -> Result<Vec<String>> {
-    let counts = futures::future::try_join_all(TABLES.iter().flat_map(|table| {
-        [None, Some(table.service)].map(|side| async move {
-            let (which, url) = match side {
-                None => ("legacy", endpoints.legacy()),
-                Some(service) => (service.name(), endpoints.target(service)),
-            };
-            let mut conn = connect::connection(which, url).await?;
-            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT count(*) FROM public.{}",
-                ident(table.name)
-            )))
-            .fetch_one(&mut conn)
-            .await?;
-            Ok::<_, MigrateError>((table.name, side.is_some(), n))
-        })
-    }))
-    .await?;
-    let mut differences = Vec::new();
-    for table in TABLES {
-        let of = |target: bool| {
-            counts
-                .iter()
-                .find(|(t, side, _)| *t == table.name && *side == target)
-                .map_or(0, |c| c.2)
-        };
-        let (l, t) = (of(false), of(true));
-        if l != t {
-            differences.push(format!("{} ({l} rows in legacy, {t} here)", table.name));
-        }
-    }
-    Ok(differences)
-}
-
-/// [`verify_touched`]'s comparison of `service`'s tables: how many rows were compared, and
-/// those that differ.
-async fn compare_touched(
-    endpoints: &Endpoints,
-    ahead: &Ahead,
-    service: Service,
-) -> Result<(u64, Vec<String>)> {
-    let mut legacy = connect::connection("legacy", endpoints.legacy()).await?;
-    let mut target = connect::connection(service.name(), endpoints.target(service)).await?;
-    let mut compared = 0u64;
-    let mut differences = Vec::new();
-    for table in TABLES.iter().filter(|t| t.service == service) {
-        let after = ahead
-            .upto_of(service)
-            .filter(|_| !ahead.whole.contains(&table.name));
-        let mut keys =
-            crate::engine::journal::position::touched_keys(&mut target, table.name, after).await?;
-        if after.is_some() {
-            ahead.add_differed(table.name, &mut keys);
-        }
-        if keys.iter().any(|k| k == "*") {
-            let (l, t) = (
-                table_digest(&mut legacy, table).await?,
-                table_digest(&mut target, table).await?,
-            );
-            compared += 1;
-            if l != t {
-                differences.push(format!("{} (whole table, truncated since)", table.name));
-            }
-            continue;
-        }
-        compared += keys.len() as u64;
-        for key in differing(&mut legacy, &mut target, table, &keys).await? {
-            differences.push(format!("{} {key}", table.name));
-        }
-    }
-    Ok((compared, differences))
-}
-
-async fn differing(
-    legacy: &mut PgConnection,
-    target: &mut PgConnection,
-    table: &Table,
-    keys: &[String],
-) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for chunk in keys.chunks(5000) {
-        let (l, t) = tokio::try_join!(
-            crate::engine::digest::row_digests(&mut *legacy, table, chunk),
-            crate::engine::digest::row_digests(&mut *target, table, chunk),
-        )?;
-        out.extend(chunk.iter().filter(|k| l.get(*k) != t.get(*k)).cloned());
-    }
-    Ok(out)
-}
-
-async fn table_digest(conn: &mut PgConnection, table: &Table) -> Result<String> {
-    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT coalesce(md5(string_agg(md5(ROW({cols})::text), '' ORDER BY {key} COLLATE \"C\")), '') FROM public.{t}",
-        key = ident(table.key),
-        cols = table.column_list(),
-        t = ident(table.name)
-    )))
-    .fetch_one(conn)
-    .await?)
 }

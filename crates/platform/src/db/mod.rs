@@ -1,6 +1,6 @@
-//! PostgreSQL connections: URL checks, creating a service's database when it is missing, pools.
+//! PostgreSQL connections: URL checks, creating a service's database when it is missing, pools
+//! (on one server, or on the first of several that suits: [`servers`]).
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -8,13 +8,21 @@ use sqlx::{ConnectOptions, Connection};
 
 use crate::config::mask_url;
 
-/// Parses a PostgreSQL URL; the error says what is wrong without echoing the URL (it may hold a
-/// password).
+pub mod servers;
+
+/// Parses a PostgreSQL URL of one server; the error says what is wrong without echoing the URL
+/// (it may hold a password). A list of servers is refused: what calls this (the migration tool,
+/// the dashboard) works on one server's data, and must not land on another one unnoticed.
 pub fn parse_url(url: &str) -> Result<PgConnectOptions, String> {
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err("expected a postgres:// or postgresql:// URL".into());
+    let mut parsed = servers::parse(url)?;
+    if parsed.hosts.len() > 1 {
+        return Err(
+            "a list of servers is for the services: give the address of the one server (the \
+             primary) here"
+                .into(),
+        );
     }
-    PgConnectOptions::from_str(url).map_err(|e| format!("not a valid PostgreSQL URL ({e})"))
+    Ok(parsed.hosts.remove(0))
 }
 
 /// Why a database could not be reached or prepared. The URL in it is always masked.
@@ -39,12 +47,18 @@ pub enum DbError {
 /// Creates the database named in `url` when it does not exist yet, connecting to the server's
 /// `postgres` maintenance database to do so. Safe when several processes race to create it.
 pub async fn ensure_database(url: &str) -> Result<(), DbError> {
-    let opts = parse_url(url).map_err(DbError::BadUrl)?;
-    let name = opts.get_database().unwrap_or("postgres").to_string();
+    let mut servers = servers::parse(url).map_err(DbError::BadUrl)?;
     let masked = mask_url(url);
-    let mut conn = opts
+    let name = servers.hosts[0]
+        .get_database()
+        .unwrap_or("postgres")
+        .to_string();
+    // Each server is tried on its maintenance database: the one named may not exist yet.
+    for host in &mut servers.hosts {
+        *host = host.clone().database("postgres");
+    }
+    let mut conn = servers.hosts[on_server(&servers, &masked).await?]
         .clone()
-        .database("postgres")
         .log_statements(tracing::log::LevelFilter::Debug)
         .connect()
         .await
@@ -91,33 +105,64 @@ pub async fn ensure_database(url: &str) -> Result<(), DbError> {
 /// first (the server may have restarted meanwhile).
 pub(crate) const TRUST_RECENTLY_RELEASED: Duration = Duration::from_secs(1);
 
-/// A pool on `url`; fails fast (with the masked URL) when the server does not answer.
+/// Which of `servers` to work on: the first that suits when there is a choice to make.
+async fn on_server(servers: &servers::Servers, masked: &str) -> Result<usize, DbError> {
+    if !servers.several() {
+        return Ok(0);
+    }
+    servers.find().await.map_err(|source| DbError::Unreachable {
+        url: masked.to_string(),
+        source,
+    })
+}
+
+/// `opts` with the pool's statement logging.
+fn logged(opts: PgConnectOptions) -> PgConnectOptions {
+    opts.log_statements(tracing::log::LevelFilter::Trace)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1))
+}
+
+/// A pool on `url`; fails fast (with the masked URL) when the server does not answer. With
+/// several servers in `url` (or a `target_session_attrs`), on the first that suits, following a
+/// failover to another ([`servers::follow`]).
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError> {
-    let opts = parse_url(url)
-        .map_err(DbError::BadUrl)?
-        .log_statements(tracing::log::LevelFilter::Trace)
-        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
-    PgPoolOptions::new()
+    let servers = servers::parse(url).map_err(DbError::BadUrl)?;
+    let current = on_server(&servers, &mask_url(url)).await?;
+    let attrs = servers.attrs;
+    let moved = servers::Moved::new();
+    let seen = moved.clone();
+    let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
         // sqlx pings every connection when it comes back to the pool; pinging it again when it is
         // handed out would make a one-query request three round trips to the server instead of
         // two. Only a connection idle for a while is tested first (HikariCP's "alive bypass").
         .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
+        // A server that stopped suiting between the check and the connection (demoted meanwhile).
+        .after_connect(move |conn, _| Box::pin(async move { attrs.check(conn).await }))
+        .before_acquire(move |conn, meta| {
+            let seen = seen.clone();
             Box::pin(async move {
+                // Made on the server the pool has moved away from.
+                if seen.made_before(meta.age) {
+                    return Ok(false);
+                }
                 if meta.idle_for > TRUST_RECENTLY_RELEASED {
                     conn.ping().await?;
                 }
                 Ok(true)
             })
         })
-        .connect_with(opts)
+        .connect_with(logged(servers.hosts[current].clone()))
         .await
         .map_err(|source| DbError::Unreachable {
             url: mask_url(url),
             source,
-        })
+        })?;
+    if servers.several() {
+        tokio::spawn(servers::follow(pool.clone(), servers, current, moved));
+    }
+    Ok(pool)
 }
 
 /// Quotes a PostgreSQL identifier.
