@@ -213,28 +213,14 @@ impl Platform {
 
     /// Registers a user through auth's API; returns its id.
     pub async fn register(&self, auth: &ServiceProcess, email: &str) -> String {
-        let reply = Api::new(auth.base.clone())
-            .post(
-                "/auth/register",
-                None,
-                &json!({"email": email, "password": "a-long-password", "name": "E2E"}),
-            )
-            .await;
-        assert_eq!(reply.status, 201, "registering {email}: {}", reply.body);
-        reply.body["user"]["id"].as_str().unwrap().to_string()
+        let body = registered(auth, email).await;
+        body["user"]["id"].as_str().unwrap().to_string()
     }
 
     /// Registers a user through auth's API; returns its access token.
     pub async fn sign_up(&self, auth: &ServiceProcess, email: &str) -> String {
-        let reply = Api::new(auth.base.clone())
-            .post(
-                "/auth/register",
-                None,
-                &json!({"email": email, "password": "a-long-password", "name": "E2E"}),
-            )
-            .await;
-        assert_eq!(reply.status, 201, "registering {email}: {}", reply.body);
-        reply.body["accessToken"].as_str().unwrap().to_string()
+        let body = registered(auth, email).await;
+        body["accessToken"].as_str().unwrap().to_string()
     }
 
     pub async fn profiles(&self) -> sqlx::PgPool {
@@ -253,6 +239,19 @@ impl Platform {
         profile.wait_ready(Duration::from_secs(10)).await;
         (auth, profile)
     }
+}
+
+/// Auth's answer to registering `email` (password `a-long-password`).
+async fn registered(auth: &ServiceProcess, email: &str) -> Value {
+    let reply = Api::new(auth.base.clone())
+        .post(
+            "/auth/register",
+            None,
+            &json!({"email": email, "password": "a-long-password", "name": "E2E"}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "registering {email}: {}", reply.body);
+    reply.body
 }
 
 /// A port free at the moment, for a process whose port another must know before it starts.

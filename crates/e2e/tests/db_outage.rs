@@ -11,9 +11,6 @@ use e2e::{Platform, ServiceProcess, free_port};
 use serde_json::json;
 use test_support::{Api, TestDb, eventually};
 
-const PAYMENTS_SECRET: &str = "e2e-outage-payments-secret";
-const ADMIN_SECRET: &str = "e2e-outage-admin-secret-01";
-
 fn cluster(action: &str) -> bool {
     Command::new("pg_ctlcluster")
         .args(["15", "payments", action, "-m", "fast"])
@@ -35,15 +32,11 @@ impl Drop for StartOnDrop {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_payments_database_down_payments_is_503_and_the_other_services_work() {
     let platform = Platform::new();
-    let mut auth_env = platform.auth_env();
+    let mut auth_env = platform.auth_env_with_clients();
     auth_env.extend([
         (
-            "AUTH_SERVICE_CLIENTS".to_string(),
-            format!("payments-service={PAYMENTS_SECRET},admin-service={ADMIN_SECRET}"),
-        ),
-        (
-            "AUTH_BOOTSTRAP_ADMIN_EMAIL".into(),
-            "ops@outage.test".into(),
+            "AUTH_BOOTSTRAP_ADMIN_EMAIL".to_string(),
+            "ops@outage.test".to_string(),
         ),
         (
             "AUTH_BOOTSTRAP_ADMIN_PASSWORD".into(),
@@ -54,27 +47,13 @@ async fn with_payments_database_down_payments_is_503_and_the_other_services_work
     auth.wait_ready(Duration::from_secs(15)).await;
     let profile = platform.start_profile(&auth);
     let admin_db = TestDb::unborn();
-    let mut admin_env = platform.broker.env("admin-service");
-    admin_env.extend([
-        ("ADMIN_DATABASE_URL".to_string(), admin_db.url.clone()),
-        ("AUTH_SERVICE_URL".into(), auth.base.clone()),
-        ("ADMIN_AUTH_CLIENT_SECRET".into(), ADMIN_SECRET.into()),
-    ]);
-    let admin = ServiceProcess::start("admin-service", &admin_env);
+    let admin = ServiceProcess::start("admin-service", &platform.admin_env(&admin_db.url, &auth));
     let payments_port = free_port();
     let psp_port = free_port();
     let _psp = e2e::start_sandbox(psp_port, Some(payments_port), &[]);
     // On the cluster this test stops (every other test database is on the main cluster).
     let payments_db = TestDb::unborn_at("postgresql://postgres@127.0.0.1:5433/postgres");
-    let mut payments_env = platform.broker.env("payments-service");
-    payments_env.extend([
-        ("PAYMENTS_DATABASE_URL".to_string(), payments_db.url.clone()),
-        ("PAYMENTS_SERVICE_PORT".into(), payments_port.to_string()),
-        ("AUTH_SERVICE_URL".into(), auth.base.clone()),
-        ("PAYMENTS_AUTH_CLIENT_SECRET".into(), PAYMENTS_SECRET.into()),
-        ("PSP_URL".into(), format!("http://127.0.0.1:{psp_port}")),
-        ("PSP_WEBHOOK_SECRET".into(), e2e::WEBHOOK_SECRET.into()),
-    ]);
+    let payments_env = platform.payments_env(&payments_db.url, payments_port, &auth, psp_port);
     let payments = ServiceProcess::start("payments-service", &payments_env);
     for service in [&profile, &admin, &payments] {
         service.wait_ready(Duration::from_secs(20)).await;
