@@ -318,16 +318,15 @@ async fn count_targets(conns: &mut [(&'static Table, PgConnection)]) -> Result<V
 /// One table's count. Serial: fourteen counts run at once on two sides, and parallel workers
 /// on top of them would only contend for the same cores.
 async fn count(conn: &mut PgConnection, table: &Table) -> Result<i64> {
-    let counted: Vec<sqlx::postgres::PgRow> = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "SET max_parallel_workers_per_gather = 0; SELECT count(*) FROM public.{}",
+    sqlx::raw_sql("SET max_parallel_workers_per_gather = 0")
+        .execute(&mut *conn)
+        .await?;
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM public.{}",
         ident(table.name)
     )))
-    .fetch_all(&mut *conn)
-    .await?;
-    let row = counted
-        .first()
-        .ok_or_else(|| MigrateError::Stream(format!("no count of {}", table.name)))?;
-    Ok(sqlx::Row::try_get(row, 0)?)
+    .fetch_one(conn)
+    .await?)
 }
 
 /// The tables whose counts differ: a change the stream lost, or a row lost where the sync never

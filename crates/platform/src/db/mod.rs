@@ -141,10 +141,11 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError>
         // A server that stopped suiting between the check and the connection (demoted meanwhile).
         .after_connect(move |conn, _| Box::pin(async move { attrs.check(conn).await }))
         .before_acquire(move |conn, meta| {
-            let seen = seen.clone();
+            // Made on the server the pool has moved away from (decided here: no clone of the
+            // shared state per acquire).
+            let stale = seen.made_before(meta.age);
             Box::pin(async move {
-                // Made on the server the pool has moved away from.
-                if seen.made_before(meta.age) {
+                if stale {
                     return Ok(false);
                 }
                 if meta.idle_for > TRUST_RECENTLY_RELEASED {
